@@ -38,7 +38,7 @@ class ReportBuilderTest {
             assertTrue(dump.out().contains(o.sopClassUid()), dump.out());
             assertTrue(dump.out().contains("NOT FOR DIAGNOSTIC USE"), dump.out());
             if (o.kind().equals("SR")) {
-                Tools.Result sr = Tools.run("dsrdump", "-Ec", f.toString());
+                Tools.Result sr = Tools.run("dsrdump", "-Ec", "+Pl", "+Pu", "+Pc", "+Pt", f.toString());
                 assertEquals(0, sr.exit(), sr.out());
                 // dcmtk 3.6.7 warns that its VR checker skips UTF-8; any other warning (relationship, value type) fails
                 assertEquals(List.of(), sr.lines("W: ").stream().filter(l -> !l.contains("VR checker")).toList(), "dsrdump warnings");
