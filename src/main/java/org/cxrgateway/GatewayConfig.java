@@ -25,6 +25,11 @@ public interface GatewayConfig {
         return roles().contains("all") || roles().contains(role.configName());
     }
 
+    /** The offline {@code score} command runs no role, so no broker, listener or consumer starts. */
+    default boolean runsAnyRole() {
+        return java.util.Arrays.stream(Role.values()).anyMatch(this::runs);
+    }
+
     enum Role {
         LISTENER, WORKER, DELIVERY;
 

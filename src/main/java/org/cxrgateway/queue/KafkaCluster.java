@@ -45,7 +45,9 @@ public class KafkaCluster {
 
     /** Runs before the listener, the workers and delivery start (they observe at default priority). */
     void onStart(@Observes @Priority(10) StartupEvent event) {
-        bootstrapServers();
+        if (gateway.runsAnyRole()) {
+            bootstrapServers();
+        }
     }
 
     void onStop(@Observes ShutdownEvent event) {
