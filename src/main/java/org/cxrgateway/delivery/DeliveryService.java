@@ -53,6 +53,10 @@ public final class DeliveryService implements AutoCloseable {
         this.retry = retry;
     }
 
+    public List<DeadLetterStore.DeadLetter> deadLetters() {
+        return deadLetters.list();
+    }
+
     public List<String> destinationNames() {
         return List.copyOf(destinations.keySet());
     }
