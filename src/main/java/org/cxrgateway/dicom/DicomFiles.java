@@ -183,6 +183,13 @@ public final class DicomFiles {
         }
         int mask = (1 << bitsStored) - 1;
         int signBit = 1 << (bitsStored - 1);
+        if (pixelData instanceof OtherByteAttributeMultipleCompressedFrames && !signed) {
+            // Lossy codecs overshoot the stored range (a 12-bit image may decode to 4097):
+            // clamp, because masking would wrap a bright pixel to black.
+            for (int i = 0; i < n; i++) {
+                stored[i] = Math.max(0, Math.min(mask, stored[i]));
+            }
+        }
         for (int i = 0; i < n; i++) {
             int v = stored[i] & mask;
             if (signed && (v & signBit) != 0) {
