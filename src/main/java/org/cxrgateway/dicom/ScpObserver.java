@@ -1,0 +1,29 @@
+package org.cxrgateway.dicom;
+
+/** Events of the listener, for metrics. Implementations must be cheap and never throw. */
+public interface ScpObserver {
+
+    void associationAccepted(AssociationInfo association);
+
+    /** reason: CALLED_AE_NOT_RECOGNIZED, CALLING_AE_NOT_RECOGNIZED, LOCAL_LIMIT_EXCEEDED, MALFORMED. */
+    void associationRejected(String reason);
+
+    /** One presentation context was rejected, e.g. reason TRANSFER_SYNTAX_NOT_SUPPORTED. */
+    void presentationContextRejected(String abstractSyntax, String reason);
+
+    void instanceStored(InstanceHeader header, long bytes);
+
+    void duplicateInstance(InstanceHeader header);
+
+    /** reason: OUT_OF_RESOURCES, IO_ERROR, CANNOT_UNDERSTAND, UID_MISMATCH, SOP_CLASS_NOT_SUPPORTED. */
+    void instanceRejected(String reason, int status);
+
+    ScpObserver NONE = new ScpObserver() {
+        @Override public void associationAccepted(AssociationInfo a) { }
+        @Override public void associationRejected(String reason) { }
+        @Override public void presentationContextRejected(String abstractSyntax, String reason) { }
+        @Override public void instanceStored(InstanceHeader header, long bytes) { }
+        @Override public void duplicateInstance(InstanceHeader header) { }
+        @Override public void instanceRejected(String reason, int status) { }
+    };
+}

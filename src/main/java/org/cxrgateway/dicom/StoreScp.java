@@ -1,0 +1,601 @@
+package org.cxrgateway.dicom;
+
+import com.pixelmed.dicom.AttributeList;
+import com.pixelmed.dicom.DicomException;
+import com.pixelmed.dicom.DicomOutputStream;
+import com.pixelmed.dicom.FileMetaInformation;
+import com.pixelmed.dicom.TagFromName;
+import com.pixelmed.network.AReleaseException;
+import com.pixelmed.network.Association;
+import com.pixelmed.network.AssociationFactory;
+import com.pixelmed.network.CEchoRequestCommandMessage;
+import com.pixelmed.network.CEchoResponseCommandMessage;
+import com.pixelmed.network.CStoreRequestCommandMessage;
+import com.pixelmed.network.CStoreResponseCommandMessage;
+import com.pixelmed.network.CompositeResponseHandler;
+import com.pixelmed.network.DicomNetworkException;
+import com.pixelmed.network.PDataPDU;
+import com.pixelmed.network.PresentationContext;
+import com.pixelmed.network.PresentationContextSelectionPolicy;
+import com.pixelmed.network.PresentationDataValue;
+import java.io.ByteArrayOutputStream;
+import java.io.Closeable;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.LinkedList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.jboss.logging.Logger;
+
+/**
+ * C-ECHO and C-STORE SCP on PixelMed's association layer.
+ *
+ * <p>Why not {@code StorageSOPClassSCPDispatcher}: PixelMed always answers C-STORE with Success
+ * (0000), and it does so after writing the file without fsync; an exception in its
+ * ReceivedObjectHandler drops the association without any response. It also cannot reject by
+ * calling AE, cap associations or set TCP_NODELAY. So we keep PixelMed for PDU parsing,
+ * association negotiation (with our {@link PresentationContextSelectionPolicy}) and DIMSE command
+ * encoding, and own the accept loop and the C-STORE data path: the data set is streamed to a spool
+ * temporary file, parsed, made durable by the {@link InstanceStore}, and only then is Success sent.
+ * Any failure gets Out of Resources (A700) or Cannot Understand / processing failure (Cxxx).
+ */
+public final class StoreScp implements Closeable {
+
+    private static final Logger LOG = Logger.getLogger(StoreScp.class);
+
+    /** C-STORE status codes we answer with (PS3.4 B.2.3, PS3.7 C). */
+    public static final int SUCCESS = 0x0000;
+    public static final int OUT_OF_RESOURCES = 0xA700;
+    public static final int SOP_CLASS_NOT_SUPPORTED = 0x0122;
+    public static final int CANNOT_UNDERSTAND = 0xC000;
+    public static final int PROCESSING_FAILURE = 0xC001;
+    public static final int UID_MISMATCH = 0xC002;
+
+    private static final int PDU_ASSOCIATE_RQ = 0x01;
+    private static final int MAX_ASSOCIATE_RQ_LENGTH = 1 << 20;
+
+    /** Listener settings, detached from the Quarkus config so that tests and tools can build one. */
+    public record Options(String aeTitle, String bindAddress, int port, List<String> allowedCallingAes,
+                          int maxAssociations, int socketTimeoutMillis, boolean tcpNoDelay, int maxPduLength) {
+        public static Options from(ListenerConfig c) {
+            return new Options(c.aeTitle(), c.bindAddress(), c.port(), c.allowedCallingAes().orElse(List.of()),
+                    c.maxAssociations(), (int) c.socketTimeout().toMillis(), c.tcpNoDelay(), c.maxPduLength());
+        }
+    }
+
+    private final Options options;
+    private final InstanceStore store;
+    private final ScpObserver observer;
+    private final Semaphore slots;
+    private final ExecutorService workers;
+    private final Set<Socket> open = ConcurrentHashMap.newKeySet();
+    private final AtomicLong associationIds = new AtomicLong();
+    private final PresentationContextSelectionPolicy policy = new Policy();
+    private volatile ServerSocket server;
+    private volatile Thread acceptor;
+
+    public StoreScp(Options options, InstanceStore store, ScpObserver observer) {
+        this.options = options;
+        this.store = store;
+        this.observer = observer == null ? ScpObserver.NONE : observer;
+        this.slots = new Semaphore(Math.max(1, options.maxAssociations()));
+        // One more thread than slots, so that the over-the-limit association can still be answered with a reject.
+        this.workers = Executors.newCachedThreadPool(r -> {
+            Thread t = new Thread(r, "dicom-assoc");
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    /** Binds and starts accepting. */
+    public synchronized void start() throws IOException {
+        if (server != null) {
+            return;
+        }
+        ServerSocket s = new ServerSocket();
+        s.setReuseAddress(true);
+        s.bind(new InetSocketAddress(InetAddress.getByName(options.bindAddress()), options.port()), 64);
+        server = s;
+        acceptor = new Thread(this::acceptLoop, "dicom-accept-" + s.getLocalPort());
+        acceptor.setDaemon(true);
+        acceptor.start();
+        LOG.infof("DICOM listener %s bound on %s:%d", options.aeTitle(), options.bindAddress(), s.getLocalPort());
+    }
+
+    public boolean isBound() {
+        ServerSocket s = server;
+        return s != null && s.isBound() && !s.isClosed();
+    }
+
+    /** The bound port (useful with port 0), or -1. */
+    public int port() {
+        ServerSocket s = server;
+        return s == null ? -1 : s.getLocalPort();
+    }
+
+    @Override
+    public synchronized void close() {
+        ServerSocket s = server;
+        server = null;
+        if (s != null) {
+            try {
+                s.close();
+            } catch (IOException ignored) {
+                // closing anyway
+            }
+        }
+        for (Socket socket : open) {
+            try {
+                socket.close();
+            } catch (IOException ignored) {
+                // closing anyway
+            }
+        }
+        workers.shutdownNow();
+        try {
+            workers.awaitTermination(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private void acceptLoop() {
+        ServerSocket s = server;
+        while (s != null && !s.isClosed()) {
+            try {
+                Socket socket = s.accept();
+                workers.execute(() -> serve(socket));
+            } catch (IOException e) {
+                if (!s.isClosed()) {
+                    LOG.warnf("accept failed: %s", e.getMessage());
+                }
+            } catch (RuntimeException e) {
+                LOG.error("accept loop", e);
+            }
+        }
+    }
+
+    private void serve(Socket socket) {
+        open.add(socket);
+        try (socket) {
+            socket.setTcpNoDelay(options.tcpNoDelay());
+            socket.setSoTimeout(options.socketTimeoutMillis());
+            byte[] request = readAssociateRequest(socket.getInputStream());
+            if (request == null) {
+                observer.associationRejected("MALFORMED");
+                return;
+            }
+            String called = aeTitle(request, 10);
+            String calling = aeTitle(request, 26);
+            if (!options.aeTitle().equals(called)) {
+                reject(socket, 1, 1, 7);
+                observer.associationRejected("CALLED_AE_NOT_RECOGNIZED");
+                LOG.infof("rejected association from %s: called AE not recognized", socket.getInetAddress());
+                return;
+            }
+            if (!callingAllowed(calling, socket.getInetAddress())) {
+                reject(socket, 1, 1, 3);
+                observer.associationRejected("CALLING_AE_NOT_RECOGNIZED");
+                LOG.infof("rejected association from %s: calling AE %s not recognized", socket.getInetAddress(), calling);
+                return;
+            }
+            if (!slots.tryAcquire()) {
+                reject(socket, 2, 3, 2);
+                observer.associationRejected("LOCAL_LIMIT_EXCEEDED");
+                LOG.warnf("rejected association from %s: %d associations open", calling, options.maxAssociations());
+                return;
+            }
+            try {
+                runAssociation(socket, request);
+            } finally {
+                slots.release();
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.debugf("association ended with %s", e.toString());
+        } finally {
+            open.remove(socket);
+        }
+    }
+
+    private void runAssociation(Socket socket, byte[] request) throws IOException {
+        Association association;
+        try {
+            association = AssociationFactory.createNewAssociation(new ReplaySocket(socket, request), options.aeTitle(),
+                    options.maxPduLength(), AssociationFactory.getDefaultReceiveBufferSize(),
+                    AssociationFactory.getDefaultSendBufferSize(), policy);
+        } catch (DicomNetworkException e) {
+            observer.associationRejected("NEGOTIATION_FAILED");
+            LOG.infof("association negotiation failed: %s", e.getMessage());
+            return;
+        }
+        AssociationInfo info = new AssociationInfo(associationIds.incrementAndGet(), association.getCallingAETitle(),
+                association.getCalledAETitle(), socket.getInetAddress().getHostAddress());
+        observer.associationAccepted(info);
+        try {
+            while (true) {
+                DimseHandler handler = new DimseHandler(info);
+                association.setReceivedDataHandler(handler);
+                try {
+                    association.waitForPDataPDUsUntilHandlerReportsDone();
+                } finally {
+                    handler.discardUnfinished();
+                }
+                if (handler.response == null) {
+                    association.abort();
+                    return;
+                }
+                association.send(handler.presentationContextId, handler.response, null);
+            }
+        } catch (AReleaseException e) {
+            LOG.debugf("association %d released", info.id());
+        } catch (DicomNetworkException e) {
+            LOG.debugf("association %d ended: %s", info.id(), e.getMessage());
+        } finally {
+            store.associationEnded(info);
+        }
+    }
+
+    /**
+     * Receives one DIMSE request. PixelMed calls it for every P-DATA PDU; it must never throw for bad
+     * input, because PixelMed would then drop the association without a response.
+     */
+    private final class DimseHandler extends CompositeResponseHandler {
+        private final AssociationInfo association;
+        private final ByteArrayOutputStream command = new ByteArrayOutputStream(256);
+        private byte presentationContextId;
+        private byte[] response;
+        private CStoreRequestCommandMessage store;
+        private String transferSyntax;
+        private Path temporary;
+        private FileChannel channel;
+        private long bytes;
+        private int failureStatus = -1;
+        private String failureReason;
+
+        DimseHandler(AssociationInfo association) {
+            this.association = association;
+        }
+
+        @Override
+        protected void evaluateStatusAndSetSuccess(AttributeList list) {
+            // only used by PixelMed's own SCU handlers
+        }
+
+        @Override
+        public void sendPDataIndication(PDataPDU pdu, Association a) throws DicomNetworkException {
+            for (Object o : pdu.getPDVList()) {
+                PresentationDataValue pdv = (PresentationDataValue) o;
+                if (pdv.isCommand()) {
+                    command.writeBytes(pdv.getValue());
+                    if (pdv.isLastFragment()) {
+                        presentationContextId = pdv.getPresentationContextID();
+                        onCommand(a);
+                    }
+                } else if (store != null) {
+                    onData(pdv.getValue());
+                    if (pdv.isLastFragment()) {
+                        finishStore();
+                    }
+                } else {
+                    throw new DicomNetworkException("data PDV without a C-STORE command");
+                }
+            }
+        }
+
+        private void onCommand(Association a) throws DicomNetworkException {
+            AttributeList list;
+            int field;
+            try {
+                list = CompositeResponseHandler.getAttributeListFromCommandOrData(command.toByteArray(),
+                        DicomUids.IMPLICIT_VR_LE);
+                field = com.pixelmed.dicom.Attribute.getSingleIntegerValueOrDefault(list, TagFromName.CommandField, -1);
+            } catch (DicomException | IOException | RuntimeException e) {
+                throw new DicomNetworkException("unreadable DIMSE command: " + e.getMessage());
+            }
+            try {
+                if (field == 0x0030) {
+                    CEchoRequestCommandMessage echo = new CEchoRequestCommandMessage(list);
+                    response = new CEchoResponseCommandMessage(echo.getAffectedSOPClassUID(), echo.getMessageID(),
+                            SUCCESS).getBytes();
+                    setDone(true);
+                } else if (field == 0x0001) {
+                    store = new CStoreRequestCommandMessage(list);
+                    transferSyntax = a.getTransferSyntaxForPresentationContextID(presentationContextId);
+                    openTemporary();
+                } else {
+                    throw new DicomNetworkException("unsupported DIMSE command 0x" + Integer.toHexString(field));
+                }
+            } catch (DicomException | IOException e) {
+                throw new DicomNetworkException("cannot handle DIMSE command: " + e.getMessage());
+            }
+        }
+
+        private void openTemporary() {
+            if (!DicomUids.STORAGE_SOP_CLASSES.contains(store.getAffectedSOPClassUID())) {
+                fail(SOP_CLASS_NOT_SUPPORTED, "SOP_CLASS_NOT_SUPPORTED");
+                return;
+            }
+            try {
+                temporary = StoreScp.this.store.newTemporaryFile();
+                channel = FileChannel.open(temporary, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
+                ByteArrayOutputStream meta = new ByteArrayOutputStream(512);
+                DicomOutputStream dout = new DicomOutputStream(meta, DicomUids.EXPLICIT_VR_LE, null);
+                new FileMetaInformation(store.getAffectedSOPClassUID(), store.getAffectedSOPInstanceUID(),
+                        transferSyntax, association.callingAe()).getAttributeList().write(dout);
+                dout.flush();
+                write(meta.toByteArray());
+            } catch (InstanceStore.InsufficientStorageException e) {
+                fail(OUT_OF_RESOURCES, "OUT_OF_RESOURCES");
+                LOG.warnf("C-STORE %s refused: %s", store.getAffectedSOPInstanceUID(), e.getMessage());
+            } catch (IOException | DicomException | RuntimeException e) {
+                fail(outOfSpace(e) ? OUT_OF_RESOURCES : PROCESSING_FAILURE, outOfSpace(e) ? "OUT_OF_RESOURCES" : "IO_ERROR");
+                LOG.warnf("C-STORE %s cannot be spooled: %s", store.getAffectedSOPInstanceUID(), e.toString());
+            }
+        }
+
+        private void onData(byte[] value) {
+            if (failureStatus >= 0 || channel == null) {
+                return;
+            }
+            try {
+                write(value);
+            } catch (IOException | RuntimeException e) {
+                fail(outOfSpace(e) ? OUT_OF_RESOURCES : PROCESSING_FAILURE, outOfSpace(e) ? "OUT_OF_RESOURCES" : "IO_ERROR");
+                LOG.warnf("C-STORE %s write failed: %s", store.getAffectedSOPInstanceUID(), e.toString());
+            }
+        }
+
+        private void write(byte[] value) throws IOException {
+            ByteBuffer b = ByteBuffer.wrap(value);
+            while (b.hasRemaining()) {
+                channel.write(b);
+            }
+            bytes += value.length;
+        }
+
+        private void finishStore() {
+            int status = failureStatus;
+            String sopInstance = store.getAffectedSOPInstanceUID();
+            closeChannel();
+            if (status < 0) {
+                status = commit(sopInstance);
+            } else {
+                observer.instanceRejected(failureReason, status);
+            }
+            if (status != SUCCESS) {
+                deleteTemporary();
+            }
+            temporary = null;
+            try {
+                response = new CStoreResponseCommandMessage(store.getAffectedSOPClassUID(), sopInstance,
+                        store.getMessageID(), status).getBytes();
+            } catch (DicomException | IOException e) {
+                response = null;
+                LOG.error("cannot encode C-STORE response", e);
+            }
+            setDone(true);
+        }
+
+        private int commit(String sopInstance) {
+            InstanceHeader header;
+            try {
+                header = DicomFiles.readHeader(temporary);
+            } catch (IOException | RuntimeException e) {
+                observer.instanceRejected("CANNOT_UNDERSTAND", CANNOT_UNDERSTAND);
+                LOG.infof("C-STORE %s: data set cannot be parsed: %s", sopInstance, e.getMessage());
+                return CANNOT_UNDERSTAND;
+            }
+            if (!DicomUids.isValidUid(header.sopInstanceUid()) || !header.sopInstanceUid().equals(sopInstance)
+                    || !DicomUids.isValidUid(header.studyInstanceUid())) {
+                observer.instanceRejected("UID_MISMATCH", UID_MISMATCH);
+                LOG.infof("C-STORE %s: SOP Instance UID / Study Instance UID missing, invalid or not the one in the command",
+                        sopInstance);
+                return UID_MISMATCH;
+            }
+            try {
+                if (StoreScp.this.store.commit(temporary, header, association)) {
+                    observer.instanceStored(header, bytes);
+                } else {
+                    observer.duplicateInstance(header);
+                }
+                return SUCCESS;
+            } catch (InstanceStore.InsufficientStorageException e) {
+                observer.instanceRejected("OUT_OF_RESOURCES", OUT_OF_RESOURCES);
+                LOG.warnf("C-STORE %s refused: %s", sopInstance, e.getMessage());
+                return OUT_OF_RESOURCES;
+            } catch (IOException | RuntimeException e) {
+                boolean space = outOfSpace(e);
+                observer.instanceRejected(space ? "OUT_OF_RESOURCES" : "IO_ERROR", space ? OUT_OF_RESOURCES : PROCESSING_FAILURE);
+                LOG.warnf("C-STORE %s not durable: %s", sopInstance, e.toString());
+                return space ? OUT_OF_RESOURCES : PROCESSING_FAILURE;
+            }
+        }
+
+        private void fail(int status, String reason) {
+            if (failureStatus < 0) {
+                failureStatus = status;
+                failureReason = reason;
+            }
+        }
+
+        private void closeChannel() {
+            if (channel != null) {
+                try {
+                    channel.close();
+                } catch (IOException e) {
+                    fail(PROCESSING_FAILURE, "IO_ERROR");
+                }
+                channel = null;
+            }
+        }
+
+        private void deleteTemporary() {
+            if (temporary != null) {
+                try {
+                    Files.deleteIfExists(temporary);
+                } catch (IOException e) {
+                    LOG.warnf("cannot delete %s: %s", temporary, e.getMessage());
+                }
+            }
+        }
+
+        /** The association ended in the middle of a data set: drop the partial file. */
+        void discardUnfinished() {
+            if (!isDone()) {
+                closeChannel();
+                deleteTemporary();
+            }
+        }
+    }
+
+    private static boolean outOfSpace(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            String m = t.getMessage();
+            if (m != null && m.toLowerCase(Locale.ROOT).contains("no space left")) {
+                return true;
+            }
+            if (t instanceof InstanceStore.InsufficientStorageException) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Accepts our SOP classes with our transfer syntaxes, one presentation context at a time. */
+    private final class Policy implements PresentationContextSelectionPolicy {
+        @Override
+        public LinkedList applyPresentationContextSelectionPolicy(LinkedList contexts, int associationNumber, int debugLevel) {
+            return applyPresentationContextSelectionPolicy(contexts, associationNumber);
+        }
+
+        @Override
+        @SuppressWarnings("unchecked")
+        public LinkedList applyPresentationContextSelectionPolicy(LinkedList contexts, int associationNumber) {
+            for (Object o : contexts) {
+                PresentationContext pc = (PresentationContext) o;
+                String abstractSyntax = pc.getAbstractSyntaxUID();
+                List<String> ours;
+                if (DicomUids.VERIFICATION.equals(abstractSyntax)) {
+                    ours = DicomUids.VERIFICATION_TRANSFER_SYNTAXES;
+                } else if (DicomUids.STORAGE_SOP_CLASSES.contains(abstractSyntax)) {
+                    ours = DicomUids.STORAGE_TRANSFER_SYNTAXES;
+                } else {
+                    ours = null;
+                }
+                List<String> proposed = new ArrayList<>();
+                for (Object ts : pc.getTransferSyntaxUIDs()) {
+                    proposed.add(String.valueOf(ts).trim());
+                }
+                String chosen = null;
+                if (ours != null) {
+                    for (String ts : ours) {
+                        if (proposed.contains(ts)) {
+                            chosen = ts;
+                            break;
+                        }
+                    }
+                }
+                pc.newTransferSyntaxUIDs();
+                if (chosen != null) {
+                    pc.addTransferSyntaxUID(chosen);
+                    pc.setResultReason((byte) 0);
+                } else {
+                    pc.addTransferSyntaxUID(DicomUids.IMPLICIT_VR_LE);
+                    // 3: abstract syntax not supported; 4: transfer syntaxes not supported (PS3.8 9.3.3.2)
+                    pc.setResultReason((byte) (ours == null ? 3 : 4));
+                    observer.presentationContextRejected(abstractSyntax,
+                            ours == null ? "ABSTRACT_SYNTAX_NOT_SUPPORTED" : "TRANSFER_SYNTAX_NOT_SUPPORTED");
+                }
+            }
+            return contexts;
+        }
+    }
+
+    private boolean callingAllowed(String calling, InetAddress remote) {
+        List<String> allowed = options.allowedCallingAes();
+        if (allowed == null || allowed.isEmpty()) {
+            return true;
+        }
+        for (String entry : allowed) {
+            String e = entry.trim();
+            int at = e.indexOf('@');
+            String ae = at < 0 ? e : e.substring(0, at);
+            if (!ae.equals(calling)) {
+                continue;
+            }
+            if (at < 0) {
+                return true;
+            }
+            String host = e.substring(at + 1);
+            try {
+                for (InetAddress a : InetAddress.getAllByName(host)) {
+                    if (a.equals(remote)) {
+                        return true;
+                    }
+                }
+            } catch (IOException ex) {
+                LOG.warnf("allowed calling AE %s: cannot resolve %s", ae, host);
+            }
+        }
+        return false;
+    }
+
+    /** Reads the A-ASSOCIATE-RQ PDU whole (header included), or null when it is not one. */
+    private static byte[] readAssociateRequest(InputStream in) throws IOException {
+        byte[] header = in.readNBytes(6);
+        if (header.length < 6 || (header[0] & 0xFF) != PDU_ASSOCIATE_RQ) {
+            return null;
+        }
+        long length = ((header[2] & 0xFFL) << 24) | ((header[3] & 0xFF) << 16) | ((header[4] & 0xFF) << 8) | (header[5] & 0xFF);
+        if (length < 68 || length > MAX_ASSOCIATE_RQ_LENGTH) {
+            return null;
+        }
+        byte[] body = in.readNBytes((int) length);
+        if (body.length < length) {
+            return null;
+        }
+        byte[] pdu = new byte[6 + body.length];
+        System.arraycopy(header, 0, pdu, 0, 6);
+        System.arraycopy(body, 0, pdu, 6, body.length);
+        return pdu;
+    }
+
+    private static String aeTitle(byte[] pdu, int offset) {
+        return new String(pdu, offset, 16, StandardCharsets.US_ASCII).trim();
+    }
+
+    /** A-ASSOCIATE-RJ (PS3.8 9.3.4). */
+    private static void reject(Socket socket, int result, int source, int reason) throws IOException {
+        OutputStream out = socket.getOutputStream();
+        out.write(new byte[] {0x03, 0, 0, 0, 0, 4, 0, (byte) result, (byte) source, (byte) reason});
+        out.flush();
+        try {
+            // give the peer the chance to read the reject before we close (it closes the transport itself)
+            socket.shutdownOutput();
+            socket.setSoTimeout(2000);
+            socket.getInputStream().read(new byte[64]);
+        } catch (SocketException ignored) {
+            // peer already gone
+        }
+    }
+}

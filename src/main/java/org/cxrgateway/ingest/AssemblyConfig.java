@@ -1,0 +1,35 @@
+package org.cxrgateway.ingest;
+
+import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.WithDefault;
+import java.time.Duration;
+import org.cxrgateway.schema.v1.PixelEncoding;
+
+/** Study assembly and the working images put into jobs. */
+@ConfigMapping(prefix = "cxr.assembly")
+public interface AssemblyConfig {
+
+    /** A study is ready when its associations ended and nothing arrived for this long. Default 2s. */
+    @WithDefault("2s")
+    Duration quietPeriod();
+
+    /** Long side of working images in pixels; the aspect ratio is kept; never upscaled. Default 1024. */
+    @WithDefault("1024")
+    int workingLongSide();
+
+    /** Bits per working-image pixel: 8 or 16. Default 8. */
+    @WithDefault("8")
+    int bitsPerPixel();
+
+    /** Encoding of working-image pixels in the job: RAW or DEFLATE. Default DEFLATE. */
+    @WithDefault("DEFLATE")
+    PixelEncoding pixelEncoding();
+
+    /** Upper bound of one working image's payload; the image is shrunk until it fits. Default 1000000. */
+    @WithDefault("1000000")
+    int maxPayloadBytes();
+
+    /** Delay before retrying a job that could not be published. Default 5s. */
+    @WithDefault("5s")
+    Duration publishRetryDelay();
+}

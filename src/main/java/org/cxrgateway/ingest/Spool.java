@@ -1,0 +1,299 @@
+package org.cxrgateway.ingest;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.FileStore;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.cxrgateway.dicom.AssociationInfo;
+import org.cxrgateway.dicom.DicomUids;
+import org.cxrgateway.dicom.InstanceHeader;
+import org.cxrgateway.dicom.InstanceStore;
+import org.jboss.logging.Logger;
+
+/**
+ * The durable spool. Layout under the spool directory:
+ * <pre>
+ *   tmp/                                     partial receptions (deleted at start)
+ *   studies/&lt;StudyInstanceUID&gt;/&lt;SOPInstanceUID&gt;.dcm  received Part-10 files
+ *   studies/&lt;StudyInstanceUID&gt;/published-&lt;revision&gt;     marker: job published (written after the ack)
+ * </pre>
+ * UIDs are validated (digits and dots) before they become path names. An instance is durable when
+ * its file was fsynced, renamed into its study directory, and the directory fsynced.
+ */
+public final class Spool implements InstanceStore {
+
+    private static final Logger LOG = Logger.getLogger(Spool.class);
+    private static final String MARKER_PREFIX = "published-";
+
+    /** What the study assembler hears from the spool. */
+    public interface Listener {
+        void instanceStored(String studyUid, String sopInstanceUid, long associationId);
+
+        void associationEnded(long associationId);
+    }
+
+    /** A published job as recorded by its marker. */
+    public record Published(int revision, String jobId, List<String> eligible, List<String> all) {
+    }
+
+    private final Path root;
+    private final Path tmp;
+    private final Path studies;
+    private final long minFreeBytes;
+    private final FileStore fileStore;
+    /** SOP Instance UID -> entry; the future completes when the first copy is durable (or failed). */
+    private final Map<String, Entry> index = new ConcurrentHashMap<>();
+    private volatile Listener listener;
+
+    private record Entry(String studyUid, CompletableFuture<Void> durable) {
+    }
+
+    public Spool(Path root, long minFreeBytes) throws IOException {
+        this.root = root.toAbsolutePath();
+        this.tmp = this.root.resolve("tmp");
+        this.studies = this.root.resolve("studies");
+        this.minFreeBytes = minFreeBytes;
+        Files.createDirectories(tmp);
+        Files.createDirectories(studies);
+        this.fileStore = Files.getFileStore(this.root);
+        try (DirectoryStream<Path> partial = Files.newDirectoryStream(tmp)) {
+            for (Path p : partial) {
+                Files.deleteIfExists(p);
+            }
+        }
+        for (String study : studyUids()) {
+            for (String sop : instanceUids(study)) {
+                index.put(sop, new Entry(study, CompletableFuture.completedFuture(null)));
+            }
+        }
+        LOG.infof("spool %s: %d instances in %d studies", this.root, index.size(), studyUids().size());
+    }
+
+    public void setListener(Listener listener) {
+        this.listener = listener;
+    }
+
+    public Path root() {
+        return root;
+    }
+
+    public long freeBytes() throws IOException {
+        return fileStore.getUsableSpace();
+    }
+
+    public long minFreeBytes() {
+        return minFreeBytes;
+    }
+
+    /** Writable and above the watermark (readiness). */
+    public boolean healthy() {
+        try {
+            return Files.isWritable(tmp) && Files.isWritable(studies) && freeBytes() >= minFreeBytes;
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    public int instanceCount() {
+        return index.size();
+    }
+
+    private void checkSpace() throws IOException {
+        long free = freeBytes();
+        if (free < minFreeBytes) {
+            throw new InsufficientStorageException("spool free space " + free + " below watermark " + minFreeBytes);
+        }
+    }
+
+    @Override
+    public Path newTemporaryFile() throws IOException {
+        checkSpace();
+        return Files.createTempFile(tmp, "rx-", ".part");
+    }
+
+    @Override
+    public boolean commit(Path temporaryFile, InstanceHeader header, AssociationInfo association) throws IOException {
+        String study = header.studyInstanceUid();
+        String sop = header.sopInstanceUid();
+        if (!DicomUids.isValidUid(study) || !DicomUids.isValidUid(sop)) {
+            throw new IOException("invalid UID");
+        }
+        checkSpace();
+        Entry mine = new Entry(study, new CompletableFuture<>());
+        Entry existing = index.putIfAbsent(sop, mine);
+        if (existing != null) {
+            Files.deleteIfExists(temporaryFile);
+            awaitDurable(existing, sop);
+            notifyStored(existing.studyUid(), sop, association.id());
+            return false;
+        }
+        try {
+            fsync(temporaryFile, false);
+            Path dir = studies.resolve(study);
+            if (!Files.isDirectory(dir)) {
+                Files.createDirectories(dir);
+                fsync(studies, true);
+            }
+            Path target = dir.resolve(sop + ".dcm");
+            try {
+                Files.move(temporaryFile, target, StandardCopyOption.ATOMIC_MOVE);
+            } catch (AtomicMoveNotSupportedException e) {
+                throw new IOException("spool file system does not support atomic rename", e);
+            }
+            fsync(dir, true);
+            mine.durable().complete(null);
+        } catch (IOException | RuntimeException e) {
+            index.remove(sop, mine);
+            mine.durable().completeExceptionally(e);
+            throw e;
+        }
+        notifyStored(study, sop, association.id());
+        return true;
+    }
+
+    private void notifyStored(String study, String sop, long associationId) {
+        Listener l = listener;
+        if (l != null) {
+            l.instanceStored(study, sop, associationId);
+        }
+    }
+
+    /** A duplicate is only acknowledged once the first copy is durable: otherwise its success would be a lie. */
+    private static void awaitDurable(Entry existing, String sop) throws IOException {
+        try {
+            existing.durable().get(60, TimeUnit.SECONDS);
+        } catch (ExecutionException e) {
+            throw new IOException("first copy of " + sop + " failed: " + e.getCause(), e.getCause());
+        } catch (TimeoutException e) {
+            throw new IOException("first copy of " + sop + " not durable in time");
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted");
+        }
+    }
+
+    @Override
+    public void associationEnded(AssociationInfo association) {
+        Listener l = listener;
+        if (l != null) {
+            l.associationEnded(association.id());
+        }
+    }
+
+    static void fsync(Path path, boolean directory) throws IOException {
+        try (FileChannel ch = directory ? FileChannel.open(path, StandardOpenOption.READ)
+                : FileChannel.open(path, StandardOpenOption.WRITE)) {
+            ch.force(true);
+        }
+    }
+
+    public List<String> studyUids() {
+        List<String> out = new ArrayList<>();
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(studies)) {
+            for (Path p : ds) {
+                String name = p.getFileName().toString();
+                if (Files.isDirectory(p) && DicomUids.isValidUid(name)) {
+                    out.add(name);
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return out;
+    }
+
+    public List<String> instanceUids(String studyUid) {
+        List<String> out = new ArrayList<>();
+        Path dir = studies.resolve(studyUid);
+        if (!Files.isDirectory(dir)) {
+            return out;
+        }
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "*.dcm")) {
+            for (Path p : ds) {
+                String name = p.getFileName().toString();
+                out.add(name.substring(0, name.length() - 4));
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        out.sort(null);
+        return out;
+    }
+
+    public Path instanceFile(String studyUid, String sopInstanceUid) {
+        return studies.resolve(studyUid).resolve(sopInstanceUid + ".dcm");
+    }
+
+    /** The latest published job of a study, if any. */
+    public Optional<Published> lastPublished(String studyUid) throws IOException {
+        Path dir = studies.resolve(studyUid);
+        int best = -1;
+        Path bestPath = null;
+        if (!Files.isDirectory(dir)) {
+            return Optional.empty();
+        }
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, MARKER_PREFIX + "*")) {
+            for (Path p : ds) {
+                try {
+                    int r = Integer.parseInt(p.getFileName().toString().substring(MARKER_PREFIX.length()));
+                    if (r > best) {
+                        best = r;
+                        bestPath = p;
+                    }
+                } catch (NumberFormatException ignored) {
+                    // a temporary marker from a crash: not a published record
+                }
+            }
+        }
+        if (bestPath == null) {
+            return Optional.empty();
+        }
+        String jobId = null;
+        List<String> eligible = new ArrayList<>();
+        List<String> all = new ArrayList<>();
+        for (String line : Files.readAllLines(bestPath, StandardCharsets.US_ASCII)) {
+            if (line.startsWith("job ")) {
+                jobId = line.substring(4);
+            } else if (line.startsWith("eligible ")) {
+                eligible.add(line.substring(9));
+            } else if (line.startsWith("instance ")) {
+                all.add(line.substring(9));
+            }
+        }
+        return Optional.of(new Published(best, jobId, eligible, all));
+    }
+
+    /** Records that a job was published (after the sink acknowledged it): atomic and durable. */
+    public void markPublished(String studyUid, Published published) throws IOException {
+        Path dir = studies.resolve(studyUid);
+        StringBuilder sb = new StringBuilder();
+        sb.append("job ").append(published.jobId()).append('\n');
+        for (String e : published.eligible()) {
+            sb.append("eligible ").append(e).append('\n');
+        }
+        for (String a : published.all()) {
+            sb.append("instance ").append(a).append('\n');
+        }
+        Path part = dir.resolve(MARKER_PREFIX + published.revision() + ".part");
+        Files.writeString(part, sb, StandardCharsets.US_ASCII);
+        fsync(part, false);
+        Files.move(part, dir.resolve(MARKER_PREFIX + published.revision()), StandardCopyOption.ATOMIC_MOVE);
+        fsync(dir, true);
+    }
+}

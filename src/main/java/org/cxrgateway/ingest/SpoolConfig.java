@@ -1,0 +1,21 @@
+package org.cxrgateway.ingest;
+
+import io.quarkus.runtime.configuration.MemorySize;
+import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.WithDefault;
+
+/** The durable spool of received instances. */
+@ConfigMapping(prefix = "cxr.spool")
+public interface SpoolConfig {
+
+    /** Spool directory. Default ${cxr.data-dir}/spool. */
+    @WithDefault("${cxr.data-dir}/spool")
+    String path();
+
+    /**
+     * Free-space watermark: below it, C-STORE is answered Out of Resources (A700) instead of
+     * filling the disk, and readiness goes down. Default 512M.
+     */
+    @WithDefault("512M")
+    MemorySize minFreeSpace();
+}

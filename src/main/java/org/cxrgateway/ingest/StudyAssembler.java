@@ -1,0 +1,278 @@
+package org.cxrgateway.ingest;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+import org.cxrgateway.dicom.DicomFiles;
+import org.cxrgateway.dicom.DicomInstance;
+import org.cxrgateway.schema.v1.SkippedInstance;
+import org.cxrgateway.schema.v1.SourceImage;
+import org.cxrgateway.schema.v1.StudyJob;
+import org.jboss.logging.Logger;
+
+/**
+ * Groups spooled instances by StudyInstanceUID and publishes one job per ready study.
+ *
+ * <p>A study is ready when no association that delivered to it is still open and nothing arrived
+ * for the quiet period. Its job covers every spooled instance; it is published when its eligible set
+ * differs from the last published one (recorded by a marker in the spool after the sink acknowledged),
+ * so instances arriving after dispatch yield an update (revision + 1, update = true), and a restart
+ * re-publishes exactly the studies whose marker is missing or stale.
+ *
+ * <p>All assembly runs on one thread: studies are assembled one at a time, never concurrently.
+ */
+public final class StudyAssembler implements Spool.Listener, Closeable {
+
+    private static final Logger LOG = Logger.getLogger(StudyAssembler.class);
+
+    private final Spool spool;
+    private final Supplier<StudyJobSink> sink;
+    private final WorkingImageDecoder decoder;
+    private final Duration quietPeriod;
+    private final Duration retryDelay;
+    private final IngestMetrics metrics;
+    private final ScheduledExecutorService executor;
+
+    private final Object lock = new Object();
+    private final Map<String, Study> studies = new HashMap<>();
+    private final Map<Long, Set<String>> studiesByAssociation = new HashMap<>();
+
+    private static final class Study {
+        final Set<Long> openAssociations = new HashSet<>();
+        long lastActivityNanos;
+        long notBeforeNanos;
+        boolean dirty;
+        /** Instances whose ineligibility was already counted (metrics count each instance once). */
+        final Set<String> counted = new HashSet<>();
+    }
+
+    public StudyAssembler(Spool spool, Supplier<StudyJobSink> sink, WorkingImageDecoder decoder,
+                          Duration quietPeriod, Duration retryDelay, IngestMetrics metrics) {
+        this.spool = spool;
+        this.sink = sink;
+        this.decoder = decoder;
+        this.quietPeriod = quietPeriod;
+        this.retryDelay = retryDelay;
+        this.metrics = metrics;
+        this.executor = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "study-assembler");
+            t.setDaemon(true);
+            return t;
+        });
+        metrics.spoolDepth(spool::instanceCount);
+        metrics.pendingStudies(this::pending);
+    }
+
+    /** Starts the readiness checks; every spooled study is reconsidered (crash recovery). */
+    public void start() {
+        long now = System.nanoTime();
+        synchronized (lock) {
+            for (String study : spool.studyUids()) {
+                Study s = studies.computeIfAbsent(study, k -> new Study());
+                s.dirty = true;
+                s.lastActivityNanos = now - quietPeriod.toNanos();
+            }
+        }
+        long tick = Math.max(50, Math.min(500, quietPeriod.toMillis() / 4));
+        executor.scheduleWithFixedDelay(this::tick, tick, tick, TimeUnit.MILLISECONDS);
+    }
+
+    @Override
+    public void close() {
+        executor.shutdownNow();
+        try {
+            executor.awaitTermination(10, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    public int pending() {
+        synchronized (lock) {
+            int n = 0;
+            for (Study s : studies.values()) {
+                if (s.dirty) {
+                    n++;
+                }
+            }
+            return n;
+        }
+    }
+
+    @Override
+    public void instanceStored(String studyUid, String sopInstanceUid, long associationId) {
+        synchronized (lock) {
+            Study s = studies.computeIfAbsent(studyUid, k -> new Study());
+            s.openAssociations.add(associationId);
+            s.lastActivityNanos = System.nanoTime();
+            s.dirty = true;
+            studiesByAssociation.computeIfAbsent(associationId, k -> new HashSet<>()).add(studyUid);
+        }
+    }
+
+    @Override
+    public void associationEnded(long associationId) {
+        synchronized (lock) {
+            Set<String> touched = studiesByAssociation.remove(associationId);
+            if (touched == null) {
+                return;
+            }
+            long now = System.nanoTime();
+            for (String uid : touched) {
+                Study s = studies.get(uid);
+                if (s != null) {
+                    s.openAssociations.remove(associationId);
+                    s.lastActivityNanos = now;
+                }
+            }
+        }
+    }
+
+    private void tick() {
+        try {
+            List<String> ready = new ArrayList<>();
+            long now = System.nanoTime();
+            synchronized (lock) {
+                for (Map.Entry<String, Study> e : studies.entrySet()) {
+                    Study s = e.getValue();
+                    if (s.dirty && s.openAssociations.isEmpty() && now - s.lastActivityNanos >= quietPeriod.toNanos()
+                            && now - s.notBeforeNanos >= 0) {
+                        ready.add(e.getKey());
+                    }
+                }
+            }
+            for (String study : ready) {
+                assembleAndPublish(study);
+            }
+        } catch (RuntimeException e) {
+            LOG.error("study assembly tick failed", e);
+        }
+    }
+
+    private void assembleAndPublish(String studyUid) {
+        long activityAtStart;
+        Set<String> counted;
+        synchronized (lock) {
+            Study s = studies.get(studyUid);
+            activityAtStart = s.lastActivityNanos;
+            counted = s.counted;
+        }
+        boolean done;
+        try {
+            done = assemble(studyUid, counted, activityAtStart);
+        } catch (Exception e) {
+            LOG.warnf("study %s: job not published, will retry: %s", studyUid, e.toString());
+            metrics.publishFailed();
+            done = false;
+        }
+        synchronized (lock) {
+            Study s = studies.get(studyUid);
+            if (done) {
+                // instances that came in while we assembled make the study dirty again
+                if (s.lastActivityNanos == activityAtStart) {
+                    s.dirty = false;
+                }
+            } else {
+                s.notBeforeNanos = System.nanoTime() + retryDelay.toNanos();
+            }
+        }
+    }
+
+    /** @return true when the study needs nothing more (published, or nothing to publish). */
+    private boolean assemble(String studyUid, Set<String> counted, long activityAtStart) throws Exception {
+        List<String> instanceUids = spool.instanceUids(studyUid);
+        List<SourceImage> images = new ArrayList<>();
+        List<SkippedInstance> skipped = new ArrayList<>();
+        List<String> eligible = new ArrayList<>();
+        DicomInstance first = null;
+        DicomInstance firstEligible = null;
+        for (String sop : instanceUids) {
+            Path file = spool.instanceFile(studyUid, sop);
+            DicomInstance in;
+            try {
+                in = DicomFiles.readInstance(file);
+            } catch (IOException e) {
+                skip(skipped, counted, sop, Eligibility.UNREADABLE, e);
+                continue;
+            }
+            if (first == null) {
+                first = in;
+            }
+            Optional<String> reason = Eligibility.reasonToSkip(in);
+            if (reason.isPresent()) {
+                skip(skipped, counted, sop, reason.get(), null);
+                continue;
+            }
+            try {
+                DicomFiles.Decoded decoded = DicomFiles.readWithPixels(file);
+                images.add(StudyJobBuilder.sourceImage(decoded.instance(), decoder.decode(decoded.frame())));
+                eligible.add(sop);
+                if (firstEligible == null) {
+                    firstEligible = in;
+                }
+            } catch (IOException | RuntimeException e) {
+                skip(skipped, counted, sop, Eligibility.UNDECODABLE, e);
+            }
+        }
+        if (images.isEmpty()) {
+            if (!instanceUids.isEmpty() && counted.add("study:" + instanceUids.size())) {
+                metrics.studyWithoutEligible();
+                LOG.infof("study %s: no eligible image among %d instances, no job", studyUid, instanceUids.size());
+            }
+            return true;
+        }
+        Optional<Spool.Published> last = spool.lastPublished(studyUid);
+        if (last.isPresent() && new HashSet<>(last.get().eligible()).equals(new HashSet<>(eligible))) {
+            return true;
+        }
+        int revision = last.map(p -> p.revision() + 1).orElse(0);
+        List<String> inJob = new ArrayList<>(eligible);
+        skipped.forEach(sk -> inJob.add(sk.getSopInstanceUid()));
+        String jobId = StudyJobBuilder.jobId(studyUid, inJob);
+        StudyJob job = StudyJob.newBuilder()
+                .setJobId(jobId)
+                .setRevision(revision)
+                .setUpdate(revision > 0)
+                .setCreatedAtEpochMs(System.currentTimeMillis())
+                .setStudy(StudyJobBuilder.studyInfo(firstEligible != null ? firstEligible : first))
+                .setImages(images)
+                .setSkipped(skipped)
+                .build();
+        StudyJobSink target = sink.get();
+        if (target == null) {
+            throw new IllegalStateException("no StudyJobSink available");
+        }
+        long t0 = System.nanoTime();
+        target.publish(job);
+        long t1 = System.nanoTime();
+        spool.markPublished(studyUid, new Spool.Published(revision, jobId, eligible, instanceUids));
+        metrics.studyPublished(revision > 0, Duration.ofNanos(t1 - t0), Duration.ofNanos(Math.max(0, t1 - activityAtStart)));
+        LOG.infof("study %s: published job %s revision %d (%d images, %d skipped)", studyUid, jobId, revision,
+                images.size(), skipped.size());
+        return true;
+    }
+
+    private void skip(List<SkippedInstance> skipped, Set<String> counted, String sop, String reason, Exception e) {
+        skipped.add(SkippedInstance.newBuilder().setSopInstanceUid(sop).setReason(reason).build());
+        if (counted.add(sop)) {
+            metrics.instanceIneligible(reason);
+            if (e != null) {
+                LOG.infof("instance %s skipped: %s (%s)", sop, reason, e.getMessage());
+            } else {
+                LOG.debugf("instance %s skipped: %s", sop, reason);
+            }
+        }
+    }
+}
