@@ -121,7 +121,7 @@ class ListenerIngestTest {
         assertEquals(accepted.size(), successes(r), r.output());
         // compressed: storescu proposes the file's own transfer syntax only when told to
         for (String[] compressed : new String[][] {{"-xv", "j2k_lossless_mono1.dcm"}, {"-xw", "j2k_lossy_mono2.dcm"},
-                {"-xs", "jpeg_sv1.dcm"}}) {
+                {"-xs", "jpeg_sv1.dcm"}, {"-xd", "mono2_14bit_default_window.dcm"}}) {
             Fixtures.Result c = storescu(compressed);
             assertEquals(1, successes(c), c.output());
         }
@@ -145,7 +145,7 @@ class ListenerIngestTest {
         assertFalse(job.getUpdate());
         assertEquals("PH-0001", job.getStudy().getPatientId());
         assertEquals("ACC0001", job.getStudy().getAccessionNumber());
-        assertEquals(6, job.getImages().size(), "every eligible image is in the job");
+        assertEquals(7, job.getImages().size(), "every eligible image is in the job");
         Set<String> reasons = job.getSkipped().stream().map(SkippedInstance::getReason).collect(Collectors.toSet());
         assertEquals(Set.of(Eligibility.LATERAL_VIEW, Eligibility.NO_PIXEL_DATA, Eligibility.SECONDARY_CAPTURE,
                 Eligibility.NOT_CHEST), reasons);
@@ -156,10 +156,10 @@ class ListenerIngestTest {
         }
         assertEquals(1, harness.count("cxr.ingest.instances.ineligible", "reason", Eligibility.LATERAL_VIEW));
         assertEquals(1, harness.count("cxr.ingest.instances.ineligible", "reason", Eligibility.NO_PIXEL_DATA));
-        assertEquals(10, harness.count("cxr.ingest.instances.received"));
+        assertEquals(11, harness.count("cxr.ingest.instances.received"));
         assertEquals(1, harness.awaitCount(1, "cxr.ingest.studies.published", "update", "false"));
         assertTrue(harness.count("cxr.ingest.received.bytes") > 100_000);
-        assertEquals(10, spooled(spool));
+        assertEquals(11, spooled(spool));
         // the job id is the deterministic hash of the study and its instance set
         List<String> all = Stream.concat(job.getImages().stream().map(SourceImage::getSopInstanceUid),
                 job.getSkipped().stream().map(SkippedInstance::getSopInstanceUid)).toList();
@@ -168,7 +168,7 @@ class ListenerIngestTest {
         // the same instances again: duplicates, no second copy, no new job
         Fixtures.Result again = storescu("mono2_12bit_rescale_window.dcm", "bad_lateral.dcm");
         assertEquals(2, successes(again), again.output());
-        assertEquals(10, spooled(spool));
+        assertEquals(11, spooled(spool));
         assertEquals(2, harness.count("cxr.ingest.instances.duplicate"));
         Thread.sleep(QUIET.toMillis() * 3);
         assertEquals(1, sink.jobs().size(), "duplicates do not produce a job");
@@ -229,6 +229,37 @@ class ListenerIngestTest {
         assertEquals(1, harness.count("cxr.dicom.associations", "result", "rejected", "reason", "MALFORMED"));
         // and the listener still works
         assertEquals(1, successes(storescu("mono1_12bit_window.dcm")));
+    }
+
+    @Test
+    void associationsAboveTheCapAreRejectedAsTransient() throws Exception {
+        start(Fixtures.newDir("spool"), 0, List.of(), new IngestHarness.Collector());
+        List<Socket> held = new java.util.ArrayList<>();
+        try {
+            for (int i = 0; i < 4; i++) { // the harness caps at 4
+                Socket s = new Socket("127.0.0.1", harness.port());
+                s.setSoTimeout(10_000);
+                s.getOutputStream().write(RawScu.associateRq(org.cxrgateway.dicom.DicomUids.DX_FOR_PRESENTATION));
+                assertEquals(0x02, s.getInputStream().read(), "A-ASSOCIATE-AC");
+                held.add(s);
+            }
+            Fixtures.Result r = Fixtures.run(null, "echoscu", "-aec", "CXRGATEWAY", "127.0.0.1", "" + harness.port());
+            assertNotEquals(0, r.exit());
+            assertTrue(r.output().contains("Rejected Transient") && r.output().contains("Local Limit Exceeded"), r.output());
+            assertEquals(1, harness.count("cxr.dicom.associations", "result", "rejected", "reason", "LOCAL_LIMIT_EXCEEDED"));
+        } finally {
+            for (Socket s : held) {
+                s.close();
+            }
+        }
+        // slots come back when those connections go away
+        long end = System.nanoTime() + 10_000_000_000L;
+        Fixtures.Result ok;
+        do {
+            Thread.sleep(100);
+            ok = Fixtures.run(null, "echoscu", "-aec", "CXRGATEWAY", "127.0.0.1", "" + harness.port());
+        } while (ok.exit() != 0 && System.nanoTime() < end);
+        assertEquals(0, ok.exit(), ok.output());
     }
 
     @Test
