@@ -1,0 +1,60 @@
+package org.cxrgateway.delivery;
+
+import io.quarkus.arc.DefaultBean;
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.inject.Disposes;
+import jakarta.enterprise.inject.Instance;
+import jakarta.enterprise.inject.Produces;
+import org.cxrgateway.GatewayConfig;
+import org.cxrgateway.queue.DeadLetters;
+import org.cxrgateway.queue.KafkaConfig;
+import org.cxrgateway.report.ReportBuilder;
+import org.cxrgateway.report.ReportConfig;
+import org.cxrgateway.report.ReportSettings;
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.jboss.logging.Logger;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/** Wires the delivery service from configuration. */
+@ApplicationScoped
+public class DeliveryBeans {
+
+    private static final Logger LOG = Logger.getLogger(DeliveryBeans.class);
+
+    @Produces
+    @ApplicationScoped
+    @DefaultBean
+    DeliveryService deliveryService(DeliveryConfig cfg, ReportConfig report, GatewayConfig gateway, KafkaConfig kafka,
+                                    Instance<DeadLetters> deadLetterTopic,
+                                    @ConfigProperty(name = "cxr.listener.ae-title", defaultValue = "CXRGATEWAY") String listenerAe) {
+        Path state = cfg.stateDir().orElse(gateway.dataDir().resolve("delivery"));
+        List<Destination> destinations = new ArrayList<>();
+        for (Map.Entry<String, DeliveryConfig.Pacs> e : cfg.pacs().entrySet()) {
+            DeliveryConfig.Pacs p = e.getValue();
+            destinations.add(new PacsDestination(e.getKey(), p.host(), p.port(), p.calledAe(),
+                    p.callingAe().orElse(listenerAe), state.resolve("spool")));
+        }
+        cfg.fhir().baseUrl().filter(u -> !u.isBlank()).ifPresent(url -> destinations.add(new FhirDestination(url,
+                cfg.fhir().bearerToken(), cfg.fhir().username(), cfg.fhir().password(), cfg.fhir().timeout())));
+        if (destinations.isEmpty()) {
+            Path outbox = cfg.outboxDir().orElse(gateway.dataDir().resolve("outbox"));
+            LOG.infof("no PACS or FHIR destination configured: reports go to the outbox %s", outbox.toAbsolutePath());
+            destinations.add(new OutboxDestination(outbox));
+        }
+        DeadLetterStore store = new FileDeadLetterStore(state.resolve("dead-letters"));
+        if (deadLetterTopic.isResolvable()) {
+            store = new KafkaMirroredDeadLetterStore(store, deadLetterTopic.get(), kafka.topics().results());
+        }
+        return new DeliveryService(new ReportBuilder(ReportSettings.from(report)), destinations,
+                new DeliveryLedger(state.resolve("ledger")), store,
+                new RetryPolicy(Math.max(1, cfg.retry().maxAttempts()), cfg.retry().initialBackoff(), cfg.retry().maxBackoff()));
+    }
+
+    void close(@Disposes DeliveryService service) {
+        service.close();
+    }
+}

@@ -1,0 +1,79 @@
+package org.cxrgateway.delivery;
+
+import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.WithDefault;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+import java.util.Optional;
+
+/** Where reports go and how hard we try. */
+@ConfigMapping(prefix = "cxr.delivery")
+public interface DeliveryConfig {
+
+    /** PACS destinations by name: {@code cxr.delivery.pacs.main.host=pacs.example}. None configured: none used. */
+    Map<String, Pacs> pacs();
+
+    Fhir fhir();
+
+    Retry retry();
+
+    /** Outbox used when no PACS and no FHIR server is configured; default {@code <cxr.data-dir>/outbox}. */
+    Optional<Path> outboxDir();
+
+    /** Ledger and dead letters; default {@code <cxr.data-dir>/delivery}. */
+    Optional<Path> stateDir();
+
+    /** Kafka consumer group of the delivery role. */
+    @WithDefault("cxr-delivery")
+    String consumerGroup();
+
+    interface Pacs {
+        /** Host name or address of the PACS. */
+        String host();
+
+        /** DICOM port of the PACS. */
+        @WithDefault("104")
+        int port();
+
+        /** Called AE title (the PACS). */
+        @WithDefault("PACS")
+        String calledAe();
+
+        /** Our AE title; default the listener's {@code cxr.listener.ae-title}. */
+        Optional<String> callingAe();
+    }
+
+    interface Fhir {
+        /** FHIR R4 base URL; absent: no FHIR delivery. */
+        Optional<String> baseUrl();
+
+        /** Bearer token (preferred over basic auth when both are set). Never logged. */
+        Optional<String> bearerToken();
+
+        /** Basic auth user. */
+        Optional<String> username();
+
+        /** Basic auth password. Never logged. */
+        Optional<String> password();
+
+        /** Connect and request timeout. */
+        @WithDefault("30s")
+        Duration timeout();
+    }
+
+    interface Retry {
+        /** Attempts per destination before the result is dead-lettered (1 = no retry). */
+        @WithDefault("6")
+        int maxAttempts();
+
+        /** Delay before the first retry; doubles each attempt, with jitter. */
+        @WithDefault("1s")
+        Duration initialBackoff();
+
+        /** Cap of the delay between attempts. */
+        @WithDefault("60s")
+        Duration maxBackoff();
+    }
+}

@@ -1,0 +1,336 @@
+package org.cxrgateway.dicom;
+
+import com.pixelmed.dicom.Attribute;
+import com.pixelmed.dicom.AttributeList;
+import com.pixelmed.dicom.AttributeTag;
+import com.pixelmed.dicom.CodedSequenceItem;
+import com.pixelmed.dicom.ContentItem;
+import com.pixelmed.dicom.ContentItemFactory;
+import com.pixelmed.dicom.DicomException;
+import com.pixelmed.dicom.DicomOutputStream;
+import com.pixelmed.dicom.FileMetaInformation;
+import com.pixelmed.dicom.OtherByteAttribute;
+import com.pixelmed.dicom.SequenceAttribute;
+import com.pixelmed.dicom.StructuredReport;
+import com.pixelmed.dicom.TagFromName;
+import com.pixelmed.dicom.TransferSyntax;
+import com.pixelmed.dicom.UnsignedShortAttribute;
+import org.cxrgateway.dicom.SrModel.Coded;
+import org.cxrgateway.dicom.SrModel.Equipment;
+import org.cxrgateway.dicom.SrModel.FindingGroup;
+import org.cxrgateway.dicom.SrModel.Header;
+import org.cxrgateway.dicom.SrModel.InstanceRef;
+import org.cxrgateway.dicom.SrModel.MeasurementReport;
+import org.cxrgateway.dicom.SrModel.SecondaryCapture;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Writes the objects the gateway sends back to the PACS as DICOM Part 10 bytes (explicit VR little endian):
+ * a Comprehensive 3D SR with TID 1500 content, and RGB Secondary Captures.
+ */
+public final class DicomObjectWriter {
+
+    public static final String COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34";
+    public static final String SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7";
+
+    static final Coded IMAGING_MEASUREMENT_REPORT = new Coded("126000", "DCM", "Imaging Measurement Report");
+    static final Coded LANGUAGE = new Coded("121049", "DCM", "Language of Content Item and Descendants");
+    static final Coded ENGLISH_US = new Coded("en-US", "RFC5646", "English (United States)");
+    static final Coded OBSERVER_TYPE = new Coded("121005", "DCM", "Observer Type");
+    static final Coded DEVICE = new Coded("121007", "DCM", "Device");
+    static final Coded DEVICE_OBSERVER_UID = new Coded("121012", "DCM", "Device Observer UID");
+    static final Coded DEVICE_OBSERVER_NAME = new Coded("121013", "DCM", "Device Observer Name");
+    static final Coded DEVICE_OBSERVER_MANUFACTURER = new Coded("121014", "DCM", "Device Observer Manufacturer");
+    static final Coded DEVICE_OBSERVER_MODEL = new Coded("121015", "DCM", "Device Observer Model Name");
+    static final Coded PROCEDURE_REPORTED = new Coded("121058", "DCM", "Procedure reported");
+    static final Coded IMAGE_LIBRARY = new Coded("111028", "DCM", "Image Library");
+    static final Coded IMAGE_LIBRARY_GROUP = new Coded("126200", "DCM", "Image Library Group");
+    static final Coded IMAGING_MEASUREMENTS = new Coded("126010", "DCM", "Imaging Measurements");
+    static final Coded MEASUREMENT_GROUP = new Coded("125007", "DCM", "Measurement Group");
+    static final Coded TRACKING_ID = new Coded("112039", "DCM", "Tracking Identifier");
+    static final Coded TRACKING_UID = new Coded("112040", "DCM", "Tracking Unique Identifier");
+    static final Coded FINDING = new Coded("121071", "DCM", "Finding");
+    static final Coded ALGORITHM_NAME = new Coded("111001", "DCM", "Algorithm Name");
+    static final Coded ALGORITHM_VERSION = new Coded("111003", "DCM", "Algorithm Version");
+    static final Coded SOURCE_OF_MEASUREMENT = new Coded("121112", "DCM", "Source of Measurement");
+    static final Coded COMMENT = new Coded("121106", "DCM", "Comment");
+    /**
+     * No DCM concept for "probability of finding X" exists (111047 is "Probability of cancer", and 122157,
+     * suggested in our notes, is "LV Findings"), so the score is a private-scheme concept, documented in
+     * schemas/sr/README.md.
+     */
+    public static final Coded PROBABILITY = new Coded("AIPROB", "99CXR", "AI model output probability");
+    public static final Coded THRESHOLD = new Coded("AITHR", "99CXR", "AI model operating threshold");
+    static final Coded NO_UNITS = new Coded("1", "UCUM", "no units");
+    static final Coded PROCESSING_ALGORITHM = new Coded("Newcode1", "99IHE", "Processing Algorithm");
+
+    private DicomObjectWriter() {
+    }
+
+    /** A Comprehensive 3D SR holding TID 1500 content. */
+    public static byte[] writeMeasurementReport(MeasurementReport r) throws DicomObjectException {
+        try {
+            ContentItemFactory f = new ContentItemFactory();
+            ContentItem root = f.makeContainerContentItem(null, null, code(IMAGING_MEASUREMENT_REPORT), true, "DCMR", "1500");
+            f.makeCodeContentItem(root, "HAS CONCEPT MOD", code(LANGUAGE), code(ENGLISH_US));
+            // TID 1002 / 1004: the observer is the algorithm, not a person
+            f.makeCodeContentItem(root, "HAS OBS CONTEXT", code(OBSERVER_TYPE), code(DEVICE));
+            Equipment eq = r.equipment();
+            f.makeUIDContentItem(root, "HAS OBS CONTEXT", code(DEVICE_OBSERVER_UID), eq.deviceUid());
+            f.makeTextContentItem(root, "HAS OBS CONTEXT", code(DEVICE_OBSERVER_NAME), eq.modelName());
+            f.makeTextContentItem(root, "HAS OBS CONTEXT", code(DEVICE_OBSERVER_MANUFACTURER), eq.manufacturer());
+            f.makeTextContentItem(root, "HAS OBS CONTEXT", code(DEVICE_OBSERVER_MODEL), eq.modelName());
+            f.makeCodeContentItem(root, "HAS CONCEPT MOD", code(PROCEDURE_REPORTED), code(r.procedureReported()));
+
+            ContentItem library = f.makeContainerContentItem(root, "CONTAINS", code(IMAGE_LIBRARY), true);
+            ContentItem libraryGroup = f.makeContainerContentItem(library, "CONTAINS", code(IMAGE_LIBRARY_GROUP), true);
+            for (InstanceRef ref : r.imageLibrary()) {
+                f.makeImageContentItem(libraryGroup, "CONTAINS", null, ref.sopClassUid(), ref.sopInstanceUid(),
+                        0, 0, null, null, null, null);
+            }
+
+            ContentItem measurements = f.makeContainerContentItem(root, "CONTAINS", code(IMAGING_MEASUREMENTS), true);
+            for (FindingGroup g : r.groups()) {
+                ContentItem group = f.makeContainerContentItem(measurements, "CONTAINS", code(MEASUREMENT_GROUP), true, "DCMR", "1501");
+                f.makeTextContentItem(group, "HAS OBS CONTEXT", code(TRACKING_ID), g.trackingId());
+                f.makeUIDContentItem(group, "HAS OBS CONTEXT", code(TRACKING_UID), g.trackingUid());
+                f.makeCodeContentItem(group, "CONTAINS", code(FINDING), code(g.finding()));
+                // TID 4019 algorithm identification, at group level so that a reader of the group alone sees it
+                f.makeTextContentItem(group, "HAS CONCEPT MOD", code(ALGORITHM_NAME), g.algorithmName());
+                f.makeTextContentItem(group, "HAS CONCEPT MOD", code(ALGORITHM_VERSION), g.algorithmVersion());
+                // TID 300 measurement: the score, inferred from the source image
+                ContentItem num = f.makeNumericContentItem(group, "CONTAINS", code(PROBABILITY),
+                        decimal(g.probability()), code(NO_UNITS));
+                f.makeTextContentItem(num, "HAS CONCEPT MOD", code(ALGORITHM_NAME), g.algorithmName());
+                f.makeTextContentItem(num, "HAS CONCEPT MOD", code(ALGORITHM_VERSION), g.algorithmVersion());
+                f.makeImageContentItem(num, "INFERRED FROM", code(SOURCE_OF_MEASUREMENT), g.image().sopClassUid(),
+                        g.image().sopInstanceUid(), 0, 0, null, null, null, null);
+                f.makeNumericContentItem(group, "CONTAINS", code(THRESHOLD), decimal(g.threshold()), code(NO_UNITS));
+                // TID 1501 row 11: qualitative evaluation, concept = the finding, value = present / absent
+                f.makeCodeContentItem(group, "CONTAINS", code(g.finding()), code(g.evaluation()));
+            }
+            if (r.disclaimer() != null) {
+                f.makeTextContentItem(root, "CONTAINS", code(COMMENT), r.disclaimer());
+            }
+
+            AttributeList list = new StructuredReport(root).getAttributeList();
+            Header h = r.header();
+            addPatientStudy(list, h);
+            put(list, TagFromName.SOPClassUID, COMPREHENSIVE_3D_SR);
+            put(list, TagFromName.SOPInstanceUID, h.sopInstanceUid());
+            put(list, TagFromName.Modality, "SR");
+            addSeries(list, h);
+            emptySequence(list, TagFromName.ReferencedPerformedProcedureStepSequence);
+            addEquipment(list, eq);
+            // the private scheme of the score concepts must be declared (PS3.3 C.12.1.1.4)
+            SequenceAttribute schemes = new SequenceAttribute(TagFromName.CodingSchemeIdentificationSequence);
+            AttributeList scheme = new AttributeList();
+            put(scheme, TagFromName.CodingSchemeDesignator, PROBABILITY.scheme());
+            put(scheme, TagFromName.CodingSchemeName, "cxr-gateway local codes");
+            put(scheme, TagFromName.CodingSchemeResponsibleOrganization, "cxr-gateway");
+            schemes.addItem(scheme);
+            list.put(schemes);
+            // SR Document General
+            put(list, TagFromName.InstanceNumber, Integer.toString(h.instanceNumber()));
+            put(list, TagFromName.ContentDate, h.contentDate());
+            put(list, TagFromName.ContentTime, h.contentTime());
+            put(list, TagFromName.CompletionFlag, "COMPLETE");
+            put(list, TagFromName.VerificationFlag, "UNVERIFIED");
+            SequenceAttribute performed = new SequenceAttribute(TagFromName.PerformedProcedureCodeSequence);
+            performed.addItem(code(r.procedureReported()).getAttributeList());
+            list.put(performed);
+            list.put(evidence(TagFromName.CurrentRequestedProcedureEvidenceSequence, h.studyInstanceUid(), r.imageLibrary()));
+            return toPart10(list, COMPREHENSIVE_3D_SR, h.sopInstanceUid());
+        } catch (DicomException | IOException | RuntimeException e) {
+            throw new DicomObjectException("cannot build the measurement report: " + e.getMessage(), e);
+        }
+    }
+
+    /** An RGB secondary capture with burned-in annotation, derived from one source image. */
+    public static byte[] writeSecondaryCapture(SecondaryCapture sc) throws DicomObjectException {
+        if (sc.rgbPixels().length != sc.width() * sc.height() * 3) {
+            throw new DicomObjectException("RGB buffer is " + sc.rgbPixels().length + " bytes, expected "
+                    + (sc.width() * sc.height() * 3), null);
+        }
+        try {
+            AttributeList list = new AttributeList();
+            Header h = sc.header();
+            addPatientStudy(list, h);
+            put(list, TagFromName.SOPClassUID, SECONDARY_CAPTURE);
+            put(list, TagFromName.SOPInstanceUID, h.sopInstanceUid());
+            // OT: a derived picture, not an acquisition of the source modality
+            put(list, TagFromName.Modality, "OT");
+            addSeries(list, h);
+            put(list, TagFromName.BodyPartExamined, "CHEST");
+            put(list, TagFromName.ConversionType, "WSD");
+            addEquipment(list, sc.equipment());
+            put(list, TagFromName.InstanceNumber, Integer.toString(h.instanceNumber()));
+            put(list, TagFromName.ContentDate, h.contentDate());
+            put(list, TagFromName.ContentTime, h.contentTime());
+            put(list, TagFromName.PatientOrientation, null);
+            put(list, TagFromName.ImageType, "DERIVED\\SECONDARY");
+            put(list, TagFromName.BurnedInAnnotation, "YES");
+            put(list, TagFromName.LossyImageCompression, "00");
+            put(list, TagFromName.DerivationDescription, sc.derivationDescription());
+            SequenceAttribute source = new SequenceAttribute(TagFromName.SourceImageSequence);
+            AttributeList item = new AttributeList();
+            put(item, TagFromName.ReferencedSOPClassUID, sc.source().sopClassUid());
+            put(item, TagFromName.ReferencedSOPInstanceUID, sc.source().sopInstanceUid());
+            source.addItem(item);
+            list.put(source);
+            // Image Pixel: 8-bit RGB, colour-by-pixel
+            ushort(list, TagFromName.SamplesPerPixel, 3);
+            put(list, TagFromName.PhotometricInterpretation, "RGB");
+            ushort(list, TagFromName.PlanarConfiguration, 0);
+            ushort(list, TagFromName.Rows, sc.height());
+            ushort(list, TagFromName.Columns, sc.width());
+            ushort(list, TagFromName.BitsAllocated, 8);
+            ushort(list, TagFromName.BitsStored, 8);
+            ushort(list, TagFromName.HighBit, 7);
+            ushort(list, TagFromName.PixelRepresentation, 0);
+            Attribute pixels = new OtherByteAttribute(TagFromName.PixelData);
+            byte[] data = sc.rgbPixels();
+            if ((data.length & 1) != 0) {
+                byte[] padded = new byte[data.length + 1];
+                System.arraycopy(data, 0, padded, 0, data.length);
+                data = padded;
+            }
+            pixels.setValues(data);
+            list.put(pixels);
+            return toPart10(list, SECONDARY_CAPTURE, h.sopInstanceUid());
+        } catch (DicomException | IOException | RuntimeException e) {
+            throw new DicomObjectException("cannot build the secondary capture: " + e.getMessage(), e);
+        }
+    }
+
+    private static void addPatientStudy(AttributeList list, Header h) throws DicomException {
+        put(list, TagFromName.SpecificCharacterSet, "ISO_IR 192");
+        put(list, TagFromName.PatientName, h.patientName());
+        put(list, TagFromName.PatientID, h.patientId());
+        if (h.issuerOfPatientId() != null) {
+            put(list, TagFromName.IssuerOfPatientID, h.issuerOfPatientId());
+        }
+        put(list, TagFromName.PatientBirthDate, h.patientBirthDate());
+        put(list, TagFromName.PatientSex, h.patientSex());
+        put(list, TagFromName.StudyInstanceUID, h.studyInstanceUid());
+        put(list, TagFromName.StudyID, h.studyId());
+        put(list, TagFromName.StudyDate, h.studyDate());
+        put(list, TagFromName.StudyTime, h.studyTime());
+        put(list, TagFromName.AccessionNumber, h.accessionNumber());
+        put(list, TagFromName.ReferringPhysicianName, h.referringPhysicianName());
+        if (h.studyDescription() != null) {
+            put(list, TagFromName.StudyDescription, h.studyDescription());
+        }
+    }
+
+    private static void addSeries(AttributeList list, Header h) throws DicomException {
+        put(list, TagFromName.SeriesInstanceUID, h.seriesInstanceUid());
+        put(list, TagFromName.SeriesNumber, Integer.toString(h.seriesNumber()));
+        put(list, TagFromName.SeriesDescription, h.seriesDescription());
+        put(list, TagFromName.SeriesDate, h.contentDate());
+        put(list, TagFromName.SeriesTime, h.contentTime());
+    }
+
+    private static void addEquipment(AttributeList list, Equipment eq) throws DicomException {
+        put(list, TagFromName.Manufacturer, eq.manufacturer());
+        put(list, TagFromName.ManufacturerModelName, eq.modelName());
+        put(list, TagFromName.DeviceSerialNumber, eq.deviceSerialNumber());
+        put(list, TagFromName.SoftwareVersions, eq.softwareVersion());
+        // IHE AIR: the algorithm is contributing equipment with purpose "Processing Algorithm"
+        SequenceAttribute contributing = new SequenceAttribute(TagFromName.ContributingEquipmentSequence);
+        AttributeList item = new AttributeList();
+        SequenceAttribute purpose = new SequenceAttribute(TagFromName.PurposeOfReferenceCodeSequence);
+        purpose.addItem(code(PROCESSING_ALGORITHM).getAttributeList());
+        item.put(purpose);
+        put(item, TagFromName.Manufacturer, eq.manufacturer());
+        put(item, TagFromName.ManufacturerModelName, eq.modelName());
+        put(item, TagFromName.SoftwareVersions, eq.softwareVersion());
+        put(item, TagFromName.DeviceUID, eq.deviceUid());
+        contributing.addItem(item);
+        list.put(contributing);
+    }
+
+    /** Hierarchical SOP Instance Reference macro: study, then series, then instances. */
+    private static SequenceAttribute evidence(AttributeTag tag, String studyUid, List<InstanceRef> refs) throws DicomException {
+        Map<String, List<InstanceRef>> bySeries = new LinkedHashMap<>();
+        for (InstanceRef ref : refs) {
+            bySeries.computeIfAbsent(ref.seriesInstanceUid(), k -> new java.util.ArrayList<>()).add(ref);
+        }
+        SequenceAttribute seq = new SequenceAttribute(tag);
+        AttributeList study = new AttributeList();
+        put(study, TagFromName.StudyInstanceUID, studyUid);
+        SequenceAttribute series = new SequenceAttribute(TagFromName.ReferencedSeriesSequence);
+        for (Map.Entry<String, List<InstanceRef>> e : bySeries.entrySet()) {
+            AttributeList s = new AttributeList();
+            put(s, TagFromName.SeriesInstanceUID, e.getKey());
+            SequenceAttribute sops = new SequenceAttribute(TagFromName.ReferencedSOPSequence);
+            for (InstanceRef ref : e.getValue()) {
+                AttributeList i = new AttributeList();
+                put(i, TagFromName.ReferencedSOPClassUID, ref.sopClassUid());
+                put(i, TagFromName.ReferencedSOPInstanceUID, ref.sopInstanceUid());
+                sops.addItem(i);
+            }
+            s.put(sops);
+            series.addItem(s);
+        }
+        study.put(series);
+        seq.addItem(study);
+        return seq;
+    }
+
+    private static byte[] toPart10(AttributeList list, String sopClass, String sopInstance) throws DicomException, IOException {
+        list.removeGroupLengthAttributes();
+        FileMetaInformation.addFileMetaInformation(list, TransferSyntax.ExplicitVRLittleEndian, "CXRGATEWAY");
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        DicomOutputStream out = new DicomOutputStream(bytes, TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ExplicitVRLittleEndian);
+        list.write(out, true);
+        out.close();
+        return bytes.toByteArray();
+    }
+
+    static CodedSequenceItem code(Coded c) throws DicomException {
+        return new CodedSequenceItem(c.value(), c.scheme(), c.meaning());
+    }
+
+    /** DS values are at most 16 characters. */
+    static String decimal(double v) {
+        String s = String.format(Locale.ROOT, "%.6f", v);
+        s = s.replaceAll("0+$", "");
+        return s.endsWith(".") ? s + "0" : s;
+    }
+
+    private static final com.pixelmed.dicom.SpecificCharacterSet UTF8 =
+            new com.pixelmed.dicom.SpecificCharacterSet(new String[]{"ISO_IR 192"});
+
+    private static void put(AttributeList list, AttributeTag tag, String value) throws DicomException {
+        byte[] vr = AttributeList.getDictionary().getValueRepresentationFromTag(tag);
+        if (vr == null) {
+            throw new DicomException("no dictionary entry for " + tag);
+        }
+        // UTF-8 so that copied patient names survive whatever script they are in
+        Attribute a = com.pixelmed.dicom.AttributeFactory.newAttribute(tag, vr, UTF8);
+        if (value != null && !value.isEmpty()) {
+            for (String v : value.split("\\\\", -1)) {
+                a.addValue(v);
+            }
+        }
+        list.put(a);
+    }
+
+    private static void ushort(AttributeList list, AttributeTag tag, int value) throws DicomException {
+        Attribute a = new UnsignedShortAttribute(tag);
+        a.addValue(value);
+        list.put(a);
+    }
+
+    private static void emptySequence(AttributeList list, AttributeTag tag) {
+        list.put(new SequenceAttribute(tag));
+    }
+
+}

@@ -1,0 +1,54 @@
+package org.cxrgateway.inference;
+
+import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.WithDefault;
+
+import java.time.Duration;
+import java.util.Optional;
+
+/** Inference workers: engine, model packages and micro-batching. */
+@ConfigMapping(prefix = "cxr.inference")
+public interface InferenceConfig {
+
+    /** Execution engine: cpu (ONNX Runtime CPU), cuda, or tensorrt (TensorRT EP with CUDA fallback; needs the gpu build). Default cpu. */
+    @WithDefault("cpu")
+    EngineKind engine();
+
+    /** ONNX Runtime intra-op threads per session. Default 2. */
+    @WithDefault("2")
+    int intraOpThreads();
+
+    /**
+     * Folder holding model packages (one sub-folder or .zip per package). Default: none, which runs the
+     * built-in demo packages chest14 and covid3 (untrained, not for diagnostic use).
+     */
+    Optional<String> packagesDir();
+
+    /** Largest micro-batch, in images, across studies. Default 8. */
+    @WithDefault("8")
+    int maxBatch();
+
+    /** Longest time the first image of a batch waits for more images. Default 50ms. */
+    @WithDefault("50ms")
+    Duration maxWait();
+
+    /** TensorRT engine cache folder (put it on a volume: building engines takes minutes). Default ${cxr.data-dir}/trt-cache. */
+    @WithDefault("${cxr.data-dir:data}/trt-cache")
+    String trtCacheDir();
+
+    /** TensorRT FP16 precision. Default true. */
+    @WithDefault("true")
+    boolean trtFp16();
+
+    /** GPU device ordinal for cuda / tensorrt. Default 0. */
+    @WithDefault("0")
+    int deviceId();
+
+    /** Kafka consumer group of the workers. Default cxr-inference. */
+    @WithDefault("cxr-inference")
+    String groupId();
+
+    /** Where the built-in demo packages are materialised (their weights are regenerated there). Default ${cxr.data-dir}/models. */
+    @WithDefault("${cxr.data-dir:data}/models")
+    String workDir();
+}

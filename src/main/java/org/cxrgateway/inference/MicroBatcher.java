@@ -1,0 +1,228 @@
+package org.cxrgateway.inference;
+
+import org.cxrgateway.schema.v1.ImageResult;
+import org.cxrgateway.schema.v1.SourceImage;
+import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v1.StudyResult;
+import org.jboss.logging.Logger;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Dynamic micro-batching across studies: images of any study wait at most maxWait after the first
+ * image of a batch arrives, and a batch holds at most maxBatch images. One thread owns the ONNX
+ * Runtime sessions. When the last image of a study is scored, its StudyResult goes to the study's sink.
+ */
+public final class MicroBatcher implements AutoCloseable {
+
+    private static final Logger LOG = Logger.getLogger(MicroBatcher.class);
+
+    /** Receives each study's outcome on the batching thread; must not block for long. */
+    public interface Sink {
+        void done(StudyJob job, StudyResult result);
+
+        void failed(StudyJob job, Exception error);
+    }
+
+    private static final class Study {
+        final StudyJob job;
+        final Sink sink;
+        final ImageResult[] results;
+        int remaining;
+        double engineMs;
+        int batchSize;
+        boolean failed;
+
+        Study(StudyJob job, Sink sink) {
+            this.job = job;
+            this.sink = sink;
+            this.results = new ImageResult[job.getImages().size()];
+            this.remaining = results.length;
+        }
+    }
+
+    private record Item(Study study, int index, Scorer.Image image) {
+    }
+
+    private static final Item STOP = new Item(null, -1, null);
+
+    private final Scorer scorer;
+    private final int maxBatch;
+    private final long maxWaitNanos;
+    private final BlockingQueue<Item> queue = new LinkedBlockingQueue<>();
+    private final Thread thread;
+    private volatile boolean running = true;
+
+    public MicroBatcher(Scorer scorer, int maxBatch, Duration maxWait) {
+        if (maxBatch < 1) {
+            throw new IllegalArgumentException("cxr.inference.max-batch must be >= 1, was " + maxBatch);
+        }
+        this.scorer = scorer;
+        this.maxBatch = maxBatch;
+        this.maxWaitNanos = maxWait.toNanos();
+        this.thread = new Thread(this::loop, "cxr-inference-batcher");
+        this.thread.setDaemon(true);
+        this.thread.start();
+    }
+
+    /**
+     * Decodes the job's images (on the caller's thread, so a malformed image is the caller's poison
+     * message, not a failed batch) and queues them.
+     *
+     * @throws IllegalArgumentException when an image cannot be decoded or does not fit a model
+     */
+    public void submit(StudyJob job, Sink sink) {
+        List<Scorer.Image> decoded = new ArrayList<>();
+        for (SourceImage s : job.getImages()) {
+            try {
+                float[] gray = Preprocessor.decode(s.getImage());
+                int w = s.getImage().getWidth(), h = s.getImage().getHeight();
+                for (OrtModel m : scorer.models()) {
+                    new Preprocessor(m.pkg().manifest()).crop(w, h);
+                }
+                decoded.add(new Scorer.Image(gray, w, h));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("image " + s.getSopInstanceUid() + ": " + e.getMessage(), e);
+            }
+        }
+        Study st = new Study(job, sink);
+        if (decoded.isEmpty()) {
+            sink.done(job, result(st));
+            return;
+        }
+        for (int i = 0; i < decoded.size(); i++) {
+            queue.add(new Item(st, i, decoded.get(i)));
+        }
+    }
+
+    /** Scores one study synchronously through the same batching path (offline scoring, tests). */
+    public StudyResult score(StudyJob job) throws Exception {
+        CompletableFuture<StudyResult> f = new CompletableFuture<>();
+        submit(job, new Sink() {
+            @Override
+            public void done(StudyJob j, StudyResult r) {
+                f.complete(r);
+            }
+
+            @Override
+            public void failed(StudyJob j, Exception e) {
+                f.completeExceptionally(e);
+            }
+        });
+        return f.get();
+    }
+
+    /** Images queued and not yet in a batch. */
+    public int queued() {
+        return queue.size();
+    }
+
+    private void loop() {
+        List<Item> batch = new ArrayList<>(maxBatch);
+        while (running) {
+            try {
+                Item first = queue.take();
+                if (first == STOP) {
+                    return;
+                }
+                batch.add(first);
+                long deadline = System.nanoTime() + maxWaitNanos;
+                while (batch.size() < maxBatch) {
+                    long left = deadline - System.nanoTime();
+                    Item next = left > 0 ? queue.poll(left, TimeUnit.NANOSECONDS) : queue.poll();
+                    if (next == null) {
+                        break;
+                    }
+                    if (next == STOP) {
+                        running = false;
+                        break;
+                    }
+                    batch.add(next);
+                }
+                process(batch);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            } catch (RuntimeException | Error e) {
+                LOG.error("batching loop error", e);
+            } finally {
+                batch.clear();
+            }
+        }
+    }
+
+    private void process(List<Item> batch) {
+        List<Item> live = batch.stream().filter(it -> !it.study().failed).toList();
+        if (live.isEmpty()) {
+            return;
+        }
+        Scorer.BatchResult r;
+        try {
+            r = scorer.score(live.stream().map(Item::image).toList());
+        } catch (RuntimeException e) {
+            Map<Study, Boolean> seen = new IdentityHashMap<>();
+            for (Item it : live) {
+                if (seen.put(it.study(), Boolean.TRUE) == null) {
+                    it.study().failed = true;
+                    it.study().sink.failed(it.study().job, e);
+                }
+            }
+            return;
+        }
+        double share = r.engineMs() / live.size();
+        for (int i = 0; i < live.size(); i++) {
+            Item it = live.get(i);
+            Study st = it.study();
+            SourceImage src = st.job.getImages().get(it.index());
+            st.results[it.index()] = ImageResult.newBuilder()
+                    .setSopInstanceUid(src.getSopInstanceUid())
+                    .setSopClassUid(src.getSopClassUid())
+                    .setSeriesInstanceUid(src.getSeriesInstanceUid())
+                    .setImage(src.getImage())
+                    .setRuns(r.runs().get(i))
+                    .build();
+            st.engineMs += share;
+            st.batchSize = Math.max(st.batchSize, live.size());
+            if (--st.remaining == 0) {
+                try {
+                    st.sink.done(st.job, result(st));
+                } catch (RuntimeException e) {
+                    LOG.error("result sink failed", e);
+                }
+            }
+        }
+    }
+
+    private static StudyResult result(Study st) {
+        return StudyResult.newBuilder()
+                .setSchemaVersion(1)
+                .setJobId(st.job.getJobId())
+                .setRevision(st.job.getRevision())
+                .setCreatedAtEpochMs(System.currentTimeMillis())
+                .setStudy(st.job.getStudy())
+                .setImages(Arrays.asList(st.results))
+                .setInferenceMs(st.engineMs)
+                .setBatchSize(st.batchSize)
+                .build();
+    }
+
+    @Override
+    public void close() {
+        running = false;
+        queue.add(STOP);
+        try {
+            thread.join(5000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

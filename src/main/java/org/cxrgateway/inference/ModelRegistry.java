@@ -1,0 +1,123 @@
+package org.cxrgateway.inference;
+
+import io.quarkus.runtime.ShutdownEvent;
+import io.quarkus.runtime.StartupEvent;
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.event.Observes;
+import org.cxrgateway.GatewayConfig;
+import org.jboss.logging.Logger;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.stream.Stream;
+
+/**
+ * Loads every model package once, creates its session and warms it up, in the background at start
+ * on processes that run the worker role; readiness stays DOWN until all are ready. Holds the
+ * process's one {@link MicroBatcher}.
+ */
+@ApplicationScoped
+public class ModelRegistry {
+
+    private static final Logger LOG = Logger.getLogger(ModelRegistry.class);
+
+    /** Heatmaps are scaled so that their longer side is at most this many pixels (keeps result messages small). */
+    static final int CAM_MAX_SIDE = 512;
+
+    private final InferenceConfig config;
+    private final GatewayConfig gateway;
+    private final CompletableFuture<MicroBatcher> ready = new CompletableFuture<>();
+    private volatile String state = "not started";
+    private final List<OrtModel> models = new ArrayList<>();
+
+    ModelRegistry(InferenceConfig config, GatewayConfig gateway) {
+        this.config = config;
+        this.gateway = gateway;
+    }
+
+    void onStart(@Observes StartupEvent event) {
+        if (gateway.runs(GatewayConfig.Role.WORKER)) {
+            Thread t = new Thread(this::loadQuietly, "cxr-model-loader");
+            t.setDaemon(true);
+            t.start();
+        }
+    }
+
+    void onStop(@Observes ShutdownEvent event) {
+        if (ready.isDone() && !ready.isCompletedExceptionally()) {
+            ready.join().close();
+        }
+        models.forEach(OrtModel::close);
+    }
+
+    private void loadQuietly() {
+        try {
+            load();
+        } catch (RuntimeException e) {
+            LOG.errorf("inference models not loaded: %s", e.getMessage());
+        }
+    }
+
+    /** Loads synchronously (idempotent); the offline score command calls this directly. */
+    public synchronized MicroBatcher load() {
+        if (ready.isDone()) {
+            return ready.join();
+        }
+        try {
+            state = "loading";
+            Path work = Path.of(config.workDir());
+            List<ModelPackage> pkgs = new ArrayList<>();
+            if (config.packagesDir().isPresent()) {
+                Path dir = Path.of(config.packagesDir().get());
+                try (Stream<Path> s = Files.list(dir)) {
+                    for (Path p : s.sorted().toList()) {
+                        if (Files.isDirectory(p) || p.getFileName().toString().endsWith(".zip")) {
+                            pkgs.add(ModelPackage.open(p, work));
+                        }
+                    }
+                } catch (IOException e) {
+                    throw new ModelPackageException("cxr.inference.packages-dir " + dir + ": cannot list: " + e.getMessage(), e);
+                }
+                if (pkgs.isEmpty()) {
+                    throw new ModelPackageException("cxr.inference.packages-dir " + dir + " holds no package folder or .zip");
+                }
+            } else {
+                for (String id : ModelPackage.BUILT_IN) {
+                    pkgs.add(ModelPackage.builtIn(id, work));
+                }
+            }
+            for (ModelPackage p : pkgs) {
+                long t0 = System.nanoTime();
+                OrtModel m = new OrtModel(p, config.engine(), config);
+                models.add(m);
+                m.warmUp(config.maxBatch());
+                LOG.infof("model %s %s loaded and warmed up on %s in %d ms%s", p.manifest().id(), p.manifest().version(),
+                        config.engine(), (System.nanoTime() - t0) / 1_000_000, p.manifest().diagnostic() ? "" : " (NOT FOR DIAGNOSTIC USE)");
+            }
+            MicroBatcher b = new MicroBatcher(new Scorer(models, CAM_MAX_SIDE), config.maxBatch(), config.maxWait());
+            state = "ready";
+            ready.complete(b);
+            return b;
+        } catch (RuntimeException e) {
+            state = "failed: " + e.getMessage();
+            ready.completeExceptionally(e);
+            throw e;
+        }
+    }
+
+    public CompletableFuture<MicroBatcher> ready() {
+        return ready;
+    }
+
+    public String state() {
+        return state;
+    }
+
+    public List<OrtModel> models() {
+        return List.copyOf(models);
+    }
+}

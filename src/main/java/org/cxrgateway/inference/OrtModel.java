@@ -1,0 +1,187 @@
+package org.cxrgateway.inference;
+
+import ai.onnxruntime.NodeInfo;
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import ai.onnxruntime.TensorInfo;
+
+import java.nio.FloatBuffer;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * One model package on one ONNX Runtime session, created once, signature-checked against the
+ * manifest and warmed up. Not thread-safe by design: a single inference thread owns the sessions
+ * and ONNX Runtime parallelises inside each run (intra-op threads).
+ */
+public final class OrtModel implements AutoCloseable {
+
+    /** Outputs of one batch: logits [n, labels] and features [n, C, H, W], row-major. */
+    public record Output(int n, float[] logits, float[] features) {
+    }
+
+    private final ModelPackage pkg;
+    private final OrtEnvironment env;
+    private final OrtSession session;
+    private final EngineKind engine;
+    private final int labels, featureC, featureHW, inputLen;
+    private final long[] inputShape;
+    private final Set<String> outputNames;
+
+    public OrtModel(ModelPackage pkg, EngineKind engine, InferenceConfig cfg) {
+        this(pkg, engine, cfg.intraOpThreads(), cfg);
+    }
+
+    public OrtModel(ModelPackage pkg, EngineKind engine, int intraOpThreads, InferenceConfig gpuCfg) {
+        this.pkg = pkg;
+        this.engine = engine;
+        this.env = OrtEnvironment.getEnvironment();
+        ModelManifest m = pkg.manifest();
+        String where = "model package " + m.id();
+        try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
+            opts.setIntraOpNumThreads(intraOpThreads);
+            opts.setInterOpNumThreads(1);
+            opts.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
+            opts.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+            if (engine != EngineKind.cpu) {
+                ExecutionProviders.configure(opts, engine, gpuCfg, m);
+            }
+            this.session = env.createSession(pkg.modelPath().toString(), opts);
+        } catch (OrtException e) {
+            throw new ModelPackageException(where + ": ONNX Runtime cannot load " + m.modelFile() + ": " + e.getMessage(), e);
+        }
+        try {
+            labels = m.labels().size();
+            featureC = m.outputs().featureChannels();
+            int fs = m.outputs().featureSize();
+            featureHW = fs * fs;
+            int c = m.input().channels(), s = m.input().size();
+            inputLen = c * s * s;
+            inputShape = new long[]{-1, c, s, s};
+            checkSignature(where, m);
+            outputNames = Set.of(m.outputs().logits(), m.outputs().features());
+        } catch (RuntimeException | OrtException e) {
+            closeQuietly();
+            throw e instanceof ModelPackageException mpe ? mpe : new ModelPackageException(where + ": " + e.getMessage(), e);
+        }
+    }
+
+    private void checkSignature(String where, ModelManifest m) throws OrtException {
+        Map<String, NodeInfo> in = session.getInputInfo();
+        Map<String, NodeInfo> out = session.getOutputInfo();
+        if (!in.containsKey(m.input().name())) {
+            throw new ModelPackageException(where + ": input.name '" + m.input().name() + "' is not an input of the ONNX model (inputs: " + in.keySet() + ")");
+        }
+        if (in.size() != 1) {
+            throw new ModelPackageException(where + ": the ONNX model must have exactly one input, has " + in.keySet());
+        }
+        expectShape(where, "input", in.get(m.input().name()), new long[]{-1, m.input().channels(), m.input().size(), m.input().size()});
+        NodeInfo logits = out.get(m.outputs().logits());
+        if (logits == null) {
+            throw new ModelPackageException(where + ": outputs.logits '" + m.outputs().logits() + "' is not an output of the ONNX model (outputs: " + out.keySet() + ")");
+        }
+        expectShape(where, "outputs.logits", logits, new long[]{-1, m.labels().size()});
+        NodeInfo features = out.get(m.outputs().features());
+        if (features == null) {
+            throw new ModelPackageException(where + ": outputs.features '" + m.outputs().features() + "' is not an output of the ONNX model (outputs: " + out.keySet() + ")");
+        }
+        int fs = m.outputs().featureSize();
+        expectShape(where, "outputs.features", features, new long[]{-1, m.outputs().featureChannels(), fs, fs});
+        if (pkg.headWeight()[0].length != m.outputs().featureChannels()) {
+            throw new ModelPackageException(where + ": head weights have " + pkg.headWeight()[0].length + " columns, outputs.featureChannels is " + m.outputs().featureChannels());
+        }
+    }
+
+    /** Dimension 0 must be dynamic (batch); the others must equal the manifest where the model fixes them. */
+    private static void expectShape(String where, String field, NodeInfo info, long[] want) {
+        if (!(info.getInfo() instanceof TensorInfo t)) {
+            throw new ModelPackageException(where + ": " + field + " '" + info.getName() + "' is not a tensor");
+        }
+        long[] got = t.getShape();
+        boolean ok = got.length == want.length && got[0] < 0;
+        for (int i = 1; ok && i < got.length; i++) {
+            ok = got[i] < 0 || got[i] == want[i];
+        }
+        if (!ok) {
+            throw new ModelPackageException(where + ": " + field + " '" + info.getName() + "' has shape " + Arrays.toString(got)
+                    + " in the ONNX model, the manifest implies " + Arrays.toString(want).replace("-1", "batch") + " with a dynamic batch dimension");
+        }
+        if (t.type != ai.onnxruntime.OnnxJavaType.FLOAT) {
+            throw new ModelPackageException(where + ": " + field + " '" + info.getName() + "' is " + t.type + ", expected FLOAT");
+        }
+    }
+
+    /** Runs zero-filled batches of 1 and of maxBatch so that the first real batch pays no allocation or kernel-selection cost. */
+    public void warmUp(int maxBatch) {
+        run(new float[inputLen], 1);
+        if (maxBatch > 1) {
+            run(new float[inputLen * maxBatch], maxBatch);
+        }
+    }
+
+    /** input holds n images of [C, size, size]. */
+    public Output run(float[] input, int n) {
+        long[] shape = inputShape.clone();
+        shape[0] = n;
+        try (OnnxTensor t = OnnxTensor.createTensor(env, FloatBuffer.wrap(input, 0, n * inputLen), shape);
+             OrtSession.Result r = session.run(Map.of(pkg.manifest().input().name(), t), outputNames)) {
+            float[] logits = floats(r, pkg.manifest().outputs().logits(), n * labels);
+            float[] features = floats(r, pkg.manifest().outputs().features(), n * featureC * featureHW);
+            return new Output(n, logits, features);
+        } catch (OrtException e) {
+            throw new IllegalStateException("model " + pkg.manifest().id() + ": inference failed: " + e.getMessage(), e);
+        }
+    }
+
+    private static float[] floats(OrtSession.Result r, String name, int expected) throws OrtException {
+        OnnxValue v = r.get(name).orElseThrow(() -> new IllegalStateException("output " + name + " missing"));
+        FloatBuffer fb = ((OnnxTensor) v).getFloatBuffer();
+        if (fb.remaining() != expected) {
+            throw new IllegalStateException("output " + name + " has " + fb.remaining() + " values, expected " + expected);
+        }
+        float[] out = new float[expected];
+        fb.get(out);
+        return out;
+    }
+
+    public ModelPackage pkg() {
+        return pkg;
+    }
+
+    public EngineKind engine() {
+        return engine;
+    }
+
+    public int inputLength() {
+        return inputLen;
+    }
+
+    public int labels() {
+        return labels;
+    }
+
+    public int featureChannels() {
+        return featureC;
+    }
+
+    public int featureSize() {
+        return pkg.manifest().outputs().featureSize();
+    }
+
+    private void closeQuietly() {
+        try {
+            session.close();
+        } catch (OrtException ignored) {
+            // already failing; the original error is the useful one
+        }
+    }
+
+    @Override
+    public void close() {
+        closeQuietly();
+    }
+}

@@ -1,0 +1,138 @@
+package org.cxrgateway.inference;
+
+import org.cxrgateway.schema.v1.Code;
+import org.cxrgateway.schema.v1.Finding;
+import org.cxrgateway.schema.v1.HeatMap;
+import org.cxrgateway.schema.v1.ModelRun;
+import org.cxrgateway.xai.GradCam;
+
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Scores a batch of decoded working images with every loaded model: preprocessing, one ONNX Runtime
+ * run per model, activation, operating thresholds, and a Grad-CAM for every positive finding.
+ * Single-threaded by design (see {@link OrtModel}).
+ */
+public final class Scorer {
+
+    /** A decoded working image: gray values in [0, 1], row-major. */
+    public record Image(float[] gray, int width, int height) {
+    }
+
+    /** Per image, one ModelRun per model, in model order; engineMs is the ONNX Runtime time of the whole batch. */
+    public record BatchResult(List<List<ModelRun>> runs, double engineMs) {
+    }
+
+    private final List<OrtModel> models;
+    private final List<Preprocessor> pre = new ArrayList<>();
+    private final int camMaxSide;
+    private float[] buffer = new float[0];
+
+    /** camMaxSide: heatmaps cover the whole working image, scaled down so the longer side is at most this; 0 = working resolution. */
+    public Scorer(List<OrtModel> models, int camMaxSide) {
+        this.models = List.copyOf(models);
+        this.camMaxSide = camMaxSide;
+        for (OrtModel m : models) {
+            pre.add(new Preprocessor(m.pkg().manifest()));
+        }
+    }
+
+    public List<OrtModel> models() {
+        return models;
+    }
+
+    public BatchResult score(List<Image> images) {
+        int n = images.size();
+        List<List<ModelRun>> runs = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            runs.add(new ArrayList<>());
+        }
+        double engineMs = 0;
+        for (int mi = 0; mi < models.size(); mi++) {
+            OrtModel model = models.get(mi);
+            Preprocessor p = pre.get(mi);
+            int len = p.tensorLength();
+            if (buffer.length < n * len) {
+                buffer = new float[n * len];
+            }
+            for (int i = 0; i < n; i++) {
+                Image im = images.get(i);
+                p.apply(im.gray(), im.width(), im.height(), buffer, i * len);
+            }
+            long t0 = System.nanoTime();
+            OrtModel.Output out = model.run(buffer, n);
+            engineMs += (System.nanoTime() - t0) / 1e6;
+            for (int i = 0; i < n; i++) {
+                runs.get(i).add(run(model, p, out, i, images.get(i)));
+            }
+        }
+        return new BatchResult(runs, engineMs);
+    }
+
+    private ModelRun run(OrtModel model, Preprocessor p, OrtModel.Output out, int i, Image im) {
+        ModelManifest m = model.pkg().manifest();
+        int labels = m.labels().size();
+        double[] prob = new double[labels];
+        if ("softmax".equals(m.activation())) {
+            double max = Double.NEGATIVE_INFINITY;
+            for (int c = 0; c < labels; c++) {
+                max = Math.max(max, out.logits()[i * labels + c]);
+            }
+            double sum = 0;
+            for (int c = 0; c < labels; c++) {
+                prob[c] = Math.exp(out.logits()[i * labels + c] - max);
+                sum += prob[c];
+            }
+            for (int c = 0; c < labels; c++) {
+                prob[c] /= sum;
+            }
+        } else {
+            for (int c = 0; c < labels; c++) {
+                prob[c] = 1.0 / (1.0 + Math.exp(-out.logits()[i * labels + c]));
+            }
+        }
+        List<Finding> findings = new ArrayList<>();
+        for (int c : m.reportedIndices()) {
+            ModelManifest.Label l = m.labels().get(c);
+            boolean positive = prob[c] >= l.threshold();
+            findings.add(Finding.newBuilder()
+                    .setLabel(l.name())
+                    .setCode(new Code(l.code().value(), l.code().scheme(), l.code().meaning()))
+                    .setProbability((float) prob[c])
+                    .setThreshold((float) l.threshold())
+                    .setPositive(positive)
+                    .setCam(positive ? heatMap(model, p, out, i, c, im) : null)
+                    .build());
+        }
+        return ModelRun.newBuilder()
+                .setModelId(m.id()).setModelVersion(m.version())
+                .setDiagnostic(m.diagnostic()).setIntendedUse(m.intendedUse())
+                .setEngine(model.engine().name())
+                .setFindings(findings)
+                .build();
+    }
+
+    /**
+     * The CAM covers the whole working image: upsampled onto the region the model saw (the centre
+     * square for crop=center, everything otherwise), zero elsewhere, min-max normalised to 0..255.
+     */
+    HeatMap heatMap(OrtModel model, Preprocessor p, OrtModel.Output out, int i, int cls, Image im) {
+        int c = model.featureChannels(), fs = model.featureSize();
+        float[] raw = GradCam.map(out.features(), i * c * fs * fs, c, fs, fs, model.pkg().headWeight()[cls]);
+        double scale = camMaxSide > 0 ? Math.min(1.0, (double) camMaxSide / Math.max(im.width(), im.height())) : 1.0;
+        int w = Math.max(1, (int) Math.round(im.width() * scale)), h = Math.max(1, (int) Math.round(im.height() * scale));
+        Preprocessor.Crop crop = p.crop(im.width(), im.height());
+        int cx = (int) Math.round(crop.x() * scale), cy = (int) Math.round(crop.y() * scale);
+        int cw = Math.max(1, Math.min(w - cx, (int) Math.round(crop.width() * scale)));
+        int ch = Math.max(1, Math.min(h - cy, (int) Math.round(crop.height() * scale)));
+        float[] region = GradCam.upsampleNormalised(raw, fs, fs, ch, cw);
+        byte[] values = new byte[w * h];
+        byte[] rb = GradCam.toBytes(region);
+        for (int y = 0; y < ch; y++) {
+            System.arraycopy(rb, y * cw, values, (cy + y) * w + cx, cw);
+        }
+        return HeatMap.newBuilder().setWidth(w).setHeight(h).setValues(ByteBuffer.wrap(values)).build();
+    }
+}

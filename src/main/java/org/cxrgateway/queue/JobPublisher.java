@@ -1,0 +1,40 @@
+package org.cxrgateway.queue;
+
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import jakarta.enterprise.context.ApplicationScoped;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v1.StudyResult;
+
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+/** Publishes study jobs and results, keyed by StudyInstanceUID so that one study stays in order. */
+@ApplicationScoped
+public class JobPublisher {
+
+    private final MessageProducer producer;
+    private final KafkaConfig config;
+    private final Timer jobLatency;
+
+    JobPublisher(MessageProducer producer, KafkaConfig config, MeterRegistry metrics) {
+        this.producer = producer;
+        this.config = config;
+        this.jobLatency = Timer.builder("cxr_publish_latency").description("Time from send to broker ack (acks=all)")
+                .tag("topic", "jobs").publishPercentiles(0.5, 0.95).register(metrics);
+    }
+
+    public CompletableFuture<RecordMetadata> publish(StudyJob job) {
+        long start = System.nanoTime();
+        return producer.send(config.topics().jobs(), job.getStudy().getStudyInstanceUid(),
+                        MessageCodec.encode(job), List.of(DeadLetters.header("cxr.job-id", job.getJobId())))
+                .whenComplete((m, e) -> jobLatency.record(System.nanoTime() - start, TimeUnit.NANOSECONDS));
+    }
+
+    public CompletableFuture<RecordMetadata> publish(StudyResult result) {
+        return producer.send(config.topics().results(), result.getStudy().getStudyInstanceUid(),
+                MessageCodec.encode(result), List.of(DeadLetters.header("cxr.job-id", result.getJobId())));
+    }
+}

@@ -1,0 +1,214 @@
+package org.cxrgateway.report;
+
+import ca.uhn.fhir.context.FhirContext;
+import org.cxrgateway.dicom.SrModel.Coded;
+import org.cxrgateway.schema.v1.ImageResult;
+import org.cxrgateway.schema.v1.StudyInfo;
+import org.cxrgateway.schema.v1.StudyResult;
+import org.hl7.fhir.r4.model.Attachment;
+import org.hl7.fhir.r4.model.Bundle;
+import org.hl7.fhir.r4.model.CodeableConcept;
+import org.hl7.fhir.r4.model.Coding;
+import org.hl7.fhir.r4.model.DateTimeType;
+import org.hl7.fhir.r4.model.Device;
+import org.hl7.fhir.r4.model.DiagnosticReport;
+import org.hl7.fhir.r4.model.Identifier;
+import org.hl7.fhir.r4.model.ImagingStudy;
+import org.hl7.fhir.r4.model.InstantType;
+import org.hl7.fhir.r4.model.Media;
+import org.hl7.fhir.r4.model.Observation;
+import org.hl7.fhir.r4.model.Patient;
+import org.hl7.fhir.r4.model.Quantity;
+import org.hl7.fhir.r4.model.Reference;
+import org.hl7.fhir.r4.model.Resource;
+
+import java.util.Date;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * One FHIR R4 transaction Bundle per result: Patient, ImagingStudy, Device per model, Observation per finding,
+ * Media per heatmap, DiagnosticReport per model run. Every entry is a conditional create on a deterministic
+ * identifier, so a retried or replayed Bundle creates nothing new.
+ */
+public final class FhirBundleBuilder {
+
+    /** Building a FhirContext scans the model classes (hundreds of ms): one per JVM. */
+    public static final FhirContext FHIR = FhirContext.forR4Cached();
+
+    static final String URN_SYSTEM = "urn:ietf:rfc:3986";
+    static final String SCT = "http://snomed.info/sct";
+    static final String LOINC = "http://loinc.org";
+    static final String DCM = "http://dicom.nema.org/resources/ontology/DCM";
+    static final String UCUM = "http://unitsofmeasure.org";
+
+    record FindingOutput(String trackingUid, String label, Coded code, double probability, double threshold,
+                         boolean positive, String sourceSopInstanceUid) {
+    }
+
+    record MediaOutput(String scSopInstanceUid, String label, byte[] png, String sourceSopInstanceUid) {
+    }
+
+    record RunOutputs(String modelId, String modelVersion, boolean diagnostic, String deviceUid, String srSopInstanceUid,
+                      List<FindingOutput> findings, List<MediaOutput> media) {
+    }
+
+    private final ReportSettings settings;
+
+    FhirBundleBuilder(ReportSettings settings) {
+        this.settings = settings;
+    }
+
+    String build(StudyResult result, Coded procedure, List<RunOutputs> runs) {
+        StudyInfo s = result.getStudy();
+        Bundle bundle = new Bundle();
+        bundle.setType(Bundle.BundleType.TRANSACTION);
+        bundle.setIdentifier(oid(DerivedUids.uid("bundle", s.getStudyInstanceUid(), result.getJobId(),
+                Integer.toString(result.getRevision()))));
+
+        Patient patient = new Patient();
+        Identifier pid = new Identifier().setSystem(patientSystem(s)).setValue(patientId(s));
+        patient.addIdentifier(pid);
+        Reference patientRef = add(bundle, patient, "Patient", pid, DerivedUids.uuid("patient", pid.getSystem(), pid.getValue()));
+
+        ImagingStudy study = new ImagingStudy();
+        Identifier studyId = oid(s.getStudyInstanceUid());
+        study.addIdentifier(studyId);
+        study.setStatus(ImagingStudy.ImagingStudyStatus.AVAILABLE);
+        study.setSubject(patientRef);
+        if (s.getAccessionNumber() != null && !s.getAccessionNumber().isBlank()) {
+            study.addIdentifier(new Identifier().setType(new CodeableConcept(new Coding(
+                            "http://terminology.hl7.org/CodeSystem/v2-0203", "ACSN", "Accession ID")))
+                    .setValue(s.getAccessionNumber()));
+        }
+        study.setNumberOfInstances(result.getImages().size());
+        for (ImageResult img : result.getImages()) {
+            ImagingStudy.ImagingStudySeriesComponent series = study.getSeries().stream()
+                    .filter(x -> x.getUid().equals(img.getSeriesInstanceUid())).findFirst()
+                    .orElseGet(() -> study.addSeries().setUid(img.getSeriesInstanceUid())
+                            .setModality(new Coding("http://dicom.nema.org/resources/ontology/DCM", "DX", "Digital Radiography")));
+            series.addInstance().setUid(img.getSopInstanceUid())
+                    .setSopClass(new Coding(URN_SYSTEM, "urn:oid:" + img.getSopClassUid(), null));
+        }
+        if (s.getStudyDescription() != null) {
+            study.setDescription(s.getStudyDescription());
+        }
+        Reference studyRef = add(bundle, study, "ImagingStudy", studyId, DerivedUids.uuid("study", s.getStudyInstanceUid()));
+
+        for (RunOutputs run : runs) {
+            Device device = new Device();
+            Identifier devId = oid(run.deviceUid());
+            device.addIdentifier(devId);
+            device.addDeviceName().setName(run.modelId()).setType(Device.DeviceNameType.MODELNAME);
+            device.setModelNumber(run.modelId());
+            device.addVersion().setValue(run.modelVersion());
+            device.setManufacturer(settings.manufacturer());
+            device.setType(new CodeableConcept().setText("AI algorithm (chest X-ray classifier)"));
+            if (!run.diagnostic()) {
+                device.addNote().setText(ReportBuilder.NOT_FOR_DIAGNOSTIC_USE);
+            }
+            Reference deviceRef = add(bundle, device, "Device", devId, DerivedUids.uuid("device", run.deviceUid()));
+
+            DiagnosticReport report = new DiagnosticReport();
+            Identifier reportId = oid(run.srSopInstanceUid());
+            report.addIdentifier(reportId);
+            report.setStatus(DiagnosticReport.DiagnosticReportStatus.PRELIMINARY);
+            report.addCategory(new CodeableConcept(new Coding("http://terminology.hl7.org/CodeSystem/v2-0074", "RAD", "Radiology")));
+            report.setCode(new CodeableConcept(coding(procedure)));
+            report.setSubject(patientRef);
+            report.setIssuedElement(new InstantType(new Date(result.getCreatedAtEpochMs())));
+            report.addImagingStudy(studyRef);
+            StringBuilder conclusion = new StringBuilder();
+            for (FindingOutput f : run.findings()) {
+                Observation o = new Observation();
+                Identifier oid = oid(f.trackingUid());
+                o.addIdentifier(oid);
+                o.setStatus(Observation.ObservationStatus.PRELIMINARY);
+                o.addCategory(new CodeableConcept(new Coding("http://terminology.hl7.org/CodeSystem/observation-category", "imaging", "Imaging")));
+                o.setCode(new CodeableConcept(coding(f.code())).setText(f.label()));
+                o.setSubject(patientRef);
+                o.setValue(new Quantity().setValue(round(f.probability())).setUnit("probability").setSystem(UCUM).setCode("1"));
+                o.addInterpretation(new CodeableConcept(f.positive()
+                        ? new Coding("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "POS", "Positive")
+                        : new Coding("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "NEG", "Negative")));
+                o.addReferenceRange().setHigh(new Quantity().setValue(round(f.threshold())).setSystem(UCUM).setCode("1").setUnit("probability"))
+                        .setText("operating threshold of " + run.modelId() + " " + run.modelVersion());
+                o.setDevice(deviceRef);
+                o.addDerivedFrom(studyRef);
+                if (!run.diagnostic()) {
+                    o.addNote().setText(ReportBuilder.NOT_FOR_DIAGNOSTIC_USE);
+                }
+                report.addResult(add(bundle, o, "Observation", oid, DerivedUids.uuid("observation", f.trackingUid())));
+                if (f.positive()) {
+                    report.addConclusionCode(new CodeableConcept(coding(f.code())));
+                    conclusion.append(conclusion.length() == 0 ? "" : "; ")
+                            .append(String.format(Locale.ROOT, "%s (p=%.3f)", f.label(), f.probability()));
+                }
+            }
+            for (MediaOutput m : run.media()) {
+                Media media = new Media();
+                Identifier mid = oid(m.scSopInstanceUid());
+                media.addIdentifier(mid);
+                media.setStatus(Media.MediaStatus.COMPLETED);
+                media.setType(new CodeableConcept(new Coding("http://terminology.hl7.org/CodeSystem/media-type", "image", "Image")));
+                media.setSubject(patientRef);
+                media.setDevice(deviceRef);
+                media.addPartOf(studyRef);
+                media.setContent(new Attachment().setContentType("image/png").setData(m.png())
+                        .setTitle("Grad-CAM heatmap: " + m.label()));
+                Reference mediaRef = add(bundle, media, "Media", mid, DerivedUids.uuid("media", m.scSopInstanceUid()));
+                report.addMedia().setLink(mediaRef).setComment("Grad-CAM heatmap: " + m.label());
+            }
+            String prefix = run.diagnostic() ? "" : ReportBuilder.NOT_FOR_DIAGNOSTIC_USE + ". ";
+            report.setConclusion(prefix + (conclusion.length() == 0
+                    ? "No finding above its operating threshold (" + run.modelId() + " " + run.modelVersion() + ")."
+                    : "Positive: " + conclusion + " (" + run.modelId() + " " + run.modelVersion() + ")."));
+            add(bundle, report, "DiagnosticReport", reportId, DerivedUids.uuid("report", run.srSopInstanceUid()));
+        }
+        if (s.getStudyDate() != null && s.getStudyDate().matches("\\d{8}")) {
+            String d = s.getStudyDate();
+            DateTimeType started = new DateTimeType(d.substring(0, 4) + "-" + d.substring(4, 6) + "-" + d.substring(6, 8));
+            study.setStartedElement(started);
+        }
+        return FHIR.newJsonParser().encodeResourceToString(bundle);
+    }
+
+    private static Reference add(Bundle bundle, Resource r, String type, Identifier id, String uuid) {
+        String fullUrl = "urn:uuid:" + uuid;
+        bundle.addEntry().setFullUrl(fullUrl).setResource(r).getRequest()
+                .setMethod(Bundle.HTTPVerb.POST).setUrl(type)
+                .setIfNoneExist("identifier=" + id.getSystem() + "|" + id.getValue());
+        return new Reference(fullUrl);
+    }
+
+    private String patientSystem(StudyInfo s) {
+        String issuer = s.getIssuerOfPatientId();
+        if (issuer == null || issuer.isBlank()) {
+            return settings.fhirPatientIdentifierSystem();
+        }
+        // an issuer is a local name, not a URI: scope it under the configured system
+        return settings.fhirPatientIdentifierSystem() + ":" + issuer.trim().replaceAll("[^A-Za-z0-9._-]", "_");
+    }
+
+    private static String patientId(StudyInfo s) {
+        return s.getPatientId() == null || s.getPatientId().isBlank() ? "UNKNOWN" : s.getPatientId();
+    }
+
+    static Identifier oid(String uid) {
+        return new Identifier().setSystem(URN_SYSTEM).setValue("urn:oid:" + uid);
+    }
+
+    static Coding coding(Coded c) {
+        String system = switch (c.scheme()) {
+            case "SCT", "SNM3", "SRT" -> SCT;
+            case "LN" -> LOINC;
+            case "DCM" -> DCM;
+            default -> "urn:cxr-gateway:codes:" + c.scheme();
+        };
+        return new Coding(system, c.value(), c.meaning());
+    }
+
+    private static java.math.BigDecimal round(double v) {
+        return java.math.BigDecimal.valueOf(v).setScale(4, java.math.RoundingMode.HALF_UP);
+    }
+}

@@ -1,0 +1,254 @@
+package org.cxrgateway.report;
+
+import org.cxrgateway.dicom.DicomObjectException;
+import org.cxrgateway.dicom.DicomObjectWriter;
+import org.cxrgateway.dicom.SrModel;
+import org.cxrgateway.dicom.SrModel.Coded;
+import org.cxrgateway.dicom.SrModel.InstanceRef;
+import org.cxrgateway.schema.v1.Code;
+import org.cxrgateway.schema.v1.Finding;
+import org.cxrgateway.schema.v1.HeatMap;
+import org.cxrgateway.schema.v1.ImageResult;
+import org.cxrgateway.schema.v1.ModelRun;
+import org.cxrgateway.schema.v1.StudyInfo;
+import org.cxrgateway.schema.v1.StudyResult;
+
+import javax.imageio.ImageIO;
+import java.awt.image.BufferedImage;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Turns one StudyResult into one TID 1500 SR per model run, heatmap Secondary Captures for the positive
+ * findings, and one FHIR transaction Bundle. Pure function of the message and the settings.
+ */
+public final class ReportBuilder {
+
+    public static final Coded DEFAULT_PROCEDURE = new Coded("36554-4", "LN", "XR Chest Single view");
+    public static final Coded PRESENT = new Coded("52101004", "SCT", "Present");
+    public static final Coded ABSENT = new Coded("2667000", "SCT", "Absent");
+    public static final String NOT_FOR_DIAGNOSTIC_USE = "AI - not for diagnostic use";
+    static final String SOFTWARE_VERSION = "cxr-gateway 0.1";
+
+    private final ReportSettings settings;
+
+    public ReportBuilder(ReportSettings settings) {
+        this.settings = settings;
+    }
+
+    /** A model run, identified across the images of the study. */
+    record RunKey(String modelId, String version) {
+    }
+
+    /** One SC to render: a finding on an image, with its run. */
+    record ScCandidate(ImageResult image, ModelRun run, Finding finding, int runIndex) {
+    }
+
+    /** Outputs of a model run on one study, gathered across images. */
+    static final class RunGroup {
+        final RunKey key;
+        final int index;
+        ModelRun first;
+        final List<ImageResult> images = new ArrayList<>();
+        final List<Finding[]> findingsPerImage = new ArrayList<>();
+
+        RunGroup(RunKey key, int index) {
+            this.key = key;
+            this.index = index;
+        }
+    }
+
+    public ReportSet build(StudyResult result) throws ReportException {
+        StudyInfo study = result.getStudy();
+        if (study == null || blank(study.getStudyInstanceUid())) {
+            throw new ReportException("result has no StudyInstanceUID");
+        }
+        if (result.getImages() == null || result.getImages().isEmpty()) {
+            throw new ReportException("result has no images");
+        }
+        String studyUid = study.getStudyInstanceUid();
+        Map<RunKey, RunGroup> runs = groupRuns(result);
+        String sopList = String.join(",", result.getImages().stream().map(ImageResult::getSopInstanceUid).sorted().toList());
+        Instant created = Instant.ofEpochMilli(result.getCreatedAtEpochMs());
+        String date = DateTimeFormatter.ofPattern("yyyyMMdd").withZone(ZoneOffset.UTC).format(created);
+        String time = DateTimeFormatter.ofPattern("HHmmss").withZone(ZoneOffset.UTC).format(created);
+        Coded procedure = study.getProcedureCode() != null ? coded(study.getProcedureCode()) : DEFAULT_PROCEDURE;
+
+        List<ReportSet.DicomObject> objects = new ArrayList<>();
+        List<FhirBundleBuilder.RunOutputs> fhirRuns = new ArrayList<>();
+        List<ScCandidate> candidates = new ArrayList<>();
+        for (RunGroup g : runs.values()) {
+            ModelRun run = g.first;
+            String srSeries = DerivedUids.uid("sr-series", studyUid, run.getModelId(), run.getModelVersion());
+            String srUid = DerivedUids.uid("sr", studyUid, sopList, run.getModelId(), run.getModelVersion());
+            String deviceUid = DerivedUids.uid("device", run.getModelId(), run.getModelVersion());
+            SrModel.Equipment eq = equipment(run, deviceUid);
+            String disclaimer = run.getDiagnostic() ? null
+                    : NOT_FOR_DIAGNOSTIC_USE + (blank(run.getIntendedUse()) ? "" : ": " + run.getIntendedUse());
+            SrModel.Header h = header(study, srSeries, settings.seriesNumberBase() + 10 * g.index,
+                    seriesDescription("AI SR", run), srUid, 1, date, time);
+            List<InstanceRef> library = new ArrayList<>();
+            List<SrModel.FindingGroup> groups = new ArrayList<>();
+            List<FhirBundleBuilder.FindingOutput> fhirFindings = new ArrayList<>();
+            for (int i = 0; i < g.images.size(); i++) {
+                ImageResult img = g.images.get(i);
+                InstanceRef ref = new InstanceRef(img.getSopClassUid(), img.getSopInstanceUid(), img.getSeriesInstanceUid());
+                library.add(ref);
+                for (Finding f : g.findingsPerImage.get(i)) {
+                    Coded code = coded(f.getCode());
+                    String trackingUid = DerivedUids.uid("tracking", studyUid, img.getSopInstanceUid(),
+                            run.getModelId(), run.getModelVersion(), code.scheme() + ":" + code.value());
+                    String trackingId = g.images.size() == 1 ? f.getLabel() : f.getLabel() + " (image " + (i + 1) + ")";
+                    groups.add(new SrModel.FindingGroup(trackingId, trackingUid, code, f.getPositive() ? PRESENT : ABSENT,
+                            clamp01(f.getProbability()), clamp01(f.getThreshold()), run.getModelId(), run.getModelVersion(), ref));
+                    fhirFindings.add(new FhirBundleBuilder.FindingOutput(trackingUid, f.getLabel(), code,
+                            clamp01(f.getProbability()), clamp01(f.getThreshold()), f.getPositive(), img.getSopInstanceUid()));
+                    if ((f.getPositive() || !settings.positiveOnly()) && f.getCam() != null) {
+                        candidates.add(new ScCandidate(img, run, f, g.index));
+                    }
+                }
+            }
+            byte[] sr;
+            try {
+                sr = DicomObjectWriter.writeMeasurementReport(new SrModel.MeasurementReport(h, eq, procedure, library, groups, disclaimer));
+            } catch (DicomObjectException e) {
+                throw new ReportException(e.getMessage(), e);
+            }
+            objects.add(new ReportSet.DicomObject("SR", DicomObjectWriter.COMPREHENSIVE_3D_SR, srUid, srSeries, sr));
+            fhirRuns.add(new FhirBundleBuilder.RunOutputs(run.getModelId(), run.getModelVersion(), run.getDiagnostic(),
+                    deviceUid, srUid, fhirFindings, new ArrayList<>()));
+        }
+
+        candidates.sort(Comparator.comparingDouble((ScCandidate c) -> -c.finding().getProbability()));
+        int instance = 0;
+        for (ScCandidate c : candidates.subList(0, Math.min(Math.max(0, settings.maxSecondaryCaptures()), candidates.size()))) {
+            instance++;
+            ScRendered sc = renderSc(study, c, instance, date, time);
+            objects.add(sc.object());
+            FhirBundleBuilder.RunOutputs fr = fhirRuns.get(c.runIndex());
+            fr.media().add(new FhirBundleBuilder.MediaOutput(sc.object().sopInstanceUid(), c.finding().getLabel(), sc.png(),
+                    c.image().getSopInstanceUid()));
+        }
+        String bundle = new FhirBundleBuilder(settings).build(result, procedure, fhirRuns);
+        return new ReportSet(studyUid, result.getJobId(), List.copyOf(objects), bundle);
+    }
+
+    record ScRendered(ReportSet.DicomObject object, byte[] png) {
+    }
+
+    private ScRendered renderSc(StudyInfo study, ScCandidate c, int instanceNumber, String date, String time) throws ReportException {
+        ImageResult img = c.image();
+        ModelRun run = c.run();
+        Finding f = c.finding();
+        Coded code = coded(f.getCode());
+        String studyUid = study.getStudyInstanceUid();
+        byte[] gray = WorkingImages.toGray8(img.getImage());
+        int w = img.getImage().getWidth();
+        int h = img.getImage().getHeight();
+        HeatMap cam = f.getCam();
+        byte[] camValues = WorkingImages.bytes(cam.getValues());
+        if (cam.getWidth() <= 0 || cam.getHeight() <= 0 || camValues.length != cam.getWidth() * cam.getHeight()) {
+            throw new ReportException("heat map of " + f.getLabel() + " is " + camValues.length + " bytes for "
+                    + cam.getWidth() + "x" + cam.getHeight());
+        }
+        List<String> lines = new ArrayList<>();
+        lines.add(f.getLabel() + (f.getPositive() ? " (positive)" : " (negative)"));
+        lines.add(String.format(Locale.ROOT, "p = %.3f  threshold = %.3f", f.getProbability(), f.getThreshold()));
+        lines.add("Model " + run.getModelId() + " " + run.getModelVersion() + " - Grad-CAM");
+        if (!run.getDiagnostic()) {
+            lines.add(NOT_FOR_DIAGNOSTIC_USE);
+        }
+        BufferedImage rendered = HeatmapRenderer.render(gray, w, h, camValues, cam.getWidth(), cam.getHeight(), lines);
+        String series = DerivedUids.uid("sc-series", studyUid, run.getModelId(), run.getModelVersion());
+        String sop = DerivedUids.uid("sc", studyUid, img.getSopInstanceUid(), run.getModelId(), run.getModelVersion(),
+                code.scheme() + ":" + code.value());
+        SrModel.Header header = header(study, series, settings.seriesNumberBase() + 10 * c.runIndex() + 1,
+                seriesDescription("AI heatmap", run), sop, instanceNumber, date, time);
+        String derivation = "Grad-CAM of " + f.getLabel() + " by " + run.getModelId() + " " + run.getModelVersion()
+                + " overlaid (viridis) on the source image";
+        byte[] part10;
+        try {
+            part10 = DicomObjectWriter.writeSecondaryCapture(new SrModel.SecondaryCapture(header,
+                    equipment(run, DerivedUids.uid("device", run.getModelId(), run.getModelVersion())),
+                    new InstanceRef(img.getSopClassUid(), img.getSopInstanceUid(), img.getSeriesInstanceUid()),
+                    w, h, HeatmapRenderer.toRgb(rendered), truncate(derivation, 1024)));
+        } catch (DicomObjectException e) {
+            throw new ReportException(e.getMessage(), e);
+        }
+        ByteArrayOutputStream png = new ByteArrayOutputStream();
+        try {
+            ImageIO.write(rendered, "png", png);
+        } catch (IOException e) {
+            throw new ReportException("cannot encode heatmap PNG", e);
+        }
+        return new ScRendered(new ReportSet.DicomObject("SC", DicomObjectWriter.SECONDARY_CAPTURE, sop, series, part10), png.toByteArray());
+    }
+
+    private Map<RunKey, RunGroup> groupRuns(StudyResult result) throws ReportException {
+        Map<RunKey, RunGroup> runs = new LinkedHashMap<>();
+        for (ImageResult img : result.getImages()) {
+            if (blank(img.getSopInstanceUid()) || blank(img.getSopClassUid()) || blank(img.getSeriesInstanceUid())) {
+                throw new ReportException("image result without SOP Instance, SOP Class or Series UID");
+            }
+            for (ModelRun run : img.getRuns()) {
+                RunKey key = new RunKey(run.getModelId(), run.getModelVersion());
+                RunGroup g = runs.computeIfAbsent(key, k -> new RunGroup(k, runs.size()));
+                if (g.first == null) {
+                    g.first = run;
+                }
+                g.images.add(img);
+                g.findingsPerImage.add(run.getFindings().toArray(new Finding[0]));
+            }
+        }
+        if (runs.isEmpty()) {
+            throw new ReportException("result has no model runs");
+        }
+        return runs;
+    }
+
+    private SrModel.Equipment equipment(ModelRun run, String deviceUid) {
+        return new SrModel.Equipment(settings.manufacturer(), truncate(run.getModelId(), 64),
+                truncate(run.getModelVersion() + " (" + SOFTWARE_VERSION + ", " + run.getEngine() + ")", 64),
+                deviceUid, truncate(run.getModelId(), 64));
+    }
+
+    private static SrModel.Header header(StudyInfo s, String series, int seriesNumber, String seriesDescription,
+                                         String sop, int instanceNumber, String date, String time) {
+        return new SrModel.Header(s.getPatientName(), s.getPatientId(), s.getIssuerOfPatientId(), s.getPatientBirthDate(),
+                s.getPatientSex(), s.getStudyInstanceUid(), s.getStudyId(), s.getStudyDate(), s.getStudyTime(),
+                s.getAccessionNumber(), s.getReferringPhysicianName(), s.getStudyDescription(),
+                series, seriesNumber, seriesDescription, sop, instanceNumber, date, time);
+    }
+
+    /** LO is 64 characters; the disclaimer is kept whole and the model name shortened instead. */
+    static String seriesDescription(String what, ModelRun run) {
+        String suffix = run.getDiagnostic() ? "" : " - NOT FOR DIAGNOSTIC USE";
+        String head = what + " " + run.getModelId() + " " + run.getModelVersion();
+        return truncate(head, 64 - suffix.length()) + suffix;
+    }
+
+    static Coded coded(Code c) {
+        return new Coded(c.getValue(), c.getScheme(), c.getMeaning());
+    }
+
+    private static double clamp01(float v) {
+        return Float.isNaN(v) ? 0 : Math.max(0, Math.min(1, v));
+    }
+
+    static String truncate(String s, int n) {
+        return s == null || s.length() <= n ? s : s.substring(0, n);
+    }
+
+    static boolean blank(String s) {
+        return s == null || s.isBlank();
+    }
+}

@@ -1,0 +1,114 @@
+package org.cxrgateway.delivery;
+
+import org.cxrgateway.report.ReportBuilder;
+import org.cxrgateway.report.ReportSet;
+import org.cxrgateway.report.ReportSettings;
+import org.cxrgateway.report.TestResults;
+import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.testing.FhirTestServer;
+import org.cxrgateway.testing.FhirValidation;
+import org.hl7.fhir.r4.model.DiagnosticReport;
+import org.hl7.fhir.r4.model.Observation;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class FhirDeliveryTest {
+
+    FhirTestServer server;
+    Path state;
+
+    @BeforeEach
+    void start() throws Exception {
+        server = new FhirTestServer();
+        Files.createDirectories(Path.of("target"));
+        state = Files.createTempDirectory(Path.of("target"), "fhir-delivery");
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        server.close();
+    }
+
+    @Test
+    void bundleValidatesAgainstR4BaseProfiles() throws Exception {
+        ReportSet set = new ReportBuilder(ReportSettings.defaults()).build(TestResults.study("20").build());
+        var errors = FhirValidation.errors(set.fhirBundleJson());
+        assertEquals(List.of(), errors.stream().map(m -> m.getLocationString() + ": " + m.getMessage()).toList());
+        assertTrue(set.fhirBundleJson().contains("\"ifNoneExist\""));
+    }
+
+    @Test
+    void serverFailingThenSucceedingGetsTheReportOnceAndRedeliveryCreatesNothing() throws Exception {
+        server.failNext.set(2);
+        DeliveryService svc = service(Optional.of("s3cret-token"));
+        StudyResult r = TestResults.study("21").build();
+        svc.submit(r).get(30, TimeUnit.SECONDS);
+        assertEquals(3, server.receivedBundles.size(), "two injected 500s, then success");
+        assertEquals(1, server.count("DiagnosticReport"));
+        assertEquals(4, server.count("Observation"));
+        assertEquals(2, server.count("Media"));
+        assertEquals(1, server.count("Patient"));
+        assertTrue(server.authorizations.stream().allMatch(a -> a.equals("Bearer s3cret-token")));
+        DiagnosticReport report = (DiagnosticReport) server.stored.values().stream()
+                .filter(x -> x instanceof DiagnosticReport).findFirst().orElseThrow();
+        assertEquals(DiagnosticReport.DiagnosticReportStatus.PRELIMINARY, report.getStatus());
+        assertEquals(2, report.getConclusionCode().size());
+        Observation cardio = (Observation) server.stored.values().stream().filter(x -> x instanceof Observation o
+                && o.getCode().getCodingFirstRep().getCode().equals("8186001")).findFirst().orElseThrow();
+        assertEquals(0.81, cardio.getValueQuantity().getValue().doubleValue(), 1e-4);
+        assertEquals("POS", cardio.getInterpretationFirstRep().getCodingFirstRep().getCode());
+        int createsAfterFirst = server.creates.get();
+
+        // same result again, and a fresh process (new ledger) sending it again: no new resource
+        svc.submit(r).get(30, TimeUnit.SECONDS);
+        assertEquals(3, server.receivedBundles.size(), "the ledger knows the bundle was acknowledged");
+        svc.close();
+        Path other = Files.createTempDirectory(Path.of("target"), "fhir-delivery-fresh");
+        DeliveryService fresh = new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
+                List.of(new FhirDestination(server.baseUrl(), Optional.empty(), Optional.of("u"), Optional.of("p"), Duration.ofSeconds(10))),
+                new DeliveryLedger(other.resolve("ledger")), new FileDeadLetterStore(other.resolve("dl")),
+                new RetryPolicy(3, Duration.ofMillis(10), Duration.ofMillis(50)));
+        fresh.submit(r).get(30, TimeUnit.SECONDS);
+        fresh.close();
+        assertEquals(4, server.receivedBundles.size());
+        assertEquals(createsAfterFirst, server.creates.get(), "conditional create: nothing duplicated");
+        assertTrue(server.authorizations.get(3).startsWith("Basic "));
+    }
+
+    @Test
+    void serverDownDeadLettersThenReplayDelivers() throws Exception {
+        server.failNext.set(100);
+        DeliveryService svc = service(Optional.empty());
+        svc.submit(TestResults.study("22").build()).get(30, TimeUnit.SECONDS);
+        FileDeadLetterStore dl = new FileDeadLetterStore(state.resolve("dead-letters"));
+        assertEquals(1, dl.list().size());
+        assertEquals("fhir", dl.list().get(0).destination());
+        assertTrue(dl.list().get(0).reason().contains("500"), dl.list().get(0).reason());
+        assertFalse(dl.list().get(0).reason().contains("s3cret"));
+        assertEquals(0, server.count("DiagnosticReport"));
+        server.failNext.set(0);
+        assertEquals(1, svc.replay(null).get(30, TimeUnit.SECONDS));
+        assertEquals(1, server.count("DiagnosticReport"));
+        assertEquals(0, dl.list().size());
+        svc.close();
+    }
+
+    DeliveryService service(Optional<String> token) {
+        return new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
+                List.of(new FhirDestination(server.baseUrl(), token, Optional.empty(), Optional.empty(), Duration.ofSeconds(10))),
+                new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
+                new RetryPolicy(3, Duration.ofMillis(20), Duration.ofMillis(100)));
+    }
+}

@@ -1,0 +1,155 @@
+package org.cxrgateway.delivery;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.cxrgateway.report.ReportBuilder;
+import org.cxrgateway.report.ReportSet;
+import org.cxrgateway.report.ReportSettings;
+import org.cxrgateway.report.TestResults;
+import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.testing.OrthancPeer;
+import org.cxrgateway.testing.Tools;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Delivery to a real Orthanc: objects land in the source study, validate, resolve, and are never duplicated. */
+class PacsDeliveryTest {
+
+    static final ObjectMapper JSON = new ObjectMapper();
+    OrthancPeer orthanc;
+    Path work;
+
+    @BeforeEach
+    void start() throws Exception {
+        Files.createDirectories(Path.of("target"));
+        work = Files.createTempDirectory(Path.of("target"), "pacs-delivery");
+        orthanc = new OrthancPeer(work, "CXRGATEWAY", 11112);
+        orthanc.start();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        orthanc.close();
+    }
+
+    void storeSource(TestResults t) throws Exception {
+        Path dx = work.resolve("source-" + t.sopUid + ".dcm");
+        Tools.Result made = Tools.run("/usr/bin/python3", "src/test/resources/make_source_dx.py", dx.toString(),
+                t.studyUid, t.seriesUid, t.sopUid, t.patientId);
+        assertEquals(0, made.exit(), made.out());
+        Tools.Result sent = Tools.run("storescu", "-aet", "CXRGATEWAY", "-aec", "ORTHANC", "127.0.0.1",
+                Integer.toString(orthanc.dicomPort), dx.toString());
+        assertEquals(0, sent.exit(), sent.out());
+    }
+
+    JsonNode instancesOf(String studyUid) throws Exception {
+        return JSON.readTree(orthanc.post("/tools/find", """
+                {"Level":"Instance","Expand":true,"Query":{"StudyInstanceUID":"%s"}}""".formatted(studyUid)));
+    }
+
+    Set<String> sopUids(JsonNode instances) {
+        Set<String> s = new TreeSet<>();
+        instances.forEach(i -> s.add(i.get("MainDicomTags").get("SOPInstanceUID").asText()));
+        return s;
+    }
+
+    DeliveryService service(Path state, int attempts) {
+        return new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
+                List.of(new PacsDestination("orthanc", "127.0.0.1", orthanc.dicomPort, "ORTHANC", "CXRGATEWAY", state.resolve("spool"))),
+                new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
+                new RetryPolicy(attempts, Duration.ofMillis(50), Duration.ofMillis(200)));
+    }
+
+    @Test
+    void srAndScLandInTheSourceStudyValidateAndAreNotDuplicated() throws Exception {
+        TestResults t = TestResults.study("30");
+        storeSource(t);
+        StudyResult result = t.build();
+        ReportSet expected = new ReportBuilder(ReportSettings.defaults()).build(result);
+        try (DeliveryService svc = service(Files.createTempDirectory(work, "state"), 3)) {
+            svc.submit(result).get(60, TimeUnit.SECONDS);
+            assertEquals(0, svc.deadLetteredCount());
+        }
+        JsonNode instances = instancesOf(t.studyUid);
+        Set<String> want = new TreeSet<>();
+        want.add(t.sopUid);
+        expected.dicom().forEach(o -> want.add(o.sopInstanceUid()));
+        assertEquals(want, sopUids(instances));
+        JsonNode studies = JSON.readTree(orthanc.get("/studies?expand"));
+        assertEquals(1, studies.size(), "SR and SC joined the source study");
+        assertEquals(t.patientId, studies.get(0).get("PatientMainDicomTags").get("PatientID").asText());
+
+        for (JsonNode i : instances) {
+            String sop = i.get("MainDicomTags").get("SOPInstanceUID").asText();
+            if (sop.equals(t.sopUid)) {
+                continue;
+            }
+            Path f = work.resolve("from-orthanc-" + sop + ".dcm");
+            Files.write(f, orthanc.getBytes("/instances/" + i.get("ID").asText() + "/file"));
+            assertEquals(List.of(), Tools.dciodvfyErrors(f), "dciodvfy " + sop);
+            JsonNode tags = JSON.readTree(orthanc.get("/instances/" + i.get("ID").asText() + "/simplified-tags"));
+            assertEquals(t.patientId, tags.get("PatientID").asText());
+            if (tags.get("Modality").asText().equals("SR")) {
+                Tools.Result dump = Tools.run("dsrdump", "+Pu", f.toString());
+                assertEquals(0, dump.exit(), dump.out());
+                // every referenced instance resolves in the PACS
+                List<String> refs = new ArrayList<>();
+                for (String line : Tools.run("dcmdump", "+P", "0008,1155", f.toString()).out().split("\n")) {
+                    int a = line.indexOf('[');
+                    int b = line.indexOf(']');
+                    if (a >= 0 && b > a) {
+                        refs.add(line.substring(a + 1, b));
+                    }
+                }
+                assertTrue(!refs.isEmpty());
+                for (String ref : refs) {
+                    assertEquals(1, JSON.readTree(orthanc.post("/tools/lookup", ref)).size(), "reference " + ref);
+                }
+            }
+        }
+
+        // a second delivery from a fresh process state (no ledger) overwrites nothing new: same SOP Instance UIDs
+        try (DeliveryService again = service(Files.createTempDirectory(work, "state2"), 3)) {
+            again.submit(result).get(60, TimeUnit.SECONDS);
+            assertEquals(0, again.deadLetteredCount());
+        }
+        assertEquals(want, sopUids(instancesOf(t.studyUid)));
+        assertEquals(want.size(), JSON.readTree(orthanc.get("/statistics")).get("CountInstances").asInt());
+    }
+
+    @Test
+    void orthancDownIsRetriedDeadLetteredAndReplayedOnce() throws Exception {
+        TestResults t = TestResults.study("31");
+        storeSource(t);
+        Path state = Files.createTempDirectory(work, "state");
+        try (DeliveryService svc = service(state, 3)) {
+            orthanc.stop();
+            svc.submit(t.build()).get(60, TimeUnit.SECONDS);
+            assertEquals(1, svc.deadLetteredCount());
+            FileDeadLetterStore dl = new FileDeadLetterStore(state.resolve("dead-letters"));
+            assertEquals(1, dl.list().size());
+            assertEquals("pacs-orthanc", dl.list().get(0).destination());
+
+            orthanc.start();
+            assertEquals(1, svc.replay("pacs-orthanc").get(60, TimeUnit.SECONDS));
+            assertEquals(0, dl.list().size());
+            assertEquals(1, svc.deliveredCount());
+            // replaying again finds nothing; the objects are there once
+            assertEquals(0, svc.replay(null).get(60, TimeUnit.SECONDS));
+        }
+        assertEquals(4, sopUids(instancesOf(t.studyUid)).size(), "source + SR + 2 SC");
+    }
+}

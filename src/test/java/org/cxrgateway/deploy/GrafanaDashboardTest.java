@@ -1,0 +1,62 @@
+package org.cxrgateway.deploy;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import org.junit.jupiter.api.Test;
+
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** deploy/grafana/cxr-gateway-dashboard.json imports: it parses, and every panel queries Prometheus. */
+class GrafanaDashboardTest {
+
+    @Test
+    void dashboardHasPrometheusPanelsCoveringTheFlow() throws Exception {
+        JsonNode d = NodeLint.JSON.readTree(NodeLint.repoRoot().resolve("deploy/grafana/cxr-gateway-dashboard.json").toFile());
+        assertEquals("cxr-gateway", d.get("uid").asText());
+        JsonNode panels = d.get("panels");
+        assertTrue(panels.isArray() && panels.size() >= 8, "panels: " + panels.size());
+        Set<String> metrics = new HashSet<>();
+        Pattern metric = Pattern.compile("\\b((?:cxr|kafka)_[a-z0-9_]+)");
+        Set<Integer> ids = new HashSet<>();
+        for (JsonNode p : panels) {
+            String title = p.get("title").asText();
+            assertTrue(ids.add(p.get("id").asInt()), "duplicate panel id in " + title);
+            assertEquals("prometheus", p.get("datasource").get("type").asText(), title);
+            JsonNode targets = p.get("targets");
+            assertTrue(targets.isArray() && !targets.isEmpty(), title + " has no targets");
+            Set<String> refIds = new HashSet<>();
+            for (JsonNode t : targets) {
+                assertTrue(refIds.add(t.get("refId").asText()), title + ": duplicate refId");
+                String expr = t.get("expr").asText();
+                assertFalse(expr.isBlank(), title + ": empty expr");
+                assertEquals(count(expr, '('), count(expr, ')'), title + ": unbalanced parentheses in " + expr);
+                Matcher m = metric.matcher(expr);
+                boolean any = false;
+                while (m.find()) {
+                    metrics.add(m.group(1));
+                    any = true;
+                }
+                assertTrue(any, title + ": no cxr_/kafka_ metric in " + expr);
+            }
+        }
+        // One panel or more for each stage the issue names.
+        for (String stage : List.of("associations", "instances_received", "instances_rejected", "spool",
+                "studies_published", "publish_seconds", "inference_images", "inference_seconds", "delivery",
+                "dead_letters", "consumer_lag", "consumergroup_lag")) {
+            assertTrue(metrics.stream().anyMatch(m -> m.contains(stage)), "no metric for " + stage + " in " + metrics);
+        }
+        JsonNode vars = d.get("templating").get("list");
+        assertTrue(vars.toString().contains("\"type\":\"datasource\""), "datasource variable");
+    }
+
+    private static long count(String s, char c) {
+        return s.chars().filter(x -> x == c).count();
+    }
+}

@@ -1,0 +1,55 @@
+package org.cxrgateway.inference;
+
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * import_weights.py on locally generated checkpoints of both foreign layouts: the package it writes
+ * loads in Java and reproduces the ORIGINAL checkpoint's logits (computed by PyTorch before the
+ * conversion) on the same input, and its preprocessing/Grad-CAM pass the fidelity check.
+ */
+class ImportWeightsTest {
+
+    @ParameterizedTest
+    @ValueSource(strings = {"chexnet", "xrv"})
+    void convertedCheckpointReproducesTheOriginalModel(String kind) throws Exception {
+        Path work = Path.of("target/test-work/import/" + kind).toAbsolutePath();
+        Py.run(300, Py.TEST.resolve("make_checkpoints.py").toString(), kind, work.toString());
+        Py.run(300, Py.MAIN.resolve("import_weights.py").toString(), kind, work.resolve("checkpoint.pt").toString(),
+                "--out", work.resolve("pkg").toString(), "--arch", "tiny", "--version", "9.9");
+        ModelPackage pkg = ModelPackage.open(work.resolve("pkg"), work.resolve("unpacked"));
+        ModelManifest m = pkg.manifest();
+        assertEquals(kind, m.id());
+        assertEquals("9.9", m.version());
+        float[] input = Fixtures.readFloats(work.resolve("input.f32"));
+        float[] ref = Fixtures.readFloats(work.resolve("logits.f32"));
+        try (OrtModel model = new OrtModel(pkg, EngineKind.cpu, 2, null)) {
+            float[] logits = model.run(input, 2).logits();
+            double d = Fixtures.maxAbsDiff(logits, 0, ref, 0, ref.length);
+            System.out.printf("import %s: logits vs original checkpoint max abs diff %.3g%n", kind, d);
+            assertTrue(d < 1e-4, kind + " logits differ from the original checkpoint by " + d);
+        }
+        if (kind.equals("xrv")) {
+            assertEquals(1, m.input().channels());
+            assertEquals("xrv", m.preprocessing().normalisation());
+            assertEquals(18, m.labels().size());
+            assertEquals(17, m.reportedIndices().length, "the output without an operating threshold is not reported");
+            assertTrue(m.labels().get(0).threshold() >= 0.2 && m.labels().get(0).threshold() <= 0.7, "op_threshs became thresholds");
+        } else {
+            assertEquals(3, m.input().channels());
+            assertEquals("imagenet", m.preprocessing().normalisation());
+            assertEquals(14, m.labels().size());
+        }
+        Fidelity.Diffs d = Fidelity.check(pkg, work.resolve("fidelity"), new int[]{0, 3});
+        // xrv tensors span [-1024, 1024]: the 1e-3 bound applies per unit of the [0, 1] image, i.e. / 2048
+        double preScale = kind.equals("xrv") ? 2048 : 1;
+        System.out.printf("import %s fidelity: preprocessing %.3g (range-relative %.3g), logits %.3g, grad-cam %.3g%n",
+                kind, d.preprocessing(), d.preprocessing() / preScale, d.logits(), d.cam());
+        assertTrue(d.preprocessing() / preScale < 1e-3 && d.logits() < 1e-4 && d.cam() < 1e-4, d.toString());
+    }
+}

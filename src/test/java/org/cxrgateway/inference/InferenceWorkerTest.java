@@ -1,0 +1,184 @@
+package org.cxrgateway.inference;
+
+import io.quarkus.test.common.WithTestResource;
+import io.quarkus.test.junit.QuarkusTest;
+import jakarta.inject.Inject;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.cxrgateway.queue.DeadLetters;
+import org.cxrgateway.queue.EmbeddedKafkaTestResource;
+import org.cxrgateway.queue.KafkaCluster;
+import org.cxrgateway.queue.MessageCodec;
+import org.cxrgateway.schema.v1.Finding;
+import org.cxrgateway.schema.v1.ImageResult;
+import org.cxrgateway.schema.v1.ModelRun;
+import org.cxrgateway.schema.v1.SkippedInstance;
+import org.cxrgateway.schema.v1.SourceImage;
+import org.cxrgateway.schema.v1.StudyInfo;
+import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v1.WorkingImage;
+import org.junit.jupiter.api.Test;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.UUID;
+
+import static io.restassured.RestAssured.given;
+import static org.hamcrest.Matchers.is;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The worker against a real (embedded) Kafka broker and the tiny model packages: jobs in, results
+ * out, poison messages dead-lettered without stalling the partition, offsets committed only for
+ * acknowledged work.
+ */
+@QuarkusTest
+@WithTestResource(EmbeddedKafkaTestResource.class)
+class InferenceWorkerTest {
+
+    @Inject
+    KafkaCluster cluster;
+    @Inject
+    ModelRegistry registry;
+    @Inject
+    InferenceConfig config;
+
+    static SourceImage image(String uid, WorkingImage img) {
+        return SourceImage.newBuilder().setSopInstanceUid(uid).setSopClassUid("1.2.840.10008.5.1.4.1.1.1.1")
+                .setSeriesInstanceUid("1.2.3.4").setModality("DX").setViewPosition("PA")
+                .setSourceRows(img.getHeight()).setSourceColumns(img.getWidth()).setImage(img).build();
+    }
+
+    static StudyJob job(String studyUid, int schemaVersion, List<SourceImage> images) {
+        return StudyJob.newBuilder().setSchemaVersion(schemaVersion).setJobId("job-" + studyUid).setCreatedAtEpochMs(1)
+                .setStudy(StudyInfo.newBuilder().setStudyInstanceUid(studyUid).build())
+                .setImages(images).setSkipped(List.of(new SkippedInstance("1.2.9", "LATERAL_VIEW"))).build();
+    }
+
+    @Test
+    void jobsBecomeResultsPoisonIsDeadLetteredAndOffsetsCommitted() throws Exception {
+        registry.ready().get();
+        given().when().get("/q/health/ready").then().body("checks.find { it.name == 'inference-models' }.status", is("UP"));
+
+        String run = UUID.randomUUID().toString().substring(0, 8);
+        String a = "1.2.826.1." + run + ".1", b = "1.2.826.1." + run + ".2", c = "1.2.826.1." + run + ".3";
+        String jobs = cluster.config().topics().jobs();
+        byte[] bad = "not avro".getBytes();
+        byte[] v2 = MessageCodec.encode(job("1.2.826.1." + run + ".9", 2, List.of()));
+        try (KafkaProducer<String, byte[]> p = new KafkaProducer<>(cluster.producerProperties())) {
+            // all on one partition: the poison messages sit between good jobs
+            p.send(new ProducerRecord<>(jobs, 0, a, MessageCodec.encode(job(a, 1, List.of(
+                    image(a + ".1", Fixtures.image(300, 260, 8, 1)), image(a + ".2", Fixtures.image(200, 240, 16, 2))))))).get();
+            p.send(new ProducerRecord<>(jobs, 0, "garbage-" + run, bad)).get();
+            p.send(new ProducerRecord<>(jobs, 0, "v2-" + run, v2)).get();
+            p.send(new ProducerRecord<>(jobs, 0, b, MessageCodec.encode(job(b, 1, List.of(image(b + ".1", Fixtures.image(224, 224, 8, 3))))))).get();
+            p.send(new ProducerRecord<>(jobs, 0, c, MessageCodec.encode(job(c, 1, List.of())))).get();
+        }
+
+        Map<String, StudyResult> results = new HashMap<>();
+        Map<String, String> reasons = new HashMap<>();
+        Properties props = cluster.consumerProperties("test-reader-" + run);
+        try (KafkaConsumer<String, byte[]> r = new KafkaConsumer<>(props)) {
+            r.subscribe(List.of(cluster.config().topics().results(), cluster.config().topics().deadLetters()));
+            long until = System.currentTimeMillis() + 120_000;
+            while ((results.size() < 3 || reasons.size() < 2) && System.currentTimeMillis() < until) {
+                for (ConsumerRecord<String, byte[]> rec : r.poll(Duration.ofMillis(200))) {
+                    if (rec.topic().equals(cluster.config().topics().results()) && Set.of(a, b, c).contains(rec.key())) {
+                        results.put(rec.key(), MessageCodec.decodeResult(rec.value()));
+                    } else if (rec.key() != null && rec.key().endsWith(run) && rec.topic().equals(cluster.config().topics().deadLetters())) {
+                        reasons.put(rec.key(), DeadLetters.headerValue(rec.headers(), DeadLetters.REASON));
+                    }
+                }
+            }
+        }
+        assertEquals(Set.of(a, b, c), results.keySet(), "one result per good job");
+        assertEquals(2, reasons.size(), "both poison messages dead-lettered: " + reasons);
+        assertTrue(reasons.get("v2-" + run).contains("schemaVersion 2"), reasons.toString());
+        assertTrue(reasons.get("garbage-" + run).contains("StudyJob"), reasons.toString());
+
+        StudyResult ra = results.get(a);
+        assertEquals("job-" + a, ra.getJobId());
+        assertEquals(2, ra.getImages().size());
+        assertTrue(ra.getInferenceMs() > 0 && ra.getBatchSize() >= 1);
+        for (ImageResult ir : ra.getImages()) {
+            assertEquals(2, ir.getRuns().size());
+            ModelRun chest = ir.getRuns().stream().filter(m -> m.getModelId().equals("chest14")).findFirst().orElseThrow();
+            ModelRun covid = ir.getRuns().stream().filter(m -> m.getModelId().equals("covid3")).findFirst().orElseThrow();
+            assertEquals(14, chest.getFindings().size());
+            assertEquals(1, covid.getFindings().size(), "covid3 reports only COVID-19");
+            assertEquals("840539006", covid.getFindings().get(0).getCode().getValue());
+            assertEquals("cpu", chest.getEngine());
+            assertTrue(!chest.getDiagnostic());
+            for (ModelRun m : ir.getRuns()) {
+                for (Finding f : m.getFindings()) {
+                    assertTrue(f.getProbability() >= 0 && f.getProbability() <= 1);
+                    assertEquals(f.getProbability() >= f.getThreshold(), f.getPositive());
+                    if (f.getPositive()) {
+                        assertNotNull(f.getCam(), f.getLabel());
+                        assertEquals(ir.getImage().getWidth(), f.getCam().getWidth());
+                        assertEquals(f.getCam().getWidth() * f.getCam().getHeight(), f.getCam().getValues().remaining());
+                    } else {
+                        assertNull(f.getCam());
+                    }
+                }
+            }
+        }
+        assertEquals(0, results.get(c).getImages().size());
+
+        // every consumed job was acknowledged, so the group's committed offset reaches the end of the partition
+        TopicPartition tp = new TopicPartition(jobs, 0);
+        long deadline = System.currentTimeMillis() + 30_000;
+        long committed = -1, end;
+        try (Admin admin = Admin.create(cluster.adminProperties());
+             KafkaConsumer<String, byte[]> probe = new KafkaConsumer<>(cluster.consumerProperties("probe-" + run))) {
+            end = probe.endOffsets(List.of(tp)).get(tp);
+            while (committed < end && System.currentTimeMillis() < deadline) {
+                OffsetAndMetadata om = admin.listConsumerGroupOffsets(config.groupId()).partitionsToOffsetAndMetadata().get().get(tp);
+                committed = om == null ? -1 : om.offset();
+                Thread.sleep(100);
+            }
+        }
+        assertEquals(end, committed);
+    }
+
+    @Test
+    void batchesAcrossStudies() throws Exception {
+        MicroBatcher batcher = registry.ready().get();
+        List<java.util.concurrent.CompletableFuture<StudyResult>> fs = new ArrayList<>();
+        for (int i = 0; i < 5; i++) {
+            java.util.concurrent.CompletableFuture<StudyResult> f = new java.util.concurrent.CompletableFuture<>();
+            String uid = "1.2.826.2." + i;
+            batcher.submit(job(uid, 1, List.of(image(uid + ".1", Fixtures.image(128, 128, 8, i)))), new MicroBatcher.Sink() {
+                @Override
+                public void done(StudyJob j, StudyResult r) {
+                    f.complete(r);
+                }
+
+                @Override
+                public void failed(StudyJob j, Exception e) {
+                    f.completeExceptionally(e);
+                }
+            });
+            fs.add(f);
+        }
+        int maxBatch = 0;
+        for (var f : fs) {
+            maxBatch = Math.max(maxBatch, f.get().getBatchSize());
+        }
+        assertTrue(maxBatch > 1, "five single-image studies submitted together share a batch (max " + maxBatch + ")");
+    }
+}

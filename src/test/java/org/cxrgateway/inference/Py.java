@@ -1,0 +1,59 @@
+package org.cxrgateway.inference;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/** Runs Debian's /usr/bin/python3 (torch, onnx) as the real reference peer of the tests. */
+final class Py {
+    static final Path ROOT = Path.of("").toAbsolutePath();
+    static final Path MAIN = ROOT.resolve("src/main/python");
+    static final Path TEST = ROOT.resolve("src/test/python");
+
+    private Py() {
+    }
+
+    static String run(long timeoutSeconds, String... args) {
+        List<String> cmd = new ArrayList<>();
+        cmd.add("/usr/bin/python3");
+        cmd.addAll(List.of(args));
+        try {
+            ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+            pb.environment().put("OMP_NUM_THREADS", "2");
+            pb.environment().put("PYTHONWARNINGS", "ignore");
+            Process p = pb.start();
+            byte[] out;
+            try {
+                if (!p.waitFor(timeoutSeconds, TimeUnit.SECONDS)) {
+                    throw new IllegalStateException("python timed out: " + cmd);
+                }
+                out = p.getInputStream().readAllBytes();
+            } finally {
+                p.destroyForcibly();
+            }
+            String text = new String(out, StandardCharsets.UTF_8);
+            if (p.exitValue() != 0) {
+                throw new IllegalStateException("python failed (" + p.exitValue() + "): " + cmd + "\n" + text);
+            }
+            return text;
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** Generates a package with make_demo_models.py into dir/<id>; tiny arch + embedded weights unless full. */
+    static Path demoPackage(Path dir, String id, boolean tiny) {
+        List<String> a = new ArrayList<>(List.of(MAIN.resolve("make_demo_models.py").toString(), "--out", dir.toString(), "--only", id));
+        if (tiny) {
+            a.addAll(List.of("--arch", "tiny", "--embed"));
+        }
+        run(300, a.toArray(String[]::new));
+        return dir.resolve(id);
+    }
+}

@@ -1,0 +1,121 @@
+package org.cxrgateway.report;
+
+import org.cxrgateway.schema.v1.PixelEncoding;
+import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.testing.Tools;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class ReportBuilderTest {
+
+    static Path out(String name) throws Exception {
+        Path dir = Path.of("target", "report-test");
+        Files.createDirectories(dir);
+        return dir.resolve(name);
+    }
+
+    @Test
+    void srAndScPassDciodvfyAndDsrdump() throws Exception {
+        ReportSet set = new ReportBuilder(ReportSettings.defaults()).build(TestResults.study("10").build());
+        assertEquals(1, set.dicom().stream().filter(o -> o.kind().equals("SR")).count());
+        // two positive findings in the fixture: two heatmaps
+        assertEquals(2, set.dicom().stream().filter(o -> o.kind().equals("SC")).count());
+        for (ReportSet.DicomObject o : set.dicom()) {
+            Path f = out(o.kind() + "-" + o.sopInstanceUid() + ".dcm");
+            Files.write(f, o.part10());
+            List<String> errors = Tools.dciodvfyErrors(f);
+            assertEquals(List.of(), errors, "dciodvfy on " + o.kind());
+            Tools.Result dump = Tools.run("dcmdump", "-Un", "+P", "0008,0016", "+P", "0008,103e", f.toString());
+            assertTrue(dump.out().contains(o.sopClassUid()), dump.out());
+            assertTrue(dump.out().contains("NOT FOR DIAGNOSTIC USE"), dump.out());
+            if (o.kind().equals("SR")) {
+                Tools.Result sr = Tools.run("dsrdump", "-Ec", "+Pl", "+Pu", "+Pc", "+Pt", f.toString());
+                assertEquals(0, sr.exit(), sr.out());
+                // dcmtk 3.6.7 warns that its VR checker skips UTF-8; any other warning (relationship, value type) fails
+                assertEquals(List.of(), sr.lines("W: ").stream().filter(l -> !l.contains("VR checker")).toList(), "dsrdump warnings");
+                String text = sr.out();
+                for (String s : new String[]{"Imaging Measurement Report", "Observer Type", "Procedure reported",
+                        "Image Library", "Tracking Unique Identifier", "Pleural effusion", "Present", "Absent",
+                        "Algorithm Version", "AI - not for diagnostic use", "UNVERIFIED", "COMPLETE",
+                        "1.2.826.0.1.3680043.10.1234.10.1.1"}) {
+                    assertTrue(text.contains(s), "SR lacks " + s + "\n" + text);
+                }
+            } else {
+                Tools.Result sc = Tools.run("dcmdump", "+P", "0028,0301", "+P", "0018,0015", "+P", "0008,2112", f.toString());
+                assertTrue(sc.out().contains("YES"), sc.out());
+                assertTrue(sc.out().contains("CHEST"), sc.out());
+                assertTrue(sc.out().contains("SourceImageSequence"), sc.out());
+            }
+        }
+    }
+
+    @Test
+    void diagnosticModelHasNoDisclaimer() throws Exception {
+        TestResults t = TestResults.study("11");
+        t.diagnostic = true;
+        t.bits = 16;
+        t.encoding = PixelEncoding.RAW;
+        ReportSet set = new ReportBuilder(ReportSettings.defaults()).build(t.build());
+        for (ReportSet.DicomObject o : set.dicom()) {
+            Path f = out("diag-" + o.kind() + "-" + o.sopInstanceUid() + ".dcm");
+            Files.write(f, o.part10());
+            assertEquals(List.of(), Tools.dciodvfyErrors(f));
+            assertTrue(!Tools.run("dcmdump", f.toString()).out().contains("NOT FOR DIAGNOSTIC"));
+        }
+    }
+
+    @Test
+    void uidsAreDeterministicAndDistinct() throws Exception {
+        StudyResult r = TestResults.study("12").build();
+        ReportSet a = new ReportBuilder(ReportSettings.defaults()).build(r);
+        ReportSet b = new ReportBuilder(ReportSettings.defaults()).build(StudyResult.fromByteBuffer(r.toByteBuffer()));
+        assertEquals(a.dicom().size(), b.dicom().size());
+        for (int i = 0; i < a.dicom().size(); i++) {
+            assertEquals(a.dicom().get(i).sopInstanceUid(), b.dicom().get(i).sopInstanceUid());
+            assertArrayEquals(a.dicom().get(i).part10(), b.dicom().get(i).part10());
+            assertTrue(a.dicom().get(i).sopInstanceUid().matches("2\\.25\\.[1-9][0-9]{0,38}"));
+            assertTrue(a.dicom().get(i).sopInstanceUid().length() <= 64);
+        }
+        assertEquals(a.fhirBundleJson(), b.fhirBundleJson());
+        ReportSet other = new ReportBuilder(ReportSettings.defaults()).build(TestResults.study("13").build());
+        assertNotEquals(a.dicom().get(0).sopInstanceUid(), other.dicom().get(0).sopInstanceUid());
+        assertEquals(a.dicom().size(), a.dicom().stream().map(ReportSet.DicomObject::sopInstanceUid).distinct().count());
+    }
+
+    @Test
+    void maxSecondaryCapturesLimitsHeatmaps() throws Exception {
+        ReportSet set = new ReportBuilder(new ReportSettings(900, true, 1, "urn:x", "m")).build(TestResults.study("14").build());
+        assertEquals(1, set.dicom().stream().filter(o -> o.kind().equals("SC")).count());
+        ReportSet none = new ReportBuilder(new ReportSettings(900, true, 0, "urn:x", "m")).build(TestResults.study("14").build());
+        assertEquals(0, none.dicom().stream().filter(o -> o.kind().equals("SC")).count());
+    }
+
+    @Test
+    void badInputIsAReportExceptionNotACrash() {
+        TestResults t = TestResults.study("15");
+        StudyResult r = t.build();
+        r.getImages().get(0).getImage().setPixels(java.nio.ByteBuffer.wrap(new byte[]{1, 2, 3}));
+        assertThrows(ReportException.class, () -> new ReportBuilder(ReportSettings.defaults()).build(r));
+        StudyResult noImages = t.build();
+        noImages.setImages(List.of());
+        assertThrows(ReportException.class, () -> new ReportBuilder(ReportSettings.defaults()).build(noImages));
+    }
+
+    @Test
+    void viridisEndsMatchTheReferenceColormap() {
+        int lo = HeatmapRenderer.viridis(0);
+        int hi = HeatmapRenderer.viridis(1);
+        // matplotlib viridis: #440154 at 0, #fde725 at 1; the polynomial fit is within a few levels
+        assertTrue(Math.abs((lo >> 16) - 0x44) <= 4 && Math.abs((lo >> 8 & 0xff) - 0x01) <= 4 && Math.abs((lo & 0xff) - 0x54) <= 4, Integer.toHexString(lo));
+        assertTrue(Math.abs((hi >> 16) - 0xfd) <= 4 && Math.abs((hi >> 8 & 0xff) - 0xe7) <= 4 && Math.abs((hi & 0xff) - 0x25) <= 6, Integer.toHexString(hi));
+    }
+}

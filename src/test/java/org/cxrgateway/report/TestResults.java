@@ -1,0 +1,141 @@
+package org.cxrgateway.report;
+
+import org.cxrgateway.schema.v1.Code;
+import org.cxrgateway.schema.v1.Finding;
+import org.cxrgateway.schema.v1.HeatMap;
+import org.cxrgateway.schema.v1.ImageResult;
+import org.cxrgateway.schema.v1.ModelRun;
+import org.cxrgateway.schema.v1.PixelEncoding;
+import org.cxrgateway.schema.v1.StudyInfo;
+import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v1.WorkingImage;
+
+import java.io.ByteArrayOutputStream;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.zip.Deflater;
+
+/** Builds realistic StudyResults: a synthetic PA chest radiograph, a DenseNet-like run, 7x7 Grad-CAM maps. */
+public final class TestResults {
+
+    public static final String DX = "1.2.840.10008.5.1.4.1.1.1.1";
+
+    public String studyUid = "1.2.826.0.1.3680043.10.1234.1";
+    public String seriesUid = "1.2.826.0.1.3680043.10.1234.1.1";
+    public String sopUid = "1.2.826.0.1.3680043.10.1234.1.1.1";
+    public String patientId = "PAT-0001";
+    public String patientName = "Doe^Jane";
+    public String issuer = "HOSP";
+    public boolean diagnostic = false;
+    public int size = 256;
+    public int bits = 8;
+    public PixelEncoding encoding = PixelEncoding.DEFLATE;
+    public long createdAt = 1_767_225_600_000L;
+
+    public static TestResults study(String suffix) {
+        TestResults t = new TestResults();
+        t.studyUid = "1.2.826.0.1.3680043.10.1234." + suffix;
+        t.seriesUid = t.studyUid + ".1";
+        t.sopUid = t.studyUid + ".1.1";
+        return t;
+    }
+
+    public StudyResult build() {
+        StudyInfo info = StudyInfo.newBuilder().setStudyInstanceUid(studyUid).setStudyId("S1").setAccessionNumber("ACC123")
+                .setStudyDate("20260101").setStudyTime("101500").setStudyDescription("XR CHEST PA")
+                .setReferringPhysicianName("House^Gregory").setPatientId(patientId).setIssuerOfPatientId(issuer)
+                .setPatientName(patientName).setPatientBirthDate("19700101").setPatientSex("F").build();
+        List<Finding> findings = new ArrayList<>();
+        findings.add(finding("Cardiomegaly", "8186001", "Cardiomegaly", 0.81f, 0.5f, 3, 3));
+        findings.add(finding("Effusion", "60046008", "Pleural effusion", 0.64f, 0.4f, 5, 1));
+        findings.add(finding("Pneumothorax", "36118008", "Pneumothorax", 0.07f, 0.3f, -1, -1));
+        findings.add(finding("Nodule", "27925004", "Nodule", 0.12f, 0.35f, -1, -1));
+        ModelRun run = ModelRun.newBuilder().setModelId("densenet121-res224-all").setModelVersion("1.0.0")
+                .setDiagnostic(diagnostic).setIntendedUse("demo model, untrained for clinical use").setEngine("cpu")
+                .setFindings(findings).build();
+        ImageResult img = ImageResult.newBuilder().setSopInstanceUid(sopUid).setSopClassUid(DX).setSeriesInstanceUid(seriesUid)
+                .setImage(workingImage()).setRuns(List.of(run)).build();
+        return StudyResult.newBuilder().setJobId("job-" + studyUid).setCreatedAtEpochMs(createdAt).setStudy(info)
+                .setImages(List.of(img)).setInferenceMs(12.5).setBatchSize(1).build();
+    }
+
+    static Finding finding(String label, String code, String meaning, float p, float thr, int cx, int cy) {
+        Finding.Builder b = Finding.newBuilder().setLabel(label).setCode(Code.newBuilder().setValue(code).setScheme("SCT")
+                .setMeaning(meaning).build()).setProbability(p).setThreshold(thr).setPositive(p >= thr);
+        if (p >= thr) {
+            byte[] cam = new byte[49];
+            for (int y = 0; y < 7; y++) {
+                for (int x = 0; x < 7; x++) {
+                    double d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+                    cam[y * 7 + x] = (byte) Math.round(255 * Math.exp(-d2 / 3.0));
+                }
+            }
+            b.setCam(HeatMap.newBuilder().setWidth(7).setHeight(7).setValues(ByteBuffer.wrap(cam)).build());
+        }
+        return b.build();
+    }
+
+    /** A chest-like radiograph: bright body and mediastinum, dark lungs, rib arcs, noise. */
+    public byte[] chestPixels8() {
+        int n = size;
+        byte[] px = new byte[n * n];
+        Random rnd = new Random(42);
+        for (int y = 0; y < n; y++) {
+            for (int x = 0; x < n; x++) {
+                double u = (x - n / 2.0) / (n / 2.0);
+                double v = (y - n / 2.0) / (n / 2.0);
+                double val = 20;
+                if (u * u / 0.85 + v * v / 1.1 < 1) {
+                    val = 150; // soft tissue
+                }
+                boolean lung = ((u + 0.42) * (u + 0.42) / 0.09 + (v + 0.05) * (v + 0.05) / 0.36 < 1)
+                        || ((u - 0.42) * (u - 0.42) / 0.09 + (v + 0.05) * (v + 0.05) / 0.36 < 1);
+                if (lung) {
+                    val = 60;
+                    double rib = Math.sin((v + 0.3 * u * u) * 28);
+                    if (rib > 0.75) {
+                        val += 45;
+                    }
+                }
+                if (Math.abs(u) < 0.16 && v > -0.6) {
+                    val = 200; // mediastinum and spine
+                }
+                if ((u + 0.05) * (u + 0.05) / 0.07 + (v - 0.3) * (v - 0.3) / 0.05 < 1) {
+                    val = 185; // heart
+                }
+                val += rnd.nextGaussian() * 6;
+                px[y * n + x] = (byte) Math.max(0, Math.min(255, Math.round(val)));
+            }
+        }
+        return px;
+    }
+
+    WorkingImage workingImage() {
+        byte[] g = chestPixels8();
+        byte[] raw = g;
+        if (bits == 16) {
+            raw = new byte[g.length * 2];
+            for (int i = 0; i < g.length; i++) {
+                int v = (g[i] & 0xff) * 16;
+                raw[2 * i] = (byte) v;
+                raw[2 * i + 1] = (byte) (v >> 8);
+            }
+        }
+        if (encoding == PixelEncoding.DEFLATE) {
+            Deflater d = new Deflater();
+            d.setInput(raw);
+            d.finish();
+            ByteArrayOutputStream out = new ByteArrayOutputStream();
+            byte[] buf = new byte[65536];
+            while (!d.finished()) {
+                out.write(buf, 0, d.deflate(buf));
+            }
+            d.end();
+            raw = out.toByteArray();
+        }
+        return WorkingImage.newBuilder().setWidth(size).setHeight(size).setBitsPerPixel(bits).setEncoding(encoding)
+                .setPixels(ByteBuffer.wrap(raw)).build();
+    }
+}

@@ -1,0 +1,110 @@
+package org.cxrgateway.testing;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+
+/** Debian's Orthanc, started on loopback with ephemeral ports and a temp storage folder; our AE is registered. */
+public final class OrthancPeer implements AutoCloseable {
+
+    public final int dicomPort;
+    public final int httpPort;
+    public final Path dir;
+    private final String ourAe;
+    private final int ourPort;
+    private Process process;
+    private final HttpClient http = HttpClient.newHttpClient();
+
+    public OrthancPeer(Path parent, String ourAe, int ourPort) throws IOException {
+        this.dir = Files.createTempDirectory(parent, "orthanc");
+        this.dicomPort = freePort();
+        this.httpPort = freePort();
+        this.ourAe = ourAe;
+        this.ourPort = ourPort;
+    }
+
+    public static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        }
+    }
+
+    public void start() throws Exception {
+        Path config = dir.resolve("orthanc.json");
+        Files.writeString(config, """
+                {
+                  "Name": "cxr-test",
+                  "StorageDirectory": "%s",
+                  "IndexDirectory": "%s",
+                  "DicomAet": "ORTHANC",
+                  "DicomPort": %d,
+                  "HttpPort": %d,
+                  "RemoteAccessAllowed": false,
+                  "AuthenticationEnabled": false,
+                  "DicomCheckCalledAet": false,
+                  "DicomModalities": { "cxr": ["%s", "127.0.0.1", %d] },
+                  "Plugins": [],
+                  "StableAge": 1
+                }
+                """.formatted(dir.resolve("storage"), dir.resolve("index"), dicomPort, httpPort, ourAe, ourPort));
+        process = new ProcessBuilder("/usr/sbin/Orthanc", config.toString())
+                .redirectErrorStream(true).redirectOutput(dir.resolve("orthanc.log").toFile()).start();
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        while (System.nanoTime() < deadline) {
+            try {
+                if (get("/system").contains("DicomPort")) {
+                    return;
+                }
+            } catch (IOException e) {
+                Thread.sleep(200);
+            }
+        }
+        throw new IOException("Orthanc did not start: " + Files.readString(dir.resolve("orthanc.log")));
+    }
+
+    public String get(String path) throws IOException, InterruptedException {
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path))
+                .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString());
+        if (r.statusCode() != 200) {
+            throw new IOException(path + " -> " + r.statusCode());
+        }
+        return r.body();
+    }
+
+    public String post(String path, String body) throws IOException, InterruptedException {
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path))
+                .timeout(Duration.ofSeconds(10)).POST(HttpRequest.BodyPublishers.ofString(body)).build(),
+                HttpResponse.BodyHandlers.ofString());
+        if (r.statusCode() != 200) {
+            throw new IOException(path + " -> " + r.statusCode() + " " + r.body());
+        }
+        return r.body();
+    }
+
+    public byte[] getBytes(String path) throws IOException, InterruptedException {
+        return http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path)).build(),
+                HttpResponse.BodyHandlers.ofByteArray()).body();
+    }
+
+    public void stop() throws InterruptedException {
+        if (process != null) {
+            process.destroy();
+            if (!process.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
+                process.destroyForcibly();
+                process.waitFor();
+            }
+            process = null;
+        }
+    }
+
+    @Override
+    public void close() throws InterruptedException {
+        stop();
+    }
+}

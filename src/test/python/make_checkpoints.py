@@ -1,0 +1,58 @@
+#!/usr/bin/python3
+"""Locally generated checkpoints in the two foreign layouts import_weights.py accepts (tiny DenseNet
+so the test is fast), plus the original model's logits on a fixed input.
+
+    make_checkpoints.py chexnet|xrv OUT_DIR  ->  checkpoint.pt, input.f32, logits.f32
+"""
+import os
+import re
+import sys
+
+import torch
+import torchvision
+
+
+def main(kind, out):
+    torch.manual_seed(7 if kind == "chexnet" else 8)
+    os.makedirs(out, exist_ok=True)
+    net = torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2)
+    channels, n_out = (3, 14) if kind == "chexnet" else (1, 18)
+    if channels == 1:
+        net.features.conv0 = torch.nn.Conv2d(1, 16, kernel_size=7, stride=2, padding=3, bias=False)
+    for m in net.modules():  # non-trivial batch-norm statistics, as in a trained network
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.75, 1.25)
+            m.bias.data.uniform_(-0.1, 0.1)
+    if kind == "chexnet":
+        net.classifier = torch.nn.Sequential(torch.nn.Linear(net.classifier.in_features, n_out), torch.nn.Sigmoid())
+        head = net.classifier[0]
+    else:
+        net.classifier = torch.nn.Linear(net.classifier.in_features, n_out)
+        head = net.classifier
+    net.eval()
+    x = torch.randn(2, channels, 224, 224) * (1.0 if kind == "chexnet" else 500.0)
+    with torch.no_grad():
+        # xrv inputs span [-1024, 1024]: trained first-layer statistics bring them back to O(1)
+        y = net.features.conv0(x)
+        net.features.norm0.running_mean.copy_(y.mean(dim=(0, 2, 3)))
+        net.features.norm0.running_var.copy_(y.var(dim=(0, 2, 3)))
+        f = torch.relu(net.features(x))
+        logits = head(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(f, 1), 1))
+    x.numpy().astype("<f4").tofile(os.path.join(out, "input.f32"))
+    logits.numpy().astype("<f4").tofile(os.path.join(out, "logits.f32"))
+    sd = net.state_dict()
+    if kind == "chexnet":
+        # the original CheXNet release: DataParallel + a 'densenet121' attribute + pre-0.4 'norm.1' keys
+        sd = {"module.densenet121." + re.sub(r"\.(norm|relu|conv)(\d)\.", r".\1.\2.", k): v for k, v in sd.items()}
+        torch.save({"epoch": 1, "state_dict": sd}, os.path.join(out, "checkpoint.pt"))
+    else:
+        thr = torch.rand(n_out) * 0.5 + 0.2
+        thr[14] = float("nan")  # an output the xrv model was not trained on
+        sd["op_threshs"] = thr
+        torch.save(sd, os.path.join(out, "checkpoint.pt"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
