@@ -4,7 +4,8 @@
 # the file and its directory) and to dcmtk storescp writing to disk (no fsync), in one run.
 # Prints images/s for both and the ratio ours / storescp.
 #
-#   src/bench/ingest-bench.sh            (env: N=200 WARMUP=20 WORK=target/bench)
+#   src/bench/ingest-bench.sh   (env: N=200 WARMUP=20 WORK=target/bench SCP_OPTS="--max-pdu 131072" to
+#                                 give storescp the same PDU size our listener advertises)
 #
 # Needs: java 17, dcmtk, /usr/bin/python3 with pydicom + numpy; builds the app if it is missing.
 set -euo pipefail
@@ -34,7 +35,7 @@ trap cleanup EXIT
 java -Dcxr.roles=listener -Dcxr.data-dir="$PWD/$WORK/app-data" -Dcxr.listener.port="$OURS_PORT" \
      -Dcxr.listener.bind-address=127.0.0.1 -Dquarkus.http.port=0 -jar "$JAR" > "$WORK/app.log" 2>&1 &
 PIDS+=($!)
-storescp -aet STORESCP -od "$WORK/scp-out" "$SCP_PORT" > "$WORK/storescp.log" 2>&1 &
+storescp ${SCP_OPTS:-} -aet STORESCP -od "$WORK/scp-out" "$SCP_PORT" > "$WORK/storescp.log" 2>&1 &
 PIDS+=($!)
 
 for i in $(seq 1 120); do
@@ -54,7 +55,7 @@ send() { # aet port dir -> seconds
   local expected
   expected=$(ls "$3"/*.dcm | wc -l)
   if [ "$ok" != "$expected" ]; then echo "only $ok of $expected stored by $1" >&2; echo "$out" | tail -20 >&2; exit 1; fi
-  echo "$t1 - $t0" | bc -l
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
 }
 
 echo "warm-up ($WARMUP images each) ..."
@@ -68,8 +69,8 @@ T_OURS=$(send CXRGATEWAY "$OURS_PORT" "$WORK/files")
 STORED=$(find "$WORK/app-data/spool/studies" -name '*.dcm' | wc -l)
 [ "$STORED" -eq $((N + WARMUP)) ] || { echo "spool holds $STORED files, expected $((N + WARMUP))" >&2; exit 1; }
 
-R_OURS=$(echo "$N / $T_OURS" | bc -l)
-R_SCP=$(echo "$N / $T_SCP" | bc -l)
-printf 'cxr-gateway listener (fsync before success): %6.1f images/s (%.2f s)\n' "$R_OURS" "$T_OURS"
-printf 'dcmtk storescp (no fsync):                   %6.1f images/s (%.2f s)\n' "$R_SCP" "$T_SCP"
-printf 'ratio ours / storescp: %.2f\n' "$(echo "$R_OURS / $R_SCP" | bc -l)"
+awk -v n="$N" -v ours="$T_OURS" -v scp="$T_SCP" 'BEGIN {
+  printf "cxr-gateway listener (fsync before success): %6.1f images/s (%.2f s)\n", n / ours, ours
+  printf "dcmtk storescp (no fsync):                   %6.1f images/s (%.2f s)\n", n / scp, scp
+  printf "ratio ours / storescp: %.2f\n", scp / ours
+}'
