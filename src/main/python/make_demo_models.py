@@ -36,14 +36,14 @@ CHEST14 = [
     ("Emphysema", "87433001", "SCT", "Pulmonary emphysema"),
     ("Fibrosis", "51615001", "SCT", "Fibrosis of lung"),
     # no confirmed SNOMED CT code: local scheme, documented in the README
-    ("Pleural_Thickening", "PLEURAL_THICKENING", "99CXR", "Pleural thickening"),
+    ("Pleural_Thickening", "PLTHICK", "99CXR", "Pleural thickening"),
     ("Hernia", "84089009", "SCT", "Hiatal hernia"),
 ]
 
 COVID3 = [
     ("Normal", "17621005", "SCT", "Normal"),
     ("Pneumonia", "233604007", "SCT", "Pneumonia"),
-    ("COVID-19", "840539006", "SCT", "Disease caused by severe acute respiratory syndrome coronavirus 2"),
+    ("COVID-19", "840539006", "SCT", "COVID-19"),
 ]
 
 PACKAGES = {

@@ -37,7 +37,7 @@ public class EndToEndPeers implements QuarkusTestResourceLifecycleManager {
     @Override
     public Map<String, String> start() {
         try {
-            work = Files.createDirectories(Path.of("target", "e2e"));
+            work = Files.createDirectories(Path.of("target", "e2e").toAbsolutePath());
             kafka = new EmbeddedKafkaBroker(Files.createTempDirectory(work, "kafka"), 0, 0, 16 * 1024 * 1024).start();
             int listenerPort = OrthancPeer.freePort();
             orthanc = new OrthancPeer(work, OUR_AE, listenerPort).withLuaScript(AUTO_ROUTE);

@@ -63,7 +63,24 @@ class EndToEndTest {
 
         // One SR per model run (chest14, covid3); heatmap SCs for positive findings, at most the configured 4 each.
         assertEquals(2, count(instances, "SR"));
-        int sc = count(instances, "OT");
+        // FHIR: the transaction arrived and validates against R4.
+        long fhirDeadline = System.nanoTime() + 60_000_000_000L;
+        while (EndToEndPeers.fhir.receivedBundles.isEmpty() && System.nanoTime() < fhirDeadline) {
+            Thread.sleep(100);
+        }
+        assertFalse(EndToEndPeers.fhir.receivedBundles.isEmpty(), "no FHIR bundle received");
+        for (String bundle : new ArrayList<>(EndToEndPeers.fhir.receivedBundles)) {
+            assertEquals(List.of(), FhirValidation.errors(bundle).stream().map(Object::toString).toList());
+        }
+        assertEquals(2, EndToEndPeers.fhir.count("DiagnosticReport"));
+        // Every heatmap SC the report announces as Media reaches the PACS too.
+        long media = EndToEndPeers.fhir.count("Media");
+        long scDeadline = System.nanoTime() + 60_000_000_000L;
+        while (count(instances, "OT") < media && System.nanoTime() < scDeadline) {
+            Thread.sleep(200);
+            instances = instancesOf(study);
+        }
+        assertEquals(media, count(instances, "OT"), "one SC in the PACS per heatmap Media in FHIR");
         Set<String> sops = new HashSet<>();
         for (JsonNode i : instances) {
             assertTrue(sops.add(i.get("MainDicomTags").get("SOPInstanceUID").asText()), "duplicate instance");
@@ -82,17 +99,6 @@ class EndToEndTest {
             }
         }
 
-        // FHIR: the transaction arrived and validates against R4.
-        long fhirDeadline = System.nanoTime() + 60_000_000_000L;
-        while (EndToEndPeers.fhir.receivedBundles.isEmpty() && System.nanoTime() < fhirDeadline) {
-            Thread.sleep(100);
-        }
-        assertFalse(EndToEndPeers.fhir.receivedBundles.isEmpty(), "no FHIR bundle received");
-        for (String bundle : new ArrayList<>(EndToEndPeers.fhir.receivedBundles)) {
-            assertEquals(List.of(), FhirValidation.errors(bundle).stream().map(Object::toString).toList());
-        }
-        assertEquals(2, EndToEndPeers.fhir.count("DiagnosticReport"));
-        assertEquals(sc, EndToEndPeers.fhir.count("Media"), "one Media per heatmap SC");
     }
 
     private static String uid() {

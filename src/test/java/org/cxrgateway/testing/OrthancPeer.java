@@ -62,7 +62,7 @@ public final class OrthancPeer implements AutoCloseable {
                   "LuaScripts": ["%s"],
                   "StableAge": 1
                 }
-                """.formatted(dir.resolve("storage"), dir.resolve("index"), dicomPort, httpPort, ourAe, ourPort, lua));
+                """.formatted(dir.resolve("storage"), dir.resolve("index"), dicomPort, httpPort, ourAe, ourPort, lua.toAbsolutePath()));
         process = new ProcessBuilder("/usr/sbin/Orthanc", config.toString())
                 .redirectErrorStream(true).redirectOutput(dir.resolve("orthanc.log").toFile()).start();
         long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
