@@ -1,5 +1,6 @@
 package org.cxrgateway.delivery;
 
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
@@ -79,7 +80,8 @@ class FhirDeliveryTest {
         DeliveryService fresh = new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
                 List.of(new FhirDestination(server.baseUrl(), Optional.empty(), Optional.of("u"), Optional.of("p"), Duration.ofSeconds(10))),
                 new DeliveryLedger(other.resolve("ledger")), new FileDeadLetterStore(other.resolve("dl")),
-                new RetryPolicy(3, Duration.ofMillis(10), Duration.ofMillis(50)));
+                new RetryPolicy(3, Duration.ofMillis(10), Duration.ofMillis(50)),
+                new PendingStore(other.resolve("pending")), new SimpleMeterRegistry());
         fresh.submit(r).get(30, TimeUnit.SECONDS);
         fresh.close();
         assertEquals(4, server.receivedBundles.size());
@@ -109,6 +111,7 @@ class FhirDeliveryTest {
         return new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
                 List.of(new FhirDestination(server.baseUrl(), token, Optional.empty(), Optional.empty(), Duration.ofSeconds(10))),
                 new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
-                new RetryPolicy(3, Duration.ofMillis(20), Duration.ofMillis(100)));
+                new RetryPolicy(3, Duration.ofMillis(20), Duration.ofMillis(100)),
+                new PendingStore(state.resolve("pending")), new SimpleMeterRegistry());
     }
 }
