@@ -258,8 +258,9 @@ public final class DeliveryService implements AutoCloseable {
 
     private void release(PendingStore.Item item, CompletableFuture<Outcome> done, Outcome outcome) {
         inFlight.remove(key(item.destination(), item.id()));
-        depth.get(item.destination()).decrementAndGet();
         done.complete(outcome);
+        // after the completion (and the end-to-end timer it triggers), so that depth 0 means settled
+        depth.get(item.destination()).decrementAndGet();
     }
 
     /**
