@@ -82,6 +82,10 @@ public final class DicomFiles {
         } catch (DicomException | RuntimeException e) {
             // PixelMed signals some malformed input with unchecked exceptions; all of it is bad input here.
             throw new IOException("cannot parse DICOM: " + e.getMessage(), e);
+        } catch (OutOfMemoryError e) {
+            // a garbage value length makes PixelMed try to allocate it: the allocation fails before
+            // anything is held, so this is bad input, not a broken JVM
+            throw new IOException("cannot parse DICOM: value length beyond memory", e);
         }
         return list;
     }

@@ -1,6 +1,7 @@
 package org.cxrgateway.dicom;
 
 import java.io.ByteArrayInputStream;
+import java.io.FilterOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -18,14 +19,32 @@ import java.net.SocketException;
 final class ReplaySocket extends Socket {
     private final Socket delegate;
     private final InputStream in;
+    private final OutputStream out;
 
-    ReplaySocket(Socket delegate, byte[] alreadyRead) throws IOException {
+    /**
+     * @param onReleaseResponse called after PixelMed wrote the A-RELEASE-RP: the association is over.
+     *                          PixelMed then waits a fixed 5 s (ARTIM) before it gives the thread back,
+     *                          which would hold an association slot and delay study readiness.
+     */
+    ReplaySocket(Socket delegate, byte[] alreadyRead, Runnable onReleaseResponse) throws IOException {
         this.delegate = delegate;
         this.in = new SequenceInputStream(new ByteArrayInputStream(alreadyRead), delegate.getInputStream());
+        OutputStream raw = delegate.getOutputStream();
+        this.out = new FilterOutputStream(raw) {
+            @Override
+            public void write(byte[] b, int off, int len) throws IOException {
+                raw.write(b, off, len);
+                // A-RELEASE-RP: type 6, reserved, length 4 (PS3.8 9.3.7), written whole by PixelMed
+                if (len == 10 && b[off] == 0x06 && b[off + 1] == 0 && b[off + 5] == 4) {
+                    raw.flush();
+                    onReleaseResponse.run();
+                }
+            }
+        };
     }
 
     @Override public InputStream getInputStream() { return in; }
-    @Override public OutputStream getOutputStream() throws IOException { return delegate.getOutputStream(); }
+    @Override public OutputStream getOutputStream() { return out; }
     @Override public synchronized void close() throws IOException { delegate.close(); }
     @Override public boolean isClosed() { return delegate.isClosed(); }
     @Override public boolean isConnected() { return delegate.isConnected(); }

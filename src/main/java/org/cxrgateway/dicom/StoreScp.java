@@ -44,7 +44,10 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.ScheduledExecutorService;
 import org.jboss.logging.Logger;
 
 /**
@@ -91,6 +94,11 @@ public final class StoreScp implements Closeable {
     private final Set<Socket> open = ConcurrentHashMap.newKeySet();
     private final AtomicLong associationIds = new AtomicLong();
     private final PresentationContextSelectionPolicy policy = new Policy();
+    private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "dicom-release-timer");
+        t.setDaemon(true);
+        return t;
+    });
     private volatile ServerSocket server;
     private volatile Thread acceptor;
 
@@ -152,6 +160,7 @@ public final class StoreScp implements Closeable {
             }
         }
         workers.shutdownNow();
+        timer.shutdownNow();
         try {
             workers.awaitTermination(5, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
@@ -219,8 +228,26 @@ public final class StoreScp implements Closeable {
 
     private void runAssociation(Socket socket, byte[] request) throws IOException {
         Association association;
+        Thread self = Thread.currentThread();
+        AtomicBoolean ended = new AtomicBoolean();
+        AtomicBoolean finished = new AtomicBoolean();
+        AtomicReference<AssociationInfo> infoRef = new AtomicReference<>();
+        Runnable released = () -> {
+            AssociationInfo i = infoRef.get();
+            if (i != null && ended.compareAndSet(false, true)) {
+                store.associationEnded(i);
+            }
+            // cut PixelMed's fixed post-release wait short: the peer has what it needs
+            timer.schedule(() -> {
+                synchronized (ended) {
+                    if (!finished.get()) {
+                        self.interrupt();
+                    }
+                }
+            }, 20, TimeUnit.MILLISECONDS);
+        };
         try {
-            association = AssociationFactory.createNewAssociation(new ReplaySocket(socket, request), options.aeTitle(),
+            association = AssociationFactory.createNewAssociation(new ReplaySocket(socket, request, released), options.aeTitle(),
                     options.maxPduLength(), AssociationFactory.getDefaultReceiveBufferSize(),
                     AssociationFactory.getDefaultSendBufferSize(), policy);
         } catch (DicomNetworkException e) {
@@ -230,6 +257,7 @@ public final class StoreScp implements Closeable {
         }
         AssociationInfo info = new AssociationInfo(associationIds.incrementAndGet(), association.getCallingAETitle(),
                 association.getCalledAETitle(), socket.getInetAddress().getHostAddress());
+        infoRef.set(info);
         observer.associationAccepted(info);
         try {
             while (true) {
@@ -251,7 +279,14 @@ public final class StoreScp implements Closeable {
         } catch (DicomNetworkException e) {
             LOG.debugf("association %d ended: %s", info.id(), e.getMessage());
         } finally {
-            store.associationEnded(info);
+            if (ended.compareAndSet(false, true)) {
+                store.associationEnded(info);
+            }
+            synchronized (ended) {
+                // the thread goes back to the pool: no interrupt meant for this association may reach the next
+                finished.set(true);
+                Thread.interrupted();
+            }
         }
     }
 

@@ -31,20 +31,21 @@ class ConsumerLagMonitorTest {
     @Test
     void lagIsEndOffsetMinusCommittedOffset() throws Exception {
         String topic = cluster.config().topics().deadLetters();
-        for (int i = 0; i < 3; i++) {
-            producer.send(topic, "same-key", ("m" + i).getBytes(StandardCharsets.UTF_8), List.of()).get();
-        }
-        // The three records share a key, so one partition holds them; commit just past the first.
         try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(cluster.consumerProperties("cxr-lag-test"))) {
             var partitions = consumer.partitionsFor(topic).stream()
                     .map(p -> new TopicPartition(topic, p.partition())).toList();
-            consumer.assign(partitions);
-            consumer.seekToEnd(partitions);
+            // Other tests may have left records on this topic: the group starts at today's end offsets.
             Map<TopicPartition, OffsetAndMetadata> commits = new java.util.HashMap<>();
-            for (TopicPartition tp : partitions) {
-                long end = consumer.position(tp, Duration.ofSeconds(10));
-                commits.put(tp, new OffsetAndMetadata(end == 0 ? 0 : end - 2));
+            consumer.endOffsets(partitions, Duration.ofSeconds(10))
+                    .forEach((tp, end) -> commits.put(tp, new OffsetAndMetadata(end)));
+            // Three records with one key land on one partition; the group consumes just the first.
+            int partition = -1;
+            for (int i = 0; i < 3; i++) {
+                partition = producer.send(topic, "same-key", ("m" + i).getBytes(StandardCharsets.UTF_8), List.of())
+                        .get().partition();
             }
+            TopicPartition tp = new TopicPartition(topic, partition);
+            commits.put(tp, new OffsetAndMetadata(commits.get(tp).offset() + 1));
             consumer.commitSync(commits);
         }
         assertEquals(2L, monitor.refresh("cxr-lag-test").get(topic));

@@ -19,6 +19,7 @@ public final class OrthancPeer implements AutoCloseable {
     private final String ourAe;
     private final int ourPort;
     private Process process;
+    private String luaScript;
     private final HttpClient http = HttpClient.newHttpClient();
 
     public OrthancPeer(Path parent, String ourAe, int ourPort) throws IOException {
@@ -35,8 +36,16 @@ public final class OrthancPeer implements AutoCloseable {
         }
     }
 
+    /** A Lua script for Orthanc to run, e.g. auto-routing in OnStoredInstance. Call before start(). */
+    public OrthancPeer withLuaScript(String script) {
+        this.luaScript = script;
+        return this;
+    }
+
     public void start() throws Exception {
         Path config = dir.resolve("orthanc.json");
+        Path lua = dir.resolve("scripts.lua");
+        Files.writeString(lua, luaScript == null ? "" : luaScript);
         Files.writeString(config, """
                 {
                   "Name": "cxr-test",
@@ -50,9 +59,10 @@ public final class OrthancPeer implements AutoCloseable {
                   "DicomCheckCalledAet": false,
                   "DicomModalities": { "cxr": ["%s", "127.0.0.1", %d] },
                   "Plugins": [],
+                  "LuaScripts": ["%s"],
                   "StableAge": 1
                 }
-                """.formatted(dir.resolve("storage"), dir.resolve("index"), dicomPort, httpPort, ourAe, ourPort));
+                """.formatted(dir.resolve("storage"), dir.resolve("index"), dicomPort, httpPort, ourAe, ourPort, lua));
         process = new ProcessBuilder("/usr/sbin/Orthanc", config.toString())
                 .redirectErrorStream(true).redirectOutput(dir.resolve("orthanc.log").toFile()).start();
         long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();

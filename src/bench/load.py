@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+"""Load test of the whole product, scaled out by role, against a real PACS (Debian's Orthanc).
+
+    /usr/bin/python3 src/bench/load.py [--studies 200] [--senders 4] [--size 512]
+
+Starts Orthanc (the PACS that receives the results) and the packaged gateway as three processes,
+one per role: listener (with the embedded Kafka broker), worker (demo DenseNet-121 models) and
+delivery (C-STORE to Orthanc). Several concurrent storescu senders then push one chest DX per
+study. It prints studies/min, p50 and p95 end-to-end latency (last C-STORE of a study until both
+of its SRs are in Orthanc), peak RSS of each role, and checks that every study sent was delivered
+exactly once (counted by SOP Instance UID in Orthanc). Not a timed test: the figures go in the
+closing note. Build first: mvn -DskipTests package.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "src", "test", "python"))
+import dicom_fixtures  # noqa: E402  (synthetic chest phantoms, shared with the tests)
+from pydicom.uid import generate_uid  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url, data=None):
+    req = urllib.request.Request(url, data=data.encode() if data else None)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def wait_http(url, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.5)
+    raise SystemExit("not ready: " + url)
+
+
+def peak_rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--studies", type=int, default=200)
+    ap.add_argument("--senders", type=int, default=4)
+    ap.add_argument("--size", type=int, default=512, help="rows and columns of each synthetic DX")
+    ap.add_argument("--timeout", type=int, default=1800)
+    args = ap.parse_args()
+
+    jar = os.path.join(ROOT, "target", "quarkus-app", "quarkus-run.jar")
+    if not os.path.exists(jar):
+        raise SystemExit("build first: mvn -DskipTests package")
+    work = tempfile.mkdtemp(prefix="cxr-load-")
+    procs = []
+    try:
+        # --- the PACS ---
+        o_dicom, o_http = free_port(), free_port()
+        listener_port, kafka_port, kafka_ctl = free_port(), free_port(), free_port()
+        cfg = {
+            "Name": "load-pacs", "StorageDirectory": f"{work}/orthanc", "IndexDirectory": f"{work}/orthanc",
+            "DicomAet": "ORTHANC", "DicomPort": o_dicom, "HttpPort": o_http, "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False, "DicomCheckCalledAet": False,
+            "DicomModalities": {"cxr": ["CXRGATEWAY", "127.0.0.1", listener_port]},
+        }
+        with open(f"{work}/orthanc.json", "w") as f:
+            json.dump(cfg, f)
+        procs.append(("orthanc", subprocess.Popen(["/usr/sbin/Orthanc", f"{work}/orthanc.json"],
+                                                  stdout=open(f"{work}/orthanc.log", "w"), stderr=subprocess.STDOUT)))
+        wait_http(f"http://127.0.0.1:{o_http}/system")
+
+        # --- the gateway, one process per role ---
+        common = [f"-Dcxr.kafka.request-timeout=30s"]
+        roles = {
+            "listener": [f"-Dcxr.kafka.embedded.port={kafka_port}", f"-Dcxr.kafka.embedded.controller-port={kafka_ctl}",
+                         f"-Dcxr.listener.port={listener_port}", "-Dcxr.assembly.quiet-period=1s"],
+            "worker": [f"-Dcxr.kafka.bootstrap-servers=127.0.0.1:{kafka_port}"],
+            "delivery": [f"-Dcxr.kafka.bootstrap-servers=127.0.0.1:{kafka_port}",
+                         "-Dcxr.delivery.pacs.orthanc.host=127.0.0.1", f"-Dcxr.delivery.pacs.orthanc.port={o_dicom}",
+                         "-Dcxr.delivery.pacs.orthanc.called-ae=ORTHANC"],
+        }
+        http_ports = {}
+        for role, opts in roles.items():
+            http_ports[role] = free_port()
+            cmd = ["java", "-Xmx2g", f"-Dcxr.roles={role}", f"-Dcxr.data-dir={work}/{role}",
+                   f"-Dquarkus.http.port={http_ports[role]}"] + common + opts + ["-jar", jar]
+            procs.append((role, subprocess.Popen(cmd, stdout=open(f"{work}/{role}.log", "w"), stderr=subprocess.STDOUT)))
+            # the listener owns the broker: the others start once it is up
+            wait_http(f"http://127.0.0.1:{http_ports[role]}/q/health/ready", timeout=300)
+        print(f"PACS and gateway roles ready (work dir {work})", flush=True)
+
+        # --- the studies ---
+        files = []
+        for i in range(args.studies):
+            study = generate_uid()
+            ds = dicom_fixtures.base(dicom_fixtures.DX, "DX", study, args.size, args.size, 12)
+            ds.PixelData = dicom_fixtures.phantom(args.size, args.size, 12, seed=i).tobytes()
+            path = f"{work}/study-{i:04d}.dcm"
+            ds.save_as(path, write_like_original=False)
+            files.append((study, path))
+
+        sent_at = {}
+        env = dict(os.environ, TCP_NODELAY="1")
+        lock = threading.Lock()
+
+        def send(item):
+            study, path = item
+            r = subprocess.run(["storescu", "-aec", "CXRGATEWAY", "127.0.0.1", str(listener_port), path],
+                               env=env, capture_output=True, text=True)
+            with lock:
+                sent_at[study] = time.time()
+            if r.returncode != 0:
+                print(f"storescu failed for {study}: {r.stdout}{r.stderr}", file=sys.stderr)
+
+        start = time.time()
+        sender_pool = ThreadPoolExecutor(max_workers=args.senders)
+        futures = [sender_pool.submit(send, f) for f in files]
+
+        # --- watch the PACS for the SRs (two per study: chest14 and covid3) ---
+        arrived = {}
+        srs_per_study = {}
+        seen = set()
+        since = 0
+        deadline = time.time() + args.timeout
+        while len(arrived) < args.studies and time.time() < deadline:
+            changes = http_json(f"http://127.0.0.1:{o_http}/changes?since={since}&limit=1000")
+            for ch in changes["Changes"]:
+                if ch["ChangeType"] == "NewInstance" and ch["ID"] not in seen:
+                    seen.add(ch["ID"])
+                    tags = http_json(f"http://127.0.0.1:{o_http}/instances/{ch['ID']}/simplified-tags")
+                    if tags.get("Modality") == "SR":
+                        st = tags["StudyInstanceUID"]
+                        srs_per_study[st] = srs_per_study.get(st, 0) + 1
+                        if srs_per_study[st] == 2:
+                            arrived[st] = time.time()
+            since = changes["Last"]
+            if changes["Done"]:
+                time.sleep(0.2)
+        elapsed = time.time() - start
+        for f in futures:
+            f.result()
+        sender_pool.shutdown()
+
+        latencies = sorted(arrived[s] - sent_at[s] for s in arrived if s in sent_at)
+        stats = http_json(f"http://127.0.0.1:{o_http}/statistics")
+        p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+        print(f"studies sent {args.studies}, delivered {len(arrived)} "
+              f"({stats['CountInstances']} instances in the PACS, unique SOP Instance UIDs)")
+        print(f"throughput {len(arrived) / elapsed * 60:.1f} studies/min over {elapsed:.1f} s "
+              f"with {args.senders} concurrent senders, {args.size}x{args.size} 12-bit DX")
+        print(f"end-to-end latency p50 {p(0.50):.2f} s, p95 {p(0.95):.2f} s")
+        for role, proc in procs:
+            if role != "orthanc":
+                print(f"peak RSS {role}: {peak_rss_mb(proc.pid):.0f} MB")
+        ok = len(arrived) == args.studies and all(v == 2 for v in srs_per_study.values())
+        print("delivered == sent, exactly once" if ok else "MISMATCH: delivered != sent")
+        return 0 if ok else 1
+    finally:
+        for _, proc in reversed(procs):
+            proc.terminate()
+        for _, proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if os.environ.get("KEEP") is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

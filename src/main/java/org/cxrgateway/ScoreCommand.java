@@ -1,0 +1,149 @@
+package org.cxrgateway;
+
+import jakarta.enterprise.context.ApplicationScoped;
+import org.cxrgateway.dicom.DicomFiles;
+import org.cxrgateway.ingest.AssemblyConfig;
+import org.cxrgateway.ingest.Eligibility;
+import org.cxrgateway.ingest.StudyJobBuilder;
+import org.cxrgateway.ingest.WorkingImageDecoder;
+import org.cxrgateway.inference.ModelRegistry;
+import org.cxrgateway.report.ReportBuilder;
+import org.cxrgateway.report.ReportConfig;
+import org.cxrgateway.report.ReportSet;
+import org.cxrgateway.report.ReportSettings;
+import org.cxrgateway.schema.v1.Finding;
+import org.cxrgateway.schema.v1.ImageResult;
+import org.cxrgateway.schema.v1.ModelRun;
+import org.cxrgateway.schema.v1.SkippedInstance;
+import org.cxrgateway.schema.v1.SourceImage;
+import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v1.StudyResult;
+
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * {@code score FILE.dcm...}: the whole pipeline on local files, without Kafka or network. Prints
+ * the findings and writes the SR, the heatmap SCs and the FHIR Bundle beside the first input of
+ * each study. The same decoder, models and report builders as the gateway: only the transport differs.
+ */
+@ApplicationScoped
+public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
+
+    private final AssemblyConfig assembly;
+    private final ModelRegistry models;
+    private final ReportConfig report;
+    private final PrintStream out = System.out;
+
+    ScoreCommand(AssemblyConfig assembly, ModelRegistry models, ReportConfig report) {
+        this.assembly = assembly;
+        this.models = models;
+        this.report = report;
+    }
+
+    @Override
+    public String name() {
+        return CxrGatewayMain.SCORE;
+    }
+
+    @Override
+    public int run(String... files) throws Exception {
+        if (files.length == 0) {
+            System.err.println("usage: score FILE.dcm...");
+            return 2;
+        }
+        WorkingImageDecoder decoder = new WorkingImageDecoder(assembly.workingLongSide(), assembly.bitsPerPixel(),
+                assembly.pixelEncoding(), assembly.maxPayloadBytes());
+        Map<String, Study> studies = new LinkedHashMap<>();
+        int unreadable = 0;
+        for (String name : files) {
+            Path file = Path.of(name);
+            try {
+                DicomFiles.Decoded decoded = DicomFiles.readWithPixels(file);
+                Study study = studies.computeIfAbsent(decoded.instance().studyInstanceUid(),
+                        uid -> new Study(file, StudyJobBuilder.studyInfo(decoded.instance())));
+                Optional<String> skip = Eligibility.reasonToSkip(decoded.instance());
+                if (skip.isPresent()) {
+                    study.skipped.add(SkippedInstance.newBuilder().setSopInstanceUid(decoded.instance().sopInstanceUid())
+                            .setReason(skip.get()).build());
+                    out.printf("%s: skipped, %s%n", file, skip.get());
+                } else {
+                    study.images.add(StudyJobBuilder.sourceImage(decoded.instance(), decoder.decode(decoded.frame())));
+                }
+            } catch (Exception e) {
+                unreadable++;
+                out.printf("%s: not scored, %s%n", file, e.getMessage());
+            }
+        }
+        ReportBuilder reports = new ReportBuilder(ReportSettings.from(report));
+        for (Study study : studies.values()) {
+            if (study.images.isEmpty()) {
+                continue;
+            }
+            List<String> instances = study.images.stream().map(SourceImage::getSopInstanceUid).toList();
+            StudyJob job = StudyJob.newBuilder()
+                    .setJobId(StudyJobBuilder.jobId(study.info.getStudyInstanceUid(), instances))
+                    .setCreatedAtEpochMs(System.currentTimeMillis())
+                    .setStudy(study.info)
+                    .setImages(study.images)
+                    .setSkipped(study.skipped)
+                    .build();
+            StudyResult result = models.load().score(job);
+            print(result);
+            write(study.firstFile, reports.build(result));
+        }
+        return unreadable == files.length ? 1 : 0;
+    }
+
+    private void print(StudyResult result) {
+        for (ImageResult image : result.getImages()) {
+            out.printf("%nimage %s%n", image.getSopInstanceUid());
+            for (ModelRun run : image.getRuns()) {
+                out.printf("  model %s %s (%s)%s%n", run.getModelId(), run.getModelVersion(), run.getEngine(),
+                        run.getDiagnostic() ? "" : "  ** AI - NOT FOR DIAGNOSTIC USE: untrained demo model **");
+                out.printf("    %-20s %-10s %11s %9s  %s%n", "finding", "code", "probability", "threshold", "result");
+                for (Finding f : run.getFindings()) {
+                    out.printf(Locale.ROOT, "    %-20s %-10s %11.3f %9.3f  %s%n", f.getLabel(), f.getCode().getValue(),
+                            f.getProbability(), f.getThreshold(), f.getPositive() ? "POSITIVE" : "negative");
+                }
+            }
+        }
+    }
+
+    private void write(Path besides, ReportSet set) throws Exception {
+        Path dir = besides.toAbsolutePath().getParent();
+        String stem = besides.getFileName().toString().replaceFirst("(?i)\\.dcm$", "");
+        List<Path> written = new ArrayList<>();
+        int n = 0;
+        for (ReportSet.DicomObject o : set.dicom()) {
+            Path f = dir.resolve(stem + "." + o.kind().toLowerCase(Locale.ROOT) + "-" + (++n) + ".dcm");
+            Files.write(f, o.part10());
+            written.add(f);
+        }
+        Path bundle = dir.resolve(stem + ".fhir.json");
+        Files.writeString(bundle, set.fhirBundleJson(), StandardCharsets.UTF_8);
+        written.add(bundle);
+        out.printf("%nwrote:%n");
+        written.forEach(f -> out.printf("  %s%n", f));
+    }
+
+    private static final class Study {
+        final Path firstFile;
+        final org.cxrgateway.schema.v1.StudyInfo info;
+        final List<SourceImage> images = new ArrayList<>();
+        final List<SkippedInstance> skipped = new ArrayList<>();
+
+        Study(Path firstFile, org.cxrgateway.schema.v1.StudyInfo info) {
+            this.firstFile = firstFile;
+            this.info = info;
+        }
+    }
+}

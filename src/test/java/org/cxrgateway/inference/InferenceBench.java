@@ -1,0 +1,116 @@
+package org.cxrgateway.inference;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtSession;
+import org.cxrgateway.queue.MessageCodec;
+import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v1.StudyResult;
+
+import java.nio.FloatBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+
+/** Benchmark driver for src/bench/inference-bench.sh (not a test): prints key=value lines. */
+public final class InferenceBench {
+
+    public static void main(String[] args) throws Exception {
+        int n = Integer.parseInt(args[0]);
+        int batch = Integer.parseInt(args[1]);
+        int threads = Integer.parseInt(args[2]);
+        Path work = Path.of(args[3]);
+        ModelPackage chest = ModelPackage.builtIn("chest14", work);
+        ModelPackage covid = ModelPackage.builtIn("covid3", work);
+        OrtModel model = new OrtModel(chest, EngineKind.cpu, threads, null);
+        OrtModel model2 = new OrtModel(covid, EngineKind.cpu, threads, null);
+        model.warmUp(batch);
+        model2.warmUp(batch);
+        System.out.println("peak_rss_mb_both_models=" + vmHwmMb());
+
+        // worker path: job message bytes -> decode -> preprocess -> batched ORT -> CAM -> result message bytes
+        List<byte[]> jobs = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            String uid = "1.2.826.9." + i;
+            jobs.add(MessageCodec.encode(InferenceWorkerTest.job(uid, 1, List.of(InferenceWorkerTest.image(uid + ".1", Fixtures.image(512, 512, 8, i))))));
+        }
+        try (MicroBatcher b = new MicroBatcher(new Scorer(List.of(model), ModelRegistry.CAM_MAX_SIDE), batch, java.time.Duration.ofMillis(50))) {
+            long t0 = System.nanoTime();
+            List<CompletableFuture<byte[]>> out = new ArrayList<>();
+            for (byte[] bytes : jobs) {
+                CompletableFuture<byte[]> f = new CompletableFuture<>();
+                b.submit(MessageCodec.decodeJob(bytes), new MicroBatcher.Sink() {
+                    @Override
+                    public void done(StudyJob j, StudyResult r) {
+                        f.complete(MessageCodec.encode(r));
+                    }
+
+                    @Override
+                    public void failed(StudyJob j, Exception e) {
+                        f.completeExceptionally(e);
+                    }
+                });
+                out.add(f);
+            }
+            long bytes = 0;
+            for (var f : out) {
+                bytes += f.get().length;
+            }
+            double s = (System.nanoTime() - t0) / 1e9;
+            System.out.printf("worker_path_img_s=%.2f%nresult_bytes_per_image=%d%n", n / s, bytes / n);
+        }
+
+        // engine only: our OrtModel.run vs the raw ONNX Runtime API, same session options, same tensors
+        int len = model.inputLength();
+        float[] input = new float[batch * len];
+        java.util.Random r = new java.util.Random(1);
+        for (int i = 0; i < input.length; i++) {
+            input[i] = (float) r.nextGaussian();
+        }
+        int rounds = Math.max(1, n / batch);
+        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        try (OrtSession.SessionOptions o = new OrtSession.SessionOptions()) {
+            o.setIntraOpNumThreads(threads);
+            o.setInterOpNumThreads(1);
+            o.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
+            o.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+            try (OrtSession raw = env.createSession(chest.modelPath().toString(), o)) {
+                for (int k = 0; k < 2; k++) {
+                    long t0 = System.nanoTime();
+                    for (int i = 0; i < rounds; i++) {
+                        try (OnnxTensor t = OnnxTensor.createTensor(env, FloatBuffer.wrap(input), new long[]{batch, 3, 224, 224});
+                             OrtSession.Result res = raw.run(Map.of("input", t))) {
+                            res.get(0);
+                        }
+                    }
+                    double rawS = (System.nanoTime() - t0) / 1e9;
+                    t0 = System.nanoTime();
+                    for (int i = 0; i < rounds; i++) {
+                        model.run(input, batch);
+                    }
+                    double ourS = (System.nanoTime() - t0) / 1e9;
+                    if (k == 1) {
+                        System.out.printf("raw_ort_img_s=%.2f%nengine_img_s=%.2f%nengine_overhead_pct=%.1f%n",
+                                rounds * batch / rawS, rounds * batch / ourS, 100 * (ourS - rawS) / rawS);
+                    }
+                }
+            }
+        }
+        System.out.println("peak_rss_mb=" + vmHwmMb());
+        System.out.println("package_dir=" + chest.dir().toAbsolutePath());
+        model.close();
+        model2.close();
+    }
+
+    static long vmHwmMb() throws Exception {
+        for (String l : Files.readAllLines(Path.of("/proc/self/status"))) {
+            if (l.startsWith("VmHWM:")) {
+                return Long.parseLong(l.replaceAll("\\D+", "")) / 1024;
+            }
+        }
+        return -1;
+    }
+}
