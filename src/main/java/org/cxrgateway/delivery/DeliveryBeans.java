@@ -1,5 +1,6 @@
 package org.cxrgateway.delivery;
 
+import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.arc.DefaultBean;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.inject.Disposes;
@@ -29,7 +30,7 @@ public class DeliveryBeans {
     @ApplicationScoped
     @DefaultBean
     DeliveryService deliveryService(DeliveryConfig cfg, ReportConfig report, GatewayConfig gateway, KafkaConfig kafka,
-                                    Instance<DeadLetters> deadLetterTopic,
+                                    Instance<DeadLetters> deadLetterTopic, MeterRegistry metrics,
                                     @ConfigProperty(name = "cxr.listener.ae-title", defaultValue = "CXRGATEWAY") String listenerAe) {
         Path state = cfg.stateDir().orElse(gateway.dataDir().resolve("delivery"));
         List<Destination> destinations = new ArrayList<>();
@@ -51,7 +52,8 @@ public class DeliveryBeans {
         }
         return new DeliveryService(new ReportBuilder(ReportSettings.from(report)), destinations,
                 new DeliveryLedger(state.resolve("ledger")), store,
-                new RetryPolicy(Math.max(1, cfg.retry().maxAttempts()), cfg.retry().initialBackoff(), cfg.retry().maxBackoff()));
+                new RetryPolicy(Math.max(1, cfg.retry().maxAttempts()), cfg.retry().initialBackoff(), cfg.retry().maxBackoff()),
+                new PendingStore(state.resolve("pending")), metrics);
     }
 
     void close(@Disposes DeliveryService service) {

@@ -22,7 +22,7 @@ public interface DeliveryConfig {
     /** Outbox used when no PACS and no FHIR server is configured; default {@code <cxr.data-dir>/outbox}. */
     Optional<Path> outboxDir();
 
-    /** Ledger and dead letters; default {@code <cxr.data-dir>/delivery}. */
+    /** Ledger, pending hand-off and dead letters; default {@code <cxr.data-dir>/delivery}. */
     Optional<Path> stateDir();
 
     /** Kafka consumer group of the delivery role. */

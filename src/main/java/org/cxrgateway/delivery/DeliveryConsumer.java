@@ -8,28 +8,36 @@ import jakarta.inject.Inject;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
 import org.cxrgateway.GatewayConfig;
 import org.cxrgateway.queue.DeadLetters;
 import org.cxrgateway.queue.KafkaCluster;
 import org.cxrgateway.queue.KafkaConfig;
 import org.cxrgateway.queue.MessageCodec;
+import org.cxrgateway.queue.PoisonMessageException;
+import org.cxrgateway.schema.v1.StudyResult;
 import org.jboss.logging.Logger;
 
 import java.time.Duration;
-import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
 
 /**
- * The delivery role: reads results, builds and delivers the reports, and commits a batch only once every
- * destination has acknowledged or dead-lettered each of its results (at-least-once; the deterministic UIDs
- * and the ledger make a redelivery harmless).
+ * The delivery role: reads results and hands each one over to {@link DeliveryService#accept}, which makes it
+ * durable per destination; the offset is committed right after, without waiting for any destination. A
+ * poison message goes to the dead-letter topic (acknowledged by the broker before its offset is committed).
+ * If either hand-off fails, the partition is rewound to that record and retried after a pause, so nothing
+ * received is lost; a redelivery is harmless (same pending id, ledger, deterministic UIDs).
  */
 @ApplicationScoped
 public class DeliveryConsumer {
 
     private static final Logger LOG = Logger.getLogger(DeliveryConsumer.class);
+    private static final long HAND_OFF_RETRY_MS = 1000;
 
     @Inject
     GatewayConfig gateway;
@@ -52,11 +60,12 @@ public class DeliveryConsumer {
         if (!gateway.runs(GatewayConfig.Role.DELIVERY)) {
             return;
         }
+        service.resume();
         running = true;
         thread = new Thread(this::loop, "delivery-consumer");
         thread.setDaemon(true);
         thread.start();
-        LOG.infof("delivery consumer started on %s, destinations %s", kafka.topics().results(), service.destinationNames());
+        LOG.infof("delivery consumer started on %s, destinations %s", kafka.topics().results(), service.describe());
     }
 
     void stop(@Observes ShutdownEvent e) throws InterruptedException {
@@ -76,31 +85,63 @@ public class DeliveryConsumer {
             c.subscribe(List.of(kafka.topics().results()));
             while (running) {
                 ConsumerRecords<String, byte[]> records = c.poll(Duration.ofSeconds(1));
-                if (records.isEmpty()) {
-                    continue;
-                }
-                List<CompletableFuture<Void>> pending = new ArrayList<>();
-                for (ConsumerRecord<String, byte[]> r : records) {
-                    try {
-                        pending.add(service.submit(MessageCodec.decodeResult(r.value())));
-                    } catch (Exception bad) {
-                        LOG.warnf("result at %s-%d@%d is unreadable, dead-lettered: %s", r.topic(), r.partition(),
-                                r.offset(), bad.getMessage());
-                        deadLetters.send(r.topic(), "delivery", r.key(), r.value(), "unreadable result: " + bad.getMessage());
+                Map<TopicPartition, OffsetAndMetadata> done = new HashMap<>();
+                boolean rewound = false;
+                for (TopicPartition tp : records.partitions()) {
+                    for (ConsumerRecord<String, byte[]> r : records.records(tp)) {
+                        if (!handOver(r)) {
+                            c.seek(tp, r.offset());
+                            rewound = true;
+                            break;
+                        }
+                        done.put(tp, new OffsetAndMetadata(r.offset() + 1));
                     }
                 }
-                // bounded: every destination settles within its retry budget
-                CompletableFuture.allOf(pending.toArray(new CompletableFuture[0])).join();
-                c.commitSync();
+                if (!done.isEmpty()) {
+                    c.commitSync(done);
+                }
+                if (rewound) {
+                    Thread.sleep(HAND_OFF_RETRY_MS);
+                }
             }
         } catch (WakeupException e) {
             if (running) {
                 LOG.error("delivery consumer woken unexpectedly", e);
             }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         } catch (RuntimeException e) {
             LOG.error("delivery consumer stopped", e);
         } finally {
             consumer = null;
+        }
+    }
+
+    /** True once the record is durably someone else's responsibility (pending store or dead-letter topic). */
+    private boolean handOver(ConsumerRecord<String, byte[]> r) {
+        StudyResult result;
+        try {
+            result = MessageCodec.decodeResult(r.value());
+        } catch (PoisonMessageException | RuntimeException bad) {
+            LOG.warnf("result at %s-%d@%d is unreadable, dead-lettered: %s", r.topic(), r.partition(), r.offset(),
+                    bad.getMessage());
+            try {
+                deadLetters.send(r.topic(), "delivery", r.key(), r.value(), "unreadable result: " + bad.getMessage())
+                        .get(kafka.requestTimeout().toMillis() * 2, TimeUnit.MILLISECONDS);
+                return true;
+            } catch (Exception e) {
+                LOG.errorf("poison result at %s-%d@%d not dead-lettered, will retry: %s", r.topic(), r.partition(),
+                        r.offset(), e.toString());
+                return false;
+            }
+        }
+        try {
+            service.accept(r.value(), result);
+            return true;
+        } catch (RuntimeException e) {
+            LOG.errorf("result of study %s not handed over (%s), will retry", result.getStudy() == null ? "?"
+                    : result.getStudy().getStudyInstanceUid(), e.toString());
+            return false;
         }
     }
 }

@@ -1,45 +1,73 @@
 package org.cxrgateway.delivery;
 
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import org.cxrgateway.queue.MessageCodec;
+import org.cxrgateway.queue.PoisonMessageException;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportException;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.schema.v1.StudyResult;
 import org.jboss.logging.Logger;
 
-import java.nio.ByteBuffer;
+import java.io.IOException;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * Builds the reports of a result and hands them to every destination. Each destination has its own scheduler,
- * and a retry is a scheduled task rather than a sleeping thread: a down PACS delays only its own deliveries, and
- * never the FHIR server or new studies. The returned future completes once every destination has either
- * acknowledged or dead-lettered, which is when the caller may commit the message.
+ * Hands results over to the destinations. {@link #accept} returns as soon as the result is durable in the
+ * {@link PendingStore} once per destination, so the caller may commit its offset right away; each destination
+ * then drains its own pending items on its own thread, a retry being a scheduled task rather than a sleeping
+ * thread. A down PACS therefore delays only its own items, never the FHIR server or new studies. An item
+ * leaves the pending store when its destination acknowledged it (and the ledger recorded it) or when its dead
+ * letter is written.
+ *
+ * <p>Metrics: cxr_delivery_total{destination,outcome=delivered|dead_lettered}, cxr_delivery_retries_total
+ * {destination}, cxr_delivery_pending{destination} and cxr_study_end_to_end_seconds (from the result's
+ * createdAtEpochMs to the acknowledgement by its last destination; StudyResult carries no job timestamp).
  */
 public final class DeliveryService implements AutoCloseable {
 
     private static final Logger LOG = Logger.getLogger(DeliveryService.class);
 
+    /** How one destination's item ended; createdAt is the result's, for the end-to-end timer. */
+    record Outcome(boolean delivered, long createdAtEpochMs) {
+    }
+
     private final ReportBuilder builder;
     private final Map<String, Destination> destinations = new LinkedHashMap<>();
     private final Map<String, ScheduledExecutorService> executors = new LinkedHashMap<>();
+    private final Map<String, AtomicInteger> depth = new LinkedHashMap<>();
+    private final Map<String, CompletableFuture<Outcome>> inFlight = new ConcurrentHashMap<>();
     private final DeliveryLedger ledger;
     private final DeadLetterStore deadLetters;
     private final RetryPolicy retry;
+    private final PendingStore pending;
+    private final MeterRegistry metrics;
+    private final Timer endToEnd;
     private final AtomicInteger delivered = new AtomicInteger();
     private final AtomicInteger deadLettered = new AtomicInteger();
 
     public DeliveryService(ReportBuilder builder, List<Destination> destinations, DeliveryLedger ledger,
-                           DeadLetterStore deadLetters, RetryPolicy retry) {
+                           DeadLetterStore deadLetters, RetryPolicy retry, PendingStore pending, MeterRegistry metrics) {
         this.builder = builder;
+        this.ledger = ledger;
+        this.deadLetters = deadLetters;
+        this.retry = retry;
+        this.pending = pending;
+        this.metrics = metrics;
         for (Destination d : destinations) {
             this.destinations.put(d.name(), d);
             this.executors.put(d.name(), Executors.newSingleThreadScheduledExecutor(r -> {
@@ -47,10 +75,15 @@ public final class DeliveryService implements AutoCloseable {
                 t.setDaemon(true);
                 return t;
             }));
+            AtomicInteger n = new AtomicInteger();
+            depth.put(d.name(), n);
+            Gauge.builder("cxr.delivery.pending", n, AtomicInteger::get).tag("destination", d.name())
+                    .description("Results handed over to this destination and not yet acknowledged or dead-lettered")
+                    .register(metrics);
         }
-        this.ledger = ledger;
-        this.deadLetters = deadLetters;
-        this.retry = retry;
+        this.endToEnd = Timer.builder("cxr.study.end.to.end")
+                .description("From the result's creation to its acknowledgement by the last destination")
+                .publishPercentiles(0.5, 0.95).register(metrics);
     }
 
     public List<DeadLetterStore.DeadLetter> deadLetters() {
@@ -61,6 +94,11 @@ public final class DeliveryService implements AutoCloseable {
         return List.copyOf(destinations.keySet());
     }
 
+    /** Each destination with where it sends, for the startup log line. */
+    public String describe() {
+        return destinations.values().stream().map(Destination::toString).toList().toString();
+    }
+
     public int deliveredCount() {
         return delivered.get();
     }
@@ -69,74 +107,170 @@ public final class DeliveryService implements AutoCloseable {
         return deadLettered.get();
     }
 
-    /** Delivers to every destination. */
-    public CompletableFuture<Void> submit(StudyResult result) {
-        return submit(result, destinations.keySet());
+    /** Results handed over to a destination and not yet settled there. */
+    public int pendingCount(String destination) {
+        AtomicInteger n = depth.get(destination);
+        return n == null ? 0 : n.get();
     }
 
-    private CompletableFuture<Void> submit(StudyResult result, Iterable<String> targets) {
-        byte[] original = bytes(result);
+    /**
+     * Makes the result durable for every destination, then starts delivering it. When this returns the
+     * message may be committed; the future completes once every destination acknowledged or dead-lettered it.
+     *
+     * @throws java.io.UncheckedIOException when the hand-off could not be made durable: do not commit
+     */
+    public CompletableFuture<Void> accept(byte[] original, StudyResult result) {
+        return timeWhenAllDelivered(handOver(original, destinations.keySet()));
+    }
+
+    /** {@link #accept} for a result at hand. */
+    public CompletableFuture<Void> submit(StudyResult result) {
+        return accept(MessageCodec.encode(result), result);
+    }
+
+    /** Restarts what a previous run handed over and did not settle; call once at startup. */
+    public void resume() {
+        Map<String, List<CompletableFuture<Outcome>>> byId = new LinkedHashMap<>();
+        for (String name : destinations.keySet()) {
+            for (PendingStore.Item item : pending.list(name)) {
+                byId.computeIfAbsent(item.id(), k -> new ArrayList<>()).add(start(item));
+            }
+        }
+        if (!byId.isEmpty()) {
+            LOG.infof("resuming %d pending result(s)", byId.size());
+        }
+        byId.values().forEach(this::timeWhenAllDelivered);
+    }
+
+    private List<CompletableFuture<Outcome>> handOver(byte[] original, Collection<String> targets) {
+        String id = PendingStore.idOf(original);
+        List<String> fresh = targets.stream().filter(t -> !inFlight.containsKey(key(t, id))).toList();
+        List<CompletableFuture<Outcome>> all = new ArrayList<>();
+        // durable first: only then may the caller commit or drop its copy
+        for (PendingStore.Item item : pending.put(original, fresh)) {
+            all.add(start(item));
+        }
+        for (String t : targets) {
+            CompletableFuture<Outcome> f = inFlight.get(key(t, id));
+            if (f != null && !fresh.contains(t)) {
+                all.add(f);
+            }
+        }
+        return all;
+    }
+
+    private CompletableFuture<Void> timeWhenAllDelivered(List<CompletableFuture<Outcome>> all) {
+        return CompletableFuture.allOf(all.toArray(new CompletableFuture[0])).thenRun(() -> {
+            List<Outcome> outcomes = all.stream().map(CompletableFuture::join).toList();
+            if (!outcomes.isEmpty() && outcomes.stream().allMatch(Outcome::delivered)) {
+                long created = outcomes.get(0).createdAtEpochMs();
+                if (created > 0) {
+                    endToEnd.record(Math.max(0, System.currentTimeMillis() - created), TimeUnit.MILLISECONDS);
+                }
+            }
+        });
+    }
+
+    private static String key(String destination, String id) {
+        return destination + "/" + id;
+    }
+
+    private CompletableFuture<Outcome> start(PendingStore.Item item) {
+        CompletableFuture<Outcome> done = new CompletableFuture<>();
+        CompletableFuture<Outcome> running = inFlight.putIfAbsent(key(item.destination(), item.id()), done);
+        if (running != null) {
+            return running;
+        }
+        depth.get(item.destination()).incrementAndGet();
+        executors.get(item.destination()).execute(() -> attempt(item, 1, done));
+        return done;
+    }
+
+    private void attempt(PendingStore.Item item, int n, CompletableFuture<Outcome> done) {
+        Destination d = destinations.get(item.destination());
+        byte[] original;
+        try {
+            original = item.read();
+        } catch (IOException e) {
+            // the pending file is our only copy; without it there is nothing left to deliver or dead-letter
+            LOG.errorf("pending item %s of %s is unreadable, dropped: %s", item.id(), d.name(), e.getMessage());
+            finish(item, done, new Outcome(false, 0));
+            return;
+        }
+        StudyResult result;
         ReportSet set;
         try {
+            result = MessageCodec.decodeResult(original);
             set = builder.build(result);
-        } catch (ReportException | RuntimeException e) {
-            // bad content will not improve with retries: one dead letter, no destination attempted
-            String study = result.getStudy() == null ? "?" : result.getStudy().getStudyInstanceUid();
-            LOG.warnf("result of study %s cannot be rendered: %s", study, e.getMessage());
-            deadLetter("report", study, "cannot build reports: " + e.getMessage(), original);
-            return CompletableFuture.completedFuture(null);
+        } catch (PoisonMessageException | ReportException | RuntimeException e) {
+            // bad content will not improve with retries
+            LOG.warnf("pending item %s cannot be rendered for %s: %s", item.id(), d.name(), e.getMessage());
+            deadLetter(item, done, "?", "cannot build reports: " + e.getMessage(), original, 0);
+            return;
         }
-        List<CompletableFuture<Void>> all = new ArrayList<>();
-        for (String name : targets) {
-            Destination d = destinations.get(name);
-            if (d == null) {
-                continue;
-            }
-            CompletableFuture<Void> done = new CompletableFuture<>();
-            all.add(done);
-            executors.get(name).execute(() -> attempt(d, set, original, 1, done));
-        }
-        return CompletableFuture.allOf(all.toArray(new CompletableFuture[0]));
-    }
-
-    private void attempt(Destination d, ReportSet set, byte[] original, int n, CompletableFuture<Void> done) {
         try {
             d.deliver(set, ledger.view(d.name()));
             delivered.incrementAndGet();
+            metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "delivered").increment();
             LOG.infof("study %s delivered to %s (attempt %d)", set.studyInstanceUid(), d.name(), n);
-            done.complete(null);
+            finish(item, done, new Outcome(true, result.getCreatedAtEpochMs()));
         } catch (DeliveryException | RuntimeException e) {
             boolean retryable = !(e instanceof DeliveryException de) || de.retryable();
             if (retryable && n < retry.maxAttempts()) {
                 long delay = retry.delayMillis(n + 1);
+                metrics.counter("cxr.delivery.retries", "destination", d.name()).increment();
                 LOG.warnf("study %s to %s failed (attempt %d of %d), retry in %d ms: %s", set.studyInstanceUid(),
                         d.name(), n, retry.maxAttempts(), delay, e.getMessage());
-                executors.get(d.name()).schedule(() -> attempt(d, set, original, n + 1, done), delay, TimeUnit.MILLISECONDS);
+                executors.get(d.name()).schedule(() -> attempt(item, n + 1, done), delay, TimeUnit.MILLISECONDS);
             } else {
                 LOG.errorf("study %s to %s dead-lettered after %d attempt(s): %s", set.studyInstanceUid(), d.name(), n,
                         e.getMessage());
-                try {
-                    deadLetter(d.name(), set.studyInstanceUid(), e.getMessage(), original);
-                } finally {
-                    done.complete(null);
-                }
+                deadLetter(item, done, set.studyInstanceUid(), e.getMessage(), original, result.getCreatedAtEpochMs());
             }
         }
     }
 
-    private void deadLetter(String destination, String study, String reason, byte[] original) {
+    private void deadLetter(PendingStore.Item item, CompletableFuture<Outcome> done, String study, String reason,
+                            byte[] original, long createdAt) {
+        try {
+            deadLetters.add(new DeadLetterStore.DeadLetter(UUID.randomUUID().toString(), item.destination(), study,
+                    reason == null ? "unknown" : reason, System.currentTimeMillis(), original));
+        } catch (RuntimeException e) {
+            // keep the pending item: the next run resumes it rather than losing it
+            LOG.errorf("dead letter of %s for %s not written, left pending: %s", item.id(), item.destination(), e.getMessage());
+            release(item, done, new Outcome(false, createdAt));
+            return;
+        }
         deadLettered.incrementAndGet();
-        deadLetters.add(new DeadLetterStore.DeadLetter(UUID.randomUUID().toString(), destination, study,
-                reason == null ? "unknown" : reason, System.currentTimeMillis(), original));
+        metrics.counter("cxr.delivery", "destination", item.destination(), "outcome", "dead_lettered").increment();
+        finish(item, done, new Outcome(false, createdAt));
+    }
+
+    private void finish(PendingStore.Item item, CompletableFuture<Outcome> done, Outcome outcome) {
+        try {
+            pending.remove(item);
+        } catch (RuntimeException e) {
+            // harmless: a leftover is resumed next run, and the ledger or the deterministic UIDs absorb it
+            LOG.warnf("pending item %s of %s not removed: %s", item.id(), item.destination(), e.getMessage());
+        }
+        release(item, done, outcome);
+    }
+
+    private void release(PendingStore.Item item, CompletableFuture<Outcome> done, Outcome outcome) {
+        inFlight.remove(key(item.destination(), item.id()));
+        done.complete(outcome);
+        // after the completion (and the end-to-end timer it triggers), so that depth 0 means settled
+        depth.get(item.destination()).decrementAndGet();
     }
 
     /**
      * Re-submits the dead letters of one destination (or of all, when {@code destination} is null) to their
-     * destination. Each is removed first; a failing replay dead-letters it again with the new reason.
+     * destination, through the pending store like a new result. A failing replay dead-letters it again with
+     * the new reason. The future gives how many were replayed, once they are settled.
      */
     public CompletableFuture<Integer> replay(String destination) {
-        List<CompletableFuture<Void>> all = new ArrayList<>();
-        int n = 0;
+        List<CompletableFuture<Outcome>> all = new ArrayList<>();
+        int count = 0;
         for (DeadLetterStore.DeadLetter l : deadLetters.list()) {
             if (destination != null && !destination.equals(l.destination())) {
                 continue;
@@ -144,30 +278,13 @@ public final class DeliveryService implements AutoCloseable {
             if (!destinations.containsKey(l.destination())) {
                 continue;
             }
-            StudyResult r;
-            try {
-                r = StudyResult.fromByteBuffer(ByteBuffer.wrap(l.studyResult()));
-            } catch (Exception e) {
-                LOG.warnf("dead letter %s is not a readable result, kept: %s", l.id(), e.getMessage());
-                continue;
-            }
+            // pending first, then forget the dead letter: a crash in between delivers twice, harmlessly
+            all.addAll(handOver(l.studyResult(), List.of(l.destination())));
             deadLetters.remove(l.id());
-            all.add(submit(r, List.of(l.destination())));
-            n++;
+            count++;
         }
-        int count = n;
-        return CompletableFuture.allOf(all.toArray(new CompletableFuture[0])).thenApply(v -> count);
-    }
-
-    private static byte[] bytes(StudyResult r) {
-        try {
-            ByteBuffer b = r.toByteBuffer();
-            byte[] a = new byte[b.remaining()];
-            b.get(a);
-            return a;
-        } catch (Exception e) {
-            return new byte[0];
-        }
+        int replayed = count;
+        return CompletableFuture.allOf(all.toArray(new CompletableFuture[0])).thenApply(v -> replayed);
     }
 
     @Override

@@ -46,6 +46,12 @@ public final class FhirDestination implements Destination {
         return "fhir";
     }
 
+    /** The base URL only: credentials never reach a log line. */
+    @Override
+    public String toString() {
+        return "fhir -> " + base;
+    }
+
     @Override
     public void deliver(ReportSet set, DeliveryLedger.View ledger) throws DeliveryException {
         String key = "bundle-" + sha256(set.fhirBundleJson());

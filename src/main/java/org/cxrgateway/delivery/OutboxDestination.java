@@ -26,6 +26,11 @@ public final class OutboxDestination implements Destination {
     }
 
     @Override
+    public String toString() {
+        return "outbox -> " + dir.toAbsolutePath();
+    }
+
+    @Override
     public void deliver(ReportSet set, DeliveryLedger.View ledger) throws DeliveryException {
         try {
             Path study = Files.createDirectories(dir.resolve(DeliveryLedger.safe(set.studyInstanceUid())));

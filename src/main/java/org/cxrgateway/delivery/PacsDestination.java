@@ -37,6 +37,11 @@ public final class PacsDestination implements Destination {
     }
 
     @Override
+    public String toString() {
+        return name + " -> " + calledAe + "@" + host + ":" + port + " as " + callingAe;
+    }
+
+    @Override
     public void deliver(ReportSet set, DeliveryLedger.View ledger) throws DeliveryException {
         Map<Path, String> files = new LinkedHashMap<>();
         try {

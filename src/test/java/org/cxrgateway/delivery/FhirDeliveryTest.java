@@ -1,5 +1,6 @@
 package org.cxrgateway.delivery;
 
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
@@ -79,7 +80,8 @@ class FhirDeliveryTest {
         DeliveryService fresh = new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
                 List.of(new FhirDestination(server.baseUrl(), Optional.empty(), Optional.of("u"), Optional.of("p"), Duration.ofSeconds(10))),
                 new DeliveryLedger(other.resolve("ledger")), new FileDeadLetterStore(other.resolve("dl")),
-                new RetryPolicy(3, Duration.ofMillis(10), Duration.ofMillis(50)));
+                new RetryPolicy(3, Duration.ofMillis(10), Duration.ofMillis(50)),
+                new PendingStore(other.resolve("pending")), new SimpleMeterRegistry());
         fresh.submit(r).get(30, TimeUnit.SECONDS);
         fresh.close();
         assertEquals(4, server.receivedBundles.size());
@@ -105,10 +107,54 @@ class FhirDeliveryTest {
         svc.close();
     }
 
+    @Test
+    void aResultHandedOverIsDurableAndResumedAfterARestart() throws Exception {
+        server.failNext.set(1000);
+        StudyResult r = TestResults.study("23").build();
+        RetryPolicy slow = new RetryPolicy(100, Duration.ofSeconds(30), Duration.ofSeconds(60));
+        DeliveryService first = new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
+                List.of(new FhirDestination(server.baseUrl(), Optional.empty(), Optional.empty(), Optional.empty(), Duration.ofSeconds(10))),
+                new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
+                slow, new PendingStore(state.resolve("pending")), new SimpleMeterRegistry());
+        first.submit(r);
+        // accept returns only once the copy is durable: the pending file exists before any attempt settles
+        assertEquals(1, new PendingStore(state.resolve("pending")).list("fhir").size());
+        long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+        while (server.receivedBundles.isEmpty() && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertEquals(1, server.receivedBundles.size(), "first attempt failed; the retry is 15 s or more away");
+        first.close(); // the "crash": the retry never runs
+
+        server.failNext.set(0);
+        SimpleMeterRegistry metrics = new SimpleMeterRegistry();
+        DeliveryService second = new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
+                List.of(new FhirDestination(server.baseUrl(), Optional.empty(), Optional.empty(), Optional.empty(), Duration.ofSeconds(10))),
+                new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
+                new RetryPolicy(3, Duration.ofMillis(20), Duration.ofMillis(100)), new PendingStore(state.resolve("pending")),
+                metrics);
+        second.resume();
+        deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+        while (second.pendingCount("fhir") > 0 || second.deliveredCount() == 0) {
+            assertTrue(System.nanoTime() < deadline, "resumed delivery did not finish");
+            Thread.sleep(20);
+        }
+        assertEquals(1, server.count("DiagnosticReport"));
+        assertEquals(0, new PendingStore(state.resolve("pending")).list("fhir").size());
+        assertEquals(1.0, metrics.get("cxr.delivery").tags("destination", "fhir", "outcome", "delivered").counter().count());
+        assertEquals(1, metrics.get("cxr.study.end.to.end").timer().count(), "fully delivered: timed once");
+        // a restart after that finds nothing to do
+        second.resume();
+        assertEquals(0, second.pendingCount("fhir"));
+        assertEquals(2, server.receivedBundles.size());
+        second.close();
+    }
+
     DeliveryService service(Optional<String> token) {
         return new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
                 List.of(new FhirDestination(server.baseUrl(), token, Optional.empty(), Optional.empty(), Duration.ofSeconds(10))),
                 new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
-                new RetryPolicy(3, Duration.ofMillis(20), Duration.ofMillis(100)));
+                new RetryPolicy(3, Duration.ofMillis(20), Duration.ofMillis(100)),
+                new PendingStore(state.resolve("pending")), new SimpleMeterRegistry());
     }
 }

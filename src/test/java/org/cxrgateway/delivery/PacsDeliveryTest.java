@@ -2,6 +2,7 @@ package org.cxrgateway.delivery;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
@@ -70,7 +71,8 @@ class PacsDeliveryTest {
         return new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
                 List.of(new PacsDestination("orthanc", "127.0.0.1", orthanc.dicomPort, "ORTHANC", "CXRGATEWAY", state.resolve("spool"))),
                 new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
-                new RetryPolicy(attempts, Duration.ofMillis(50), Duration.ofMillis(200)));
+                new RetryPolicy(attempts, Duration.ofMillis(50), Duration.ofMillis(200)),
+                new PendingStore(state.resolve("pending")), new SimpleMeterRegistry());
     }
 
     @Test

@@ -23,7 +23,8 @@ public final class OrthancPeer implements AutoCloseable {
     private final HttpClient http = HttpClient.newHttpClient();
 
     public OrthancPeer(Path parent, String ourAe, int ourPort) throws IOException {
-        this.dir = Files.createTempDirectory(parent, "orthanc");
+        // absolute: Orthanc resolves relative paths in its configuration against the configuration's folder
+        this.dir = Files.createTempDirectory(parent, "orthanc").toAbsolutePath();
         this.dicomPort = freePort();
         this.httpPort = freePort();
         this.ourAe = ourAe;
