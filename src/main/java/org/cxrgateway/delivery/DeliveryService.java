@@ -35,15 +35,16 @@ import java.util.concurrent.atomic.AtomicInteger;
  * letter is written.
  *
  * <p>Metrics: cxr_delivery_total{destination,outcome=delivered|dead_lettered}, cxr_delivery_retries_total
- * {destination}, cxr_delivery_pending{destination} and cxr_study_end_to_end_seconds (from the result's
- * createdAtEpochMs to the acknowledgement by its last destination; StudyResult carries no job timestamp).
+ * {destination}, cxr_delivery_pending{destination} and cxr_study_end_to_end_seconds (from the reception of the
+ * study's last instance, or the result's creation when that is unknown, to the acknowledgement by its last
+ * destination).
  */
 public final class DeliveryService implements AutoCloseable {
 
     private static final Logger LOG = Logger.getLogger(DeliveryService.class);
 
     /** How one destination's item ended; createdAt is the result's, for the end-to-end timer. */
-    record Outcome(boolean delivered, long createdAtEpochMs) {
+    record Outcome(boolean delivered, long receivedAtEpochMs) {
     }
 
     private final ReportBuilder builder;
@@ -159,11 +160,15 @@ public final class DeliveryService implements AutoCloseable {
         return all;
     }
 
+    private static long startOf(StudyResult result) {
+        return result.getReceivedAtEpochMs() > 0 ? result.getReceivedAtEpochMs() : result.getCreatedAtEpochMs();
+    }
+
     private CompletableFuture<Void> timeWhenAllDelivered(List<CompletableFuture<Outcome>> all) {
         return CompletableFuture.allOf(all.toArray(new CompletableFuture[0])).thenRun(() -> {
             List<Outcome> outcomes = all.stream().map(CompletableFuture::join).toList();
             if (!outcomes.isEmpty() && outcomes.stream().allMatch(Outcome::delivered)) {
-                long created = outcomes.get(0).createdAtEpochMs();
+                long created = outcomes.get(0).receivedAtEpochMs();
                 if (created > 0) {
                     endToEnd.record(Math.max(0, System.currentTimeMillis() - created), TimeUnit.MILLISECONDS);
                 }
@@ -213,7 +218,7 @@ public final class DeliveryService implements AutoCloseable {
             delivered.incrementAndGet();
             metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "delivered").increment();
             LOG.infof("study %s delivered to %s (attempt %d)", set.studyInstanceUid(), d.name(), n);
-            finish(item, done, new Outcome(true, result.getCreatedAtEpochMs()));
+            finish(item, done, new Outcome(true, startOf(result)));
         } catch (DeliveryException | RuntimeException e) {
             boolean retryable = !(e instanceof DeliveryException de) || de.retryable();
             if (retryable && n < retry.maxAttempts()) {
@@ -225,7 +230,7 @@ public final class DeliveryService implements AutoCloseable {
             } else {
                 LOG.errorf("study %s to %s dead-lettered after %d attempt(s): %s", set.studyInstanceUid(), d.name(), n,
                         e.getMessage());
-                deadLetter(item, done, set.studyInstanceUid(), e.getMessage(), original, result.getCreatedAtEpochMs());
+                deadLetter(item, done, set.studyInstanceUid(), e.getMessage(), original, startOf(result));
             }
         }
     }

@@ -208,6 +208,7 @@ public final class MicroBatcher implements AutoCloseable {
                 .setJobId(st.job.getJobId())
                 .setRevision(st.job.getRevision())
                 .setCreatedAtEpochMs(System.currentTimeMillis())
+                .setReceivedAtEpochMs(st.job.getReceivedAtEpochMs())
                 .setStudy(st.job.getStudy())
                 .setImages(Arrays.asList(st.results))
                 .setInferenceMs(st.engineMs)

@@ -26,7 +26,7 @@ public class ModelRegistry {
     private static final Logger LOG = Logger.getLogger(ModelRegistry.class);
 
     /** Heatmaps are scaled so that their longer side is at most this many pixels (keeps result messages small). */
-    static final int CAM_MAX_SIDE = 512;
+    static final int CAM_MAX_SIDE = 256;
 
     private final InferenceConfig config;
     private final GatewayConfig gateway;

@@ -246,6 +246,7 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
                 .setRevision(revision)
                 .setUpdate(revision > 0)
                 .setCreatedAtEpochMs(System.currentTimeMillis())
+                .setReceivedAtEpochMs(System.currentTimeMillis() - (System.nanoTime() - activityAtStart) / 1_000_000)
                 .setStudy(StudyJobBuilder.studyInfo(firstEligible != null ? firstEligible : first))
                 .setImages(images)
                 .setSkipped(skipped)
