@@ -94,6 +94,37 @@ public class IngestService {
         spool = null;
     }
 
+    /** Keeps the spool bounded: settled studies leave it once their retention has passed. */
+    @io.quarkus.scheduler.Scheduled(every = "10m", delayed = "1m",
+            concurrentExecution = io.quarkus.scheduler.Scheduled.ConcurrentExecution.SKIP)
+    void sweepSpool() {
+        Spool s = spool();
+        if (s == null) {
+            return;
+        }
+        int removed = 0;
+        for (String study : s.studyUids()) {
+            try {
+                if (s.purgeIfSettled(study, spoolConfig.retention(), IngestService::isEligible)) {
+                    removed++;
+                }
+            } catch (IOException | RuntimeException e) {
+                LOG.warnf("spool sweep: study %s kept: %s", study, e.toString());
+            }
+        }
+        if (removed > 0) {
+            LOG.infof("spool sweep: %d settled studies older than %s removed", removed, spoolConfig.retention());
+        }
+    }
+
+    static boolean isEligible(Path file) {
+        try {
+            return Eligibility.reasonToSkip(org.cxrgateway.dicom.DicomFiles.readInstance(file)).isEmpty();
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
     public synchronized boolean isActive() {
         return spool != null;
     }

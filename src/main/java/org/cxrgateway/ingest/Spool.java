@@ -296,4 +296,40 @@ public final class Spool implements InstanceStore {
         Files.move(part, dir.resolve(MARKER_PREFIX + published.revision()), StandardCopyOption.ATOMIC_MOVE);
         fsync(dir, true);
     }
+
+    /**
+     * Removes a study whose files have all been idle for longer than {@code retention} and that needs
+     * nothing more: its last published job covers every spooled instance, or (never published) none of
+     * its instances was eligible. A study still waiting for Kafka is kept, however old.
+     *
+     * @return true when the study's folder was removed
+     */
+    public boolean purgeIfSettled(String studyUid, java.time.Duration retention,
+                                  java.util.function.Predicate<Path> eligible) throws IOException {
+        Path dir = studies.resolve(studyUid);
+        long cutoff = System.currentTimeMillis() - retention.toMillis();
+        List<Path> files = new ArrayList<>();
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
+            for (Path f : ds) {
+                if (Files.getLastModifiedTime(f).toMillis() > cutoff) {
+                    return false;
+                }
+                files.add(f);
+            }
+        }
+        List<String> instances = instanceUids(studyUid);
+        Optional<Published> published = lastPublished(studyUid);
+        boolean settled = published.isPresent()
+                ? published.get().all().containsAll(instances)
+                : instances.stream().noneMatch(sop -> eligible.test(instanceFile(studyUid, sop)));
+        if (!settled) {
+            return false;
+        }
+        for (Path f : files) {
+            Files.deleteIfExists(f);
+        }
+        Files.deleteIfExists(dir);
+        fsync(studies, true);
+        return true;
+    }
 }

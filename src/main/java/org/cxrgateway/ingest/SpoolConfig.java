@@ -18,4 +18,11 @@ public interface SpoolConfig {
      */
     @WithDefault("512M")
     MemorySize minFreeSpace();
+
+    /**
+     * How long a settled study (published, or without any eligible image) stays in the spool after its
+     * last file was written, for re-scoring and audits. The spool is swept every 10 minutes. Default 24h.
+     */
+    @WithDefault("24h")
+    java.time.Duration retention();
 }
