@@ -35,11 +35,12 @@ XRV_LABELS = ["Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "E
 
 CODES = {n: (v, s, m) for (n, v, s, m) in make_demo_models.CHEST14}
 CODES.update({
-    # no confirmed SNOMED CT mapping checked here: local codes, documented in the README
+    # no confirmed SNOMED CT mapping checked here: local codes (Code Value is SH: at most 16 characters),
+    # documented in schemas/sr/README.md
     "Lung Lesion": ("LUNG_LESION", "99CXR", "Lung lesion"),
     "Fracture": ("FRACTURE", "99CXR", "Fracture"),
     "Lung Opacity": ("LUNG_OPACITY", "99CXR", "Lung opacity"),
-    "Enlarged Cardiomediastinum": ("ENLARGED_CARDIOMEDIASTINUM", "99CXR", "Enlarged cardiomediastinum"),
+    "Enlarged Cardiomediastinum": ("ENLCARDMED", "99CXR", "Enlarged cardiomediastinum"),
 })
 
 OLD_KEY = re.compile(r"\.(norm|relu|conv)\.(\d+)\.")
