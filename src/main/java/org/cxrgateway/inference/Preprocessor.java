@@ -1,13 +1,11 @@
 package org.cxrgateway.inference;
 
+import org.cxrgateway.queue.WorkingImagePixels;
+
 import org.cxrgateway.schema.v1.PixelEncoding;
 import org.cxrgateway.schema.v1.WorkingImage;
 import org.cxrgateway.xai.Bilinear;
 
-import java.io.ByteArrayOutputStream;
-import java.nio.ByteBuffer;
-import java.util.zip.DataFormatException;
-import java.util.zip.Inflater;
 
 /**
  * Working image -> model input tensor. The reference pipeline (src/main/python/reference.py, used
@@ -86,21 +84,9 @@ public final class Preprocessor {
 
     /** Decodes a WorkingImage to floats in [0, 1]; throws IllegalArgumentException on a malformed one. */
     public static float[] decode(WorkingImage img) {
-        int w = img.getWidth(), h = img.getHeight(), bits = img.getBitsPerPixel();
-        if (w <= 0 || h <= 0 || (long) w * h > 64L * 1024 * 1024) {
-            throw new IllegalArgumentException("bad working image size " + w + "x" + h);
-        }
-        if (bits != 8 && bits != 16) {
-            throw new IllegalArgumentException("bad working image bitsPerPixel " + bits);
-        }
-        byte[] px = bytes(img.getPixels());
-        if (img.getEncoding() == PixelEncoding.DEFLATE) {
-            px = inflate(px, (long) w * h * (bits / 8));
-        }
-        int n = w * h;
-        if (px.length != n * (bits / 8)) {
-            throw new IllegalArgumentException("working image has " + px.length + " pixel bytes, expected " + n * (bits / 8));
-        }
+        byte[] px = WorkingImagePixels.decode(img);
+        int bits = img.getBitsPerPixel();
+        int n = img.getWidth() * img.getHeight();
         float[] out = new float[n];
         if (bits == 8) {
             for (int i = 0; i < n; i++) {
@@ -112,36 +98,5 @@ public final class Preprocessor {
             }
         }
         return out;
-    }
-
-    static byte[] bytes(ByteBuffer b) {
-        ByteBuffer d = b.duplicate();
-        byte[] out = new byte[d.remaining()];
-        d.get(out);
-        return out;
-    }
-
-    private static byte[] inflate(byte[] in, long expected) {
-        Inflater inf = new Inflater();
-        try {
-            inf.setInput(in);
-            ByteArrayOutputStream out = new ByteArrayOutputStream((int) Math.min(expected, Integer.MAX_VALUE));
-            byte[] buf = new byte[65536];
-            while (!inf.finished()) {
-                int k = inf.inflate(buf);
-                if (k == 0 && (inf.needsInput() || inf.needsDictionary())) {
-                    throw new IllegalArgumentException("truncated DEFLATE pixel data");
-                }
-                out.write(buf, 0, k);
-                if (out.size() > expected) {
-                    throw new IllegalArgumentException("DEFLATE pixel data larger than " + expected + " bytes");
-                }
-            }
-            return out.toByteArray();
-        } catch (DataFormatException e) {
-            throw new IllegalArgumentException("bad DEFLATE pixel data: " + e.getMessage());
-        } finally {
-            inf.end();
-        }
     }
 }

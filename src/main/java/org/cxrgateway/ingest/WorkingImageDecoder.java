@@ -1,8 +1,7 @@
 package org.cxrgateway.ingest;
 
-import java.io.ByteArrayOutputStream;
-import java.nio.ByteBuffer;
-import java.util.zip.Deflater;
+import org.cxrgateway.queue.WorkingImagePixels;
+
 import org.cxrgateway.dicom.PixelFrame;
 import org.cxrgateway.schema.v1.PixelEncoding;
 import org.cxrgateway.schema.v1.WorkingImage;
@@ -47,11 +46,9 @@ public final class WorkingImageDecoder {
             int h = Math.max(1, (int) Math.round(frame.rows() * scale));
             float[] resized = (w == frame.columns() && h == frame.rows())
                     ? display : resize(display, frame.columns(), frame.rows(), w, h);
-            byte[] raw = quantise(resized);
-            byte[] payload = encoding == PixelEncoding.DEFLATE ? deflate(raw) : raw;
-            if (payload.length <= maxPayloadBytes || side <= 64) {
-                return WorkingImage.newBuilder().setWidth(w).setHeight(h).setBitsPerPixel(bitsPerPixel)
-                        .setEncoding(encoding).setPixels(ByteBuffer.wrap(payload)).build();
+            WorkingImage image = WorkingImagePixels.encode(w, h, bitsPerPixel, quantise(resized), encoding);
+            if (image.getPixels().remaining() <= maxPayloadBytes || side <= 64) {
+                return image;
             }
             // Too big (incompressible content or 16-bit RAW): shrink until it fits.
             side = (int) (Math.max(w, h) * 0.9);
@@ -237,23 +234,6 @@ public final class WorkingImageDecoder {
             out[2 * i + 1] = (byte) (q >>> 8);
         }
         return out;
-    }
-
-    private static byte[] deflate(byte[] raw) {
-        Deflater d = new Deflater(Deflater.DEFAULT_COMPRESSION);
-        try {
-            d.setInput(raw);
-            d.finish();
-            ByteArrayOutputStream out = new ByteArrayOutputStream(raw.length / 2 + 64);
-            byte[] buf = new byte[65536];
-            while (!d.finished()) {
-                int k = d.deflate(buf);
-                out.write(buf, 0, k);
-            }
-            return out.toByteArray();
-        } finally {
-            d.end();
-        }
     }
 
     private static double clamp01(double v) {

@@ -155,7 +155,7 @@ public final class ReportBuilder {
         int w = img.getImage().getWidth();
         int h = img.getImage().getHeight();
         HeatMap cam = f.getCam();
-        byte[] camValues = WorkingImages.bytes(cam.getValues());
+        byte[] camValues = org.cxrgateway.queue.WorkingImagePixels.bytes(cam.getValues());
         if (cam.getWidth() <= 0 || cam.getHeight() <= 0 || camValues.length != cam.getWidth() * cam.getHeight()) {
             throw new ReportException("heat map of " + f.getLabel() + " is " + camValues.length + " bytes for "
                     + cam.getWidth() + "x" + cam.getHeight());

@@ -1,0 +1,104 @@
+package org.cxrgateway.queue;
+
+import org.cxrgateway.schema.v1.PixelEncoding;
+import org.cxrgateway.schema.v1.WorkingImage;
+
+import java.io.ByteArrayOutputStream;
+import java.nio.ByteBuffer;
+import java.util.zip.DataFormatException;
+import java.util.zip.Deflater;
+import java.util.zip.Inflater;
+
+/**
+ * The pixel payload of a {@link WorkingImage}, one codec for every producer and consumer of the
+ * message: row-major grey, 8-bit or 16-bit little-endian, RAW or DEFLATE (a zlib stream, RFC 1950).
+ */
+public final class WorkingImagePixels {
+
+    /** Guards against a hostile or corrupt message inflating to an absurd size. */
+    public static final long MAX_PIXELS = 8192L * 8192;
+
+    private WorkingImagePixels() {
+    }
+
+    public static WorkingImage encode(int width, int height, int bitsPerPixel, byte[] raw, PixelEncoding encoding) {
+        return WorkingImage.newBuilder().setWidth(width).setHeight(height).setBitsPerPixel(bitsPerPixel)
+                .setEncoding(encoding)
+                .setPixels(ByteBuffer.wrap(encoding == PixelEncoding.DEFLATE ? deflate(raw) : raw))
+                .build();
+    }
+
+    /**
+     * The raw pixel bytes, checked against the declared size.
+     *
+     * @throws IllegalArgumentException for a malformed image: bad size or depth, corrupt or truncated data
+     */
+    public static byte[] decode(WorkingImage img) {
+        int w = img.getWidth();
+        int h = img.getHeight();
+        int bits = img.getBitsPerPixel();
+        if (w <= 0 || h <= 0 || (long) w * h > MAX_PIXELS) {
+            throw new IllegalArgumentException("working image size " + w + "x" + h + " out of range");
+        }
+        if (bits != 8 && bits != 16) {
+            throw new IllegalArgumentException("working image bits per pixel " + bits + " not 8 or 16");
+        }
+        int expected = w * h * (bits / 8);
+        byte[] px = bytes(img.getPixels());
+        if (img.getEncoding() == PixelEncoding.DEFLATE) {
+            px = inflate(px, expected);
+        }
+        if (px.length != expected) {
+            throw new IllegalArgumentException("working image has " + px.length + " pixel bytes, expected " + expected);
+        }
+        return px;
+    }
+
+    /** A copy of a message's bytes field, leaving the buffer's position alone. */
+    public static byte[] bytes(ByteBuffer buffer) {
+        ByteBuffer d = buffer.duplicate();
+        byte[] out = new byte[d.remaining()];
+        d.get(out);
+        return out;
+    }
+
+    static byte[] deflate(byte[] raw) {
+        Deflater d = new Deflater(Deflater.DEFAULT_COMPRESSION);
+        try {
+            d.setInput(raw);
+            d.finish();
+            ByteArrayOutputStream out = new ByteArrayOutputStream(raw.length / 2 + 64);
+            byte[] buf = new byte[65536];
+            while (!d.finished()) {
+                out.write(buf, 0, d.deflate(buf));
+            }
+            return out.toByteArray();
+        } finally {
+            d.end();
+        }
+    }
+
+    static byte[] inflate(byte[] in, int expected) {
+        Inflater inf = new Inflater();
+        try {
+            inf.setInput(in);
+            ByteArrayOutputStream out = new ByteArrayOutputStream(expected);
+            byte[] buf = new byte[65536];
+            while (!inf.finished()) {
+                int k = inf.inflate(buf);
+                if (k == 0 && (inf.needsInput() || inf.needsDictionary())) {
+                    throw new IllegalArgumentException("truncated DEFLATE pixel data");
+                }
+                out.write(buf, 0, k);
+                if (out.size() > expected) {
+                    throw new IllegalArgumentException("DEFLATE pixel data larger than " + expected + " bytes");
+                }
+            }
+            return out.toByteArray();
+        } catch (DataFormatException e) {
+            throw new IllegalArgumentException("bad DEFLATE pixel data: " + e.getMessage());
+        } finally {
+            inf.end();
+        }
+    }
+}
