@@ -11,6 +11,7 @@ import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.cxrgateway.GatewayConfig;
 import org.jboss.logging.Logger;
 
 import java.util.HashMap;
@@ -32,17 +33,23 @@ public class ConsumerLagMonitor {
 
     private final KafkaCluster cluster;
     private final MeterRegistry metrics;
+    private final GatewayConfig gateway;
     private final Map<String, AtomicLong> lags = new ConcurrentHashMap<>();
     private Admin admin;
 
-    ConsumerLagMonitor(KafkaCluster cluster, MeterRegistry metrics) {
+    ConsumerLagMonitor(KafkaCluster cluster, MeterRegistry metrics, GatewayConfig gateway) {
         this.cluster = cluster;
         this.metrics = metrics;
+        this.gateway = gateway;
     }
 
     @Scheduled(every = "${cxr.kafka.lag-interval:15s}", delayed = "10s",
             concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
     void refresh() {
+        // The offline score command runs no role: asking for lag would start the embedded broker.
+        if (!gateway.runsAnyRole()) {
+            return;
+        }
         try {
             for (ConsumerGroupListing group : admin().listConsumerGroups().all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
                 if (group.groupId().startsWith("cxr-")) {

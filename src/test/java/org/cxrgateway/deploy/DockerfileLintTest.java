@@ -100,7 +100,7 @@ class DockerfileLintTest {
         Map<String, String> env = env("docker/Dockerfile.gpu");
         assertEquals("tensorrt", env.get("CXR_INFERENCE_ENGINE"));
         assertEquals("/data", env.get("CXR_DATA_DIR"));
-        String cache = env.get("CXR_INFERENCE_TENSORRT_CACHE_DIR");
+        String cache = env.get("CXR_INFERENCE_TRT_CACHE_DIR");
         boolean cacheIsVolume = java.util.stream.StreamSupport
                 .stream(lint.get("docker/Dockerfile.gpu").get("instructions").spliterator(), false)
                 .filter(i -> DockerfileRules.keyword(i).equals("VOLUME"))

@@ -48,12 +48,50 @@ class GrafanaDashboardTest {
         }
         // One panel or more for each stage the issue names.
         for (String stage : List.of("associations", "instances_received", "instances_rejected", "spool",
-                "studies_published", "publish_seconds", "inference_images", "inference_seconds", "delivery",
+                "studies_published", "publish_latency", "inference_images", "end_to_end_seconds", "delivery",
                 "dead_letters", "consumer_lag", "consumergroup_lag")) {
             assertTrue(metrics.stream().anyMatch(m -> m.contains(stage)), "no metric for " + stage + " in " + metrics);
         }
+        Set<String> exposed = exposedMetricNames();
+        for (String m : metrics) {
+            if (m.startsWith("cxr_")) {
+                assertTrue(exposed.contains(m), m + " is not a metric the gateway exposes; it exposes " + exposed);
+            }
+        }
         JsonNode vars = d.get("templating").get("list");
         assertTrue(vars.toString().contains("\"type\":\"datasource\""), "datasource variable");
+    }
+
+    /**
+     * The Prometheus series names of every meter registered in src/main/java, derived the way Micrometer's
+     * Prometheus registry names them: dots become underscores, counters end in _total, timers in
+     * _seconds (quantiles) / _seconds_count / _seconds_sum / _seconds_max.
+     */
+    static Set<String> exposedMetricNames() throws java.io.IOException {
+        Pattern meter = Pattern.compile("(Counter|Timer|Gauge)\\.builder\\(\"(cxr[._][a-z0-9_.]+)\"|\\.counter\\(\"(cxr[._][a-z0-9_.]+)\"");
+        Set<String> names = new HashSet<>();
+        List<java.nio.file.Path> sources;
+        try (var files = java.nio.file.Files.walk(NodeLint.repoRoot().resolve("src/main/java"))) {
+            sources = files.filter(f -> f.toString().endsWith(".java")).toList();
+        }
+        for (java.nio.file.Path f : sources) {
+            Matcher m = meter.matcher(java.nio.file.Files.readString(f));
+            while (m.find()) {
+                String kind = m.group(1) == null ? "Counter" : m.group(1);
+                String base = (m.group(2) == null ? m.group(3) : m.group(2)).replace('.', '_');
+                switch (kind) {
+                    case "Counter" -> names.add(base.endsWith("_total") ? base : base + "_total");
+                    case "Timer" -> {
+                        for (String suffix : List.of("_seconds", "_seconds_count", "_seconds_sum", "_seconds_max")) {
+                            names.add(base + suffix);
+                        }
+                    }
+                    default -> names.add(base);
+                }
+            }
+        }
+        assertTrue(names.contains("cxr_ingest_instances_received_total"), "meter scan found " + names);
+        return names;
     }
 
     private static long count(String s, char c) {

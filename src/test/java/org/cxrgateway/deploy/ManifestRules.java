@@ -247,6 +247,16 @@ final class ManifestRules {
         }
     }
 
+    /** The consumer group the workers really join: the default of cxr.inference.group-id. */
+    static String workerGroup() {
+        try {
+            return org.cxrgateway.inference.InferenceConfig.class.getMethod("groupId")
+                    .getAnnotation(io.smallrye.config.WithDefault.class).value();
+        } catch (NoSuchMethodException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
     private void scaledObject(Doc d) {
         Map<String, Object> o = d.object();
         String target = str(o, "spec", "scaleTargetRef", "name");
@@ -261,8 +271,9 @@ final class ManifestRules {
         }
         for (Object t : triggers) {
             String topic = str(t, "metadata", "topic");
-            if (!"cxr-workers".equals(str(t, "metadata", "consumerGroup"))) {
-                problem(d, "kafka trigger consumerGroup is not cxr-workers");
+            String group = workerGroup();
+            if (!group.equals(str(t, "metadata", "consumerGroup"))) {
+                problem(d, "kafka trigger consumerGroup is not the workers' group " + group + " (cxr.inference.group-id)");
             }
             Doc kt = of("KafkaTopic").stream().filter(x -> topicName(x).equals(topic)).findFirst().orElse(null);
             if (kt == null) {

@@ -207,4 +207,56 @@ class ManifestValidationTest {
             assertTrue(all.contains(expected), "expected \"" + expected + "\" among:\n" + all);
         }
     }
+
+    /**
+     * Every CXR_* variable that deploy/ or the Dockerfiles set is a real configuration key, in the form
+     * SmallRye maps back to it (non-alphanumerics to _, upper case). Keys come from the documented lines of
+     * application.properties; named maps (cxr.delivery.pacs.NAME.*, cxr.kafka.client."PROPERTY") match by shape.
+     */
+    @Test
+    void environmentVariablesNameRealConfigKeys() throws Exception {
+        List<java.util.regex.Pattern> known = new ArrayList<>();
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("(?m)^#?(cxr\\.[A-Za-z0-9.\\-\"]+)=")
+                .matcher(Files.readString(root.resolve("src/main/resources/application.properties")));
+        while (m.find()) {
+            String key = m.group(1);
+            String env;
+            if (key.startsWith("cxr.kafka.client.")) {
+                env = "CXR_KAFKA_CLIENT__[A-Z0-9_]+_";
+            } else if (key.startsWith("cxr.delivery.pacs.")) {
+                env = "CXR_DELIVERY_PACS_[A-Z0-9]+_" + key.substring(key.indexOf('.', "cxr.delivery.pacs.".length()) + 1)
+                        .replaceAll("[^A-Za-z0-9]", "_").toUpperCase(java.util.Locale.ROOT);
+            } else {
+                env = key.replaceAll("[^A-Za-z0-9]", "_").toUpperCase(java.util.Locale.ROOT);
+            }
+            known.add(java.util.regex.Pattern.compile(env));
+        }
+        assertTrue(known.size() > 40, "documented keys found: " + known.size());
+        Set<String> used = new HashSet<>();
+        for (Result r : rendered.values()) {
+            for (Doc d : r.docs()) {
+                if (d.kind().equals("ConfigMap")) {
+                    used.addAll(Manifests.map(d.object(), "data").keySet());
+                }
+                if (Manifests.podSpec(d.object()) != null) {
+                    for (Map<String, Object> c : containers(d.object())) {
+                        for (Object e : list(c, "env")) {
+                            used.add(str(e, "name"));
+                        }
+                    }
+                }
+            }
+        }
+        for (String dockerfile : List.of("docker/Dockerfile", "docker/Dockerfile.gpu")) {
+            java.util.regex.Matcher env = java.util.regex.Pattern.compile("\\b(CXR_[A-Z0-9_]+)=")
+                    .matcher(Files.readString(root.resolve(dockerfile)));
+            while (env.find()) {
+                used.add(env.group(1));
+            }
+        }
+        List<String> unknown = used.stream().filter(n -> n.startsWith("CXR_"))
+                .filter(n -> known.stream().noneMatch(k -> k.matcher(n).matches())).sorted().toList();
+        assertTrue(used.contains("CXR_ROLES"), "scan found " + used);
+        assertEquals(List.of(), unknown, "environment variables that name no config key");
+    }
 }
