@@ -7,6 +7,7 @@ import jakarta.enterprise.inject.Disposes;
 import jakarta.enterprise.inject.Instance;
 import jakarta.enterprise.inject.Produces;
 import org.cxrgateway.GatewayConfig;
+import org.cxrgateway.dicom.DicomTls;
 import org.cxrgateway.queue.DeadLetters;
 import org.cxrgateway.queue.KafkaConfig;
 import org.cxrgateway.report.ReportBuilder;
@@ -36,8 +37,13 @@ public class DeliveryBeans {
         List<Destination> destinations = new ArrayList<>();
         for (Map.Entry<String, DeliveryConfig.Pacs> e : cfg.pacs().entrySet()) {
             DeliveryConfig.Pacs p = e.getValue();
+            DeliveryConfig.PacsTls t = p.tls();
+            DicomTls.Settings tls = !t.enabled() ? null : new DicomTls.Settings(t.keyStore().orElse(null),
+                    t.keyStorePassword().orElse(null), t.keyStoreType(), t.trustStore().orElse(null),
+                    t.trustStorePassword().orElse(null), t.trustStoreType(), DicomTls.ClientAuth.NONE, t.protocols(),
+                    t.cipherSuites().orElse(List.of()), t.verifyHostname());
             destinations.add(new PacsDestination(e.getKey(), p.host(), p.port(), p.calledAe(),
-                    p.callingAe().orElse(listenerAe), state.resolve("spool")));
+                    p.callingAe().orElse(listenerAe), state.resolve("spool"), tls));
         }
         cfg.fhir().baseUrl().filter(u -> !u.isBlank()).ifPresent(url -> destinations.add(new FhirDestination(url,
                 cfg.fhir().bearerToken(), cfg.fhir().username(), cfg.fhir().password(), cfg.fhir().timeout())));

@@ -5,6 +5,7 @@ import io.smallrye.config.WithDefault;
 
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
@@ -43,6 +44,47 @@ public interface DeliveryConfig {
 
         /** Our AE title; default the listener's {@code cxr.listener.ae-title}. */
         Optional<String> callingAe();
+
+        /** DICOM TLS to this PACS. */
+        PacsTls tls();
+    }
+
+    /** DICOM TLS (PS3.15 Annex B, TLS 1.2+) to one PACS, from these stores only (no javax.net.ssl properties). */
+    interface PacsTls {
+        /** Connect with TLS. Default false. */
+        @WithDefault("false")
+        boolean enabled();
+
+        /** CAs the PACS certificate must chain to. Unset: the JDK's default CA certificates. */
+        Optional<Path> trustStore();
+
+        /** Trust store password. Never logged. */
+        Optional<String> trustStorePassword();
+
+        /** Trust store type. Default PKCS12. */
+        @WithDefault("PKCS12")
+        String trustStoreType();
+
+        /** Our certificate and key, for a PACS that requires client certificates. Unset: none presented. */
+        Optional<Path> keyStore();
+
+        /** Key store (and key) password. Never logged. */
+        Optional<String> keyStorePassword();
+
+        /** Key store type. Default PKCS12. */
+        @WithDefault("PKCS12")
+        String keyStoreType();
+
+        /** The PACS certificate must name {@code host} (subjectAltName DNS or IP). Default true. */
+        @WithDefault("true")
+        boolean verifyHostname();
+
+        /** Protocols, TLSv1.2 and/or TLSv1.3 only. Default TLSv1.3,TLSv1.2. */
+        @WithDefault("TLSv1.3,TLSv1.2")
+        List<String> protocols();
+
+        /** Cipher suites (JSSE names). Unset: the JDK's enabled suites without TLS_RSA_* (no forward secrecy). */
+        Optional<List<String>> cipherSuites();
     }
 
     interface Fhir {

@@ -1,5 +1,6 @@
 package org.cxrgateway.delivery;
 
+import org.cxrgateway.dicom.DicomTls;
 import org.cxrgateway.dicom.DicomTransferException;
 import org.cxrgateway.dicom.StoreScu;
 import org.cxrgateway.report.ReportSet;
@@ -21,8 +22,16 @@ public final class PacsDestination implements Destination {
     private final String calledAe;
     private final String callingAe;
     private final Path spool;
+    private final DicomTls.Settings tls;
 
     public PacsDestination(String name, String host, int port, String calledAe, String callingAe, Path spool) {
+        this(name, host, port, calledAe, callingAe, spool, null);
+    }
+
+    /** @param tls null: plain DICOM */
+    public PacsDestination(String name, String host, int port, String calledAe, String callingAe, Path spool,
+                           DicomTls.Settings tls) {
+        this.tls = tls;
         this.name = "pacs-" + name;
         this.host = host;
         this.port = port;
@@ -38,7 +47,7 @@ public final class PacsDestination implements Destination {
 
     @Override
     public String toString() {
-        return name + " -> " + calledAe + "@" + host + ":" + port + " as " + callingAe;
+        return name + " -> " + calledAe + "@" + host + ":" + port + " as " + callingAe + (tls == null ? "" : " over TLS");
     }
 
     @Override
@@ -58,7 +67,7 @@ public final class PacsDestination implements Destination {
                 if (files.isEmpty()) {
                     return;
                 }
-                Map<Path, Boolean> result = StoreScu.store(host, port, calledAe, callingAe, new ArrayList<>(files.keySet()));
+                Map<Path, Boolean> result = StoreScu.store(host, port, calledAe, callingAe, new ArrayList<>(files.keySet()), tls);
                 List<String> failed = new ArrayList<>();
                 for (Map.Entry<Path, String> e : files.entrySet()) {
                     if (Boolean.TRUE.equals(result.get(e.getKey()))) {

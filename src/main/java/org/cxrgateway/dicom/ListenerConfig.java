@@ -2,6 +2,7 @@ package org.cxrgateway.dicom;
 
 import io.smallrye.config.ConfigMapping;
 import io.smallrye.config.WithDefault;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
@@ -43,4 +44,59 @@ public interface ListenerConfig {
     /** Maximum PDU length we advertise (bytes). Larger PDUs mean fewer reads per instance. Default 131072. */
     @WithDefault("131072")
     int maxPduLength();
+
+    /** DICOM TLS on the listener port. */
+    Tls tls();
+
+    /**
+     * DICOM TLS (PS3.15 Annex B, TLS 1.2+). When enabled the listener speaks TLS only, on the configured
+     * {@link #port()}: PS3.15 registers 2762 for DICOM over TLS, but sites pick their own ports and a
+     * plain and a TLS listener are never multiplexed on one port. No javax.net.ssl system property is used.
+     */
+    interface Tls {
+
+        /** Listener speaks TLS instead of plain TCP. Default false. */
+        @WithDefault("false")
+        boolean enabled();
+
+        /** Our certificate chain and private key (required when enabled). */
+        Optional<Path> keyStore();
+
+        /** Password of the key store and of its private key. Never logged. */
+        Optional<String> keyStorePassword();
+
+        /** Key store type. Default PKCS12. */
+        @WithDefault("PKCS12")
+        String keyStoreType();
+
+        /**
+         * CAs that sign the certificates of calling nodes. Unset: client certificates are not requested
+         * (client-auth behaves as none, and need is a startup error).
+         */
+        Optional<Path> trustStore();
+
+        /** Trust store password. Never logged. */
+        Optional<String> trustStorePassword();
+
+        /** Trust store type. Default PKCS12. */
+        @WithDefault("PKCS12")
+        String trustStoreType();
+
+        /**
+         * none | want | need. Default want: a presented certificate must chain to the trust store (an
+         * untrusted one fails the handshake), but a node without one may still associate and is then
+         * held to the calling-AE allow-list like a plain one. Many modalities and PACS can do TLS but
+         * cannot be given a client certificate, and need would lock them out the day TLS is switched on;
+         * set need once every sender has a certificate.
+         */
+        @WithDefault("want")
+        DicomTls.ClientAuth clientAuth();
+
+        /** Protocols, TLSv1.2 and/or TLSv1.3 only. Default TLSv1.3,TLSv1.2. */
+        @WithDefault("TLSv1.3,TLSv1.2")
+        List<String> protocols();
+
+        /** Cipher suites (JSSE names). Unset: the JDK's enabled suites without TLS_RSA_* (no forward secrecy). */
+        Optional<List<String>> cipherSuites();
+    }
 }

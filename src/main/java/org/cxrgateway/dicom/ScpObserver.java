@@ -5,7 +5,7 @@ public interface ScpObserver {
 
     void associationAccepted(AssociationInfo association);
 
-    /** reason: CALLED_AE_NOT_RECOGNIZED, CALLING_AE_NOT_RECOGNIZED, LOCAL_LIMIT_EXCEEDED, MALFORMED. */
+    /** reason: CALLED_AE_NOT_RECOGNIZED, CALLING_AE_NOT_RECOGNIZED, LOCAL_LIMIT_EXCEEDED, MALFORMED, TLS_HANDSHAKE_FAILED. */
     void associationRejected(String reason);
 
     /** One presentation context was rejected, e.g. reason TRANSFER_SYNTAX_NOT_SUPPORTED. */

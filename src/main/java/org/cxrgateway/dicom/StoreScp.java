@@ -27,7 +27,9 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
-import java.net.SocketException;
+import javax.net.ssl.SSLPeerUnverifiedException;
+import javax.net.ssl.SSLSession;
+import javax.net.ssl.SSLSocket;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
@@ -61,6 +63,10 @@ import org.jboss.logging.Logger;
  * encoding, and own the accept loop and the C-STORE data path: the data set is streamed to a spool
  * temporary file, parsed, made durable by the {@link InstanceStore}, and only then is Success sent.
  * Any failure gets Out of Resources (A700) or Cannot Understand / processing failure (Cxxx).
+ *
+ * <p>With {@link Options#tls()} set, the port speaks DICOM TLS only (PS3.15 Annex B; see {@link DicomTls}).
+ * PS3.15 registers port 2762 for DICOM over TLS (104 / 11112 for plain DICOM); we bind the configured
+ * port either way, because sites assign their own and a port is either TLS or plain, never both.
  */
 public final class StoreScp implements Closeable {
 
@@ -78,11 +84,30 @@ public final class StoreScp implements Closeable {
     private static final int MAX_ASSOCIATE_RQ_LENGTH = 1 << 20;
 
     /** Listener settings, detached from the Quarkus config so that tests and tools can build one. */
+    /** @param tls null: plain TCP */
     public record Options(String aeTitle, String bindAddress, int port, List<String> allowedCallingAes,
-                          int maxAssociations, int socketTimeoutMillis, boolean tcpNoDelay, int maxPduLength) {
+                          int maxAssociations, int socketTimeoutMillis, boolean tcpNoDelay, int maxPduLength,
+                          DicomTls.Settings tls) {
+
+        public Options(String aeTitle, String bindAddress, int port, List<String> allowedCallingAes,
+                       int maxAssociations, int socketTimeoutMillis, boolean tcpNoDelay, int maxPduLength) {
+            this(aeTitle, bindAddress, port, allowedCallingAes, maxAssociations, socketTimeoutMillis, tcpNoDelay,
+                    maxPduLength, null);
+        }
+
+        public Options withTls(DicomTls.Settings settings) {
+            return new Options(aeTitle, bindAddress, port, allowedCallingAes, maxAssociations, socketTimeoutMillis,
+                    tcpNoDelay, maxPduLength, settings);
+        }
+
         public static Options from(ListenerConfig c) {
+            ListenerConfig.Tls t = c.tls();
+            DicomTls.Settings tls = !t.enabled() ? null : new DicomTls.Settings(t.keyStore().orElse(null),
+                    t.keyStorePassword().orElse(null), t.keyStoreType(), t.trustStore().orElse(null),
+                    t.trustStorePassword().orElse(null), t.trustStoreType(), t.clientAuth(), t.protocols(),
+                    t.cipherSuites().orElse(List.of()), false);
             return new Options(c.aeTitle(), c.bindAddress(), c.port(), c.allowedCallingAes().orElse(List.of()),
-                    c.maxAssociations(), (int) c.socketTimeout().toMillis(), c.tcpNoDelay(), c.maxPduLength());
+                    c.maxAssociations(), (int) c.socketTimeout().toMillis(), c.tcpNoDelay(), c.maxPduLength(), tls);
         }
     }
 
@@ -120,14 +145,16 @@ public final class StoreScp implements Closeable {
         if (server != null) {
             return;
         }
-        ServerSocket s = new ServerSocket();
+        // the TLS handshake runs on the association thread (first read), so a slow or plain peer cannot stall accept()
+        ServerSocket s = options.tls() == null ? new ServerSocket() : DicomTls.serverSocket(options.tls());
         s.setReuseAddress(true);
         s.bind(new InetSocketAddress(InetAddress.getByName(options.bindAddress()), options.port()), 64);
         server = s;
         acceptor = new Thread(this::acceptLoop, "dicom-accept-" + s.getLocalPort());
         acceptor.setDaemon(true);
         acceptor.start();
-        LOG.infof("DICOM listener %s bound on %s:%d", options.aeTitle(), options.bindAddress(), s.getLocalPort());
+        LOG.infof("DICOM listener %s bound on %s:%d%s", options.aeTitle(), options.bindAddress(), s.getLocalPort(),
+                options.tls() == null ? "" : " (" + options.tls() + ")");
     }
 
     public boolean isBound() {
@@ -189,6 +216,9 @@ public final class StoreScp implements Closeable {
         try (socket) {
             socket.setTcpNoDelay(options.tcpNoDelay());
             socket.setSoTimeout(options.socketTimeoutMillis());
+            if (socket instanceof SSLSocket ssl && !handshake(ssl)) {
+                return;
+            }
             byte[] request = readAssociateRequest(socket.getInputStream());
             if (request == null) {
                 observer.associationRejected("MALFORMED");
@@ -223,6 +253,27 @@ public final class StoreScp implements Closeable {
             LOG.debugf("association ended with %s", e.toString());
         } finally {
             open.remove(socket);
+        }
+    }
+
+    /** Runs the TLS handshake (bounded by the socket timeout); a failed one is a rejected association. */
+    private boolean handshake(SSLSocket ssl) {
+        try {
+            ssl.startHandshake();
+            SSLSession session = ssl.getSession();
+            String peer;
+            try {
+                peer = session.getPeerPrincipal().getName();
+            } catch (SSLPeerUnverifiedException e) {
+                peer = "no client certificate";
+            }
+            LOG.debugf("TLS from %s: %s %s, %s", ssl.getInetAddress(), session.getProtocol(), session.getCipherSuite(), peer);
+            return true;
+        } catch (IOException e) {
+            observer.associationRejected("TLS_HANDSHAKE_FAILED");
+            // a plain DICOM peer on the TLS port, an untrusted or missing client certificate, no common protocol
+            LOG.infof("TLS handshake with %s failed: %s", ssl.getInetAddress(), e.getMessage());
+            return false;
         }
     }
 
@@ -629,8 +680,8 @@ public final class StoreScp implements Closeable {
             socket.shutdownOutput();
             socket.setSoTimeout(2000);
             socket.getInputStream().read(new byte[64]);
-        } catch (SocketException ignored) {
-            // peer already gone
+        } catch (IOException ignored) {
+            // peer already gone (on TLS an SSLException, not a SocketException)
         }
     }
 }

@@ -2,7 +2,15 @@ package org.cxrgateway.dicom;
 
 import com.pixelmed.dicom.SetOfDicomFiles;
 import com.pixelmed.network.MultipleInstanceTransferStatusHandlerWithFileName;
+import com.pixelmed.network.AssociationFactory;
+import com.pixelmed.network.DicomNetworkException;
+import com.pixelmed.network.PresentationContext;
+import com.pixelmed.network.PresentationContextListFactory;
 import com.pixelmed.network.StorageSOPClassSCU;
+
+import java.io.IOException;
+import java.util.LinkedList;
+import javax.net.ssl.SSLSocket;
 
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -11,6 +19,10 @@ import java.util.Map;
 
 /** C-STORE SCU: sends Part 10 files to one peer in one association. */
 public final class StoreScu {
+
+    /** TLS path only (PixelMed's own path has its own): a PACS that does not answer is given up on. */
+    private static final int CONNECT_TIMEOUT_MILLIS = 30_000;
+    private static final int READ_TIMEOUT_MILLIS = 120_000;
 
     private StoreScu() {
     }
@@ -21,6 +33,18 @@ public final class StoreScu {
      */
     public static Map<Path, Boolean> store(String host, int port, String calledAe, String callingAe, List<Path> files)
             throws DicomTransferException {
+        return store(host, port, calledAe, callingAe, files, null);
+    }
+
+    /**
+     * As {@link #store(String, int, String, String, List)}, over DICOM TLS when {@code tls} is not null: the
+     * TLS socket comes from our own SSLContext ({@link DicomTls}) and the association is negotiated on it
+     * by {@link ScuAssociation}, because PixelMed's own TLS path uses the JVM-wide default socket factory
+     * and suites without forward secrecy. A TLS handshake failure (untrusted or misnamed PACS
+     * certificate, no common protocol) is an association failure.
+     */
+    public static Map<Path, Boolean> store(String host, int port, String calledAe, String callingAe, List<Path> files,
+                                           DicomTls.Settings tls) throws DicomTransferException {
         Map<Path, Boolean> outcome = new LinkedHashMap<>();
         Map<String, Path> byName = new LinkedHashMap<>();
         SetOfDicomFiles set = new SetOfDicomFiles();
@@ -40,6 +64,10 @@ public final class StoreScu {
                 }
             }
         };
+        if (tls != null) {
+            storeOverTls(host, port, calledAe, callingAe, set, handler, tls);
+            return outcome;
+        }
         try {
             StorageSOPClassSCU scu = new StorageSOPClassSCU(host, port, calledAe, callingAe, set, 0, handler);
             if (scu.encounteredTrappedExceptions()) {
@@ -52,5 +80,37 @@ public final class StoreScu {
             throw new DicomTransferException("C-STORE to " + calledAe + "@" + host + ":" + port + " failed: " + e, e);
         }
         return outcome;
+    }
+
+    private static void storeOverTls(String host, int port, String calledAe, String callingAe, SetOfDicomFiles set,
+                                     MultipleInstanceTransferStatusHandlerWithFileName handler, DicomTls.Settings tls)
+            throws DicomTransferException {
+        String peer = calledAe + "@" + host + ":" + port;
+        SSLSocket socket;
+        try {
+            socket = DicomTls.connect(tls, host, port, CONNECT_TIMEOUT_MILLIS, READ_TIMEOUT_MILLIS, true);
+        } catch (IOException e) {
+            throw new DicomTransferException("TLS connection to " + peer + " failed: " + e.getMessage(), e);
+        }
+        try (socket) {
+            @SuppressWarnings("unchecked")
+            LinkedList<PresentationContext> contexts = PresentationContextListFactory.createNewPresentationContextList(set, 0);
+            ScuAssociation association = new ScuAssociation(socket, host, port, calledAe, callingAe, contexts,
+                    AssociationFactory.getDefaultMaximumLengthReceived());
+            StorageSOPClassSCU scu = new StorageSOPClassSCU(association, set, handler);
+            if (scu.encounteredTrappedExceptions()) {
+                try {
+                    association.abort();
+                } catch (DicomNetworkException ignored) {
+                    // the transport is gone already
+                }
+                throw new DicomTransferException("association with " + peer + " failed during transfer", null);
+            }
+            association.release();
+        } catch (DicomTransferException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new DicomTransferException("C-STORE over TLS to " + peer + " failed: " + e, e);
+        }
     }
 }

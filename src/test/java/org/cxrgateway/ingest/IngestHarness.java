@@ -8,6 +8,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicReference;
+import org.cxrgateway.dicom.DicomTls;
 import org.cxrgateway.dicom.StoreScp;
 import org.cxrgateway.schema.v1.PixelEncoding;
 import org.cxrgateway.schema.v1.StudyJob;
@@ -55,15 +56,26 @@ final class IngestHarness implements Closeable {
     final Collector sink;
 
     IngestHarness(Path spoolDir, long minFree, List<String> allowedCallers, Collector sink, Duration quiet) throws Exception {
+        this(spoolDir, minFree, allowedCallers, sink, quiet, null);
+    }
+
+    /** @param tls null: plain listener */
+    IngestHarness(Path spoolDir, long minFree, List<String> allowedCallers, Collector sink, Duration quiet,
+                  DicomTls.Settings tls) throws Exception {
         this.sink = sink;
         spool = new Spool(spoolDir, minFree);
         assembler = new StudyAssembler(spool, () -> sink,
                 new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), metrics);
         spool.setListener(assembler);
         assembler.start();
-        scp = new StoreScp(new StoreScp.Options("CXRGATEWAY", "127.0.0.1", 0, allowedCallers, 4, 20_000, true, 131072),
+        scp = new StoreScp(new StoreScp.Options("CXRGATEWAY", "127.0.0.1", 0, allowedCallers, 4, 20_000, true, 131072, tls),
                 spool, metrics);
-        scp.start();
+        try {
+            scp.start();
+        } catch (Exception e) {
+            assembler.close();
+            throw e;
+        }
     }
 
     int port() {

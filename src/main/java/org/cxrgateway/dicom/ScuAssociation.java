@@ -1,0 +1,210 @@
+package org.cxrgateway.dicom;
+
+import com.pixelmed.dicom.VersionAndConstants;
+import com.pixelmed.network.Association;
+import com.pixelmed.network.DicomNetworkException;
+import com.pixelmed.network.PresentationContext;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The requesting side of an association over a socket we opened ourselves (a TLS socket from our
+ * own SSLContext). PixelMed's AssociationInitiator always opens its own socket and, for TLS, takes
+ * {@code SSLSocketFactory.getDefault()} (JVM-wide trust and identity) and then restricts the socket
+ * to TLS_RSA_WITH_AES_128_CBC_SHA / SSL_RSA_WITH_3DES_EDE_CBC_SHA, suites without forward secrecy
+ * that dcmtk's default BCP 195 profile refuses. Its A-ASSOCIATE PDU classes are package-private, so
+ * the A-ASSOCIATE-RQ / -AC / -RJ exchange (PS3.8 9.3.2 - 9.3.4) is done here; everything after it
+ * (P-DATA, release, abort, DIMSE) is PixelMed's.
+ */
+final class ScuAssociation extends Association {
+
+    private static final String APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1";
+    private static final int MAX_AC_LENGTH = 1 << 20;
+
+    private final String host;
+    private final int port;
+
+    /**
+     * @param proposed presentation contexts (odd IDs), e.g. from PresentationContextListFactory
+     * @param ourMaxPdu the maximum PDU length we receive
+     */
+    ScuAssociation(Socket socket, String host, int port, String calledAe, String callingAe,
+                   LinkedList<PresentationContext> proposed, int ourMaxPdu) throws DicomNetworkException, IOException {
+        this.host = host;
+        this.port = port;
+        this.socket = socket;
+        this.in = socket.getInputStream();
+        this.out = socket.getOutputStream();
+        this.calledAETitle = calledAe;
+        this.callingAETitle = callingAe;
+        this.scuSCPRoleSelections = new LinkedList<>();
+        out.write(request(calledAe, callingAe, proposed, ourMaxPdu));
+        out.flush();
+
+        byte[] header = in.readNBytes(6);
+        if (header.length < 6) {
+            throw new DicomNetworkException("A-P-ABORT indication - connection closed before A-ASSOCIATE-AC");
+        }
+        int type = header[0] & 0xFF;
+        long length = ((header[2] & 0xFFL) << 24) | ((header[3] & 0xFF) << 16) | ((header[4] & 0xFF) << 8) | (header[5] & 0xFF);
+        if (length > MAX_AC_LENGTH) {
+            throw new DicomNetworkException("A-P-ABORT indication - PDU type 0x" + Integer.toHexString(type)
+                    + " of " + length + " bytes");
+        }
+        byte[] body = in.readNBytes((int) length);
+        if (body.length < length) {
+            throw new DicomNetworkException("A-P-ABORT indication - truncated PDU type 0x" + Integer.toHexString(type));
+        }
+        switch (type) {
+            case 0x02 -> accept(body, proposed);
+            case 0x03 -> throw new DicomNetworkException("A-ASSOCIATE-RJ indication - result " + u8(body, 1) + " source "
+                    + u8(body, 2) + " reason " + u8(body, 3));
+            case 0x07 -> throw new DicomNetworkException("A-ABORT indication - source " + u8(body, 2) + " reason " + u8(body, 3));
+            default -> {
+                abort();
+                throw new DicomNetworkException("A-P-ABORT indication - unexpected PDU type 0x" + Integer.toHexString(type));
+            }
+        }
+    }
+
+    private void accept(byte[] ac, List<PresentationContext> proposed) throws DicomNetworkException {
+        Map<Byte, String> abstractSyntaxById = new HashMap<>();
+        for (PresentationContext pc : proposed) {
+            abstractSyntaxById.put(pc.getIdentifier(), pc.getAbstractSyntaxUID());
+        }
+        LinkedList<PresentationContext> accepted = new LinkedList<>();
+        int peerMaxPdu = 0;
+        int i = 68; // protocol version, reserved, called and calling AE (echoed), reserved
+        while (i + 4 <= ac.length) {
+            int itemType = u8(ac, i);
+            int itemLength = u16(ac, i + 2);
+            int start = i + 4;
+            int end = start + itemLength;
+            if (end > ac.length) {
+                throw new DicomNetworkException("A-P-ABORT indication - malformed A-ASSOCIATE-AC item 0x" + Integer.toHexString(itemType));
+            }
+            if (itemType == 0x21 && itemLength >= 4) {
+                byte id = ac[start];
+                int result = u8(ac, start + 2);
+                String ts = null;
+                for (int j = start + 4; j + 4 <= end; j += 4 + u16(ac, j + 2)) {
+                    if (u8(ac, j) == 0x40) {
+                        ts = uid(ac, j + 4, Math.min(u16(ac, j + 2), end - j - 4));
+                    }
+                }
+                String as = abstractSyntaxById.get(id);
+                if (result == 0 && ts != null && as != null) {
+                    PresentationContext pc = new PresentationContext(id, as, ts);
+                    pc.setResultReason((byte) 0);
+                    accepted.add(pc);
+                }
+            } else if (itemType == 0x50) {
+                for (int j = start; j + 4 <= end; j += 4 + u16(ac, j + 2)) {
+                    if (u8(ac, j) == 0x51 && u16(ac, j + 2) == 4 && j + 8 <= end) {
+                        peerMaxPdu = (u16(ac, j + 4) << 16) | u16(ac, j + 6);
+                    }
+                }
+            }
+            i = end;
+        }
+        this.presentationContexts = accepted;
+        // 0: the peer sets no limit; stay at a size every implementation reads
+        this.maximumLengthReceived = peerMaxPdu > 0 ? peerMaxPdu : 16384;
+    }
+
+    private static byte[] request(String calledAe, String callingAe, List<PresentationContext> proposed, int ourMaxPdu)
+            throws IOException, DicomNetworkException {
+        ByteArrayOutputStream items = new ByteArrayOutputStream(1024);
+        items.write(item(0x10, ascii(APPLICATION_CONTEXT)));
+        for (PresentationContext pc : proposed) {
+            ByteArrayOutputStream sub = new ByteArrayOutputStream(256);
+            sub.write(new byte[] {pc.getIdentifier(), 0, 0, 0});
+            sub.write(item(0x30, ascii(pc.getAbstractSyntaxUID())));
+            for (Object ts : pc.getTransferSyntaxUIDs()) {
+                sub.write(item(0x40, ascii(String.valueOf(ts).trim())));
+            }
+            items.write(item(0x20, sub.toByteArray()));
+        }
+        ByteArrayOutputStream user = new ByteArrayOutputStream(64);
+        user.write(item(0x51, new byte[] {(byte) (ourMaxPdu >>> 24), (byte) (ourMaxPdu >>> 16), (byte) (ourMaxPdu >>> 8),
+                (byte) ourMaxPdu}));
+        user.write(item(0x52, ascii(VersionAndConstants.implementationClassUID)));
+        user.write(item(0x55, ascii(VersionAndConstants.implementationVersionName)));
+        items.write(item(0x50, user.toByteArray()));
+
+        byte[] variable = items.toByteArray();
+        int length = 68 + variable.length;
+        ByteArrayOutputStream pdu = new ByteArrayOutputStream(6 + length);
+        pdu.write(new byte[] {0x01, 0, (byte) (length >>> 24), (byte) (length >>> 16), (byte) (length >>> 8), (byte) length});
+        pdu.write(new byte[] {0, 1, 0, 0}); // protocol version 1, reserved
+        pdu.write(ae(calledAe));
+        pdu.write(ae(callingAe));
+        pdu.write(new byte[32]);
+        pdu.write(variable);
+        return pdu.toByteArray();
+    }
+
+    private static byte[] item(int type, byte[] value) {
+        byte[] b = new byte[4 + value.length];
+        b[0] = (byte) type;
+        b[2] = (byte) (value.length >>> 8);
+        b[3] = (byte) value.length;
+        System.arraycopy(value, 0, b, 4, value.length);
+        return b;
+    }
+
+    private static byte[] ae(String title) throws DicomNetworkException {
+        byte[] t = title.getBytes(StandardCharsets.US_ASCII);
+        if (t.length == 0 || t.length > 16) {
+            throw new DicomNetworkException("AE title must be 1 to 16 characters: " + title);
+        }
+        byte[] b = new byte[16];
+        Arrays.fill(b, (byte) ' ');
+        System.arraycopy(t, 0, b, 0, t.length);
+        return b;
+    }
+
+    private static byte[] ascii(String s) {
+        return s.getBytes(StandardCharsets.US_ASCII);
+    }
+
+    private static String uid(byte[] b, int offset, int length) {
+        // UIDs in A-ASSOCIATE items may carry a trailing NUL or space pad
+        return new String(b, offset, Math.max(0, length), StandardCharsets.US_ASCII).replace("\0", "").trim();
+    }
+
+    private static int u8(byte[] b, int i) {
+        return i < b.length ? b[i] & 0xFF : 0;
+    }
+
+    private static int u16(byte[] b, int i) {
+        return (u8(b, i) << 8) | u8(b, i + 1);
+    }
+
+    @Override
+    public String getCallingAEHostName() {
+        return socket.getLocalAddress().getHostAddress();
+    }
+
+    @Override
+    public String getCalledAEHostName() {
+        return host;
+    }
+
+    @Override
+    public int getCallingAEPort() {
+        return socket.getLocalPort();
+    }
+
+    @Override
+    public int getCalledAEPort() {
+        return port;
+    }
+}
