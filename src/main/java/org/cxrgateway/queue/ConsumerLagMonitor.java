@@ -11,6 +11,7 @@ import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.cxrgateway.GatewayConfig;
 import org.jboss.logging.Logger;
 
 import java.util.HashMap;
@@ -31,18 +32,24 @@ public class ConsumerLagMonitor {
     private static final long TIMEOUT_MS = 5000;
 
     private final KafkaCluster cluster;
+    private final GatewayConfig gateway;
     private final MeterRegistry metrics;
     private final Map<String, AtomicLong> lags = new ConcurrentHashMap<>();
     private Admin admin;
 
-    ConsumerLagMonitor(KafkaCluster cluster, MeterRegistry metrics) {
+    ConsumerLagMonitor(KafkaCluster cluster, GatewayConfig gateway, MeterRegistry metrics) {
         this.cluster = cluster;
+        this.gateway = gateway;
         this.metrics = metrics;
     }
 
     @Scheduled(every = "${cxr.kafka.lag-interval:15s}", delayed = "10s",
             concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
     void refresh() {
+        if (!gateway.runsAnyRole()) {
+            // The offline score command: asking for the cluster would start the embedded broker.
+            return;
+        }
         try {
             for (ConsumerGroupListing group : admin().listConsumerGroups().all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
                 if (group.groupId().startsWith("cxr-")) {
