@@ -25,6 +25,8 @@ public class CxrGatewayMain implements QuarkusApplication {
             // Before Quarkus reads its configuration: the offline command runs no role at all.
             System.setProperty("cxr.roles", "none");
             System.setProperty("quarkus.http.host-enabled", "false");
+            // The findings table is the output; the banner would land in the middle of it.
+            System.setProperty("quarkus.banner.enabled", System.getProperty("quarkus.banner.enabled", "false"));
             System.setProperty("quarkus.log.console.level", System.getProperty("quarkus.log.console.level", "WARN"));
         }
         Quarkus.run(CxrGatewayMain.class, args);

@@ -80,7 +80,7 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
                 }
             } catch (Exception e) {
                 unreadable++;
-                out.printf("%s: not scored, %s%n", file, e.getMessage());
+                out.printf("%s: not scored, %s%n", file, describe(e));
             }
         }
         ReportBuilder reports = new ReportBuilder(ReportSettings.from(report));
@@ -101,6 +101,17 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
             write(study.firstFile, reports.build(result));
         }
         return unreadable == files.length ? 1 : 0;
+    }
+
+    /** One line a user can act on; the stack trace would only hide it. */
+    private static String describe(Exception e) {
+        if (e instanceof java.nio.file.NoSuchFileException) {
+            return "no such file";
+        }
+        if (e instanceof java.nio.file.AccessDeniedException) {
+            return "permission denied";
+        }
+        return e.getMessage() == null || e.getMessage().isBlank() ? e.getClass().getSimpleName() : e.getMessage();
     }
 
     private void print(StudyResult result) {

@@ -491,6 +491,14 @@ public final class StoreScp implements Closeable {
                 LOG.infof("C-STORE %s: data set cannot be parsed: %s", sopInstance, e.getMessage());
                 return CANNOT_UNDERSTAND;
             }
+            try {
+                DataSetExtent.check(temporary, transferSyntax);
+            } catch (IOException e) {
+                // acknowledging it would tell the sender it may forget an instance we cannot use
+                observer.instanceRejected("INCOMPLETE_DATA_SET", CANNOT_UNDERSTAND);
+                LOG.infof("C-STORE %s: %s", sopInstance, e.getMessage());
+                return CANNOT_UNDERSTAND;
+            }
             if (!DicomUids.isValidUid(header.sopInstanceUid()) || !header.sopInstanceUid().equals(sopInstance)
                     || !DicomUids.isValidUid(header.studyInstanceUid())) {
                 observer.instanceRejected("UID_MISMATCH", UID_MISMATCH);

@@ -32,6 +32,7 @@ public class ConsumerLagMonitor {
     private static final long TIMEOUT_MS = 5000;
 
     private final KafkaCluster cluster;
+    private final GatewayConfig gateway;
     private final MeterRegistry metrics;
     private final GatewayConfig gateway;
     private final Map<String, AtomicLong> lags = new ConcurrentHashMap<>();
@@ -39,6 +40,7 @@ public class ConsumerLagMonitor {
 
     ConsumerLagMonitor(KafkaCluster cluster, MeterRegistry metrics, GatewayConfig gateway) {
         this.cluster = cluster;
+        this.gateway = gateway;
         this.metrics = metrics;
         this.gateway = gateway;
     }

@@ -72,9 +72,15 @@ class EndToEndTest {
         for (String bundle : new ArrayList<>(EndToEndPeers.fhir.receivedBundles)) {
             assertEquals(List.of(), FhirValidation.errors(bundle).stream().map(Object::toString).toList());
         }
-        assertEquals(2, EndToEndPeers.fhir.count("DiagnosticReport"));
+        // Counted for this study's SRs only: other tests share these peers.
+        List<String> srs = PeerQueries.ofModality(PeerQueries.instancesOf(study), "SR").stream()
+                .map(PeerQueries.PacsInstance::sopInstanceUid).toList();
+        while (PeerQueries.reportsFor(srs).size() < 2 && System.nanoTime() < fhirDeadline) {
+            Thread.sleep(100);
+        }
+        assertEquals(2, PeerQueries.reportsFor(srs).size(), "a DiagnosticReport per SR");
         // Every heatmap SC the report announces as Media reaches the PACS too.
-        long media = EndToEndPeers.fhir.count("Media");
+        long media = PeerQueries.mediaOf(PeerQueries.reportsFor(srs).values());
         long scDeadline = System.nanoTime() + 60_000_000_000L;
         while (count(instances, "OT") < media && System.nanoTime() < scDeadline) {
             Thread.sleep(200);

@@ -1,0 +1,188 @@
+package org.cxrgateway;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.cxrgateway.testing.FhirValidation;
+import org.cxrgateway.testing.GatewayProcess;
+import org.cxrgateway.testing.Tools;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The newcomer's {@code score FILE.dcm...} on the packaged jar, as a user runs it: its own process,
+ * its own working directory, the demo DenseNet-121 packages, no Kafka and no network.
+ */
+class ScoreCommandIT {
+
+    private static final List<String> CHEST14 = List.of("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration",
+            "Mass", "Nodule", "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis",
+            "Pleural_Thickening", "Hernia");
+    /** One row of the findings table: label, code, probability, threshold, result. */
+    private static final Pattern ROW = Pattern.compile(
+            "^\\s+(\\S+)\\s+(\\S+)\\s+([01]\\.\\d{3})\\s+([01]\\.\\d{3})\\s+(POSITIVE|negative)\\s*$");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private static Path work;
+
+    @BeforeAll
+    static void fixtures() throws Exception {
+        Files.createDirectories(Path.of("target", "score-it"));
+        work = Files.createTempDirectory(Path.of("target", "score-it"), "run").toAbsolutePath();
+    }
+
+    private record Run(int exit, String out) {
+    }
+
+    /** Runs the jar from {@code dir}, as a user would: anything it writes relative goes there. */
+    private static Run score(Path dir, Path... files) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of("java", "-Xmx1g", "-jar", GatewayProcess.jar().toAbsolutePath().toString(),
+                "score"));
+        for (Path f : files) {
+            cmd.add(f.toString());
+        }
+        Path log = dir.resolve("score-" + System.nanoTime() + ".out");
+        Process p = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true)
+                .redirectOutput(log.toFile()).start();
+        if (!p.waitFor(180, TimeUnit.SECONDS)) {
+            p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+            throw new IOException("score did not finish in 180 s: " + Files.readString(log));
+        }
+        return new Run(p.exitValue(), Files.readString(log, StandardCharsets.UTF_8));
+    }
+
+    private static String uid() {
+        return "2.25." + new java.math.BigInteger(UUID.randomUUID().toString().replace("-", ""), 16);
+    }
+
+    private static List<Path> written(Path dir, String glob) throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.filter(p -> dir.getFileSystem().getPathMatcher("glob:" + glob).matches(p.getFileName())).sorted().toList();
+        }
+    }
+
+    @Test
+    void scoresAChestDxSkipsTheLateralAndWritesSrScAndFhirBesideTheInput() throws Exception {
+        Path dir = Files.createDirectories(work.resolve("chest"));
+        Path chest = dir.resolve("chest.dcm");
+        String sop = uid();
+        Tools.Result made = Tools.run("/usr/bin/python3", "src/test/resources/make_source_dx.py", chest.toString(),
+                uid(), uid(), sop, "SCORE-1");
+        assertEquals(0, made.exit(), made.out());
+        Path cases = dir.resolve("cases");
+        Tools.Result c = Tools.run("/usr/bin/python3", "src/test/python/dicom_fixtures.py", "cases", cases.toString());
+        assertEquals(0, c.exit(), c.out());
+        Path lateral = Files.copy(cases.resolve("bad_lateral.dcm"), dir.resolve("lateral.dcm"));
+
+        Run run = score(dir, chest, lateral);
+        assertEquals(0, run.exit(), run.out());
+        assertFalse(run.out().contains("Exception"), run.out());
+        assertTrue(run.out().contains(lateral + ": skipped, LATERAL_VIEW"), run.out());
+        assertTrue(run.out().contains("image " + sop), run.out());
+        assertTrue(run.out().contains("NOT FOR DIAGNOSTIC USE"), "demo models are marked: " + run.out());
+
+        // The table: every chest14 label and COVID-19 once, each with a probability and its verdict.
+        Map<String, Matcher> rows = new LinkedHashMap<>();
+        for (String line : run.out().split("\n")) {
+            Matcher m = ROW.matcher(line);
+            if (m.matches()) {
+                assertEquals(null, rows.put(m.group(1), m), "label printed twice: " + m.group(1));
+            }
+        }
+        List<String> expected = new ArrayList<>(CHEST14);
+        expected.add("COVID-19");
+        assertEquals(expected, List.copyOf(rows.keySet()), run.out());
+        int positives = 0;
+        for (Matcher m : rows.values()) {
+            double p = Double.parseDouble(m.group(3));
+            double threshold = Double.parseDouble(m.group(4));
+            assertEquals(p >= threshold, m.group(5).equals("POSITIVE"), "verdict follows the threshold: " + m.group());
+            positives += m.group(5).equals("POSITIVE") ? 1 : 0;
+        }
+
+        // Beside the input: one SR per model run, the heatmap SCs, one FHIR bundle; nothing for the lateral.
+        List<Path> srs = written(dir, "chest.sr-*.dcm");
+        List<Path> scs = written(dir, "chest.sc-*.dcm");
+        assertEquals(2, srs.size(), "chest14 and covid3 SRs: " + run.out());
+        assertEquals(positives > 0, !scs.isEmpty(), "heatmaps exist exactly when something is positive");
+        assertEquals(List.of(), written(dir, "lateral.*.*"));
+        for (Path f : srs) {
+            assertTrue(run.out().contains(f.toString()), "the written SR is listed: " + f);
+            assertEquals(List.of(), Tools.dciodvfyErrors(f), "dciodvfy " + f);
+            Tools.Result dump = Tools.run("dsrdump", f.toString());
+            assertEquals(0, dump.exit(), dump.out());
+            assertTrue(dump.out().contains("not for diagnostic use"), dump.out());
+        }
+        for (Path f : scs) {
+            assertEquals(List.of(), Tools.dciodvfyErrors(f), "dciodvfy " + f);
+        }
+
+        Path bundle = dir.resolve("chest.fhir.json");
+        assertTrue(Files.exists(bundle), run.out());
+        String json = Files.readString(bundle);
+        JsonNode tree = JSON.readTree(json);
+        assertEquals("Bundle", tree.path("resourceType").asText());
+        assertEquals("transaction", tree.path("type").asText());
+        assertEquals(List.of(), FhirValidation.errors(json).stream().map(Object::toString).toList());
+        long reports = 0;
+        long media = 0;
+        for (JsonNode e : tree.path("entry")) {
+            String type = e.path("resource").path("resourceType").asText();
+            reports += type.equals("DiagnosticReport") ? 1 : 0;
+            media += type.equals("Media") ? 1 : 0;
+            assertEquals("POST", e.path("request").path("method").asText(), "transaction entries are creates");
+        }
+        assertEquals(2, reports, "one DiagnosticReport per model run");
+        assertEquals(scs.size(), media, "one Media per heatmap SC");
+
+        // No role ran: the embedded broker was never started (its log would sit under the data dir).
+        assertFalse(Files.exists(dir.resolve("data").resolve("kafka")), "score started Kafka");
+    }
+
+    @Test
+    void garbageFileIsAClearErrorWithoutAStackTrace() throws Exception {
+        Path dir = Files.createDirectories(work.resolve("garbage"));
+        Path garbage = dir.resolve("garbage.dcm");
+        byte[] junk = new byte[4096];
+        new Random(7).nextBytes(junk);
+        Files.write(garbage, junk);
+        Path missing = dir.resolve("missing.dcm");
+
+        Run run = score(dir, garbage, missing);
+        assertNotEquals(0, run.exit(), run.out());
+        assertTrue(run.out().contains(garbage + ": not scored"), run.out());
+        assertTrue(run.out().contains(missing + ": not scored"), run.out());
+        assertFalse(run.out().contains("Exception"), run.out());
+        assertFalse(run.out().contains("\tat "), "no stack trace: " + run.out());
+        assertTrue(run.out().contains(missing + ": not scored, no such file"), run.out());
+        assertEquals(List.of(garbage), written(dir, "*.dcm"), "nothing written for garbage");
+        assertEquals(List.of(), written(dir, "*.json"));
+    }
+
+    @Test
+    void noFilesPrintsUsage() throws Exception {
+        Path dir = Files.createDirectories(work.resolve("usage"));
+        Run run = score(dir);
+        assertEquals(2, run.exit(), run.out());
+        assertTrue(run.out().contains("usage: score FILE.dcm..."), run.out());
+    }
+}

@@ -1,0 +1,82 @@
+package org.cxrgateway.e2e;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.hl7.fhir.r4.model.DiagnosticReport;
+import org.hl7.fhir.r4.model.Resource;
+
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * What the peers of {@link EndToEndPeers} hold for one study, so that tests sharing them (and one
+ * Quarkus application) count only their own studies.
+ */
+final class PeerQueries {
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+    /** The system of every UID identifier the gateway writes (FhirBundleBuilder). */
+    private static final String URN = "urn:ietf:rfc:3986";
+
+    private PeerQueries() {
+    }
+
+    /** One instance in Orthanc: its Orthanc id, SOP Instance UID and modality. */
+    record PacsInstance(String id, String sopInstanceUid, String modality) {
+    }
+
+    /** Every instance of the study in Orthanc, in Orthanc's order (duplicates would show twice). */
+    static List<PacsInstance> instancesOf(String studyUid) throws Exception {
+        String query = """
+                {"Level":"Instance","Expand":true,"Query":{"StudyInstanceUID":"%s"}}""".formatted(studyUid);
+        JsonNode found = JSON.readTree(readOnly(() -> EndToEndPeers.orthanc.post("/tools/find", query)));
+        List<PacsInstance> out = new ArrayList<>();
+        for (JsonNode i : found) {
+            String id = i.get("ID").asText();
+            JsonNode tags = JSON.readTree(readOnly(() -> EndToEndPeers.orthanc.get("/instances/" + id + "/simplified-tags")));
+            out.add(new PacsInstance(id, i.get("MainDicomTags").get("SOPInstanceUID").asText(), tags.path("Modality").asText()));
+        }
+        return out;
+    }
+
+    /**
+     * Orthanc closes idle keep-alive connections, and the JDK client may pick one just closed: it
+     * retries GETs itself but not POSTs. These requests only read, so one retry is safe.
+     */
+    private static String readOnly(java.util.concurrent.Callable<String> request) throws Exception {
+        try {
+            return request.call();
+        } catch (java.io.IOException e) {
+            Thread.sleep(100);
+            return request.call();
+        }
+    }
+
+    static List<PacsInstance> ofModality(List<PacsInstance> instances, String modality) {
+        return instances.stream().filter(i -> i.modality().equals(modality)).toList();
+    }
+
+    /** The DiagnosticReports in the FHIR server whose identifier is one of these SR SOP Instance UIDs. */
+    static Map<String, DiagnosticReport> reportsFor(Collection<String> srSopInstanceUids) {
+        Map<String, DiagnosticReport> out = new LinkedHashMap<>();
+        for (String sop : srSopInstanceUids) {
+            Resource r = EndToEndPeers.fhir.stored.get("DiagnosticReport|" + URN + "|urn:oid:" + sop);
+            if (r != null) {
+                out.put(sop, (DiagnosticReport) r);
+            }
+        }
+        return out;
+    }
+
+    static boolean hasImagingStudy(String studyUid) {
+        return EndToEndPeers.fhir.stored.containsKey("ImagingStudy|" + URN + "|urn:oid:" + studyUid);
+    }
+
+    /** Heatmaps the study's reports link as Media: one SC each is expected in the PACS. */
+    static int mediaOf(Collection<DiagnosticReport> reports) {
+        return reports.stream().mapToInt(r -> r.getMedia().size()).sum();
+    }
+}
