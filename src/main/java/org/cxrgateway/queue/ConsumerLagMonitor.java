@@ -34,7 +34,6 @@ public class ConsumerLagMonitor {
     private final KafkaCluster cluster;
     private final GatewayConfig gateway;
     private final MeterRegistry metrics;
-    private final GatewayConfig gateway;
     private final Map<String, AtomicLong> lags = new ConcurrentHashMap<>();
     private Admin admin;
 
@@ -42,7 +41,6 @@ public class ConsumerLagMonitor {
         this.cluster = cluster;
         this.gateway = gateway;
         this.metrics = metrics;
-        this.gateway = gateway;
     }
 
     @Scheduled(every = "${cxr.kafka.lag-interval:15s}", delayed = "10s",
