@@ -246,6 +246,12 @@ class ListenerIngestTest {
             Fixtures.Result r = Fixtures.run(null, "echoscu", "-aec", "CXRGATEWAY", "127.0.0.1", "" + harness.port());
             assertNotEquals(0, r.exit());
             assertTrue(r.output().contains("Rejected Transient") && r.output().contains("Local Limit Exceeded"), r.output());
+            // the reject reaches the peer before the counter moves: give it a moment
+            long counted = System.nanoTime() + 5_000_000_000L;
+            while (harness.count("cxr.dicom.associations", "result", "rejected", "reason", "LOCAL_LIMIT_EXCEEDED") < 1
+                    && System.nanoTime() < counted) {
+                Thread.sleep(20);
+            }
             assertEquals(1, harness.count("cxr.dicom.associations", "result", "rejected", "reason", "LOCAL_LIMIT_EXCEEDED"));
         } finally {
             for (Socket s : held) {
