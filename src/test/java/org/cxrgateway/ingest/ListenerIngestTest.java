@@ -1,14 +1,14 @@
 package org.cxrgateway.ingest;
 
+import org.cxrgateway.testing.RawStoreScu;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
-import java.io.DataInputStream;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -214,7 +214,7 @@ class ListenerIngestTest {
         byte[] junk = new byte[200_000];
         new Random(42).nextBytes(junk);
         data.write(junk);
-        int status = RawScu.storeRaw(harness.port(), "1.2.840.10008.5.1.4.1.1.1.1", "1.2.3.4.5.6.7", data.toByteArray());
+        int status = RawStoreScu.store(harness.port(), "RAWSCU", "CXRGATEWAY", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.3.4.5.6.7", data.toByteArray());
         assertEquals(0xC000, status & 0xF000, "Cxxx failure, got " + Integer.toHexString(status));
         assertEquals(0, spooled(spool));
         assertTrue(harness.count("cxr.ingest.instances.rejected", "reason", "CANNOT_UNDERSTAND", "status", "C000")
@@ -239,7 +239,7 @@ class ListenerIngestTest {
             for (int i = 0; i < 4; i++) { // the harness caps at 4
                 Socket s = new Socket("127.0.0.1", harness.port());
                 s.setSoTimeout(10_000);
-                s.getOutputStream().write(RawScu.associateRq(org.cxrgateway.dicom.DicomUids.DX_FOR_PRESENTATION));
+                s.getOutputStream().write(RawStoreScu.associateRq("RAWSCU", "CXRGATEWAY", org.cxrgateway.dicom.DicomUids.DX_FOR_PRESENTATION));
                 assertEquals(0x02, s.getInputStream().read(), "A-ASSOCIATE-AC");
                 held.add(s);
             }
@@ -331,107 +331,5 @@ class ListenerIngestTest {
         ByteBuffer b = ByteBuffer.allocate(8 + len).order(ByteOrder.LITTLE_ENDIAN);
         b.putShort((short) group).putShort((short) element).put((byte) 'U').put((byte) 'I').putShort((short) len).put(v);
         out.writeBytes(b.array());
-    }
-
-    /** A minimal hand-made SCU that sends a C-STORE whose data set bytes are given verbatim. */
-    static final class RawScu {
-        static int storeRaw(int port, String sopClass, String sopInstance, byte[] dataSet) throws IOException {
-            try (Socket s = new Socket("127.0.0.1", port)) {
-                s.setSoTimeout(20_000);
-                OutputStream out = s.getOutputStream();
-                DataInputStream in = new DataInputStream(s.getInputStream());
-                out.write(associateRq(sopClass));
-                int type = in.readUnsignedByte();
-                in.readUnsignedByte();
-                byte[] ac = new byte[in.readInt()];
-                in.readFully(ac);
-                if (type != 0x02) {
-                    throw new IOException("association not accepted, PDU type " + type);
-                }
-                ByteArrayOutputStream cmd = new ByteArrayOutputStream();
-                implicit(cmd, 0x0002, pad(sopClass));
-                implicit(cmd, 0x0100, us(0x0001));
-                implicit(cmd, 0x0110, us(7));
-                implicit(cmd, 0x0700, us(0));
-                implicit(cmd, 0x0800, us(0x0000));
-                implicit(cmd, 0x1000, pad(sopInstance));
-                ByteArrayOutputStream withLength = new ByteArrayOutputStream();
-                implicit(withLength, 0x0000, ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(cmd.size()).array());
-                withLength.writeBytes(cmd.toByteArray());
-                out.write(pData(withLength.toByteArray(), 0x03));
-                out.write(pData(dataSet, 0x02));
-                out.flush();
-                type = in.readUnsignedByte();
-                in.readUnsignedByte();
-                byte[] pdu = new byte[in.readInt()];
-                in.readFully(pdu);
-                if (type != 0x04) {
-                    throw new IOException("expected P-DATA, got PDU type " + type);
-                }
-                ByteBuffer b = ByteBuffer.wrap(pdu, 6, pdu.length - 6).order(ByteOrder.LITTLE_ENDIAN);
-                while (b.remaining() >= 8) {
-                    int group = b.getShort() & 0xFFFF;
-                    int element = b.getShort() & 0xFFFF;
-                    int len = b.getInt();
-                    if (group == 0 && element == 0x0900) {
-                        return b.getShort() & 0xFFFF;
-                    }
-                    b.position(b.position() + len);
-                }
-                throw new IOException("no status in response");
-            }
-        }
-
-        static byte[] associateRq(String sopClass) {
-            ByteArrayOutputStream items = new ByteArrayOutputStream();
-            item(items, 0x10, "1.2.840.10008.3.1.1.1".getBytes(StandardCharsets.US_ASCII));
-            ByteArrayOutputStream pc = new ByteArrayOutputStream();
-            pc.writeBytes(new byte[] {1, 0, 0, 0});
-            item(pc, 0x30, sopClass.getBytes(StandardCharsets.US_ASCII));
-            item(pc, 0x40, "1.2.840.10008.1.2.1".getBytes(StandardCharsets.US_ASCII));
-            item(items, 0x20, pc.toByteArray());
-            ByteArrayOutputStream user = new ByteArrayOutputStream();
-            item(user, 0x51, new byte[] {0, 0, (byte) 0x40, 0});
-            item(user, 0x52, "1.2.3.4".getBytes(StandardCharsets.US_ASCII));
-            item(items, 0x50, user.toByteArray());
-            ByteBuffer b = ByteBuffer.allocate(6 + 68 + items.size());
-            b.put((byte) 1).put((byte) 0).putInt(68 + items.size());
-            b.putShort((short) 1).putShort((short) 0);
-            b.put(String.format("%-16s", "CXRGATEWAY").getBytes(StandardCharsets.US_ASCII));
-            b.put(String.format("%-16s", "RAWSCU").getBytes(StandardCharsets.US_ASCII));
-            b.put(new byte[32]);
-            b.put(items.toByteArray());
-            return b.array();
-        }
-
-        static void item(ByteArrayOutputStream out, int type, byte[] value) {
-            out.write(type);
-            out.write(0);
-            out.write(value.length >> 8);
-            out.write(value.length);
-            out.writeBytes(value);
-        }
-
-        static byte[] pData(byte[] value, int header) {
-            ByteBuffer b = ByteBuffer.allocate(6 + 4 + 2 + value.length);
-            b.put((byte) 4).put((byte) 0).putInt(4 + 2 + value.length);
-            b.putInt(2 + value.length).put((byte) 1).put((byte) header).put(value);
-            return b.array();
-        }
-
-        static void implicit(ByteArrayOutputStream out, int element, byte[] value) {
-            ByteBuffer b = ByteBuffer.allocate(8 + value.length).order(ByteOrder.LITTLE_ENDIAN);
-            b.putShort((short) 0).putShort((short) element).putInt(value.length).put(value);
-            out.writeBytes(b.array());
-        }
-
-        static byte[] us(int v) {
-            return ByteBuffer.allocate(2).order(ByteOrder.LITTLE_ENDIAN).putShort((short) v).array();
-        }
-
-        static byte[] pad(String uid) {
-            byte[] v = uid.getBytes(StandardCharsets.US_ASCII);
-            return v.length % 2 == 0 ? v : java.util.Arrays.copyOf(v, v.length + 1);
-        }
     }
 }
