@@ -32,27 +32,14 @@ final class PeerQueries {
     static List<PacsInstance> instancesOf(String studyUid) throws Exception {
         String query = """
                 {"Level":"Instance","Expand":true,"Query":{"StudyInstanceUID":"%s"}}""".formatted(studyUid);
-        JsonNode found = JSON.readTree(readOnly(() -> EndToEndPeers.orthanc.post("/tools/find", query)));
+        JsonNode found = JSON.readTree(EndToEndPeers.orthanc.post("/tools/find", query));
         List<PacsInstance> out = new ArrayList<>();
         for (JsonNode i : found) {
             String id = i.get("ID").asText();
-            JsonNode tags = JSON.readTree(readOnly(() -> EndToEndPeers.orthanc.get("/instances/" + id + "/simplified-tags")));
+            JsonNode tags = JSON.readTree(EndToEndPeers.orthanc.get("/instances/" + id + "/simplified-tags"));
             out.add(new PacsInstance(id, i.get("MainDicomTags").get("SOPInstanceUID").asText(), tags.path("Modality").asText()));
         }
         return out;
-    }
-
-    /**
-     * Orthanc closes idle keep-alive connections, and the JDK client may pick one just closed: it
-     * retries GETs itself but not POSTs. These requests only read, so one retry is safe.
-     */
-    private static String readOnly(java.util.concurrent.Callable<String> request) throws Exception {
-        try {
-            return request.call();
-        } catch (java.io.IOException e) {
-            Thread.sleep(100);
-            return request.call();
-        }
     }
 
     static List<PacsInstance> ofModality(List<PacsInstance> instances, String modality) {

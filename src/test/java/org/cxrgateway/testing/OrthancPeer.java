@@ -80,7 +80,7 @@ public final class OrthancPeer implements AutoCloseable {
     }
 
     public String get(String path) throws IOException, InterruptedException {
-        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path))
+        HttpResponse<String> r = send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path))
                 .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString());
         if (r.statusCode() != 200) {
             throw new IOException(path + " -> " + r.statusCode());
@@ -89,7 +89,7 @@ public final class OrthancPeer implements AutoCloseable {
     }
 
     public String post(String path, String body) throws IOException, InterruptedException {
-        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path))
+        HttpResponse<String> r = send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path))
                 .timeout(Duration.ofSeconds(10)).POST(HttpRequest.BodyPublishers.ofString(body)).build(),
                 HttpResponse.BodyHandlers.ofString());
         if (r.statusCode() != 200) {
@@ -99,8 +99,22 @@ public final class OrthancPeer implements AutoCloseable {
     }
 
     public byte[] getBytes(String path) throws IOException, InterruptedException {
-        return http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path)).build(),
+        return send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path)).build(),
                 HttpResponse.BodyHandlers.ofByteArray()).body();
+    }
+
+    /**
+     * Orthanc closes idle keep-alive connections, and the JDK client may reuse one just closed. Every
+     * request the tests send only reads (GET, /tools/find, /tools/lookup), so one retry is safe.
+     */
+    private <T> HttpResponse<T> send(HttpRequest request, HttpResponse.BodyHandler<T> body)
+            throws IOException, InterruptedException {
+        try {
+            return http.send(request, body);
+        } catch (IOException e) {
+            Thread.sleep(100);
+            return http.send(request, body);
+        }
     }
 
     public void stop() throws InterruptedException {
