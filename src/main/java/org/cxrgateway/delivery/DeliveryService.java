@@ -1,5 +1,7 @@
 package org.cxrgateway.delivery;
 
+import org.cxrgateway.Audit;
+
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -218,6 +220,8 @@ public final class DeliveryService implements AutoCloseable {
             delivered.incrementAndGet();
             metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "delivered").increment();
             LOG.infof("study %s delivered to %s (attempt %d)", set.studyInstanceUid(), d.name(), n);
+            Audit.record(Audit.Event.DELIVERED, set.studyInstanceUid(), String.format("destination=%s objects=%d attempt=%d",
+                    d.name(), set.dicom().size(), n));
             finish(item, done, new Outcome(true, startOf(result)));
         } catch (DeliveryException | RuntimeException e) {
             boolean retryable = !(e instanceof DeliveryException de) || de.retryable();
@@ -230,6 +234,8 @@ public final class DeliveryService implements AutoCloseable {
             } else {
                 LOG.errorf("study %s to %s dead-lettered after %d attempt(s): %s", set.studyInstanceUid(), d.name(), n,
                         e.getMessage());
+                Audit.record(Audit.Event.DEAD_LETTERED, set.studyInstanceUid(),
+                        "destination=" + d.name() + " attempts=" + n);
                 deadLetter(item, done, set.studyInstanceUid(), e.getMessage(), original, startOf(result));
             }
         }

@@ -1,5 +1,7 @@
 package org.cxrgateway.inference;
 
+import org.cxrgateway.Audit;
+
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
@@ -190,6 +192,9 @@ public class InferenceWorker {
                     fatal = err;
                     LOG.errorf("result for job %s not acknowledged: %s", job.getJobId(), err.getMessage());
                 } else {
+                    Audit.record(Audit.Event.SCORED, job.getStudy().getStudyInstanceUid(), String.format(
+                            "job=%s images=%d engine_ms=%.1f batch=%d", job.getJobId(), result.getImages().size(),
+                            result.getInferenceMs(), result.getBatchSize()));
                     metrics.counter("cxr_inference_studies_total").increment();
                     metrics.counter("cxr_inference_images_total").increment(result.getImages().size());
                     completions.add(new Done(tp, r.offset()));
@@ -202,6 +207,7 @@ public class InferenceWorker {
 
     private void poison(TopicPartition tp, ConsumerRecord<String, byte[]> r, String reason) {
         LOG.warnf("job at %s offset %d dead-lettered: %s", tp, r.offset(), reason);
+        Audit.record(Audit.Event.DEAD_LETTERED, r.key(), "stage=worker offset=" + r.offset());
         metrics.counter("cxr_inference_poison_total").increment();
         deadLetters.send(r.topic(), "worker", r.key(), r.value(), reason).whenComplete((md, err) -> {
             if (err != null) {

@@ -1,5 +1,7 @@
 package org.cxrgateway.ingest;
 
+import org.cxrgateway.Audit;
+
 import java.io.Closeable;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -120,6 +122,7 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
             s.dirty = true;
             studiesByAssociation.computeIfAbsent(associationId, k -> new HashSet<>()).add(studyUid);
         }
+        Audit.record(Audit.Event.RECEIVED, studyUid, "instance=" + sopInstanceUid + " association=" + associationId);
     }
 
     @Override
@@ -230,6 +233,7 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
             if (!instanceUids.isEmpty() && counted.add("study:" + instanceUids.size())) {
                 metrics.studyWithoutEligible();
                 LOG.infof("study %s: no eligible image among %d instances, no job", studyUid, instanceUids.size());
+                Audit.record(Audit.Event.SKIPPED, studyUid, "instances=" + instanceUids.size() + " reason=no eligible image");
             }
             return true;
         }
@@ -260,6 +264,8 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         long t1 = System.nanoTime();
         spool.markPublished(studyUid, new Spool.Published(revision, jobId, eligible, instanceUids));
         metrics.studyPublished(revision > 0, Duration.ofNanos(t1 - t0), Duration.ofNanos(Math.max(0, t1 - activityAtStart)));
+        Audit.record(Audit.Event.QUEUED, studyUid, String.format("job=%s revision=%d images=%d skipped=%d publish_ms=%d",
+                jobId, revision, images.size(), skipped.size(), (t1 - t0) / 1_000_000));
         LOG.infof("study %s: published job %s revision %d (%d images, %d skipped)", studyUid, jobId, revision,
                 images.size(), skipped.size());
         return true;

@@ -39,6 +39,7 @@ import java.util.UUID;
 import java.util.function.Predicate;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -107,6 +108,10 @@ class FaultToleranceIT {
             List<StudyJob> jobs = awaitJobs(study, 1, Duration.ofSeconds(60));
             assertEquals(1, jobs.size());
             assertEquals(1, jobs.get(0).getImages().size());
+            // the audit trail names the study by UID, and no patient data reaches the log
+            String log = gw.log();
+            assertTrue(log.contains("QUEUED study=" + study), "audit line for the study");
+            assertFalse(log.contains("Doe^Jane") || log.contains("FAULT-1"), "no patient name or ID in the log");
         }
         // A third start finds the study published and publishes nothing more.
         try (GatewayProcess gw = new GatewayProcess(work.resolve("listener-3.log"), config).start()) {

@@ -87,6 +87,11 @@ public final class GatewayProcess implements AutoCloseable {
         process.waitFor(30, TimeUnit.SECONDS);
     }
 
+    /** Everything the process logged so far. */
+    public String log() throws IOException {
+        return Files.readString(log);
+    }
+
     public String tail() {
         try {
             List<String> lines = Files.readAllLines(log);
