@@ -18,6 +18,7 @@ import org.cxrgateway.schema.v1.StudyResult;
 import org.cxrgateway.schema.v1.WorkingImage;
 import org.cxrgateway.testing.GatewayProcess;
 import org.cxrgateway.testing.OrthancPeer;
+import org.cxrgateway.testing.RawStoreScu;
 import org.cxrgateway.testing.Tools;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -118,6 +119,56 @@ class FaultToleranceIT {
             gw.awaitReady(Duration.ofSeconds(120));
             Thread.sleep(4000);
             assertEquals(1, jobsFor(study, Duration.ofSeconds(3)).size(), "restart did not publish again");
+        }
+    }
+
+    @Test
+    void listenerKilledDuringAnAssociationLosesNothingAndTheRetriedInstanceCompletesTheStudy() throws Exception {
+        Map<String, String> config = gatewayConfig("listener");
+        config.put("cxr.assembly.quiet-period", "60s");
+        String study = uid();
+        Path first = sourceDx(study);
+        Path second = sourceDx(study);
+        String secondSop = Tools.run("dcmdump", "+P", "0008,0018", second.toString()).out()
+                .replaceAll("(?s).*\\[([0-9.]+)\\].*", "$1").trim();
+        try (GatewayProcess gw = new GatewayProcess(work.resolve("assoc-1.log"), config).start()) {
+            gw.awaitReady(Duration.ofSeconds(120));
+            String port = config.get("cxr.listener.port");
+            Tools.Result sent = Tools.run("storescu", "-aec", "CXRGATEWAY", "127.0.0.1", port, first.toString());
+            assertEquals(0, sent.exit(), sent.out());
+            // The second instance is halfway through its transfer, unacknowledged, when the gateway dies.
+            byte[] dataSet = Files.readAllBytes(second);
+            try (var open = RawStoreScu.storeHalf(Integer.parseInt(port), "MODALITY", "CXRGATEWAY",
+                    "1.2.840.10008.5.1.4.1.1.1.1", secondSop, dataSet)) {
+                Thread.sleep(500);
+                gw.kill9();
+            }
+        }
+        config.put("cxr.assembly.quiet-period", "1s");
+        try (GatewayProcess gw = new GatewayProcess(work.resolve("assoc-2.log"), config).start()) {
+            gw.awaitReady(Duration.ofSeconds(120));
+            // The sender saw no response for the second instance, so it sends it again (and the first too).
+            Tools.Result retried = Tools.run("storescu", "-aec", "CXRGATEWAY", "127.0.0.1",
+                    config.get("cxr.listener.port"), first.toString(), second.toString());
+            assertEquals(0, retried.exit(), retried.out());
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            StudyJob latest = null;
+            while (System.nanoTime() < deadline) {
+                latest = jobsFor(study, Duration.ofSeconds(2)).stream()
+                        .max(java.util.Comparator.comparingInt(StudyJob::getRevision)).orElse(null);
+                if (latest != null && latest.getImages().size() == 2) {
+                    break;
+                }
+            }
+            assertTrue(latest != null, "a job was published after the restart");
+            List<String> sops = latest.getImages().stream().map(SourceImage::getSopInstanceUid).sorted().toList();
+            assertEquals(2, sops.size(), "both instances, each once: " + sops);
+            assertEquals(2, new HashSet<>(sops).size());
+            assertTrue(sops.contains(secondSop));
+        }
+        try (var files = Files.list(work.resolve("data").resolve("spool").resolve("studies").resolve(study))) {
+            assertEquals(2, files.filter(f -> f.toString().endsWith(".dcm")).count(),
+                    "no partial or duplicate file in the spool");
         }
     }
 
@@ -240,7 +291,7 @@ class FaultToleranceIT {
     }
 
     private Path sourceDx(String study) throws Exception {
-        Path f = work.resolve("dx-" + study + ".dcm");
+        Path f = work.resolve("dx-" + UUID.randomUUID() + ".dcm");
         Tools.Result made = Tools.run("/usr/bin/python3", "src/test/resources/make_source_dx.py", f.toString(),
                 study, uid(), uid(), "FAULT-1");
         assertEquals(0, made.exit(), made.out());

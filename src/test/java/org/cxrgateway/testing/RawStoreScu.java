@@ -26,7 +26,45 @@ public final class RawStoreScu {
     /** @return the C-STORE-RSP status; throws if the association is not accepted or no response comes. */
     public static int store(int port, String callingAe, String calledAe, String sopClass, String sopInstance,
                             byte[] dataSet) throws IOException {
-        try (Socket s = new Socket("127.0.0.1", port)) {
+        try (Socket s = associateAndSend(port, callingAe, calledAe, sopClass, sopInstance, dataSet, dataSet.length)) {
+            OutputStream out = s.getOutputStream();
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            int type = in.readUnsignedByte();
+            in.readUnsignedByte();
+            byte[] pdu = new byte[in.readInt()];
+            in.readFully(pdu);
+            if (type != 0x04) {
+                throw new IOException("expected P-DATA, got PDU type " + type);
+            }
+            ByteBuffer b = ByteBuffer.wrap(pdu, 6, pdu.length - 6).order(ByteOrder.LITTLE_ENDIAN);
+            while (b.remaining() >= 8) {
+                int group = b.getShort() & 0xFFFF;
+                int element = b.getShort() & 0xFFFF;
+                int len = b.getInt();
+                if (group == 0 && element == 0x0900) {
+                    int status = b.getShort() & 0xFFFF;
+                    releaseQuietly(out, in);
+                    return status;
+                }
+                b.position(b.position() + len);
+            }
+            throw new IOException("no status in response");
+        }
+    }
+
+    /**
+     * Starts a C-STORE and stops halfway through the data set, leaving the association open: what a
+     * crash of either side looks like in the middle of a transfer. The caller closes the socket.
+     */
+    public static Socket storeHalf(int port, String callingAe, String calledAe, String sopClass, String sopInstance,
+                                   byte[] dataSet) throws IOException {
+        return associateAndSend(port, callingAe, calledAe, sopClass, sopInstance, dataSet, dataSet.length / 2);
+    }
+
+    private static Socket associateAndSend(int port, String callingAe, String calledAe, String sopClass,
+                                           String sopInstance, byte[] dataSet, int upTo) throws IOException {
+        Socket s = new Socket("127.0.0.1", port);
+        try {
             s.setSoTimeout(30_000);
             OutputStream out = s.getOutputStream();
             DataInputStream in = new DataInputStream(s.getInputStream());
@@ -49,31 +87,15 @@ public final class RawStoreScu {
             implicit(withLength, 0x0000, ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(cmd.size()).array());
             withLength.writeBytes(cmd.toByteArray());
             out.write(pData(withLength.toByteArray(), 0x03));
-            for (int off = 0; off < dataSet.length; off += FRAGMENT) {
-                int end = Math.min(dataSet.length, off + FRAGMENT);
+            for (int off = 0; off < upTo; off += FRAGMENT) {
+                int end = Math.min(upTo, off + FRAGMENT);
                 out.write(pData(Arrays.copyOfRange(dataSet, off, end), end == dataSet.length ? 0x02 : 0x00));
             }
             out.flush();
-            type = in.readUnsignedByte();
-            in.readUnsignedByte();
-            byte[] pdu = new byte[in.readInt()];
-            in.readFully(pdu);
-            if (type != 0x04) {
-                throw new IOException("expected P-DATA, got PDU type " + type);
-            }
-            ByteBuffer b = ByteBuffer.wrap(pdu, 6, pdu.length - 6).order(ByteOrder.LITTLE_ENDIAN);
-            while (b.remaining() >= 8) {
-                int group = b.getShort() & 0xFFFF;
-                int element = b.getShort() & 0xFFFF;
-                int len = b.getInt();
-                if (group == 0 && element == 0x0900) {
-                    int status = b.getShort() & 0xFFFF;
-                    releaseQuietly(out, in);
-                    return status;
-                }
-                b.position(b.position() + len);
-            }
-            throw new IOException("no status in response");
+            return s;
+        } catch (IOException | RuntimeException e) {
+            s.close();
+            throw e;
         }
     }
 
