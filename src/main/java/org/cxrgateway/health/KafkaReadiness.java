@@ -1,9 +1,6 @@
 package org.cxrgateway.health;
 
-import io.quarkus.runtime.ShutdownEvent;
 import jakarta.enterprise.context.ApplicationScoped;
-import jakarta.enterprise.event.Observes;
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.DescribeClusterOptions;
 import org.cxrgateway.queue.KafkaCluster;
 import org.eclipse.microprofile.health.HealthCheck;
@@ -20,7 +17,6 @@ public class KafkaReadiness implements HealthCheck {
     private static final int TIMEOUT_MS = 3000;
 
     private final KafkaCluster cluster;
-    private Admin admin;
 
     KafkaReadiness(KafkaCluster cluster) {
         this.cluster = cluster;
@@ -30,24 +26,11 @@ public class KafkaReadiness implements HealthCheck {
     public HealthCheckResponse call() {
         var response = HealthCheckResponse.named("kafka").withData("embedded", cluster.isEmbedded());
         try {
-            int nodes = admin().describeCluster(new DescribeClusterOptions().timeoutMs(TIMEOUT_MS))
+            int nodes = cluster.admin().describeCluster(new DescribeClusterOptions().timeoutMs(TIMEOUT_MS))
                     .nodes().get(TIMEOUT_MS, TimeUnit.MILLISECONDS).size();
             return response.withData("brokers", nodes).status(nodes > 0).build();
         } catch (Exception e) {
             return response.withData("error", e.getClass().getSimpleName()).down().build();
-        }
-    }
-
-    private synchronized Admin admin() {
-        if (admin == null) {
-            admin = Admin.create(cluster.adminProperties());
-        }
-        return admin;
-    }
-
-    synchronized void onStop(@Observes ShutdownEvent event) {
-        if (admin != null) {
-            admin.close();
         }
     }
 }

@@ -2,11 +2,8 @@ package org.cxrgateway.queue;
 
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.scheduler.Scheduled;
 import jakarta.enterprise.context.ApplicationScoped;
-import jakarta.enterprise.event.Observes;
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
@@ -35,7 +32,6 @@ public class ConsumerLagMonitor {
     private final GatewayConfig gateway;
     private final MeterRegistry metrics;
     private final Map<String, AtomicLong> lags = new ConcurrentHashMap<>();
-    private Admin admin;
 
     ConsumerLagMonitor(KafkaCluster cluster, MeterRegistry metrics, GatewayConfig gateway) {
         this.cluster = cluster;
@@ -51,7 +47,7 @@ public class ConsumerLagMonitor {
             return;
         }
         try {
-            for (ConsumerGroupListing group : admin().listConsumerGroups().all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
+            for (ConsumerGroupListing group : cluster.admin().listConsumerGroups().all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
                 if (group.groupId().startsWith("cxr-")) {
                     refresh(group.groupId());
                 }
@@ -63,11 +59,11 @@ public class ConsumerLagMonitor {
 
     /** Lag of one group, per topic; also recorded as a gauge. */
     public Map<String, Long> refresh(String groupId) throws Exception {
-        Map<TopicPartition, OffsetAndMetadata> committed = admin().listConsumerGroupOffsets(groupId)
+        Map<TopicPartition, OffsetAndMetadata> committed = cluster.admin().listConsumerGroupOffsets(groupId)
                 .partitionsToOffsetAndMetadata().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
         Map<TopicPartition, OffsetSpec> latest = committed.keySet().stream()
                 .collect(Collectors.toMap(tp -> tp, tp -> OffsetSpec.latest()));
-        var ends = admin().listOffsets(latest).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        var ends = cluster.admin().listOffsets(latest).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
         Map<String, Long> perTopic = new HashMap<>();
         committed.forEach((tp, offset) -> {
             long end = ends.get(tp).offset();
@@ -82,18 +78,5 @@ public class ConsumerLagMonitor {
             return value;
         }).set(lag));
         return perTopic;
-    }
-
-    private synchronized Admin admin() {
-        if (admin == null) {
-            admin = Admin.create(cluster.adminProperties());
-        }
-        return admin;
-    }
-
-    synchronized void onStop(@Observes ShutdownEvent event) {
-        if (admin != null) {
-            admin.close(java.time.Duration.ofSeconds(2));
-        }
     }
 }

@@ -37,6 +37,7 @@ public class KafkaCluster {
     private final GatewayConfig gateway;
     private EmbeddedKafkaBroker embedded;
     private String bootstrapServers;
+    private Admin admin;
 
     KafkaCluster(KafkaConfig config, GatewayConfig gateway) {
         this.config = config;
@@ -51,7 +52,21 @@ public class KafkaCluster {
     }
 
     void onStop(@Observes ShutdownEvent event) {
+        synchronized (this) {
+            if (admin != null) {
+                admin.close(java.time.Duration.ofSeconds(2));
+                admin = null;
+            }
+        }
         stopEmbedded();
+    }
+
+    /** The process's one admin client (thread-safe), for health checks and lag metrics. */
+    public synchronized Admin admin() {
+        if (admin == null) {
+            admin = Admin.create(adminProperties());
+        }
+        return admin;
     }
 
     /** The cluster's bootstrap servers; starts the embedded broker and creates topics on first use. */
