@@ -104,8 +104,12 @@ public final class MicroBatcher implements AutoCloseable {
         }
     }
 
-    /** Scores one study synchronously through the same batching path (offline scoring, tests). */
-    public StudyResult score(StudyJob job) throws Exception {
+    /**
+     * Submits a study through the same batching path; the future completes with its result.
+     *
+     * @throws IllegalArgumentException when an image cannot be decoded or does not fit a model
+     */
+    public CompletableFuture<StudyResult> submit(StudyJob job) {
         CompletableFuture<StudyResult> f = new CompletableFuture<>();
         submit(job, new Sink() {
             @Override
@@ -118,7 +122,12 @@ public final class MicroBatcher implements AutoCloseable {
                 f.completeExceptionally(e);
             }
         });
-        return f.get();
+        return f;
+    }
+
+    /** Scores one study synchronously (offline scoring). */
+    public StudyResult score(StudyJob job) throws Exception {
+        return submit(job).get();
     }
 
     /** Images queued and not yet in a batch. */

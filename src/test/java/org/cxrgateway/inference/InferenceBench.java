@@ -4,8 +4,6 @@ import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtSession;
 import org.cxrgateway.queue.MessageCodec;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.StudyResult;
 
 import java.nio.FloatBuffer;
 import java.nio.file.Files;
@@ -44,19 +42,7 @@ public final class InferenceBench {
             long t0 = System.nanoTime();
             List<CompletableFuture<byte[]>> out = new ArrayList<>();
             for (byte[] bytes : jobs) {
-                CompletableFuture<byte[]> f = new CompletableFuture<>();
-                b.submit(MessageCodec.decodeJob(bytes), new MicroBatcher.Sink() {
-                    @Override
-                    public void done(StudyJob j, StudyResult r) {
-                        f.complete(MessageCodec.encode(r));
-                    }
-
-                    @Override
-                    public void failed(StudyJob j, Exception e) {
-                        f.completeExceptionally(e);
-                    }
-                });
-                out.add(f);
+                out.add(b.submit(MessageCodec.decodeJob(bytes)).thenApply(MessageCodec::encode));
             }
             long bytes = 0;
             for (var f : out) {

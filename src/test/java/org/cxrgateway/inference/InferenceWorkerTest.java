@@ -163,20 +163,8 @@ class InferenceWorkerTest {
         MicroBatcher batcher = registry.ready().get();
         List<java.util.concurrent.CompletableFuture<StudyResult>> fs = new ArrayList<>();
         for (int i = 0; i < 5; i++) {
-            java.util.concurrent.CompletableFuture<StudyResult> f = new java.util.concurrent.CompletableFuture<>();
             String uid = "1.2.826.2." + i;
-            batcher.submit(job(uid, 1, List.of(image(uid + ".1", Fixtures.image(128, 128, 8, i)))), new MicroBatcher.Sink() {
-                @Override
-                public void done(StudyJob j, StudyResult r) {
-                    f.complete(r);
-                }
-
-                @Override
-                public void failed(StudyJob j, Exception e) {
-                    f.completeExceptionally(e);
-                }
-            });
-            fs.add(f);
+            fs.add(batcher.submit(job(uid, 1, List.of(image(uid + ".1", Fixtures.image(128, 128, 8, i))))));
         }
         int maxBatch = 0;
         for (var f : fs) {
