@@ -1,18 +1,39 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Inference benchmark (not a test). Our worker path (job message -> result message, DenseNet-121
-# chest14, micro-batching, Grad-CAM) and engine against Debian PyTorch eager and raw ONNX Runtime,
-# same model weights, same batch, same threads, in one run.
-#   src/bench/inference-bench.sh [N=64] [BATCH=8] [THREADS=2]
-set -euo pipefail
+# chest14, micro-batching, Grad-CAM) and engine against raw ONNX Runtime (same session settings, in
+# the same JVM) and Debian PyTorch (same weights, batch and threads; its faster memory format), in one
+# run: REPS interleaved repetitions (Java driver, then PyTorch), medians with min and max.
+#   src/bench/inference-bench.sh    (env: N=64 BATCH=8 THREADS=2 REPS=3)
 cd "$(dirname "$0")/../.."
-N=${1:-64}; BATCH=${2:-8}; THREADS=${3:-2}
+source src/bench/lib.sh
+N=${N:-64}; BATCH=${BATCH:-8}; THREADS=${THREADS:-2}; REPS=${REPS:-3}
 WORK=target/bench/inference; mkdir -p "$WORK"
-mvn -q -o test-compile
-mvn -q -o dependency:build-classpath -Dmdep.outputFile="$WORK/cp.txt" >/dev/null
-OUT=$(java -Xmx2g -cp "target/test-classes:target/classes:$(cat "$WORK/cp.txt")" org.cxrgateway.inference.InferenceBench "$N" "$BATCH" "$THREADS" "$WORK" 2>/dev/null | grep '=')
-echo "$OUT"
-PKG=$(echo "$OUT" | sed -n 's/^package_dir=//p')
-TORCH=$(OMP_NUM_THREADS=$THREADS /usr/bin/python3 src/bench/torch_bench.py "$PKG" "$N" "$BATCH" "$THREADS" 2>/dev/null | grep '=')
-echo "$TORCH"
-OURS=$(echo "$OUT" | sed -n 's/^worker_path_img_s=//p'); PT=$(echo "$TORCH" | sed -n 's/^torch_eager_img_s=//p')
-echo "ratio_worker_path_vs_torch_eager=$(python3 -c "print(round($OURS/$PT, 2))") (target >= 2.0)"
+/usr/bin/python3 -c "import torch" 2>/dev/null || die "Debian python3-torch is not installed"
+build_test_classpath "$WORK/cp.txt"
+CP="target/test-classes:target/classes:$(cat "$WORK/cp.txt")"
+
+get() { sed -n "s/^$1=//p" "$2" | tail -1; }
+declare -a WORKER ENGINE RAW TORCH
+for r in $(seq 1 "$REPS"); do
+  java -Xmx2g -cp "$CP" org.cxrgateway.inference.InferenceBench "$N" "$BATCH" "$THREADS" "$WORK" \
+      > "$WORK/java-$r.out" 2> "$WORK/java-$r.err" || { tail -30 "$WORK/java-$r.err" >&2; die "InferenceBench"; }
+  PKG=$(get package_dir "$WORK/java-$r.out"); [ -n "$PKG" ] || die "InferenceBench printed no package_dir"
+  OMP_NUM_THREADS=$THREADS /usr/bin/python3 src/bench/torch_bench.py "$PKG" "$N" "$BATCH" "$THREADS" \
+      > "$WORK/torch-$r.out" 2> "$WORK/torch-$r.err" || { tail -30 "$WORK/torch-$r.err" >&2; die "torch_bench.py"; }
+  WORKER+=("$(get worker_path_img_s "$WORK/java-$r.out")"); ENGINE+=("$(get engine_img_s "$WORK/java-$r.out")")
+  RAW+=("$(get raw_ort_img_s "$WORK/java-$r.out")"); TORCH+=("$(get torch_eager_img_s "$WORK/torch-$r.out")")
+  for v in "${WORKER[-1]}" "${ENGINE[-1]}" "${RAW[-1]}" "${TORCH[-1]}"; do [ -n "$v" ] || die "a driver printed no figure (see $WORK)"; done
+  echo "repetition $r: worker path ${WORKER[-1]}, engine ${ENGINE[-1]}, raw ORT ${RAW[-1]}, PyTorch ${TORCH[-1]} img/s ($(grep -h '^torch_c' "$WORK/torch-$r.out" | tr '\n' ' '))"
+done
+read -r w wmin wmax <<<"$(stats "${WORKER[@]}")"; read -r e emin emax <<<"$(stats "${ENGINE[@]}")"
+read -r o omin omax <<<"$(stats "${RAW[@]}")"; read -r t tmin tmax <<<"$(stats "${TORCH[@]}")"
+echo "DenseNet-121 224x224, batch $BATCH, $THREADS threads, img/s over $REPS repetitions (median, min-max):"
+printf "  worker path     %7s (%s-%s)\n  engine          %7s (%s-%s)\n  raw ORT         %7s (%s-%s)\n  PyTorch eager   %7s (%s-%s)\n" \
+  "$w" "$wmin" "$wmax" "$e" "$emin" "$emax" "$o" "$omin" "$omax" "$t" "$tmin" "$tmax"
+result fp32_worker_vs_torch "$(awk -v a="$w" -v b="$t" 'BEGIN { printf "%.2f", a / b }')"
+result fp32_worker_vs_raw_ort "$(awk -v a="$w" -v b="$o" 'BEGIN { printf "%.2f", a / b }')"
+result fp32_engine_vs_raw_ort "$(awk -v a="$e" -v b="$o" 'BEGIN { printf "%.2f", a / b }')"
+result worker_path_img_s "$w"
+result torch_eager_img_s "$t"
+result peak_rss_mb "$(get peak_rss_mb "$WORK/java-$REPS.out")"
+result result_bytes_per_image "$(get result_bytes_per_image "$WORK/java-$REPS.out")"

@@ -1,76 +1,120 @@
 #!/usr/bin/env bash
-# Ingest benchmark: 200 synthetic 1024x1024 16-bit DX images sent with dcmtk storescu (TCP_NODELAY=1)
-# to our listener (the packaged Quarkus app, role "listener": C-STORE success only after fsync of
-# the file and its directory) and to dcmtk storescp writing to disk (no fsync), in one run.
-# Prints images/s for both and the ratio ours / storescp.
+# Ingest benchmark: our listener (the packaged app, role "listener": C-STORE Success only after the file
+# and its directory are fsynced) against dcmtk storescp writing the same files to disk (no fsync: it has
+# none), in one run, each at its best configuration:
+#   - TCP_NODELAY=1 in the environment of BOTH ends (Debian's dcmtk leaves Nagle on without it);
+#   - the same PDU size: both receivers advertise MAX_PDU (our cxr.listener.max-pdu-length default),
+#     storescu offers the same;
+#   - interleaved runs (ours, storescp, ours, storescp ...), REPS repetitions, each receiver restarted
+#     on an empty directory per repetition so that no run finds the previous run's files;
+#   - serial (one association) and parallel (PAR concurrent associations; storescp --fork).
+# Study assembly is kept out of the timed window (quiet period 10 min): this measures reception.
+# Prints median, min and max images/s and the ratios of the medians.
 #
-#   src/bench/ingest-bench.sh   (env: N=200 WARMUP=20 WORK=target/bench SCP_OPTS="--max-pdu 131072" to
-#                                 give storescp the same PDU size our listener advertises)
+#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 MAX_PDU=131072 WORK=target/bench/ingest)
 #
-# Needs: java 17, dcmtk, /usr/bin/python3 with pydicom + numpy; builds the app if it is missing.
-set -euo pipefail
+# Needs: java 17, maven, dcmtk, /usr/bin/python3 with pydicom + numpy.
 cd "$(dirname "$0")/../.."
-N=${N:-200}
-WARMUP=${WARMUP:-20}
-WORK=${WORK:-target/bench}
+source src/bench/lib.sh
+N=${N:-200}; REPS=${REPS:-3}; PAR=${PAR:-4}; MAX_PDU=${MAX_PDU:-131072}
+WORK=${WORK:-target/bench/ingest}
 JAR=target/quarkus-app/quarkus-run.jar
 PY=/usr/bin/python3
+command -v storescp >/dev/null || die "dcmtk is not installed (storescp)"
 
-[ -f "$JAR" ] || mvn -q -DskipTests package
-rm -rf "$WORK"
-mkdir -p "$WORK/files" "$WORK/warm-ours" "$WORK/warm-scp" "$WORK/scp-out" "$WORK/app-data"
-echo "generating $N + 2x$WARMUP synthetic DX files ..."
-$PY src/test/python/dicom_fixtures.py bench "$WORK/files" "$N"
-$PY src/test/python/dicom_fixtures.py bench "$WORK/warm-ours" "$WARMUP"
-$PY src/test/python/dicom_fixtures.py bench "$WORK/warm-scp" "$WARMUP"
+build_app
+rm -rf "$WORK"; mkdir -p "$WORK/files" "$WORK/warm"
+echo "generating $N synthetic 1024x1024 16-bit DX files (+ 20 for warm-up) ..."
+$PY src/test/python/dicom_fixtures.py bench "$WORK/files" "$N" || die "fixtures"
+$PY src/test/python/dicom_fixtures.py bench "$WORK/warm" 20 || die "fixtures"
+for k in $(seq 0 $((PAR - 1))); do mkdir -p "$WORK/part$k"; done
+i=0; for f in "$WORK"/files/*.dcm; do ln -s "$PWD/$f" "$WORK/part$((i % PAR))/"; i=$((i + 1)); done
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-OURS_PORT=$(free_port)
-SCP_PORT=$(free_port)
+PID=""
+stop() { [ -z "$PID" ] || { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }; PID=""; }
+trap stop EXIT
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+wait_echo() { # aet port
+  for _ in $(seq 1 240); do
+    TCP_NODELAY=1 echoscu -aec "$1" 127.0.0.1 "$2" >/dev/null 2>&1 && return 0
+    kill -0 "$PID" 2>/dev/null || die "$1 exited during start-up (see $WORK/*.log)"
+    sleep 0.5
+  done
+  die "$1 did not answer C-ECHO on port $2"
+}
 
-java -Dcxr.roles=listener -Dcxr.data-dir="$PWD/$WORK/app-data" -Dcxr.listener.port="$OURS_PORT" \
-     -Dcxr.listener.bind-address=127.0.0.1 -Dquarkus.http.port=0 -jar "$JAR" > "$WORK/app.log" 2>&1 &
-PIDS+=($!)
-storescp ${SCP_OPTS:-} -aet STORESCP -od "$WORK/scp-out" "$SCP_PORT" > "$WORK/storescp.log" 2>&1 &
-PIDS+=($!)
+start_ours() { # dir port
+  java -Xmx2g -XX:+ExitOnOutOfMemoryError -Dcxr.roles=listener -Dcxr.data-dir="$PWD/$1" -Dcxr.listener.port="$2" \
+       -Dcxr.listener.bind-address=127.0.0.1 -Dcxr.listener.max-pdu-length="$MAX_PDU" -Dcxr.assembly.quiet-period=10m \
+       -Dcxr.kafka.embedded.port=0 -Dcxr.kafka.embedded.controller-port=0 -Dquarkus.http.port=0 \
+       -jar "$JAR" > "$1.log" 2>&1 &
+  PID=$!; wait_echo CXRGATEWAY "$2"
+}
 
-for i in $(seq 1 120); do
-  if echoscu -aec CXRGATEWAY 127.0.0.1 "$OURS_PORT" >/dev/null 2>&1 && echoscu -aec STORESCP 127.0.0.1 "$SCP_PORT" >/dev/null 2>&1; then
-    break
-  fi
-  sleep 0.5
-done
+start_scp() { # dir port fork?
+  mkdir -p "$1"
+  TCP_NODELAY=1 storescp ${3:+--fork} --max-pdu "$MAX_PDU" -aet STORESCP -od "$1" "$2" > "$1.log" 2>&1 &
+  PID=$!; wait_echo STORESCP "$2"
+}
 
-send() { # aet port dir -> seconds
-  local t0 t1 out
+send() { # aet port dir... -> seconds for all dirs, sent concurrently, one association each
+  local aet=$1 port=$2; shift 2
+  local t0 t1 pids=() d
   t0=$(date +%s.%N)
-  out=$(TCP_NODELAY=1 storescu -v -aec "$1" 127.0.0.1 "$2" "$3"/*.dcm 2>&1)
+  for d in "$@"; do
+    TCP_NODELAY=1 storescu --max-pdu "$MAX_PDU" -v -aec "$aet" 127.0.0.1 "$port" "$d"/*.dcm > "$d.$aet.out" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || die "storescu to $aet failed"; done
   t1=$(date +%s.%N)
-  local ok
-  ok=$(grep -c 'Received Store Response (Success)' <<<"$out" || true)
-  local expected
-  expected=$(ls "$3"/*.dcm | wc -l)
-  if [ "$ok" != "$expected" ]; then echo "only $ok of $expected stored by $1" >&2; echo "$out" | tail -20 >&2; exit 1; fi
+  local ok=0 expected=0
+  for d in "$@"; do
+    ok=$((ok + $(grep -c 'Received Store Response (Success)' "$d.$aet.out" || true)))
+    expected=$((expected + $(ls "$d"/*.dcm | wc -l)))
+  done
+  [ "$ok" -eq "$expected" ] || die "only $ok of $expected instances stored by $aet"
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
 }
 
-echo "warm-up ($WARMUP images each) ..."
-send CXRGATEWAY "$OURS_PORT" "$WORK/warm-ours" >/dev/null
-send STORESCP "$SCP_PORT" "$WORK/warm-scp" >/dev/null
+count_spool() { find "$1/spool/studies" -name '*.dcm' | wc -l; }
 
-echo "measuring $N images each ..."
-T_SCP=$(send STORESCP "$SCP_PORT" "$WORK/files")
-T_OURS=$(send CXRGATEWAY "$OURS_PORT" "$WORK/files")
+declare -a OURS1 SCP1 OURSP SCPP
+PARTS=(); for k in $(seq 0 $((PAR - 1))); do PARTS+=("$WORK/part$k"); done
+for r in $(seq 1 "$REPS"); do
+  for mode in serial parallel; do
+    if [ "$mode" = serial ]; then dirs=("$WORK/files"); else dirs=("${PARTS[@]}"); fi
+    port=$(free_port)
+    start_ours "$WORK/ours-$r-$mode" "$port"
+    send CXRGATEWAY "$port" "$WORK/warm" >/dev/null
+    t=$(send CXRGATEWAY "$port" "${dirs[@]}")
+    stored=$(count_spool "$WORK/ours-$r-$mode")
+    [ "$stored" -eq $((N + 20)) ] || die "spool holds $stored files, expected $((N + 20))"
+    stop
+    ours=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
+    if [ "$mode" = serial ]; then OURS1+=("$ours"); else OURSP+=("$ours"); fi
 
-STORED=$(find "$WORK/app-data/spool/studies" -name '*.dcm' | wc -l)
-[ "$STORED" -eq $((N + WARMUP)) ] || { echo "spool holds $STORED files, expected $((N + WARMUP))" >&2; exit 1; }
+    port=$(free_port)
+    start_scp "$WORK/scp-$r-$mode" "$port" "$([ "$mode" = parallel ] && echo fork)"
+    send STORESCP "$port" "$WORK/warm" >/dev/null
+    t=$(send STORESCP "$port" "${dirs[@]}")
+    stop
+    scp=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
+    if [ "$mode" = serial ]; then SCP1+=("$scp"); else SCPP+=("$scp"); fi
+    echo "repetition $r, $mode: cxr-gateway $ours img/s, storescp $scp img/s"
+  done
+  rm -rf "$WORK"/ours-$r-* "$WORK"/scp-$r-*
+done
 
-awk -v n="$N" -v ours="$T_OURS" -v scp="$T_SCP" 'BEGIN {
-  printf "cxr-gateway listener (fsync before success): %6.1f images/s (%.2f s)\n", n / ours, ours
-  printf "dcmtk storescp (no fsync):                   %6.1f images/s (%.2f s)\n", n / scp, scp
-  printf "ratio ours / storescp: %.2f\n", scp / ours
-}'
+read -r o1 o1min o1max <<<"$(stats "${OURS1[@]}")"
+read -r s1 s1min s1max <<<"$(stats "${SCP1[@]}")"
+read -r op opmin opmax <<<"$(stats "${OURSP[@]}")"
+read -r sp spmin spmax <<<"$(stats "${SCPP[@]}")"
+echo "images/s over $REPS interleaved repetitions of $N 1024x1024 16-bit DX (median, min-max):"
+printf "  1 association:   cxr-gateway (fsync) %7s (%s-%s)   storescp        %7s (%s-%s)\n" "$o1" "$o1min" "$o1max" "$s1" "$s1min" "$s1max"
+printf "  %d associations:  cxr-gateway (fsync) %7s (%s-%s)   storescp --fork %7s (%s-%s)\n" "$PAR" "$op" "$opmin" "$opmax" "$sp" "$spmin" "$spmax"
+result ingest_serial_ratio "$(awk -v a="$o1" -v b="$s1" 'BEGIN { printf "%.2f", a / b }')"
+result ingest_parallel_ratio "$(awk -v a="$op" -v b="$sp" 'BEGIN { printf "%.2f", a / b }')"
+result ingest_serial_ours_img_s "$o1"
+result ingest_serial_storescp_img_s "$s1"
+result ingest_parallel_ours_img_s "$op"
+result ingest_parallel_storescp_img_s "$sp"

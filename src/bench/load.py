@@ -10,6 +10,12 @@ study. It prints studies/min, p50 and p95 end-to-end latency (last C-STORE of a 
 of its SRs are in Orthanc), peak RSS of each role, and checks that every study sent was delivered
 exactly once (counted by SOP Instance UID in Orthanc). Not a timed test: the figures go in the
 closing note. Build first: mvn -DskipTests package.
+
+    /usr/bin/python3 src/bench/load.py --idle [--studies 20]
+
+Latency at idle instead: one study at a time, each sent only after the previous one's SRs arrived,
+so no study waits behind another; prints p50/p95 from the end of the last C-STORE to the second SR
+stored in Orthanc, against the target quiet period + 1 s.
 """
 import argparse
 import json
@@ -72,7 +78,11 @@ def main():
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--size", type=int, default=512, help="rows and columns of each synthetic DX")
     ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--idle", action="store_true", help="one study at a time: latency at idle")
+    ap.add_argument("--quiet-period", default="1s", help="cxr.assembly.quiet-period of the listener")
     args = ap.parse_args()
+    if args.idle and "--studies" not in sys.argv:
+        args.studies = 20
 
     jar = os.path.join(ROOT, "target", "quarkus-app", "quarkus-run.jar")
     if not os.path.exists(jar):
@@ -99,7 +109,7 @@ def main():
         common = [f"-Dcxr.kafka.request-timeout=30s"]
         roles = {
             "listener": [f"-Dcxr.kafka.embedded.port={kafka_port}", f"-Dcxr.kafka.embedded.controller-port={kafka_ctl}",
-                         f"-Dcxr.listener.port={listener_port}", "-Dcxr.assembly.quiet-period=1s"],
+                         f"-Dcxr.listener.port={listener_port}", f"-Dcxr.assembly.quiet-period={args.quiet_period}"],
             "worker": [f"-Dcxr.kafka.bootstrap-servers=127.0.0.1:{kafka_port}"],
             "delivery": [f"-Dcxr.kafka.bootstrap-servers=127.0.0.1:{kafka_port}",
                          "-Dcxr.delivery.pacs.orthanc.host=127.0.0.1", f"-Dcxr.delivery.pacs.orthanc.port={o_dicom}",
@@ -126,6 +136,7 @@ def main():
             files.append((study, path))
 
         sent_at = {}
+        failures = []
         env = dict(os.environ, TCP_NODELAY="1")
         lock = threading.Lock()
 
@@ -136,36 +147,49 @@ def main():
             with lock:
                 sent_at[study] = time.time()
             if r.returncode != 0:
-                print(f"storescu failed for {study}: {r.stdout}{r.stderr}", file=sys.stderr)
-
-        start = time.time()
-        sender_pool = ThreadPoolExecutor(max_workers=args.senders)
-        futures = [sender_pool.submit(send, f) for f in files]
+                print(f"BENCH FAILED: storescu failed for {study}: {r.stdout}{r.stderr}", file=sys.stderr)
+                failures.append(study)
 
         # --- watch the PACS for the SRs (two per study: chest14 and covid3) ---
         arrived = {}
         srs_per_study = {}
         seen = set()
         since = 0
-        deadline = time.time() + args.timeout
-        while len(arrived) < args.studies and time.time() < deadline:
-            changes = http_json(f"http://127.0.0.1:{o_http}/changes?since={since}&limit=1000")
-            for ch in changes["Changes"]:
-                if ch["ChangeType"] == "NewInstance" and ch["ID"] not in seen:
-                    seen.add(ch["ID"])
-                    tags = http_json(f"http://127.0.0.1:{o_http}/instances/{ch['ID']}/simplified-tags")
-                    if tags.get("Modality") == "SR":
-                        st = tags["StudyInstanceUID"]
-                        srs_per_study[st] = srs_per_study.get(st, 0) + 1
-                        if srs_per_study[st] == 2:
-                            arrived[st] = time.time()
-            since = changes["Last"]
-            if changes["Done"]:
-                time.sleep(0.2)
+
+        def watch(until_count, deadline):
+            nonlocal since
+            while len(arrived) < until_count and time.time() < deadline:
+                changes = http_json(f"http://127.0.0.1:{o_http}/changes?since={since}&limit=1000")
+                for ch in changes["Changes"]:
+                    if ch["ChangeType"] == "NewInstance" and ch["ID"] not in seen:
+                        seen.add(ch["ID"])
+                        tags = http_json(f"http://127.0.0.1:{o_http}/instances/{ch['ID']}/simplified-tags")
+                        if tags.get("Modality") == "SR":
+                            st = tags["StudyInstanceUID"]
+                            srs_per_study[st] = srs_per_study.get(st, 0) + 1
+                            if srs_per_study[st] == 2:
+                                arrived[st] = time.time()
+                since = changes["Last"]
+                if changes["Done"]:
+                    time.sleep(0.05 if args.idle else 0.2)
+
+        start = time.time()
+        deadline = start + args.timeout
+        if args.idle:
+            for k, f in enumerate(files):
+                send(f)
+                watch(k + 1, min(deadline, time.time() + 120))
+                if len(arrived) != k + 1:
+                    raise SystemExit(f"BENCH FAILED: study {k + 1} was not delivered within 120 s")
+                time.sleep(1.0)  # idle between studies
+        else:
+            sender_pool = ThreadPoolExecutor(max_workers=args.senders)
+            futures = [sender_pool.submit(send, f) for f in files]
+            watch(args.studies, deadline)
+            for f in futures:
+                f.result()
+            sender_pool.shutdown()
         elapsed = time.time() - start
-        for f in futures:
-            f.result()
-        sender_pool.shutdown()
 
         latencies = sorted(arrived[s] - sent_at[s] for s in arrived if s in sent_at)
         stats = http_json(f"http://127.0.0.1:{o_http}/statistics")
@@ -174,11 +198,15 @@ def main():
               f"({stats['CountInstances']} instances in the PACS, unique SOP Instance UIDs)")
         print(f"throughput {len(arrived) / elapsed * 60:.1f} studies/min over {elapsed:.1f} s "
               f"with {args.senders} concurrent senders, {args.size}x{args.size} 12-bit DX")
-        print(f"end-to-end latency p50 {p(0.50):.2f} s, p95 {p(0.95):.2f} s")
+        print(f"end-to-end latency p50 {p(0.50):.2f} s, p95 {p(0.95):.2f} s"
+              + (f" (one study at a time, quiet period {args.quiet_period}; target p95 <= quiet period + 1 s)" if args.idle else ""))
+        mode = "idle" if args.idle else "load"
+        print(f"RESULT {mode}_latency_p50_s={p(0.50):.2f}")
+        print(f"RESULT {mode}_latency_p95_s={p(0.95):.2f}")
         for role, proc in procs:
             if role != "orthanc":
                 print(f"peak RSS {role}: {peak_rss_mb(proc.pid):.0f} MB")
-        ok = len(arrived) == args.studies and all(v == 2 for v in srs_per_study.values())
+        ok = not failures and len(arrived) == args.studies and all(v == 2 for v in srs_per_study.values())
         print("delivered == sent, exactly once" if ok else "MISMATCH: delivered != sent")
         return 0 if ok else 1
     finally:

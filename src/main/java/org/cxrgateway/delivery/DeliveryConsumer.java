@@ -60,6 +60,7 @@ public class DeliveryConsumer {
         if (!gateway.runs(GatewayConfig.Role.DELIVERY)) {
             return;
         }
+        service.warmUp();
         service.resume();
         running = true;
         thread = new Thread(this::loop, "delivery-consumer");

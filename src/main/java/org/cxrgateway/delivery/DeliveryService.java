@@ -10,6 +10,8 @@ import org.cxrgateway.queue.MessageCodec;
 import org.cxrgateway.queue.PoisonMessageException;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportException;
+import org.cxrgateway.report.ReportWarmUp;
+import org.cxrgateway.report.ReportException;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.schema.v1.StudyResult;
 import org.jboss.logging.Logger;
@@ -129,6 +131,18 @@ public final class DeliveryService implements AutoCloseable {
     /** {@link #accept} for a result at hand. */
     public CompletableFuture<Void> submit(StudyResult result) {
         return accept(MessageCodec.encode(result), result);
+    }
+
+    /**
+     * Builds one throw-away report so that the first study does not wait for one-time JVM costs (HAPI's
+     * FHIR model scan, fonts); call once at start-up, before consuming. A failure only costs latency.
+     */
+    public void warmUp() {
+        try {
+            LOG.infof("report builders warmed up in %d ms", ReportWarmUp.run(builder));
+        } catch (RuntimeException | ReportException e) {
+            LOG.warnf("report warm-up failed (the first study will be slower): %s", e.toString());
+        }
     }
 
     /** Restarts what a previous run handed over and did not settle; call once at startup. */
