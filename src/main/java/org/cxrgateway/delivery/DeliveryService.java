@@ -9,7 +9,6 @@ import io.micrometer.core.instrument.Timer;
 import org.cxrgateway.queue.MessageCodec;
 import org.cxrgateway.queue.PoisonMessageException;
 import org.cxrgateway.report.ReportBuilder;
-import org.cxrgateway.report.ReportException;
 import org.cxrgateway.report.ReportWarmUp;
 import org.cxrgateway.report.ReportException;
 import org.cxrgateway.report.ReportSet;
