@@ -250,6 +250,26 @@ PRESETS = {
 }
 
 
+def model_input(spec):
+    """(channels, side) of the model input the spec makes whatever the image: the last resize or crop
+    must fix the side (an exact square resize or a center-crop of a size); ValueError otherwise."""
+    validate(spec)
+    side, channels = None, 1
+    for s in spec["steps"]:
+        if s["op"] == "resize":
+            side = None
+            if s["to"] == "exact":
+                w, h = resized_size(s, 0, 0)
+                side = w if w == h else None
+        elif s["op"] == "center-crop":
+            side = s.get("size")
+        elif s["op"] == "channels":
+            channels = s["count"]
+    if side is None:
+        raise ValueError("the last resize or crop must fix a square input side (exact resize or center-crop of a size)")
+    return channels, side
+
+
 def output_shape(spec, w, h):
     """(channels, height, width) that apply() returns for a w x h image."""
     c = 1
