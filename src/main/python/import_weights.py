@@ -14,6 +14,15 @@ torchxrayvision is installed:  torch.save(xrv.models.DenseNet(weights="densenet1
 
     /usr/bin/python3 src/main/python/import_weights.py xrv all.pt --out /models/xrv-all --version 1.0
 
+Preprocessing (manifest formatVersion 2, src/main/python/cxr_preprocessing.py): the package states
+the pipeline the weights were trained with, and the gateway reproduces it exactly.
+  --preset chexnet (default for chexnet): arnoweng/CheXNet's test transform, centre view:
+           Resize(256) + CenterCrop(224), PIL bilinear (antialiased), ImageNet normalisation
+  --preset jrzech: jrzech/reproduce-chexnet: Resize(224) + CenterCrop(224), PIL bilinear, ImageNet
+  --preset xrv (default for xrv): TorchXRayVision's normalize to [-1024, 1024], XRayCenterCrop,
+           XRayResizer(224) (skimage, antialiased)
+  --preprocessing FILE.json: any other pipeline, as a cxr_preprocessing spec {"upstream", "steps"}
+
 The result is validated by the Java loader at start; set diagnostic/intended use to what your
 weights are cleared for (default: research use, not diagnostic).
 """
@@ -27,6 +36,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cxr_models  # noqa: E402
+import cxr_preprocessing  # noqa: E402
 import make_demo_models  # noqa: E402
 
 XRV_LABELS = ["Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "Edema", "Emphysema", "Fibrosis",
@@ -70,7 +80,23 @@ def normalise_keys(sd):
     return out
 
 
-def convert(kind, checkpoint, out, pid, version, intended_use, diagnostic, arch="densenet121", threshold=0.5):
+def preprocessing(kind, preset=None, spec_file=None):
+    """The preprocessing spec: a preset (default: the one of the checkpoint layout) or a JSON file."""
+    if spec_file:
+        with open(spec_file) as f:
+            spec = json.load(f)
+    else:
+        spec = cxr_preprocessing.PRESETS[preset or kind]
+    try:
+        cxr_preprocessing.validate(spec)
+        channels, size = cxr_preprocessing.model_input(spec)
+    except ValueError as e:
+        raise SystemExit("preprocessing: %s" % e)
+    return spec, channels, size
+
+
+def convert(kind, checkpoint, out, pid, version, intended_use, diagnostic, arch="densenet121", threshold=0.5,
+            preset=None, spec_file=None):
     sd = normalise_keys(load_state_dict(checkpoint))
     op_threshs = sd.pop("op_threshs", None)
     if "classifier.weight" not in sd or "features.conv0.weight" not in sd:
@@ -84,7 +110,7 @@ def convert(kind, checkpoint, out, pid, version, intended_use, diagnostic, arch=
         if n_out != len(names):
             raise SystemExit("a CheXNet-style checkpoint has 14 outputs, this one has %d" % n_out)
         thresholds = [threshold] * n_out
-        normalisation, crop, reported = "imagenet", "resize", None
+        reported = None
     else:
         if channels != 1:
             raise SystemExit("a TorchXRayVision checkpoint has 1 input channel, this one has %d" % channels)
@@ -96,20 +122,23 @@ def convert(kind, checkpoint, out, pid, version, intended_use, diagnostic, arch=
             reported = [n for n, t in zip(names, op_threshs.tolist()) if t == t]
         else:
             thresholds, reported = [threshold] * n_out, None
-        normalisation, crop = "xrv", "center"
+    spec, spec_channels, size = preprocessing(kind, preset, spec_file)
+    if spec_channels != channels:
+        raise SystemExit("preprocessing makes %d channel(s), the checkpoint takes %d" % (spec_channels, channels))
     model = cxr_models.densenet(arch, n_out, channels)
     missing, unexpected = model.load_state_dict({k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise SystemExit("checkpoint does not fit %s: missing %s, unexpected %s" % (arch, missing[:5], unexpected[:5]))
     os.makedirs(out, exist_ok=True)
-    size = 224
     cxr_models.export_onnx(model, os.path.join(out, "model.onnx"), channels, size)
     feats = model(torch.zeros(1, channels, size, size))[1]
-    spec = {"labels": [(n,) + CODES[n] for n in names], "activation": "sigmoid", "reported": reported,
-            "crop": crop, "title": "%s (%s)" % (pid, kind)}
-    m = make_demo_models.manifest(pid, spec, arch, channels, size, int(feats.shape[1]), int(feats.shape[2]),
-                                  normalisation, version=version, intended_use=intended_use, diagnostic=diagnostic)
+    labels = {"labels": [(n,) + CODES[n] for n in names], "activation": "sigmoid", "reported": reported,
+              "crop": None, "title": "%s (%s)" % (pid, kind)}
+    m = make_demo_models.manifest(pid, labels, arch, channels, size, int(feats.shape[1]), int(feats.shape[2]),
+                                  None, version=version, intended_use=intended_use, diagnostic=diagnostic)
+    m["formatVersion"] = 2
+    m["preprocessing"] = {"upstream": spec["upstream"], "steps": spec["steps"]}
     for label, t in zip(m["labels"], thresholds):
         label["threshold"] = min(max(t, 0.0), 1.0)
     with open(os.path.join(out, "manifest.json"), "w") as f:
@@ -128,9 +157,15 @@ def main():
     ap.add_argument("--intended-use", default="Research use only. Not a medical device; not for diagnostic use.")
     ap.add_argument("--diagnostic", action="store_true", help="only if the weights are cleared for diagnostic use")
     ap.add_argument("--threshold", type=float, default=0.5, help="operating threshold where the checkpoint has none")
+    ap.add_argument("--preset", choices=sorted(cxr_preprocessing.PRESETS),
+                    help="the upstream preprocessing (default: chexnet for chexnet, xrv for xrv)")
+    ap.add_argument("--preprocessing", metavar="FILE.json", help="any other preprocessing spec (cxr_preprocessing.py)")
     ap.add_argument("--arch", default="densenet121", help=argparse.SUPPRESS)  # tests: the tiny variant
     a = ap.parse_args()
-    d = convert(a.kind, a.checkpoint, a.out, a.id or a.kind, a.version, a.intended_use, a.diagnostic, a.arch, a.threshold)
+    if a.preset and a.preprocessing:
+        ap.error("--preset and --preprocessing exclude each other")
+    d = convert(a.kind, a.checkpoint, a.out, a.id or a.kind, a.version, a.intended_use, a.diagnostic, a.arch, a.threshold,
+                a.preset, a.preprocessing)
     print("wrote", d)
 
 

@@ -20,13 +20,18 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "main", "python"))
 import cxr_models  # noqa: E402
+import cxr_preprocessing  # noqa: E402
 
 MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float32)
 STD = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float32)
 
 
 def preprocess(pixels, w, h, bits, manifest):
-    """The reference pipeline, documented in Preprocessor.java."""
+    """formatVersion 2: the spec applied by the libraries (8-bit images); 1: the pipeline documented in Preprocessor.java."""
+    if manifest["formatVersion"] == 2:
+        if bits != 8:
+            raise SystemExit("formatVersion 2 reference preprocessing takes 8-bit images")
+        return torch.from_numpy(cxr_preprocessing.apply(manifest["preprocessing"], pixels.reshape(h, w)))
     x = torch.from_numpy(pixels.astype(np.float32)) / np.float32(2 ** bits - 1)
     x = x.reshape(h, w)
     size = manifest["input"]["size"]

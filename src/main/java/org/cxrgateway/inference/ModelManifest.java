@@ -1,6 +1,7 @@
 package org.cxrgateway.inference;
 
 import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
+import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.networknt.schema.JsonSchema;
@@ -32,7 +33,18 @@ public record ModelManifest(int formatVersion, String id, String version, String
     public record Input(String name, int channels, int size, String layout) {
     }
 
-    public record Preprocessing(String crop, String normalisation) {
+    /**
+     * formatVersion 1: crop + normalisation (Preprocessor documents their meaning); formatVersion 2:
+     * upstream + ordered steps, the spec of src/main/python/cxr_preprocessing.py.
+     */
+    public record Preprocessing(String crop, String normalisation, String upstream, List<Step> steps) {
+    }
+
+    /** One formatVersion 2 preprocessing step; which fields apply depends on op (see the schema). */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
+    public record Step(String op, String to, Integer size, Integer width, Integer height, String filter,
+                       Double fraction, Boolean square, String offset, Integer count, String kind,
+                       List<Double> mean, List<Double> std) {
     }
 
     public record Outputs(String logits, String features, int featureChannels, int featureSize) {
@@ -98,12 +110,20 @@ public record ModelManifest(int formatVersion, String id, String version, String
                 }
             }
         }
-        boolean xrv = "xrv".equals(preprocessing.normalisation());
-        if (xrv && input.channels() != 1) {
-            throw new ModelPackageException(where + ": input.channels must be 1 for preprocessing.normalisation xrv, was " + input.channels());
-        }
-        if (!xrv && input.channels() != 3) {
-            throw new ModelPackageException(where + ": input.channels must be 3 for preprocessing.normalisation imagenet, was " + input.channels());
+        if (formatVersion == 1) {
+            boolean xrv = "xrv".equals(preprocessing.normalisation());
+            if (xrv && input.channels() != 1) {
+                throw new ModelPackageException(where + ": input.channels must be 1 for preprocessing.normalisation xrv, was " + input.channels());
+            }
+            if (!xrv && input.channels() != 3) {
+                throw new ModelPackageException(where + ": input.channels must be 3 for preprocessing.normalisation imagenet, was " + input.channels());
+            }
+        } else {
+            try {
+                Preprocessor.checkSteps(preprocessing.steps(), input.channels(), input.size());
+            } catch (IllegalArgumentException e) {
+                throw new ModelPackageException(where + ": preprocessing: " + e.getMessage());
+            }
         }
         if ("softmax".equals(activation) && labels.size() < 2) {
             throw new ModelPackageException(where + ": activation softmax needs at least 2 labels");

@@ -28,8 +28,16 @@ final class Fidelity {
     }
 
     static Diffs check(ModelPackage pkg, Path work, int[] camClasses) throws IOException {
+        return check(pkg, work, camClasses, images());
+    }
+
+    /** The 8-bit images of images(): what a formatVersion 2 reference (the libraries on 8-bit input) takes. */
+    static List<WorkingImage> images8() {
+        return images().stream().filter(i -> i.getBitsPerPixel() == 8).toList();
+    }
+
+    static Diffs check(ModelPackage pkg, Path work, int[] camClasses, List<WorkingImage> imgs) throws IOException {
         Files.createDirectories(work);
-        List<WorkingImage> imgs = images();
         Preprocessor pre = new Preprocessor(pkg.manifest());
         int len = pre.tensorLength();
         int n = imgs.size();

@@ -1,11 +1,14 @@
 package org.cxrgateway.inference;
 
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -36,20 +39,51 @@ class ImportWeightsTest {
         }
         if (kind.equals("xrv")) {
             assertEquals(1, m.input().channels());
-            assertEquals("xrv", m.preprocessing().normalisation());
+            assertEquals(2, m.formatVersion());
+            assertTrue(m.preprocessing().upstream().contains("TorchXRayVision"), m.preprocessing().upstream());
+            assertEquals("skimage-linear", m.preprocessing().steps().get(2).filter());
             assertEquals(18, m.labels().size());
             assertEquals(17, m.reportedIndices().length, "the output without an operating threshold is not reported");
             assertTrue(m.labels().get(0).threshold() >= 0.2 && m.labels().get(0).threshold() <= 0.7, "op_threshs became thresholds");
         } else {
             assertEquals(3, m.input().channels());
-            assertEquals("imagenet", m.preprocessing().normalisation());
+            assertEquals(2, m.formatVersion());
+            assertTrue(m.preprocessing().upstream().contains("CheXNet"), m.preprocessing().upstream());
+            assertEquals(256, m.preprocessing().steps().get(0).size(), "chexnet preset: Resize(256)");
+            assertEquals(224, m.preprocessing().steps().get(1).size(), "chexnet preset: CenterCrop(224)");
             assertEquals(14, m.labels().size());
         }
-        Fidelity.Diffs d = Fidelity.check(pkg, work.resolve("fidelity"), new int[]{0, 3});
+        Fidelity.Diffs d = Fidelity.check(pkg, work.resolve("fidelity"), new int[]{0, 3}, Fidelity.images8());
         // xrv tensors span [-1024, 1024]: the 1e-3 bound applies per unit of the [0, 1] image, i.e. / 2048
         double preScale = kind.equals("xrv") ? 2048 : 1;
         System.out.printf("import %s fidelity: preprocessing %.3g (range-relative %.3g), logits %.3g, grad-cam %.3g%n",
                 kind, d.preprocessing(), d.preprocessing() / preScale, d.logits(), d.cam());
         assertTrue(d.preprocessing() / preScale < 1e-3 && d.logits() < 1e-4 && d.cam() < 1e-4, d.toString());
+    }
+
+    @Test
+    void presetsAndSpecFilesNameTheirUpstream() throws Exception {
+        Path work = Path.of("target/test-work/import/presets").toAbsolutePath();
+        Py.run(300, Py.TEST.resolve("make_checkpoints.py").toString(), "chexnet", work.toString());
+        String ckpt = work.resolve("checkpoint.pt").toString();
+        Py.run(300, Py.MAIN.resolve("import_weights.py").toString(), "chexnet", ckpt, "--out", work.resolve("jrzech").toString(),
+                "--arch", "tiny", "--preset", "jrzech");
+        ModelManifest j = ModelPackage.open(work.resolve("jrzech"), work.resolve("u1")).manifest();
+        assertTrue(j.preprocessing().upstream().contains("jrzech"), j.preprocessing().upstream());
+        assertEquals(224, j.preprocessing().steps().get(0).size(), "jrzech: Resize(224)");
+        Path spec = work.resolve("spec.json");
+        Files.writeString(spec, """
+                {"upstream": "my lab's pipeline", "steps": [{"op": "resize", "to": "exact", "size": 256, "filter": "torch-bilinear-antialias"},
+                 {"op": "channels", "count": 3}, {"op": "normalize", "kind": "per-image"}]}""");
+        Py.run(300, Py.MAIN.resolve("import_weights.py").toString(), "chexnet", ckpt, "--out", work.resolve("file").toString(),
+                "--arch", "tiny", "--preprocessing", spec.toString());
+        ModelManifest f = ModelPackage.open(work.resolve("file"), work.resolve("u2")).manifest();
+        assertEquals("my lab's pipeline", f.preprocessing().upstream());
+        assertEquals(256, f.input().size(), "the input size follows the spec");
+        Files.writeString(spec, """
+                {"upstream": "x", "steps": [{"op": "resize", "to": "exact", "size": 256, "filter": "lanczos"}, {"op": "normalize", "kind": "xrv"}]}""");
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> Py.run(300, Py.MAIN.resolve("import_weights.py").toString(),
+                "chexnet", ckpt, "--out", work.resolve("bad").toString(), "--arch", "tiny", "--preprocessing", spec.toString()));
+        assertTrue(e.getMessage().contains("filter must be one of"), e.getMessage());
     }
 }
