@@ -56,10 +56,28 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
 
     @Override
     public int run(String... files) throws Exception {
+        // options first: --json FILE (machine-readable scores), --no-reports (no SR/SC/FHIR beside the inputs)
+        Path json = null;
+        boolean reportsToo = true;
+        int first = 0;
+        while (first < files.length && files[first].startsWith("--")) {
+            if ("--json".equals(files[first]) && first + 1 < files.length) {
+                json = Path.of(files[first + 1]);
+                first += 2;
+            } else if ("--no-reports".equals(files[first])) {
+                reportsToo = false;
+                first++;
+            } else {
+                break;
+            }
+        }
+        files = java.util.Arrays.copyOfRange(files, first, files.length);
         if (files.length == 0) {
-            System.err.println("usage: score FILE.dcm...");
+            System.err.println("usage: score [--json FILE] [--no-reports] FILE.dcm...");
             return 2;
         }
+        ScoreJson scores = json == null ? null : new ScoreJson();
+        Map<String, Path> fileBySop = new java.util.HashMap<>();
         WorkingImageDecoder decoder = new WorkingImageDecoder(assembly.workingLongSide(), assembly.bitsPerPixel(),
                 assembly.pixelEncoding(), assembly.maxPayloadBytes());
         Map<String, Study> studies = new LinkedHashMap<>();
@@ -75,12 +93,19 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
                     study.skipped.add(SkippedInstance.newBuilder().setSopInstanceUid(decoded.instance().sopInstanceUid())
                             .setReason(skip.get()).build());
                     out.printf("%s: skipped, %s%n", file, skip.get());
+                    if (scores != null) {
+                        scores.notScored(file, skip.get());
+                    }
                 } else {
                     study.images.add(StudyJobBuilder.sourceImage(decoded.instance(), decoder.decode(decoded.frame())));
+                    fileBySop.put(decoded.instance().sopInstanceUid(), file);
                 }
             } catch (Exception e) {
                 unreadable++;
                 out.printf("%s: not scored, %s%n", file, describe(e));
+                if (scores != null) {
+                    scores.notScored(file, describe(e));
+                }
             }
         }
         ReportBuilder reports = new ReportBuilder(ReportSettings.from(report));
@@ -98,7 +123,15 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
                     .build();
             StudyResult result = models.load().score(job);
             print(result);
-            write(study.firstFile, reports.build(result));
+            if (scores != null) {
+                scores.add(result, fileBySop);
+            }
+            if (reportsToo) {
+                write(study.firstFile, reports.build(result));
+            }
+        }
+        if (scores != null) {
+            scores.write(json);
         }
         return unreadable == files.length ? 1 : 0;
     }

@@ -18,7 +18,8 @@ import java.util.Set;
 import java.util.stream.Collectors;
 
 /** manifest.json of a model package; the JSON Schema is schemas/model/manifest.schema.json. */
-@JsonIgnoreProperties(ignoreUnknown = false)
+// provenance is informative (cxr-model): validated by the schema, not read here
+@JsonIgnoreProperties(value = {"provenance"}, ignoreUnknown = false)
 public record ModelManifest(int formatVersion, String id, String version, String title, String architecture,
                             String intendedUse, boolean diagnostic, String model, String activation,
                             List<Label> labels, List<String> reportedLabels, Input input,

@@ -1,0 +1,323 @@
+"""cxr-model validate: score a labelled set with the gateway's own Java inference path (the `score`
+command: same decoder, preprocessor, ONNX Runtime session and Grad-CAM as the workers; no Python at
+inference), then report per label AUROC (DeLong and patient-bootstrap CIs), operating point with
+Wilson CIs, Youden threshold, ECE, pointing game, subgroups, plots and an HTML page."""
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from . import NOT_FOR_DIAGNOSTIC_USE, codes, dataset, labels as labels_mod, metrics
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+SUBGROUPS = (("view", "View position"), ("sex", "Patient sex"), ("manufacturer", "Manufacturer"))
+MIN_SUBGROUP = 10
+
+
+def add_arguments(ap):
+    ap.add_argument("--package", required=True, help="model package folder")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--labels", required=True)
+    ap.add_argument("--out", required=True, help="report folder (report.json, index.html, PNG plots)")
+    ap.add_argument("--write-thresholds", help="youden or sensitivity=0.9: writes a copy of the package with these thresholds")
+    ap.add_argument("--package-out", help="where --write-thresholds writes the package copy (default REPORT_DIR/package)")
+    ap.add_argument("--subset", choices=["train", "validation", "test"],
+                    help="only the patients of this set of the package's training split (training.json)")
+    ap.add_argument("--codes", help="CSV name,value,scheme,meaning adding label codes")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="patient-level bootstrap resamples (default 1000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jar", default=os.environ.get("CXR_GATEWAY_JAR", os.path.join(ROOT, "target", "quarkus-app", "quarkus-run.jar")),
+                    help="the gateway (default target/quarkus-app/quarkus-run.jar; build with mvn -o -DskipTests package)")
+    ap.add_argument("--java", default="java")
+    ap.add_argument("--java-timeout", type=float, default=3600)
+    ap.add_argument("--no-plots", action="store_true")
+
+
+def gateway_scores(a, manifest, files, work, with_cams):
+    """{file: (probabilities by label, cam peaks by label)} and the files the gateway did not score."""
+    if not os.path.exists(a.jar):
+        raise SystemExit("validate: the gateway jar %s is missing: build it with mvn -o -q -DskipTests package" % a.jar)
+    pkgs = os.path.join(work, "packages")
+    copy = os.path.join(pkgs, manifest["id"])
+    shutil.copytree(a.package, copy, ignore=shutil.ignore_patterns("*.work", "training.json"))
+    m = json.load(open(os.path.join(copy, "manifest.json")))
+    m.pop("reportedLabels", None)  # every label's probability, not only the reported findings
+    if with_cams:
+        for l in m["labels"]:
+            l["threshold"] = 0.0  # every finding positive, so the scorer computes every Grad-CAM; probabilities unchanged
+    json.dump(m, open(os.path.join(copy, "manifest.json"), "w"), indent=2)
+    out = os.path.join(work, "scores.json")
+    listfile = [os.path.abspath(f) for f in files]
+    cmd = [a.java, "-Xmx2g", "-Dcxr.inference.packages-dir=" + pkgs, "-Dquarkus.log.level=WARN",
+           "-jar", os.path.abspath(a.jar), "score", "--json", out, "--no-reports"] + listfile
+    t0 = time.time()
+    p = subprocess.run(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=a.java_timeout)
+    if not os.path.exists(out):
+        tail = p.stdout.decode("utf-8", "replace")[-3000:]
+        raise SystemExit("validate: the gateway's score command failed (exit %d):\n%s" % (p.returncode, tail))
+    res = json.load(open(out))
+    by_file = {}
+    for im in res["images"]:
+        for run in im["runs"]:
+            if run["modelId"] != manifest["id"]:
+                continue
+            probs = {f["label"]: f["probability"] for f in run["findings"]}
+            peaks = {f["label"]: (f["camPeak"]["x"], f["camPeak"]["y"]) for f in run["findings"] if "camPeak" in f}
+            by_file[os.path.realpath(im["file"])] = (probs, peaks, run)
+    return by_file, res["notScored"], time.time() - t0
+
+
+def run(a, log=print):
+    manifest = json.load(open(os.path.join(a.package, "manifest.json")))
+    names = [l["name"] for l in manifest["labels"]]
+    cat = codes.catalogue(a.codes)
+    for l in manifest["labels"]:
+        cat.setdefault(l["name"], (l["code"]["value"], l["code"]["scheme"], l["code"]["meaning"]))
+    with open(a.labels, encoding="utf-8-sig") as f:
+        header = f.readline().strip().split(",")
+    present = {h.split("@")[0] for h in header}
+    only = [n for n in names if n in present]
+    if not only:
+        raise labels_mod.LabelError("%s line 1: no column for any of the package's labels (%s)" % (a.labels, ", ".join(names)))
+    lab = labels_mod.read(a.labels, cat, only)
+    if a.subset:
+        rec = json.load(open(os.path.join(a.package, "training.json")))
+        keep = set(rec["split"]["patients"][a.subset])
+        lab.rows = [r for r in lab.rows if r["patient_id"] in keep]
+        log("subset %s of the package's split: %d images" % (a.subset, len(lab.rows)))
+        if not lab.rows:
+            raise labels_mod.LabelError("no rows of the %s set in %s" % (a.subset, a.labels))
+    items, skipped = dataset.load(a.data, lab, log=log, keep_pixels=False)
+    has_boxes = any(it.boxes for it in items)
+    os.makedirs(a.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="cxr-validate-")
+    try:
+        files = [os.path.join(a.data, it.file) for it in items]
+        log("scoring %d images with the gateway (%s)" % (len(files), a.jar))
+        by_file, not_scored, secs = gateway_scores(a, manifest, files, work, has_boxes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log("gateway scored %d images in %.1f s" % (len(by_file), secs))
+    for ns in not_scored:
+        log("  not scored by the gateway: %s: %s" % (ns["file"], ns["reason"]))
+    scored = [it for it in items if os.path.realpath(os.path.join(a.data, it.file)) in by_file]
+    P = np.array([[by_file[os.path.realpath(os.path.join(a.data, it.file))][0].get(n, np.nan) for n in only] for it in scored], np.float64)
+    Y = dataset.label_matrix(scored)
+    groups = np.array([it.patient_id for it in scored])
+    thresholds = {l["name"]: l["threshold"] for l in manifest["labels"]}
+    report = {"package": {"id": manifest["id"], "version": manifest["version"], "diagnostic": manifest["diagnostic"],
+                          "intendedUse": manifest["intendedUse"]},
+              "notice": "" if manifest["diagnostic"] else "AI - " + NOT_FOR_DIAGNOSTIC_USE,
+              "scoredBy": "gateway score command (Java, ONNX Runtime)", "labelsFile": os.path.abspath(a.labels),
+              "subset": a.subset, "images": len(scored), "patients": int(len(set(groups))),
+              "skipped": [{"line": l, "file": f, "reason": r} for (l, f, r) in skipped] +
+                         [{"file": ns["file"], "reason": ns["reason"]} for ns in not_scored],
+              "labels": [], "subgroups": {}}
+    report["skippedCount"] = len(report["skipped"])
+    curves = {}
+    for j, n in enumerate(only):
+        k = ~np.isnan(Y[:, j]) & ~np.isnan(P[:, j])
+        y, p, g = Y[k, j].astype(int), P[k, j], groups[k]
+        entry = {"name": n, "n": int(k.sum()), "prevalence": float(y.mean()) if k.sum() else None}
+        if k.sum() and (y.sum() == 0 or y.sum() == len(y)):
+            log("warning: %s has no %s in this set: no AUROC for it" % (n, "positives" if y.sum() == 0 else "negatives"))
+            entry["warning"] = "no %s: no AUROC" % ("positives" if y.sum() == 0 else "negatives")
+        d = metrics.delong_ci(y, p)
+        entry["auroc"] = None if d is None else d[0]
+        entry["auroc_ci"] = None if d is None else [d[1], d[2]]
+        entry["auroc_ci_bootstrap"] = metrics.bootstrap_ci(y, p, g, a.bootstrap, a.seed) if d is not None else None
+        if entry["auroc_ci_bootstrap"] is not None:
+            entry["auroc_ci_bootstrap"] = list(entry["auroc_ci_bootstrap"])
+        entry["threshold"] = thresholds[n]
+        entry.update(metrics.operating_point(y, p, thresholds[n]))
+        entry["youden_threshold"] = metrics.youden_threshold(y, p)
+        e, table = metrics.ece(y, p) if len(y) else (None, [])
+        entry["ece"] = e
+        entry["reliability"] = table
+        boxed = [(it, it.boxes[n]) for it, kk in zip(scored, ~np.isnan(Y[:, j])) if kk and n in it.boxes and it.y[j] == 1]
+        if boxed:
+            hits, total = 0, 0
+            for it, (bx, by, bw, bh) in boxed:
+                peaks = by_file[os.path.realpath(os.path.join(a.data, it.file))][1]
+                if n not in peaks:
+                    continue
+                total += 1
+                px, py = peaks[n][0] * it.header["columns"], peaks[n][1] * it.header["rows"]
+                hits += int(bx <= px <= bx + bw and by <= py <= by + bh)
+            if total:
+                w = metrics.wilson(hits, total)
+                entry["pointing_game"] = {"value": w[0], "ci": [w[1], w[2]], "hits": hits, "n": total}
+        report["labels"].append(entry)
+        curves[n] = (y, p)
+    for key, title in SUBGROUPS:
+        values = sorted({it.header[key] or "(absent)" for it in scored})
+        if len(values) < 2:
+            continue
+        sub = {}
+        for v in values:
+            sel = np.array([(it.header[key] or "(absent)") == v for it in scored])
+            if sel.sum() < MIN_SUBGROUP:
+                sub[v] = {"n": int(sel.sum()), "note": "fewer than %d images" % MIN_SUBGROUP}
+                continue
+            per = {}
+            for j, n in enumerate(only):
+                k = sel & ~np.isnan(Y[:, j])
+                d = metrics.delong_ci(Y[k, j].astype(int), P[k, j])
+                per[n] = {"n": int(k.sum()), "positives": int(np.nansum(Y[k, j])),
+                          "auroc": None if d is None else d[0], "auroc_ci": None if d is None else [d[1], d[2]]}
+            sub[v] = {"n": int(sel.sum()), "labels": per}
+        report["subgroups"][key] = sub
+    if a.write_thresholds:
+        report["writtenPackage"] = write_thresholds(a, manifest, report, curves, log)
+    with open(os.path.join(a.out, "report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    plots = {} if a.no_plots else make_plots(a.out, curves, report)
+    write_html(a.out, report, plots)
+    for e in report["labels"]:
+        log("%-20s n %4d  prevalence %.3f  AUROC %s  ECE %s%s" % (
+            e["name"], e["n"], e["prevalence"] or 0, "n/a" if e["auroc"] is None else "%.3f [%.3f, %.3f]" % (e["auroc"], *e["auroc_ci"]),
+            "n/a" if e["ece"] is None else "%.3f" % e["ece"],
+            "  pointing game %.2f (%d/%d)" % (e["pointing_game"]["value"], e["pointing_game"]["hits"], e["pointing_game"]["n"]) if "pointing_game" in e else ""))
+    log("wrote %s" % os.path.join(a.out, "report.json"))
+    return report
+
+
+def write_thresholds(a, manifest, report, curves, log):
+    method = a.write_thresholds.strip()
+    target = None
+    if method.startswith("sensitivity="):
+        target = float(method.split("=", 1)[1])
+        if not 0 < target <= 1:
+            raise SystemExit("--write-thresholds sensitivity=S needs 0 < S <= 1")
+    elif method != "youden":
+        raise SystemExit("--write-thresholds: youden or sensitivity=S")
+    out = a.package_out or os.path.join(a.out, "package")
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    shutil.copytree(a.package, out, ignore=shutil.ignore_patterns("*.work"))
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    chosen = {}
+    by_name = {e["name"]: e for e in report["labels"]}
+    for l in m["labels"]:
+        e = by_name.get(l["name"])
+        if e is None:
+            continue
+        if target is None:
+            t = e["youden_threshold"]
+        else:
+            y, p = curves[l["name"]]
+            t = metrics.sensitivity_threshold(y, p, target) if e["auroc"] is not None else None
+        if t is None:
+            log("  %s: no threshold from this set (needs positives and negatives); kept %.4f" % (l["name"], l["threshold"]))
+            continue
+        chosen[l["name"]] = {"from": l["threshold"], "to": float(t)}
+        l["threshold"] = float(min(1.0, max(0.0, t)))
+    m["provenance"] = dict(m.get("provenance", {}))
+    m["provenance"]["thresholds"] = {
+        "method": method, "tool": "cxr-model validate", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "labelsFile": os.path.abspath(a.labels), "subset": a.subset, "images": report["images"],
+        "scoredBy": report["scoredBy"], "sourcePackage": {"id": manifest["id"], "version": manifest["version"]},
+        "changes": chosen}
+    m["version"] = (manifest["version"] + "+thr")[:64]
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(m, f, indent=2)
+        f.write("\n")
+    log("wrote package %s with %s thresholds: %s" % (out, method, ", ".join("%s %.4f" % (k, v["to"]) for k, v in chosen.items())))
+    return {"path": os.path.abspath(out), "method": method, "thresholds": chosen}
+
+
+def make_plots(out, curves, report):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    files = {}
+    for n, (y, p) in curves.items():
+        if len(y) == 0 or y.sum() == 0 or y.sum() == len(y):
+            continue
+        safe = "".join(c if c.isalnum() else "_" for c in n)
+        fpr, tpr = metrics.roc_curve(y, p)
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=90)
+        ax.plot(fpr, tpr, lw=1.5)
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC %s (AUROC %.3f)" % (n, metrics.auroc(y, p)))
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "roc_%s.png" % safe))
+        plt.close(fig)
+        rec, prec = metrics.pr_curve(y, p)
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=90)
+        ax.plot(rec, prec, lw=1.5)
+        ax.axhline(y.mean(), ls=":", color="grey")
+        ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="PR %s" % n, xlim=(0, 1), ylim=(0, 1.02))
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "pr_%s.png" % safe))
+        plt.close(fig)
+        files[n] = ("roc_%s.png" % safe, "pr_%s.png" % safe)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=90)
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    for e in report["labels"]:
+        pts = [(b["confidence"], b["observed"]) for b in e["reliability"] if b["n"]]
+        if pts:
+            ax.plot(*zip(*pts), "o-", ms=3, label="%s (ECE %.3f)" % (e["name"], e["ece"]))
+    ax.set(xlabel="mean predicted probability", ylabel="observed frequency", title="Reliability", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "reliability.png"))
+    plt.close(fig)
+    files["_reliability"] = "reliability.png"
+    return files
+
+
+def _fmt(v, ci=None):
+    if v is None:
+        return "n/a"
+    s = "%.3f" % v
+    if ci:
+        s += " [%.3f, %.3f]" % tuple(ci)
+    return s
+
+
+def _op(d):
+    return "n/a" if d is None else "%.3f [%.3f, %.3f] (%d/%d)" % (d["value"], d["ci"][0], d["ci"][1], d["k"], d["n"])
+
+
+def write_html(out, report, plots):
+    e = html.escape
+    rows = []
+    for x in report["labels"]:
+        pg = x.get("pointing_game")
+        rows.append("<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
+            e(x["name"]), x["n"], _fmt(x["prevalence"]), _fmt(x["auroc"], x["auroc_ci"]), _fmt(None) if x["auroc_ci_bootstrap"] is None else "[%.3f, %.3f]" % tuple(x["auroc_ci_bootstrap"]),
+            _fmt(x["threshold"]), _op(x["sensitivity"]), _op(x["specificity"]), _op(x["ppv"]), _op(x["npv"]),
+            _fmt(x["youden_threshold"]), _fmt(x["ece"]), "n/a" if pg is None else "%.3f (%d/%d)" % (pg["value"], pg["hits"], pg["n"])))
+    subs = []
+    for key, groups in report["subgroups"].items():
+        for v, d in groups.items():
+            cells = "".join("<td>%s</td>" % (_fmt(l["auroc"], l["auroc_ci"]) + " (n %d, %d+)" % (l["n"], l["positives"])) for l in d.get("labels", {}).values())
+            subs.append("<tr><td>%s</td><td>%s</td><td>%d</td>%s</tr>" % (e(key), e(v), d["n"], cells or "<td colspan=9>%s</td>" % e(d.get("note", ""))))
+    imgs = "".join("<figure><img src='%s'><img src='%s'></figure>" % v for k, v in plots.items() if not k.startswith("_"))
+    if "_reliability" in plots:
+        imgs += "<figure><img src='%s'></figure>" % plots["_reliability"]
+    names = "".join("<th>%s</th>" % e(x["name"]) for x in report["labels"])
+    page = """<!doctype html><html><head><meta charset="utf-8"><title>Validation: %(id)s %(ver)s</title>
+<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #bbb;padding:3px 6px}
+.warn{background:#fee;border:2px solid #c00;padding:.5em;font-weight:bold}figure{display:inline-block;margin:4px}</style></head><body>
+<h1>Validation of %(id)s %(ver)s</h1>
+<p class="warn">%(notice)s</p>
+<p>%(images)d images of %(patients)d patients, scored by the %(by)s; %(skipped)d files skipped. Labels: %(labels)s.</p>
+<table><tr><th>label</th><th>n</th><th>prevalence</th><th>AUROC [DeLong 95%%]</th><th>patient bootstrap 95%%</th><th>threshold</th>
+<th>sensitivity [Wilson]</th><th>specificity</th><th>PPV</th><th>NPV</th><th>Youden threshold</th><th>ECE</th><th>pointing game</th></tr>%(rows)s</table>
+<h2>Subgroups (from the DICOM headers)</h2><table><tr><th>attribute</th><th>value</th><th>images</th>%(names)s</tr>%(subs)s</table>
+<h2>Plots</h2>%(imgs)s
+</body></html>""" % {"id": e(report["package"]["id"]), "ver": e(report["package"]["version"]),
+                     "notice": e(report["notice"] or "Diagnostic package: check its clearance."), "images": report["images"],
+                     "patients": report["patients"], "by": e(report["scoredBy"]), "skipped": report["skippedCount"],
+                     "labels": e(report["labelsFile"]), "rows": "".join(rows), "names": names, "subs": "".join(subs), "imgs": imgs}
+    with open(os.path.join(out, "index.html"), "w", encoding="utf-8") as f:
+        f.write(page)

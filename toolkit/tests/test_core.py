@@ -1,0 +1,74 @@
+"""Fast CPU unit tests of the toolkit (stdlib unittest: python3 -m unittest discover -s toolkit/tests -t toolkit)."""
+import os
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+
+from cxr_model import codes, labels, losses, split, synth
+
+
+class CoreTest(unittest.TestCase):
+    def test_consensus_vote(self):
+        self.assertEqual(labels.vote([1, 1, 0]), 1)
+        self.assertEqual(labels.vote([0, 0, 1]), 0)
+        self.assertIsNone(labels.vote([1, 0]))          # tie -> unknown
+        self.assertIsNone(labels.vote([1, None, 0]))    # tie among those who graded
+        self.assertEqual(labels.vote([None, None, 1]), 1)
+        self.assertIsNone(labels.vote([None, None]))
+
+    def test_class_weights_are_the_lectures_formula(self):
+        y = torch.tensor([[1, 0], [0, 0], [0, float("nan")], [0, 1], [1, 0]], dtype=torch.float32)
+        w_p, w_n, n_pos, n_neg = losses.bce_weights(y)
+        # label 0: 2 positives of 5 known; label 1: 1 of 4 known (the NaN is not counted)
+        self.assertAlmostEqual(float(w_p[0]), 3 / 5, places=6)
+        self.assertAlmostEqual(float(w_n[0]), 2 / 5, places=6)
+        self.assertAlmostEqual(float(w_p[1]), 3 / 4, places=6)
+        self.assertAlmostEqual(float(w_n[1]), 1 / 4, places=6)
+
+    def test_unknown_labels_are_masked(self):
+        logits = torch.tensor([[0.3, -1.0], [2.0, 0.5]])
+        y = torch.tensor([[1.0, float("nan")], [0.0, float("nan")]])
+        w_p, w_n = torch.tensor([0.7, 0.5]), torch.tensor([0.3, 0.5])
+        base = losses.weighted_bce(logits, y, w_p, w_n)
+        changed = logits.clone()
+        changed[:, 1] = torch.tensor([50.0, -50.0])  # any logit for the unknown label
+        self.assertAlmostEqual(float(base), float(losses.weighted_bce(changed, y, w_p, w_n)), places=6)
+        want = -(0.7 * torch.log(torch.sigmoid(torch.tensor(0.3))) + 0.3 * torch.log(1 - torch.sigmoid(torch.tensor(2.0)))) / 2
+        self.assertAlmostEqual(float(base), float(want), places=5)
+
+    def test_no_patient_in_two_splits_and_equal_minority_share(self):
+        rng = np.random.default_rng(0)
+        rows = []
+        for p in range(300):
+            for s in range(int(rng.integers(1, 4))):
+                rows.append({"patient_id": "P%d" % p, "y": [int(rng.random() < 0.05), int(rng.random() < 0.3)]})
+        a = split.patient_split(rows, 2, 0.15, 0.15, seed=1)
+        self.assertEqual(set(a), {r["patient_id"] for r in rows})  # one set per patient, by construction of the map
+        summ = split.summary(rows, ["rare", "common"], a)
+        for n in ("rare", "common"):
+            v, t = summ["validation"]["labels"][n]["share_of_positives"], summ["test"]["labels"][n]["share_of_positives"]
+            self.assertLess(abs(v - t), 0.06, n)
+            self.assertGreater(v, 0.08, n)
+
+    def test_csv_errors_name_line_and_column(self):
+        d = tempfile.mkdtemp()
+        p = os.path.join(d, "L.csv")
+        open(p, "w").write("file,patient_id,Nodule\na.dcm,P1,1\nb.dcm,P2,maybe\n")
+        with self.assertRaisesRegex(labels.LabelError, "line 3, column 'Nodule'"):
+            labels.read(p, codes.catalogue())
+        open(p, "w").write("file,patient_id,Frobnitz\na.dcm,P1,1\n")
+        with self.assertRaisesRegex(codes.CodeError, "Frobnitz"):
+            labels.read(p, codes.catalogue())
+
+    def test_synthetic_labels_parse_with_readers(self):
+        d = tempfile.mkdtemp()
+        synth.generate(d, patients=4, size=64, seed=2, log=lambda *a: None)
+        lab = labels.read(os.path.join(d, "LABELS.csv"), codes.catalogue())
+        self.assertEqual(lab.names, synth.FINDINGS)
+        self.assertGreater(len(lab.rows), 3)
+
+
+if __name__ == "__main__":
+    unittest.main()

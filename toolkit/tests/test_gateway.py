@@ -1,0 +1,71 @@
+"""A package written by the toolkit loads in the gateway, and `score --json` (Java decoder, preprocessor,
+ONNX Runtime) gives PyTorch's probabilities on the same DICOM files within 2e-3. The head is scaled so
+probabilities spread widely: an untrained head would hide decoding or preprocessing errors.
+Needs target/quarkus-app/quarkus-run.jar (skipped without it unless CXR_REQUIRE_JAR=1)."""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+
+from cxr_model import decode, preprocess, synth, train  # noqa: I001 (puts src/main/python on the path)
+import cxr_models  # noqa: E402
+
+JAR = os.environ.get("CXR_GATEWAY_JAR", os.path.join(os.path.dirname(__file__), "..", "..", "target", "quarkus-app", "quarkus-run.jar"))
+
+
+class GatewayTest(unittest.TestCase):
+    def test_score_matches_pytorch(self):
+        if not os.path.exists(JAR):
+            if os.environ.get("CXR_REQUIRE_JAR") == "1":
+                self.fail("gateway jar missing: " + JAR)
+            self.skipTest("gateway jar missing: " + JAR)
+        d = tempfile.mkdtemp()
+        synth.generate(os.path.join(d, "data"), patients=6, size=96, seed=5, log=lambda *a: None)
+        torch.manual_seed(0)
+        model = cxr_models.densenet("tiny", 4, 3)
+        with torch.no_grad():
+            model.classifier.weight.mul_(40.0)
+            # distinct batch-norm statistics, as after training (identical ones are merged by the exporter)
+            for name, b in model.state_dict().items():
+                if "norm" in name and b.is_floating_point():
+                    if name.endswith("running_mean") or name.endswith("bias"):
+                        b.uniform_(-0.1, 0.1)
+                    else:
+                        b.uniform_(0.7, 1.3)
+        import make_demo_models
+        man = make_demo_models.manifest("tk-test", {"title": "t", "activation": "sigmoid", "crop": "center",
+                                                    "labels": [(n, "X%d" % i, "99CXR", n) for i, n in enumerate(synth.FINDINGS)]},
+                                        "tiny", 3, 64, 1, 1, "imagenet")
+        pk = os.path.join(d, "packages", "tk-test")
+        a = argparse.Namespace(out=pk)
+        train.write_package(model, man, a, synth.FINDINGS, {n: 0.5 for n in synth.FINDINGS}, log=lambda *x: None)
+        files = sorted(os.path.join(root, f) for root, _, fs in os.walk(os.path.join(d, "data")) for f in fs if f.endswith(".dcm"))
+        out = os.path.join(d, "s.json")
+        p = subprocess.run(["java", "-Dcxr.inference.packages-dir=" + os.path.join(d, "packages"), "-jar", JAR, "score",
+                            "--json", out, "--no-reports"] + files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        self.assertTrue(os.path.exists(out), p.stdout.decode()[-2000:])
+        res = {os.path.realpath(i["file"]): {f["label"]: f["probability"] for f in i["runs"][0]["findings"]}
+               for i in json.load(open(out))["images"]}
+        self.assertEqual(len(res), len(files))
+        spec = preprocess.spec_of(json.load(open(os.path.join(pk, "manifest.json"))))
+        ref, _ = cxr_models.load_package_model(pk, "tiny")
+        worst, probs = 0.0, []
+        for f in files:
+            _, g = decode.read(f)
+            with torch.no_grad():
+                pt = torch.sigmoid(ref(torch.from_numpy(preprocess.apply(spec, g))[None])[0])[0].numpy()
+            j = np.array([res[os.path.realpath(f)][n] for n in synth.FINDINGS])
+            worst = max(worst, float(np.abs(pt - j).max()))
+            probs += list(pt)
+        self.assertGreater(max(probs) - min(probs), 0.3, "probabilities must spread for a sensitive comparison")
+        self.assertLessEqual(worst, 2e-3)
+        print("gateway vs PyTorch: %d images, max |diff| %.2e, probabilities %.3f..%.3f" % (len(files), worst, min(probs), max(probs)))
+
+
+if __name__ == "__main__":
+    unittest.main()
