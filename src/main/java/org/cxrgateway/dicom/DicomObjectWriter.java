@@ -10,6 +10,7 @@ import com.pixelmed.dicom.DicomException;
 import com.pixelmed.dicom.DicomOutputStream;
 import com.pixelmed.dicom.FileMetaInformation;
 import com.pixelmed.dicom.OtherByteAttribute;
+import com.pixelmed.dicom.OtherFloatAttribute;
 import com.pixelmed.dicom.SequenceAttribute;
 import com.pixelmed.dicom.StructuredReport;
 import com.pixelmed.dicom.TagFromName;
@@ -20,7 +21,9 @@ import org.cxrgateway.dicom.SrModel.Equipment;
 import org.cxrgateway.dicom.SrModel.FindingGroup;
 import org.cxrgateway.dicom.SrModel.Header;
 import org.cxrgateway.dicom.SrModel.InstanceRef;
+import org.cxrgateway.dicom.SrModel.MapFrame;
 import org.cxrgateway.dicom.SrModel.MeasurementReport;
+import org.cxrgateway.dicom.SrModel.ParametricMap;
 import org.cxrgateway.dicom.SrModel.SecondaryCapture;
 
 import java.io.ByteArrayOutputStream;
@@ -32,12 +35,13 @@ import java.util.Map;
 
 /**
  * Writes the objects the gateway sends back to the PACS as DICOM Part 10 bytes (explicit VR little endian):
- * a Comprehensive 3D SR with TID 1500 content, and RGB Secondary Captures.
+ * a Comprehensive 3D SR with TID 1500 content, RGB and grayscale Secondary Captures, and float Parametric Maps.
  */
 public final class DicomObjectWriter {
 
     public static final String COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34";
     public static final String SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7";
+    public static final String PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30";
 
     static final Coded IMAGING_MEASUREMENT_REPORT = new Coded("126000", "DCM", "Imaging Measurement Report");
     static final Coded LANGUAGE = new Coded("121049", "DCM", "Language of Content Item and Descendants");
@@ -69,6 +73,20 @@ public final class DicomObjectWriter {
     public static final Coded THRESHOLD = new Coded("AITHR", "99CXR", "AI model operating threshold");
     static final Coded NO_UNITS = new Coded("1", "UCUM", "no units");
     static final Coded PROCESSING_ALGORITHM = new Coded("Newcode1", "99IHE", "Processing Algorithm");
+    static final Coded QUANTITY = new Coded("246205007", "SCT", "Quantity");
+    static final Coded CHEST = new Coded("43799004", "SCT", "Chest");
+    /** CID 7202: why the Parametric Map references the radiograph. */
+    static final Coded SOURCE_FOR_PROCESSING = new Coded("121322", "DCM", "Source image for image processing operation");
+    /** CID 217 "Visual Explanation" (PS3.16), included in CID 7180 for the Quantity Definition of a map. */
+    public static final Coded CLASS_ACTIVATION = new Coded("130402", "DCM", "Class activation");
+    public static final Coded GRADIENT_WEIGHTED_CLASS_ACTIVATION = new Coded("130403", "DCM", "Gradient-weighted class activation");
+    public static final Coded SALIENCY = new Coded("130404", "DCM", "Saliency");
+    /** Newer than PixelMed's dictionary: the real-world value range of float pixel data. */
+    private static final AttributeTag DOUBLE_FLOAT_RWV_FIRST_VALUE_MAPPED = new AttributeTag(0x0040, 0x9213);
+    private static final AttributeTag DOUBLE_FLOAT_RWV_LAST_VALUE_MAPPED = new AttributeTag(0x0040, 0x9214);
+    private static final AttributeTag FRAME_LABEL = new AttributeTag(0x0020, 0x9453);
+    /** Image Type and Frame Type of a map: derived, primary, image flavor, derived pixel contrast. */
+    private static final String IMAGE_TYPE = "DERIVED\\PRIMARY\\STATIC\\NONE";
 
     private DicomObjectWriter() {
     }
@@ -114,6 +132,11 @@ public final class DicomObjectWriter {
                 f.makeNumericContentItem(group, "CONTAINS", code(THRESHOLD), decimal(g.threshold()), code(NO_UNITS));
                 // TID 1501 row 11: qualitative evaluation, concept = the finding, value = present / absent
                 f.makeCodeContentItem(group, "CONTAINS", code(g.finding()), code(g.evaluation()));
+                // IHE AIR: the maps and pictures explaining this finding, named by what they show (CID 217)
+                for (SrModel.Explanation e : g.explanations()) {
+                    f.makeImageContentItem(group, "CONTAINS", code(e.concept()), e.object().sopClassUid(),
+                            e.object().sopInstanceUid(), 0, 0, null, null, null, null);
+                }
             }
             if (r.disclaimer() != null) {
                 f.makeTextContentItem(root, "CONTAINS", code(COMMENT), r.disclaimer());
@@ -145,18 +168,27 @@ public final class DicomObjectWriter {
             SequenceAttribute performed = new SequenceAttribute(TagFromName.PerformedProcedureCodeSequence);
             performed.addItem(code(r.procedureReported()).getAttributeList());
             list.put(performed);
-            list.put(evidence(TagFromName.CurrentRequestedProcedureEvidenceSequence, h.studyInstanceUid(), r.imageLibrary()));
+            // every instance the content tree references: the scored images and the maps derived from them
+            List<InstanceRef> referenced = new java.util.ArrayList<>(r.imageLibrary());
+            for (FindingGroup g : r.groups()) {
+                g.explanations().forEach(e -> referenced.add(e.object()));
+            }
+            list.put(evidence(TagFromName.CurrentRequestedProcedureEvidenceSequence, h.studyInstanceUid(), referenced));
             return toPart10(list, COMPREHENSIVE_3D_SR, h.sopInstanceUid());
         } catch (DicomException | IOException | RuntimeException e) {
             throw new DicomObjectException("cannot build the measurement report: " + e.getMessage(), e);
         }
     }
 
-    /** An RGB secondary capture with burned-in annotation, derived from one source image. */
+    /** An RGB or grayscale secondary capture with burned-in annotation, derived from one source image. */
     public static byte[] writeSecondaryCapture(SecondaryCapture sc) throws DicomObjectException {
-        if (sc.rgbPixels().length != sc.width() * sc.height() * 3) {
-            throw new DicomObjectException("RGB buffer is " + sc.rgbPixels().length + " bytes, expected "
-                    + (sc.width() * sc.height() * 3), null);
+        int spp = sc.samplesPerPixel();
+        if (spp != 1 && spp != 3) {
+            throw new DicomObjectException("samples per pixel must be 1 or 3, not " + spp, null);
+        }
+        if (sc.pixels().length != sc.width() * sc.height() * spp) {
+            throw new DicomObjectException("pixel buffer is " + sc.pixels().length + " bytes, expected "
+                    + (sc.width() * sc.height() * spp), null);
         }
         try {
             AttributeList list = new AttributeList();
@@ -178,16 +210,13 @@ public final class DicomObjectWriter {
             put(list, TagFromName.BurnedInAnnotation, "YES");
             put(list, TagFromName.LossyImageCompression, "00");
             put(list, TagFromName.DerivationDescription, sc.derivationDescription());
-            SequenceAttribute source = new SequenceAttribute(TagFromName.SourceImageSequence);
-            AttributeList item = new AttributeList();
-            put(item, TagFromName.ReferencedSOPClassUID, sc.source().sopClassUid());
-            put(item, TagFromName.ReferencedSOPInstanceUID, sc.source().sopInstanceUid());
-            source.addItem(item);
-            list.put(source);
-            // Image Pixel: 8-bit RGB, colour-by-pixel
-            ushort(list, TagFromName.SamplesPerPixel, 3);
-            put(list, TagFromName.PhotometricInterpretation, "RGB");
-            ushort(list, TagFromName.PlanarConfiguration, 0);
+            list.put(sourceImage(sc.source(), false));
+            // Image Pixel: 8-bit RGB colour-by-pixel, or 8-bit MONOCHROME2
+            ushort(list, TagFromName.SamplesPerPixel, spp);
+            put(list, TagFromName.PhotometricInterpretation, spp == 3 ? "RGB" : "MONOCHROME2");
+            if (spp == 3) {
+                ushort(list, TagFromName.PlanarConfiguration, 0);
+            }
             ushort(list, TagFromName.Rows, sc.height());
             ushort(list, TagFromName.Columns, sc.width());
             ushort(list, TagFromName.BitsAllocated, 8);
@@ -195,7 +224,7 @@ public final class DicomObjectWriter {
             ushort(list, TagFromName.HighBit, 7);
             ushort(list, TagFromName.PixelRepresentation, 0);
             Attribute pixels = new OtherByteAttribute(TagFromName.PixelData);
-            byte[] data = sc.rgbPixels();
+            byte[] data = sc.pixels();
             if ((data.length & 1) != 0) {
                 byte[] padded = new byte[data.length + 1];
                 System.arraycopy(data, 0, padded, 0, data.length);
@@ -207,6 +236,244 @@ public final class DicomObjectWriter {
         } catch (DicomException | IOException | RuntimeException e) {
             throw new DicomObjectException("cannot build the secondary capture: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * A Parametric Map (PS3.3 A.75): one frame per map, 32-bit float pixel data holding the real-world
+     * values directly (Real World Value Mapping slope 1, intercept 0), derived from one projection
+     * radiograph. A radiograph has no patient coordinate system, so there is no Frame of Reference and no
+     * plane position / orientation: the geometry is the source image's own grid, stated through the
+     * Derivation Image and Source Image references and the subsampling in the derivation description.
+     */
+    public static byte[] writeParametricMap(ParametricMap pm) throws DicomObjectException {
+        int n = pm.width() * pm.height();
+        if (pm.width() <= 0 || pm.height() <= 0 || pm.width() > 65535 || pm.height() > 65535 || pm.frames().isEmpty()) {
+            throw new DicomObjectException("parametric map of " + pm.width() + "x" + pm.height() + " with "
+                    + pm.frames().size() + " frames", null);
+        }
+        for (MapFrame f : pm.frames()) {
+            if (f.values().length != n) {
+                throw new DicomObjectException("map frame has " + f.values().length + " values, expected " + n, null);
+            }
+        }
+        try {
+            AttributeList list = new AttributeList();
+            Header h = pm.header();
+            addPatientStudy(list, h);
+            put(list, TagFromName.SOPClassUID, PARAMETRIC_MAP);
+            put(list, TagFromName.SOPInstanceUID, h.sopInstanceUid());
+            // Parametric Map Series: the modality of a derived image map is OT
+            put(list, TagFromName.Modality, "OT");
+            addSeries(list, h);
+            put(list, TagFromName.BodyPartExamined, "CHEST");
+            // Frame of Reference (mandatory in this IOD): the detector plane of the source radiograph, which has
+            // none of its own; derived from the source instance so that every map of one image shares it
+            put(list, TagFromName.FrameOfReferenceUID, pm.frameOfReferenceUid());
+            put(list, TagFromName.PositionReferenceIndicator, null);
+            addEquipment(list, pm.equipment());
+            // Parametric Map Image
+            put(list, TagFromName.InstanceNumber, Integer.toString(h.instanceNumber()));
+            put(list, TagFromName.ContentDate, h.contentDate());
+            put(list, TagFromName.ContentTime, h.contentTime());
+            put(list, TagFromName.ImageType, IMAGE_TYPE);
+            put(list, TagFromName.ContentLabel, pm.contentLabel());
+            put(list, TagFromName.ContentDescription, pm.contentDescription());
+            put(list, TagFromName.ContentCreatorName, null);
+            put(list, TagFromName.BurnedInAnnotation, "NO");
+            put(list, TagFromName.RecognizableVisualFeatures, "NO");
+            put(list, TagFromName.LossyImageCompression, "00");
+            put(list, TagFromName.PresentationLUTShape, "IDENTITY");
+            // an untrained model's map is research output; a released model's is product output
+            put(list, TagFromName.ContentQualification, pm.diagnostic() ? "PRODUCT" : "RESEARCH");
+            put(list, TagFromName.DerivationDescription, pm.derivationDescription());
+            list.put(sourceImage(pm.source(), true));
+            emptySequence(list, TagFromName.AcquisitionContextSequence);
+            // Floating Point Image Pixel
+            ushort(list, TagFromName.SamplesPerPixel, 1);
+            put(list, TagFromName.PhotometricInterpretation, "MONOCHROME2");
+            ushort(list, TagFromName.Rows, pm.height());
+            ushort(list, TagFromName.Columns, pm.width());
+            ushort(list, TagFromName.BitsAllocated, 32);
+            float[] all = new float[n * pm.frames().size()];
+            for (int i = 0; i < pm.frames().size(); i++) {
+                System.arraycopy(pm.frames().get(i).values(), 0, all, i * n, n);
+            }
+            Attribute pixels = new OtherFloatAttribute(TagFromName.FloatPixelData);
+            pixels.setValues(all);
+            list.put(pixels);
+            // Multi-frame Functional Groups and Dimensions
+            put(list, TagFromName.NumberOfFrames, Integer.toString(pm.frames().size()));
+            String dimensionUid = uidFrom(h.sopInstanceUid());
+            SequenceAttribute organisation = new SequenceAttribute(TagFromName.DimensionOrganizationSequence);
+            AttributeList org = new AttributeList();
+            put(org, TagFromName.DimensionOrganizationUID, dimensionUid);
+            organisation.addItem(org);
+            list.put(organisation);
+            SequenceAttribute index = new SequenceAttribute(TagFromName.DimensionIndexSequence);
+            AttributeList idx = new AttributeList();
+            put(idx, TagFromName.DimensionOrganizationUID, dimensionUid);
+            tag(idx, TagFromName.DimensionIndexPointer, TagFromName.InStackPositionNumber);
+            tag(idx, TagFromName.FunctionalGroupPointer, TagFromName.FrameContentSequence);
+            put(idx, TagFromName.DimensionDescriptionLabel, "Map");
+            index.addItem(idx);
+            list.put(index);
+            list.put(sharedGroups(pm));
+            SequenceAttribute perFrame = new SequenceAttribute(TagFromName.PerFrameFunctionalGroupsSequence);
+            for (int i = 0; i < pm.frames().size(); i++) {
+                perFrame.addItem(frameGroups(pm.frames().get(i), i + 1));
+            }
+            list.put(perFrame);
+            // Common Instance Reference: the source image is in the same study
+            list.put(commonInstanceReference(pm.source()));
+            return toPart10(list, PARAMETRIC_MAP, h.sopInstanceUid());
+        } catch (DicomException | IOException | RuntimeException e) {
+            throw new DicomObjectException("cannot build the parametric map: " + e.getMessage(), e);
+        }
+    }
+
+    private static SequenceAttribute sharedGroups(ParametricMap pm) throws DicomException {
+        AttributeList shared = new AttributeList();
+        // Pixel Measures and Plane Position / Orientation: the map's grid in the detector plane, in source pixels
+        SequenceAttribute measures = new SequenceAttribute(TagFromName.PixelMeasuresSequence);
+        AttributeList pxm = new AttributeList();
+        put(pxm, TagFromName.PixelSpacing, decimal(pm.pixelSpacing()[0]) + "\\" + decimal(pm.pixelSpacing()[1]));
+        put(pxm, TagFromName.SliceThickness, "1");
+        measures.addItem(pxm);
+        shared.put(measures);
+        SequenceAttribute position = new SequenceAttribute(TagFromName.PlanePositionSequence);
+        AttributeList pos = new AttributeList();
+        put(pos, TagFromName.ImagePositionPatient, decimal(pm.pixelSpacing()[1] / 2) + "\\" + decimal(pm.pixelSpacing()[0] / 2) + "\\0");
+        position.addItem(pos);
+        shared.put(position);
+        SequenceAttribute orientation = new SequenceAttribute(TagFromName.PlaneOrientationSequence);
+        AttributeList ori = new AttributeList();
+        put(ori, TagFromName.ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
+        orientation.addItem(ori);
+        shared.put(orientation);
+        // float pixel data are the real-world values already: the identity transformation
+        SequenceAttribute identity = new SequenceAttribute(TagFromName.PixelValueTransformationSequence);
+        AttributeList idt = new AttributeList();
+        put(idt, TagFromName.RescaleIntercept, "0");
+        put(idt, TagFromName.RescaleSlope, "1");
+        put(idt, TagFromName.RescaleType, "US");
+        identity.addItem(idt);
+        shared.put(identity);
+        // Derivation Image: the method, coded from CID 217, and the scored source image
+        SequenceAttribute derivation = new SequenceAttribute(TagFromName.DerivationImageSequence);
+        AttributeList d = new AttributeList();
+        put(d, TagFromName.DerivationDescription, pm.derivationDescription());
+        SequenceAttribute codes = new SequenceAttribute(TagFromName.DerivationCodeSequence);
+        codes.addItem(code(pm.derivation()).getAttributeList());
+        d.put(codes);
+        d.put(sourceImage(pm.source(), true));
+        derivation.addItem(d);
+        shared.put(derivation);
+        // Frame Anatomy: the chest, an unpaired region
+        SequenceAttribute anatomy = new SequenceAttribute(TagFromName.FrameAnatomySequence);
+        AttributeList a = new AttributeList();
+        SequenceAttribute region = new SequenceAttribute(TagFromName.AnatomicRegionSequence);
+        region.addItem(code(CHEST).getAttributeList());
+        a.put(region);
+        put(a, TagFromName.FrameLaterality, "U");
+        anatomy.addItem(a);
+        shared.put(anatomy);
+        SequenceAttribute type = new SequenceAttribute(TagFromName.ParametricMapFrameTypeSequence);
+        AttributeList t = new AttributeList();
+        put(t, TagFromName.FrameType, IMAGE_TYPE);
+        type.addItem(t);
+        shared.put(type);
+        SequenceAttribute seq = new SequenceAttribute(TagFromName.SharedFunctionalGroupsSequence);
+        seq.addItem(shared);
+        return seq;
+    }
+
+    private static AttributeList frameGroups(MapFrame f, int number) throws DicomException {
+        AttributeList frame = new AttributeList();
+        SequenceAttribute content = new SequenceAttribute(TagFromName.FrameContentSequence);
+        AttributeList c = new AttributeList();
+        put(c, TagFromName.StackID, "1");
+        put(c, TagFromName.InStackPositionNumber, Integer.toString(number));
+        Attribute values = new com.pixelmed.dicom.UnsignedLongAttribute(TagFromName.DimensionIndexValues);
+        values.addValue(number);
+        c.put(values);
+        Attribute frameLabel = new com.pixelmed.dicom.LongStringAttribute(FRAME_LABEL, UTF8);
+        frameLabel.addValue(f.label());
+        c.put(frameLabel);
+        content.addItem(c);
+        frame.put(content);
+        float min = Float.POSITIVE_INFINITY;
+        float max = Float.NEGATIVE_INFINITY;
+        for (float v : f.values()) {
+            min = Math.min(min, v);
+            max = Math.max(max, v);
+        }
+        if (!(min <= max)) {
+            min = 0;
+            max = 0;
+        }
+        SequenceAttribute rwvm = new SequenceAttribute(TagFromName.RealWorldValueMappingSequence);
+        AttributeList m = new AttributeList();
+        doubles(m, DOUBLE_FLOAT_RWV_FIRST_VALUE_MAPPED, min);
+        doubles(m, DOUBLE_FLOAT_RWV_LAST_VALUE_MAPPED, max);
+        doubles(m, TagFromName.RealWorldValueIntercept, 0);
+        doubles(m, TagFromName.RealWorldValueSlope, 1);
+        put(m, TagFromName.LUTExplanation, f.explanation());
+        put(m, TagFromName.LUTLabel, f.label());
+        SequenceAttribute units = new SequenceAttribute(TagFromName.MeasurementUnitsCodeSequence);
+        units.addItem(code(f.units()).getAttributeList());
+        m.put(units);
+        SequenceAttribute quantity = new SequenceAttribute(TagFromName.QuantityDefinitionSequence);
+        AttributeList q = new AttributeList();
+        put(q, TagFromName.ValueType, "CODE");
+        SequenceAttribute name = new SequenceAttribute(TagFromName.ConceptNameCodeSequence);
+        name.addItem(code(QUANTITY).getAttributeList());
+        q.put(name);
+        SequenceAttribute value = new SequenceAttribute(TagFromName.ConceptCodeSequence);
+        value.addItem(code(f.quantity()).getAttributeList());
+        q.put(value);
+        quantity.addItem(q);
+        m.put(quantity);
+        rwvm.addItem(m);
+        frame.put(rwvm);
+        return frame;
+    }
+
+    /** Source Image Sequence with one item; the purpose is stated where the IOD asks for it. */
+    private static SequenceAttribute sourceImage(InstanceRef ref, boolean withPurpose) throws DicomException {
+        SequenceAttribute source = new SequenceAttribute(TagFromName.SourceImageSequence);
+        AttributeList item = new AttributeList();
+        put(item, TagFromName.ReferencedSOPClassUID, ref.sopClassUid());
+        put(item, TagFromName.ReferencedSOPInstanceUID, ref.sopInstanceUid());
+        if (withPurpose) {
+            SequenceAttribute purpose = new SequenceAttribute(TagFromName.PurposeOfReferenceCodeSequence);
+            purpose.addItem(code(SOURCE_FOR_PROCESSING).getAttributeList());
+            item.put(purpose);
+        }
+        source.addItem(item);
+        return source;
+    }
+
+    private static SequenceAttribute commonInstanceReference(InstanceRef ref) throws DicomException {
+        SequenceAttribute series = new SequenceAttribute(TagFromName.ReferencedSeriesSequence);
+        AttributeList s = new AttributeList();
+        put(s, TagFromName.SeriesInstanceUID, ref.seriesInstanceUid());
+        SequenceAttribute instances = new SequenceAttribute(TagFromName.ReferencedInstanceSequence);
+        AttributeList i = new AttributeList();
+        put(i, TagFromName.ReferencedSOPClassUID, ref.sopClassUid());
+        put(i, TagFromName.ReferencedSOPInstanceUID, ref.sopInstanceUid());
+        instances.addItem(i);
+        s.put(instances);
+        series.addItem(s);
+        return series;
+    }
+
+    /** A UID derived from another one (here: the dimension organisation of a map from its instance UID). */
+    private static String uidFrom(String uid) {
+        java.util.UUID u = java.util.UUID.nameUUIDFromBytes(("dimension|" + uid).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(16);
+        b.putLong(u.getMostSignificantBits());
+        b.putLong(u.getLeastSignificantBits());
+        return "2.25." + new java.math.BigInteger(1, b.array());
     }
 
     private static void addPatientStudy(AttributeList list, Header h) throws DicomException {
@@ -325,6 +592,18 @@ public final class DicomObjectWriter {
 
     private static void ushort(AttributeList list, AttributeTag tag, int value) throws DicomException {
         Attribute a = new UnsignedShortAttribute(tag);
+        a.addValue(value);
+        list.put(a);
+    }
+
+    private static void doubles(AttributeList list, AttributeTag tag, double value) throws DicomException {
+        Attribute a = new com.pixelmed.dicom.FloatDoubleAttribute(tag);
+        a.addValue(value);
+        list.put(a);
+    }
+
+    private static void tag(AttributeList list, AttributeTag tag, AttributeTag value) throws DicomException {
+        com.pixelmed.dicom.AttributeTagAttribute a = new com.pixelmed.dicom.AttributeTagAttribute(tag);
         a.addValue(value);
         list.put(a);
     }

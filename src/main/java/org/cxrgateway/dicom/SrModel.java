@@ -32,10 +32,21 @@ public final class SrModel {
                             String deviceSerialNumber) {
     }
 
-    /** One TID 1501 measurement group: one model output on one image. */
+    /** An object derived for a finding (a map or its picture), with the concept that says what it shows. */
+    public record Explanation(Coded concept, InstanceRef object) {
+    }
+
+    /**
+     * One TID 1501 measurement group: one model output on one image. {@code explanations} are the maps
+     * (Parametric Map, Secondary Captures) derived for this finding, referenced from the group as IHE AIR
+     * foresees; empty when none was made.
+     */
     public record FindingGroup(String trackingId, String trackingUid, Coded finding, Coded evaluation,
                                double probability, double threshold, String algorithmName, String algorithmVersion,
-                               InstanceRef image) {
+                               InstanceRef image, List<Explanation> explanations) {
+        public FindingGroup {
+            explanations = explanations == null ? List.of() : List.copyOf(explanations);
+        }
     }
 
     /** A whole TID 1500 measurement report. {@code disclaimer} is non-null for non-diagnostic models. */
@@ -43,8 +54,35 @@ public final class SrModel {
                                     List<InstanceRef> imageLibrary, List<FindingGroup> groups, String disclaimer) {
     }
 
-    /** An RGB secondary capture derived from one source image. */
+    /**
+     * A secondary capture derived from one source image: 8-bit RGB when {@code samplesPerPixel} is 3
+     * (pixel by pixel R, G, B), 8-bit MONOCHROME2 when it is 1.
+     */
     public record SecondaryCapture(Header header, Equipment equipment, InstanceRef source, int width, int height,
-                                   byte[] rgbPixels, String derivationDescription) {
+                                   int samplesPerPixel, byte[] pixels, String derivationDescription) {
+    }
+
+    /**
+     * One frame of a Parametric Map: row-major float values and how they map to real-world values.
+     * {@code quantity} is the concept from CID 217 "Visual Explanation" (or another CID 7180 concept);
+     * values are stored as the real-world values themselves (slope 1, intercept 0).
+     */
+    public record MapFrame(Coded quantity, Coded units, float[] values, String label, String explanation) {
+    }
+
+    /**
+     * A Parametric Map derived from one source image. The map's grid covers the whole source image with
+     * {@code width x height} samples (a subsampling of the source grid, stated in the derivation description).
+     * {@code derivation} codes the method (CID 217). The radiograph has no patient coordinate system, so the
+     * map's frame of reference is the source's detector plane with the source pixel as unit:
+     * {@code pixelSpacing} (row, column) is the number of source pixels per map pixel.
+     */
+    public record ParametricMap(Header header, Equipment equipment, InstanceRef source, int width, int height,
+                                List<MapFrame> frames, Coded derivation, String contentLabel, String contentDescription,
+                                String derivationDescription, boolean diagnostic, String frameOfReferenceUid,
+                                double[] pixelSpacing) {
+        public ParametricMap {
+            frames = List.copyOf(frames);
+        }
     }
 }

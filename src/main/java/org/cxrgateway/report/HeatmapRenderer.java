@@ -11,9 +11,13 @@ import java.awt.image.DataBufferByte;
 import java.util.List;
 
 /**
- * Grad-CAM overlay: the working image in grey, the class activation map through the viridis colormap,
- * alpha-blended in proportion to activation (so cold regions leave the anatomy visible), and a text
- * banner burned in with Java2D.
+ * Renders the explanation pictures with Java2D.
+ *
+ * <p>Colour Grad-CAM: the working image in grey, the class activation map through the viridis colormap,
+ * alpha-blended in proportion to activation and not drawn at all below {@link #FLOOR} (so cold regions leave
+ * the anatomy untouched), a colour bar with its scale, and a text banner. Optionally the original is shown
+ * beside the overlay. Guided Grad-CAM: the signed fine-grained map in grey (mid-grey = 0) with the same banner.
+ * Text and colour bar are sized from the image, so that they stay legible on a 2,500-pixel film.
  */
 public final class HeatmapRenderer {
 
@@ -21,22 +25,35 @@ public final class HeatmapRenderer {
     static final double MAX_ALPHA = 0.55;
     /** Activations below this fraction are not drawn at all: they only tint the whole image. */
     static final double FLOOR = 0.15;
+    /**
+     * Guided Grad-CAM is heavy-tailed: scaling by its maximum leaves almost every pixel mid-grey. This
+     * quantile of |v| maps to full black / white instead; the few larger values saturate.
+     */
+    static final double GUIDED_QUANTILE = 0.995;
 
     private static final int[] VIRIDIS = buildViridis();
 
     private HeatmapRenderer() {
     }
 
+    /** Font size in pixels for an image of this size: about 1/40 of the shorter side, never below 14. */
+    static int fontSize(int width, int height) {
+        return Math.max(14, Math.min(width, height) / 40);
+    }
+
     /**
-     * @param gray  row-major 8-bit grey image, {@code width*height}
-     * @param cam   row-major 0..255 activation map, any size (bilinearly resized)
-     * @param lines text lines burned into the top-left banner
+     * @param gray       row-major 8-bit grey image, {@code width*height}
+     * @param cam        row-major 0..255 activation map covering the whole image, any size (bilinearly resized)
+     * @param lines      text lines burned into the top-left banner
+     * @param sideBySide the original on the left, the overlay on the right (twice as wide)
      * @return a TYPE_3BYTE_BGR image
      */
     public static BufferedImage render(byte[] gray, int width, int height, byte[] cam, int camW, int camH,
-                                       List<String> lines) {
-        BufferedImage img = new BufferedImage(width, height, BufferedImage.TYPE_3BYTE_BGR);
+                                       List<String> lines, boolean sideBySide) {
+        int offset = sideBySide ? width : 0;
+        BufferedImage img = new BufferedImage(width + offset, height, BufferedImage.TYPE_3BYTE_BGR);
         byte[] px = ((DataBufferByte) img.getRaster().getDataBuffer()).getData();
+        int stride = width + offset;
         for (int y = 0; y < height; y++) {
             for (int x = 0; x < width; x++) {
                 int i = y * width + x;
@@ -54,13 +71,74 @@ public final class HeatmapRenderer {
                         b = blend(g, c & 0xff, alpha);
                     }
                 }
-                px[3 * i] = (byte) b;
-                px[3 * i + 1] = (byte) gg;
-                px[3 * i + 2] = (byte) r;
+                int o = 3 * (y * stride + offset + x);
+                px[o] = (byte) b;
+                px[o + 1] = (byte) gg;
+                px[o + 2] = (byte) r;
+                if (sideBySide) {
+                    int l = 3 * (y * stride + x);
+                    px[l] = px[l + 1] = px[l + 2] = (byte) g;
+                }
             }
         }
-        burnIn(img, lines);
+        Graphics2D g = img.createGraphics();
+        try {
+            g.setRenderingHint(RenderingHints.KEY_TEXT_ANTIALIASING, RenderingHints.VALUE_TEXT_ANTIALIAS_ON);
+            int size = fontSize(width, height);
+            if (sideBySide) {
+                g.setColor(new Color(0, 0, 0));
+                g.fillRect(width - Math.max(1, size / 8), 0, 2 * Math.max(1, size / 8), height);
+                label(g, List.of("Original"), 0, width, size);
+                label(g, lines, offset, width, size);
+            } else {
+                label(g, lines, 0, width, size);
+            }
+            if (cam != null) {
+                colourBar(g, offset + width, height, size);
+            }
+        } finally {
+            g.dispose();
+        }
         return img;
+    }
+
+    /**
+     * Guided Grad-CAM in grey: mid-grey is 0, brighter is evidence for the class, darker against it.
+     *
+     * @param guided row-major signed values (any scale), {@code width*height}, already on the image grid
+     * @return a TYPE_BYTE_GRAY image
+     */
+    public static BufferedImage renderGuided(float[] guided, int width, int height, List<String> lines) {
+        BufferedImage img = new BufferedImage(width, height, BufferedImage.TYPE_BYTE_GRAY);
+        byte[] px = ((DataBufferByte) img.getRaster().getDataBuffer()).getData();
+        double scale = quantileAbs(guided, GUIDED_QUANTILE);
+        for (int i = 0; i < px.length; i++) {
+            double v = scale > 0 ? guided[i] / scale : 0;
+            px[i] = (byte) Math.round(127.5 + 127.5 * Math.max(-1, Math.min(1, v)));
+        }
+        Graphics2D g = img.createGraphics();
+        try {
+            g.setRenderingHint(RenderingHints.KEY_TEXT_ANTIALIASING, RenderingHints.VALUE_TEXT_ANTIALIAS_ON);
+            label(g, lines, 0, width, fontSize(width, height));
+        } finally {
+            g.dispose();
+        }
+        return img;
+    }
+
+    /** The value below which {@code q} of the |v| lie (0 for an all-zero map). */
+    static double quantileAbs(float[] v, double q) {
+        float[] a = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            a[i] = Math.abs(v[i]);
+        }
+        java.util.Arrays.sort(a);
+        return a.length == 0 ? 0 : a[Math.min(a.length - 1, (int) Math.floor(q * (a.length - 1)))];
+    }
+
+    /** 8-bit grey bytes of a TYPE_BYTE_GRAY image, as DICOM MONOCHROME2 wants them. */
+    public static byte[] toGray(BufferedImage img) {
+        return ((DataBufferByte) img.getRaster().getDataBuffer()).getData().clone();
     }
 
     /** Packed RGB bytes (R, G, B per pixel) of a TYPE_3BYTE_BGR image, as DICOM wants them. */
@@ -80,35 +158,84 @@ public final class HeatmapRenderer {
         return VIRIDIS[(int) Math.round(Math.max(0, Math.min(1, t)) * 255)];
     }
 
-    private static void burnIn(BufferedImage img, List<String> lines) {
+    /** A text banner in a dark box at the top left of the panel starting at x0; the font shrinks to fit the panel. */
+    private static void label(Graphics2D g, List<String> lines, int x0, int room, int size) {
         if (lines.isEmpty()) {
             return;
         }
-        Graphics2D g = img.createGraphics();
-        try {
-            g.setRenderingHint(RenderingHints.KEY_TEXT_ANTIALIASING, RenderingHints.VALUE_TEXT_ANTIALIAS_ON);
-            int size = Math.max(12, img.getHeight() / 36);
-            g.setFont(new Font(Font.SANS_SERIF, Font.BOLD, size));
-            FontMetrics fm = g.getFontMetrics();
-            int pad = size / 2;
-            int boxW = 0;
-            for (String l : lines) {
-                boxW = Math.max(boxW, fm.stringWidth(l));
-            }
-            int boxH = lines.size() * fm.getHeight();
-            // a dark box keeps the text legible on any anatomy
-            g.setColor(new Color(0, 0, 0, 170));
-            g.fillRect(pad / 2, pad / 2, boxW + 2 * pad, boxH + pad);
-            g.setStroke(new BasicStroke(1f));
-            int y = pad / 2 + pad / 2 + fm.getAscent();
-            for (String l : lines) {
-                g.setColor(l.startsWith("AI - not for diagnostic use") ? new Color(255, 200, 0) : Color.WHITE);
-                g.drawString(l, pad / 2 + pad, y);
-                y += fm.getHeight();
-            }
-        } finally {
-            g.dispose();
+        Font font = new Font(Font.SANS_SERIF, Font.BOLD, size);
+        g.setFont(font);
+        FontMetrics fm = g.getFontMetrics();
+        int widest = 0;
+        for (String l : lines) {
+            widest = Math.max(widest, fm.stringWidth(l));
         }
+        // the banner (top) and the colour bar (bottom) never meet, so the banner may take the panel's width
+        int limit = room - 2 * size;
+        if (widest > limit && widest > 0) {
+            size = Math.max(8, size * limit / widest);
+            g.setFont(new Font(Font.SANS_SERIF, Font.BOLD, size));
+            fm = g.getFontMetrics();
+            widest = 0;
+            for (String l : lines) {
+                widest = Math.max(widest, fm.stringWidth(l));
+            }
+        }
+        int pad = size / 2;
+        int boxH = lines.size() * fm.getHeight();
+        // a dark box keeps the text legible on any anatomy
+        g.setColor(new Color(0, 0, 0, 170));
+        g.fillRect(x0 + pad / 2, pad / 2, widest + 2 * pad, boxH + pad);
+        g.setStroke(new BasicStroke(1f));
+        int y = pad + fm.getAscent();
+        for (String l : lines) {
+            g.setColor(l.startsWith("AI - not for diagnostic use") ? new Color(255, 200, 0) : Color.WHITE);
+            g.drawString(l, x0 + pad / 2 + pad, y);
+            y += fm.getHeight();
+        }
+    }
+
+    /**
+     * A vertical viridis bar at the right edge, from the floor to 1 (the drawn range), with its scale, the
+     * floor marked, and a note that lower activations are not drawn.
+     */
+    private static void colourBar(Graphics2D g, int right, int height, int size) {
+        Font font = new Font(Font.SANS_SERIF, Font.BOLD, Math.max(10, size * 3 / 4));
+        g.setFont(font);
+        FontMetrics fm = g.getFontMetrics();
+        int barW = Math.max(8, size);
+        int barH = Math.max(40, height / 3);
+        int margin = size / 2;
+        String title = "Grad-CAM";
+        String below = "< " + fmt(FLOOR) + " not drawn";
+        int labelW = Math.max(fm.stringWidth("1.00"), fm.stringWidth(fmt(FLOOR)));
+        int boxW = Math.max(barW + margin + labelW, Math.max(fm.stringWidth(title), fm.stringWidth(below))) + 2 * margin;
+        int boxH = barH + 2 * fm.getHeight() + 2 * margin + fm.getAscent() / 2;
+        int x0 = right - boxW - margin;
+        int y0 = height - boxH - margin;
+        g.setColor(new Color(0, 0, 0, 170));
+        g.fillRect(x0, y0, boxW, boxH);
+        g.setColor(Color.WHITE);
+        g.drawString(title, x0 + margin, y0 + margin + fm.getAscent());
+        int barX = x0 + margin;
+        int barY = y0 + margin + fm.getHeight() + fm.getAscent() / 2;
+        for (int i = 0; i < barH; i++) {
+            double t = 1 - (double) i / (barH - 1);
+            double a = FLOOR + t * (1 - FLOOR);
+            g.setColor(new Color(VIRIDIS[(int) Math.round(a * 255)]));
+            g.fillRect(barX, barY + i, barW, 1);
+        }
+        g.setColor(Color.WHITE);
+        for (double v : new double[]{1.0, 0.75, 0.5, 0.25, FLOOR}) {
+            int y = barY + (int) Math.round((1 - (v - FLOOR) / (1 - FLOOR)) * (barH - 1));
+            g.fillRect(barX + barW, y, margin / 2 + 1, Math.max(1, size / 12));
+            g.drawString(fmt(v), barX + barW + margin, y + fm.getAscent() / 2);
+        }
+        g.drawString(below, x0 + margin, barY + barH + fm.getAscent() + fm.getAscent() / 4);
+    }
+
+    private static String fmt(double v) {
+        return String.format(java.util.Locale.ROOT, "%.2f", v);
     }
 
     private static int blend(int base, int over, double alpha) {

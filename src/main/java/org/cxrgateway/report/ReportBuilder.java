@@ -28,8 +28,10 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * Turns one StudyResult into one TID 1500 SR per model run, heatmap Secondary Captures for the positive
- * findings, and one FHIR transaction Bundle. Pure function of the message and the settings.
+ * Turns one StudyResult into one TID 1500 SR per model run, and for the positive findings (per the policy)
+ * a colour Grad-CAM Secondary Capture, a grayscale guided Grad-CAM Secondary Capture when the finding has a
+ * guided map, and a Parametric Map, all referenced from the finding's measurement group; and one FHIR
+ * transaction Bundle. Pure function of the message and the settings.
  */
 public final class ReportBuilder {
 
@@ -49,8 +51,8 @@ public final class ReportBuilder {
     record RunKey(String modelId, String version) {
     }
 
-    /** One SC to render: a finding on an image, with its run. */
-    record ScCandidate(ImageResult image, ModelRun run, Finding finding, int runIndex) {
+    /** One finding to explain: a finding on an image, with its run. */
+    record ScCandidate(ImageResult image, ModelRun run, Finding finding, int runIndex, String studyUid) {
     }
 
     /** Outputs of a model run on one study, gathered across images. */
@@ -83,9 +85,26 @@ public final class ReportBuilder {
         String time = DateTimeFormatter.ofPattern("HHmmss").withZone(ZoneOffset.UTC).format(created);
         Coded procedure = study.getProcedureCode() != null ? coded(study.getProcedureCode()) : DEFAULT_PROCEDURE;
 
+        // First choose which findings get explanation objects: their UIDs go into the SR's measurement groups.
+        List<ScCandidate> candidates = new ArrayList<>();
+        for (RunGroup g : runs.values()) {
+            for (int i = 0; i < g.images.size(); i++) {
+                for (Finding f : g.findingsPerImage.get(i)) {
+                    if ((f.getPositive() || !settings.positiveOnly()) && f.getCam() != null) {
+                        candidates.add(new ScCandidate(g.images.get(i), g.first, f, g.index, studyUid));
+                    }
+                }
+            }
+        }
+        candidates.sort(Comparator.comparingDouble((ScCandidate c) -> -c.finding().getProbability()));
+        List<ScCandidate> chosen = candidates.subList(0, Math.min(Math.max(0, settings.maxSecondaryCaptures()), candidates.size()));
+        Map<String, Planned> planned = new LinkedHashMap<>();
+        for (ScCandidate c : chosen) {
+            planned.put(candidateKey(c.image(), c.run(), c.finding()), plan(studyUid, c));
+        }
+
         List<ReportSet.DicomObject> objects = new ArrayList<>();
         List<FhirBundleBuilder.RunOutputs> fhirRuns = new ArrayList<>();
-        List<ScCandidate> candidates = new ArrayList<>();
         for (RunGroup g : runs.values()) {
             ModelRun run = g.first;
             String srSeries = DerivedUids.uid("sr-series", studyUid, run.getModelId(), run.getModelVersion());
@@ -108,13 +127,12 @@ public final class ReportBuilder {
                     String trackingUid = DerivedUids.uid("tracking", studyUid, img.getSopInstanceUid(),
                             run.getModelId(), run.getModelVersion(), code.scheme() + ":" + code.value());
                     String trackingId = g.images.size() == 1 ? f.getLabel() : f.getLabel() + " (image " + (i + 1) + ")";
+                    Planned p = planned.get(candidateKey(img, run, f));
                     groups.add(new SrModel.FindingGroup(trackingId, trackingUid, code, f.getPositive() ? PRESENT : ABSENT,
-                            clamp01(f.getProbability()), clamp01(f.getThreshold()), run.getModelId(), run.getModelVersion(), ref));
+                            clamp01(f.getProbability()), clamp01(f.getThreshold()), run.getModelId(), run.getModelVersion(), ref,
+                            p == null ? List.of() : p.srReferences()));
                     fhirFindings.add(new FhirBundleBuilder.FindingOutput(trackingUid, f.getLabel(), code,
                             clamp01(f.getProbability()), clamp01(f.getThreshold()), f.getPositive(), img.getSopInstanceUid()));
-                    if ((f.getPositive() || !settings.positiveOnly()) && f.getCam() != null) {
-                        candidates.add(new ScCandidate(img, run, f, g.index));
-                    }
                 }
             }
             byte[] sr;
@@ -128,59 +146,134 @@ public final class ReportBuilder {
                     deviceUid, srUid, fhirFindings, new ArrayList<>()));
         }
 
-        candidates.sort(Comparator.comparingDouble((ScCandidate c) -> -c.finding().getProbability()));
-        int instance = 0;
-        for (ScCandidate c : candidates.subList(0, Math.min(Math.max(0, settings.maxSecondaryCaptures()), candidates.size()))) {
-            instance++;
-            ScRendered sc = renderSc(study, c, instance, date, time);
+        int scInstance = 0;
+        int pmInstance = 0;
+        for (Planned p : planned.values()) {
+            ScCandidate c = p.candidate();
+            ScRendered sc = renderSc(study, c, p.scUid(), ++scInstance, date, time);
             objects.add(sc.object());
             FhirBundleBuilder.RunOutputs fr = fhirRuns.get(c.runIndex());
             fr.media().add(new FhirBundleBuilder.MediaOutput(sc.object().sopInstanceUid(), c.finding().getLabel(), sc.png(),
                     c.image().getSopInstanceUid()));
+            if (p.guidedUid() != null) {
+                objects.add(renderGuidedSc(study, c, p.guidedUid(), ++scInstance, date, time));
+            }
+            if (p.pmUid() != null) {
+                objects.add(writeParametricMap(study, c, p.pmUid(), ++pmInstance, date, time));
+            }
         }
         String bundle = new FhirBundleBuilder(settings).build(result, procedure, fhirRuns);
         return new ReportSet(studyUid, result.getJobId(), List.copyOf(objects), bundle);
     }
 
+    /**
+     * The explanation objects of one finding, named before they are made so that the SR can reference them.
+     * guidedUid is null without a guided map, pmUid null with Parametric Maps off.
+     */
+    record Planned(ScCandidate candidate, String scUid, String guidedUid, String pmUid) {
+        List<SrModel.Explanation> srReferences() {
+            ImageResult img = candidate.image();
+            List<SrModel.Explanation> refs = new ArrayList<>();
+            if (pmUid != null) {
+                refs.add(new SrModel.Explanation(DicomObjectWriter.GRADIENT_WEIGHTED_CLASS_ACTIVATION,
+                        new InstanceRef(DicomObjectWriter.PARAMETRIC_MAP, pmUid, pmSeries(img, candidate.run()))));
+            }
+            refs.add(new SrModel.Explanation(ILLUSTRATION, new InstanceRef(DicomObjectWriter.SECONDARY_CAPTURE, scUid,
+                    scSeries(img, candidate.run()))));
+            if (guidedUid != null) {
+                refs.add(new SrModel.Explanation(ILLUSTRATION, new InstanceRef(DicomObjectWriter.SECONDARY_CAPTURE,
+                        guidedUid, scSeries(img, candidate.run()))));
+            }
+            return refs;
+        }
+
+        private String studyUid() {
+            return candidate.studyUid();
+        }
+
+        private String pmSeries(ImageResult img, ModelRun run) {
+            return DerivedUids.uid("pm-series", studyUid(), run.getModelId(), run.getModelVersion());
+        }
+
+        private String scSeries(ImageResult img, ModelRun run) {
+            return DerivedUids.uid("sc-series", studyUid(), run.getModelId(), run.getModelVersion());
+        }
+    }
+
+    /** TID 1410's concept for a picture of what a measurement is about: the heatmap SCs of a finding. */
+    static final Coded ILLUSTRATION = new Coded("121200", "DCM", "Illustration of ROI");
+
+    private Planned plan(String studyUid, ScCandidate c) {
+        ImageResult img = c.image();
+        ModelRun run = c.run();
+        Coded code = coded(c.finding().getCode());
+        String which = code.scheme() + ":" + code.value();
+        String sc = DerivedUids.uid("sc", studyUid, img.getSopInstanceUid(), run.getModelId(), run.getModelVersion(), which);
+        String guided = c.finding().getGuided() == null ? null
+                : DerivedUids.uid("guided-sc", studyUid, img.getSopInstanceUid(), run.getModelId(), run.getModelVersion(), which);
+        String pm = settings.parametricMaps()
+                ? DerivedUids.uid("pm", studyUid, img.getSopInstanceUid(), run.getModelId(), run.getModelVersion(), which)
+                : null;
+        return new Planned(c, sc, guided, pm);
+    }
+
+    private static String candidateKey(ImageResult img, ModelRun run, Finding f) {
+        return img.getSopInstanceUid() + "|" + run.getModelId() + "|" + run.getModelVersion() + "|"
+                + f.getCode().getScheme() + ":" + f.getCode().getValue();
+    }
+
     record ScRendered(ReportSet.DicomObject object, byte[] png) {
     }
 
-    private ScRendered renderSc(StudyInfo study, ScCandidate c, int instanceNumber, String date, String time) throws ReportException {
+    /** The lines burned into every picture of a finding; {@code method} names the explanation shown. */
+    private static List<String> bannerLines(ModelRun run, Finding f, String method) {
+        List<String> lines = new ArrayList<>();
+        lines.add(f.getLabel() + (f.getPositive() ? " (positive)" : " (negative)"));
+        lines.add(String.format(Locale.ROOT, "p = %.3f  threshold = %.3f", f.getProbability(), f.getThreshold()));
+        lines.add("Model " + run.getModelId() + " " + run.getModelVersion() + " - " + method);
+        if (!run.getDiagnostic()) {
+            lines.add(NOT_FOR_DIAGNOSTIC_USE);
+        }
+        return lines;
+    }
+
+    /** The CAM of a finding, checked against its stated size. */
+    private static byte[] camValues(Finding f) throws ReportException {
+        HeatMap cam = f.getCam();
+        byte[] camValues = org.cxrgateway.queue.WorkingImagePixels.bytes(cam.getValues());
+        if (cam.getWidth() <= 0 || cam.getHeight() <= 0 || cam.getWidth() > 65535 || cam.getHeight() > 65535
+                || camValues.length != (long) cam.getWidth() * cam.getHeight()) {
+            throw new ReportException("heat map of " + f.getLabel() + " is " + camValues.length + " bytes for "
+                    + cam.getWidth() + "x" + cam.getHeight());
+        }
+        return camValues;
+    }
+
+    private ScRendered renderSc(StudyInfo study, ScCandidate c, String sop, int instanceNumber, String date, String time)
+            throws ReportException {
         ImageResult img = c.image();
         ModelRun run = c.run();
         Finding f = c.finding();
-        Coded code = coded(f.getCode());
         String studyUid = study.getStudyInstanceUid();
         byte[] gray = WorkingImages.toGray8(img.getImage());
         int w = img.getImage().getWidth();
         int h = img.getImage().getHeight();
         HeatMap cam = f.getCam();
-        byte[] camValues = org.cxrgateway.queue.WorkingImagePixels.bytes(cam.getValues());
-        if (cam.getWidth() <= 0 || cam.getHeight() <= 0 || camValues.length != cam.getWidth() * cam.getHeight()) {
-            throw new ReportException("heat map of " + f.getLabel() + " is " + camValues.length + " bytes for "
-                    + cam.getWidth() + "x" + cam.getHeight());
-        }
-        List<String> lines = new ArrayList<>();
-        lines.add(f.getLabel() + (f.getPositive() ? " (positive)" : " (negative)"));
-        lines.add(String.format(Locale.ROOT, "p = %.3f  threshold = %.3f", f.getProbability(), f.getThreshold()));
-        lines.add("Model " + run.getModelId() + " " + run.getModelVersion() + " - Grad-CAM");
-        if (!run.getDiagnostic()) {
-            lines.add(NOT_FOR_DIAGNOSTIC_USE);
-        }
-        BufferedImage rendered = HeatmapRenderer.render(gray, w, h, camValues, cam.getWidth(), cam.getHeight(), lines);
+        byte[] camValues = camValues(f);
+        BufferedImage rendered = HeatmapRenderer.render(gray, w, h, camValues, cam.getWidth(), cam.getHeight(),
+                bannerLines(run, f, "Grad-CAM"), settings.sideBySide());
         String series = DerivedUids.uid("sc-series", studyUid, run.getModelId(), run.getModelVersion());
-        String sop = DerivedUids.uid("sc", studyUid, img.getSopInstanceUid(), run.getModelId(), run.getModelVersion(),
-                code.scheme() + ":" + code.value());
         SrModel.Header header = header(study, series, settings.seriesNumberBase() + 10 * c.runIndex() + 1,
                 seriesDescription("AI heatmap", run), sop, instanceNumber, date, time);
         String derivation = "Grad-CAM of " + f.getLabel() + " by " + run.getModelId() + " " + run.getModelVersion()
-                + " overlaid (viridis) on the source image";
+                + " overlaid (viridis, opacity rising with activation, none below " + HeatmapRenderer.FLOOR + ") on the source image"
+                + (settings.sideBySide() ? ", beside the original" : "");
         byte[] part10;
         try {
             part10 = DicomObjectWriter.writeSecondaryCapture(new SrModel.SecondaryCapture(header,
                     equipment(run, DerivedUids.uid("device", run.getModelId(), run.getModelVersion())),
                     new InstanceRef(img.getSopClassUid(), img.getSopInstanceUid(), img.getSeriesInstanceUid()),
-                    w, h, HeatmapRenderer.toRgb(rendered), truncate(derivation, 1024)));
+                    rendered.getWidth(), rendered.getHeight(), 3, HeatmapRenderer.toRgb(rendered), truncate(derivation, 1024)));
         } catch (DicomObjectException e) {
             throw new ReportException(e.getMessage(), e);
         }
@@ -192,6 +285,85 @@ public final class ReportBuilder {
         }
         return new ScRendered(new ReportSet.DicomObject("SC", DicomObjectWriter.SECONDARY_CAPTURE, sop, series, part10), png.toByteArray());
     }
+
+    /** Guided Grad-CAM in grey at the working resolution, in the heatmap series beside the colour Grad-CAM. */
+    private ReportSet.DicomObject renderGuidedSc(StudyInfo study, ScCandidate c, String sop, int instanceNumber,
+                                                 String date, String time) throws ReportException {
+        ImageResult img = c.image();
+        ModelRun run = c.run();
+        Finding f = c.finding();
+        int w = img.getImage().getWidth();
+        int h = img.getImage().getHeight();
+        float[] guided = GuidedMaps.onGrid(f.getGuided(), GuidedMaps.decode(f.getGuided(), w, h), w, h, w, h);
+        BufferedImage rendered = HeatmapRenderer.renderGuided(guided, w, h, bannerLines(run, f, "guided Grad-CAM"));
+        String series = DerivedUids.uid("sc-series", study.getStudyInstanceUid(), run.getModelId(), run.getModelVersion());
+        SrModel.Header header = header(study, series, settings.seriesNumberBase() + 10 * c.runIndex() + 1,
+                seriesDescription("AI heatmap", run), sop, instanceNumber, date, time);
+        String derivation = "Guided Grad-CAM of " + f.getLabel() + " by " + run.getModelId() + " " + run.getModelVersion()
+                + " (guided backpropagation x Grad-CAM, Selvaraju et al. 2017); mid-grey = 0, brighter = for the finding";
+        try {
+            byte[] part10 = DicomObjectWriter.writeSecondaryCapture(new SrModel.SecondaryCapture(header,
+                    equipment(run, DerivedUids.uid("device", run.getModelId(), run.getModelVersion())),
+                    new InstanceRef(img.getSopClassUid(), img.getSopInstanceUid(), img.getSeriesInstanceUid()),
+                    w, h, 1, HeatmapRenderer.toGray(rendered), truncate(derivation, 1024)));
+            return new ReportSet.DicomObject("SC", DicomObjectWriter.SECONDARY_CAPTURE, sop, series, part10);
+        } catch (DicomObjectException e) {
+            throw new ReportException(e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The Parametric Map of a finding on the Grad-CAM's own grid, which spans the whole source image:
+     * frame 1 the Grad-CAM (0..1), frame 2 the guided Grad-CAM (-1..1 of its largest magnitude) when present.
+     */
+    private ReportSet.DicomObject writeParametricMap(StudyInfo study, ScCandidate c, String sop, int instanceNumber,
+                                                     String date, String time) throws ReportException {
+        ImageResult img = c.image();
+        ModelRun run = c.run();
+        Finding f = c.finding();
+        HeatMap cam = f.getCam();
+        byte[] camValues = camValues(f);
+        int gw = cam.getWidth();
+        int gh = cam.getHeight();
+        float[] gradCam = new float[camValues.length];
+        for (int i = 0; i < gradCam.length; i++) {
+            gradCam[i] = (camValues[i] & 0xff) / 255f;
+        }
+        List<SrModel.MapFrame> frames = new ArrayList<>();
+        frames.add(new SrModel.MapFrame(DicomObjectWriter.GRADIENT_WEIGHTED_CLASS_ACTIVATION, NO_UNITS, gradCam, "GRADCAM",
+                truncate("Grad-CAM of " + f.getLabel() + ", min-max normalised", 64)));
+        String method = "Grad-CAM";
+        if (f.getGuided() != null) {
+            int w = img.getImage().getWidth();
+            int h = img.getImage().getHeight();
+            float[] guided = GuidedMaps.onGrid(f.getGuided(), GuidedMaps.decode(f.getGuided(), w, h), w, h, gw, gh);
+            // guided Grad-CAM is a pixel-level saliency map: CID 217 has no closer concept than Saliency
+            frames.add(new SrModel.MapFrame(DicomObjectWriter.SALIENCY, NO_UNITS, guided, "GUIDEDGRADCAM",
+                    truncate("Guided Grad-CAM of " + f.getLabel() + ", / max |value|", 64)));
+            method = "Grad-CAM and guided Grad-CAM";
+        }
+        String series = DerivedUids.uid("pm-series", study.getStudyInstanceUid(), run.getModelId(), run.getModelVersion());
+        SrModel.Header header = header(study, series, settings.seriesNumberBase() + 10 * c.runIndex() + 2,
+                seriesDescription("AI map", run), sop, instanceNumber, date, time);
+        String derivation = method + " of " + f.getLabel() + " by " + run.getModelId() + " " + run.getModelVersion()
+                + ", sampled on a " + gw + "x" + gh + " grid spanning the whole source image (a subsampling of its pixel grid);"
+                + " nominal geometry: the detector plane, one working-image pixel as unit, not for measurement"
+                + (run.getDiagnostic() ? "" : "; " + NOT_FOR_DIAGNOSTIC_USE);
+        try {
+            byte[] part10 = DicomObjectWriter.writeParametricMap(new SrModel.ParametricMap(header,
+                    equipment(run, DerivedUids.uid("device", run.getModelId(), run.getModelVersion())),
+                    new InstanceRef(img.getSopClassUid(), img.getSopInstanceUid(), img.getSeriesInstanceUid()),
+                    gw, gh, frames, DicomObjectWriter.GRADIENT_WEIGHTED_CLASS_ACTIVATION, "GRADCAM",
+                    truncate(method + " of " + f.getLabel(), 64), truncate(derivation, 1024), run.getDiagnostic(),
+                    DerivedUids.uid("frame-of-reference", img.getSopInstanceUid()),
+                    new double[]{(double) img.getImage().getHeight() / gh, (double) img.getImage().getWidth() / gw}));
+            return new ReportSet.DicomObject("PM", DicomObjectWriter.PARAMETRIC_MAP, sop, series, part10);
+        } catch (DicomObjectException e) {
+            throw new ReportException(e.getMessage(), e);
+        }
+    }
+
+    static final Coded NO_UNITS = new Coded("1", "UCUM", "no units");
 
     private Map<RunKey, RunGroup> groupRuns(StudyResult result) throws ReportException {
         Map<RunKey, RunGroup> runs = new LinkedHashMap<>();

@@ -7,17 +7,32 @@ import io.smallrye.config.WithDefault;
 @ConfigMapping(prefix = "cxr.report")
 public interface ReportConfig {
 
-    /** Series Number of the first SR series; model run k uses base + 10k (SR) and base + 10k + 1 (heatmap SCs). */
+    /**
+     * Series Number of the first SR series; model run k uses base + 10k (SR), base + 10k + 1 (heatmap SCs,
+     * colour Grad-CAM and grayscale guided Grad-CAM) and base + 10k + 2 (Parametric Maps).
+     */
     @WithDefault("900")
     int seriesNumberBase();
 
-    /** Make a heatmap Secondary Capture only for positive findings (false: for every finding that has a map). */
+    /** Make heatmaps and Parametric Maps only for positive findings (false: for every finding that has a map). */
     @WithDefault("true")
     boolean positiveOnly();
 
-    /** At most this many heatmap SCs per study (highest probability first), so the PACS is not flooded; 0 = none. */
+    /**
+     * At most this many findings per study get explanation objects (highest probability first), so the PACS is
+     * not flooded: each gets a colour Grad-CAM SC, a guided Grad-CAM SC when the package ships the guided graph,
+     * and a Parametric Map unless {@link #parametricMaps()} is off; 0 = none.
+     */
     @WithDefault("4")
     int maxSecondaryCaptures();
+
+    /** Write a Parametric Map (float Grad-CAM, and guided Grad-CAM when present) per such finding; OHIF 3.9+ overlays it. */
+    @WithDefault("true")
+    boolean parametricMaps();
+
+    /** Colour Grad-CAM SCs show the original and the overlay side by side (twice as wide) instead of the overlay alone. */
+    @WithDefault("false")
+    boolean sideBySide();
 
     /** FHIR identifier system for PatientID when the source has no Issuer of Patient ID. */
     @WithDefault("urn:cxr-gateway:patient-id")

@@ -8,7 +8,7 @@ import java.util.List;
  */
 public record ReportSet(String studyInstanceUid, String jobId, List<DicomObject> dicom, String fhirBundleJson) {
 
-    /** One Part 10 object. {@code kind} is SR or SC. */
+    /** One Part 10 object. {@code kind} is SR, SC (colour or guided heatmap) or PM (Parametric Map). */
     public record DicomObject(String kind, String sopClassUid, String sopInstanceUid, String seriesInstanceUid,
                               byte[] part10) {
     }

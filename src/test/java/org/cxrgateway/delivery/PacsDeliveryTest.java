@@ -86,6 +86,9 @@ class PacsDeliveryTest {
             assertEquals(0, svc.deadLetteredCount());
         }
         JsonNode instances = instancesOf(t.studyUid);
+        // the explanation objects travel too: a Parametric Map and a colour and a guided SC per positive finding
+        assertEquals(2, expected.dicom().stream().filter(o -> o.kind().equals("PM")).count());
+        assertEquals(4, expected.dicom().stream().filter(o -> o.kind().equals("SC")).count());
         Set<String> want = new TreeSet<>();
         want.add(t.sopUid);
         expected.dicom().forEach(o -> want.add(o.sopInstanceUid()));
@@ -94,6 +97,7 @@ class PacsDeliveryTest {
         assertEquals(1, studies.size(), "SR and SC joined the source study");
         assertEquals(t.patientId, studies.get(0).get("PatientMainDicomTags").get("PatientID").asText());
 
+        int parametricMaps = 0;
         for (JsonNode i : instances) {
             String sop = i.get("MainDicomTags").get("SOPInstanceUID").asText();
             if (sop.equals(t.sopUid)) {
@@ -104,6 +108,9 @@ class PacsDeliveryTest {
             assertEquals(List.of(), Tools.dciodvfyErrors(f), "dciodvfy " + sop);
             JsonNode tags = JSON.readTree(orthanc.get("/instances/" + i.get("ID").asText() + "/simplified-tags"));
             assertEquals(t.patientId, tags.get("PatientID").asText());
+            if (tags.get("SOPClassUID").asText().equals("1.2.840.10008.5.1.4.1.1.30")) {
+                parametricMaps++;
+            }
             if (tags.get("Modality").asText().equals("SR")) {
                 Tools.Result dump = Tools.run("dsrdump", "+Pu", f.toString());
                 assertEquals(0, dump.exit(), dump.out());
@@ -122,6 +129,8 @@ class PacsDeliveryTest {
                 }
             }
         }
+
+        assertEquals(2, parametricMaps, "Orthanc stores the Parametric Maps");
 
         // a second delivery from a fresh process state (no ledger) overwrites nothing new: same SOP Instance UIDs
         try (DeliveryService again = service(Files.createTempDirectory(work, "state2"), 3)) {

@@ -27,8 +27,10 @@ class ReportBuilderTest {
     void srAndScPassDciodvfyAndDsrdump() throws Exception {
         ReportSet set = new ReportBuilder(ReportSettings.defaults()).build(TestResults.study("10").build());
         assertEquals(1, set.dicom().stream().filter(o -> o.kind().equals("SR")).count());
-        // two positive findings in the fixture: two heatmaps
-        assertEquals(2, set.dicom().stream().filter(o -> o.kind().equals("SC")).count());
+        // two positive findings in the fixture, both with a guided map: a colour and a guided heatmap each, and a map
+        assertEquals(4, set.dicom().stream().filter(o -> o.kind().equals("SC")).count());
+        assertEquals(2, set.dicom().stream().filter(o -> o.kind().equals("PM")).count());
+        String srText = null;
         for (ReportSet.DicomObject o : set.dicom()) {
             Path f = out(o.kind() + "-" + o.sopInstanceUid() + ".dcm");
             Files.write(f, o.part10());
@@ -40,6 +42,7 @@ class ReportBuilderTest {
             if (o.kind().equals("SR")) {
                 Tools.Result sr = Tools.run("dsrdump", "-Ec", "+Pl", "+Pu", "+Pc", "+Pt", f.toString());
                 assertEquals(0, sr.exit(), sr.out());
+                srText = sr.out();
                 // dcmtk 3.6.7 warns that its VR checker skips UTF-8; any other warning (relationship, value type) fails
                 assertEquals(List.of(), sr.lines("W: ").stream().filter(l -> !l.contains("VR checker")).toList(), "dsrdump warnings");
                 String text = sr.out();
@@ -49,13 +52,99 @@ class ReportBuilderTest {
                         "1.2.826.0.1.3680043.10.1234.10.1.1"}) {
                     assertTrue(text.contains(s), "SR lacks " + s + "\n" + text);
                 }
-            } else {
-                Tools.Result sc = Tools.run("dcmdump", "+P", "0028,0301", "+P", "0018,0015", "+P", "0008,2112", f.toString());
+            } else if (o.kind().equals("SC")) {
+                Tools.Result sc = Tools.run("dcmdump", "+P", "0028,0301", "+P", "0018,0015", "+P", "0008,2112",
+                        "+P", "0028,0004", f.toString());
                 assertTrue(sc.out().contains("YES"), sc.out());
                 assertTrue(sc.out().contains("CHEST"), sc.out());
                 assertTrue(sc.out().contains("SourceImageSequence"), sc.out());
+            } else {
+                assertParametricMap(f, 2);
             }
         }
+        // the SR's measurement groups reference every map and picture made for their finding (IHE AIR)
+        for (ReportSet.DicomObject o : set.dicom()) {
+            if (!o.kind().equals("SR")) {
+                assertTrue(srText.contains(o.sopInstanceUid()), "SR does not reference " + o.kind() + " " + o.sopInstanceUid());
+            }
+        }
+        assertEquals(2, srText.split("Gradient-weighted class activation", -1).length - 1, srText);
+        // one colour (RGB) and one guided (MONOCHROME2) heatmap per finding
+        long grey = set.dicom().stream().filter(o -> o.kind().equals("SC")).filter(o -> {
+            try {
+                Path f = out("pi-" + o.sopInstanceUid() + ".dcm");
+                Files.write(f, o.part10());
+                return Tools.run("dcmdump", "+P", "0028,0004", f.toString()).out().contains("MONOCHROME2");
+            } catch (Exception e) {
+                throw new AssertionError(e);
+            }
+        }).count();
+        assertEquals(2, grey);
+    }
+
+    /** Float pixel data, the CID 217 quantity per frame, real-world value mapping, references to the source. */
+    static void assertParametricMap(Path f, int frames) throws Exception {
+        Tools.Result pm = Tools.run("dcmdump", "-q", "-Un", f.toString());
+        String d = pm.out();
+        assertTrue(d.contains("1.2.840.10008.5.1.4.1.1.30"), d);
+        assertTrue(d.contains("(7fe0,0008) OF"), "float pixel data\n" + d);
+        assertTrue(d.contains("NumberOfFrames") && d.contains("[" + frames + "]"), d);
+        assertTrue(d.contains("[130403]") && d.contains("Gradient-weighted class activation"), d);
+        if (frames > 1) {
+            assertTrue(d.contains("[130404]") && d.contains("Saliency"), d);
+        }
+        assertTrue(d.contains("RealWorldValueMappingSequence"), d);
+        assertTrue(d.contains("DerivationImageSequence") && d.contains("SourceImageSequence"), d);
+        assertTrue(d.contains("1.2.826.0.1.3680043.10.1234."), "references its source image\n" + d);
+    }
+
+    @Test
+    void parametricMapsCanBeTurnedOffAndGuidedHeatmapsNeedAGuidedMap() throws Exception {
+        ReportSet off = new ReportBuilder(ReportSettings.defaults().withParametricMaps(false)).build(TestResults.study("16").build());
+        assertEquals(0, off.dicom().stream().filter(o -> o.kind().equals("PM")).count());
+        assertEquals(4, off.dicom().stream().filter(o -> o.kind().equals("SC")).count());
+        TestResults noGuided = TestResults.study("17");
+        noGuided.guided = false;
+        ReportSet plain = new ReportBuilder(ReportSettings.defaults()).build(noGuided.build());
+        assertEquals(2, plain.dicom().stream().filter(o -> o.kind().equals("SC")).count());
+        List<ReportSet.DicomObject> maps = plain.dicom().stream().filter(o -> o.kind().equals("PM")).toList();
+        assertEquals(2, maps.size());
+        for (ReportSet.DicomObject o : maps) {
+            Path f = out("plain-PM-" + o.sopInstanceUid() + ".dcm");
+            Files.write(f, o.part10());
+            assertEquals(List.of(), Tools.dciodvfyErrors(f));
+            assertParametricMap(f, 1);
+        }
+        // the policy cap counts findings: one finding, so one colour SC, one guided SC and one map
+        ReportSet one = new ReportBuilder(ReportSettings.defaults().withMaxSecondaryCaptures(1)).build(TestResults.study("18").build());
+        assertEquals(List.of("SR", "SC", "SC", "PM"), one.dicom().stream().map(ReportSet.DicomObject::kind).toList());
+    }
+
+    @Test
+    void sideBySideDoublesTheWidthAndPassesDciodvfy() throws Exception {
+        ReportSet set = new ReportBuilder(ReportSettings.defaults().withSideBySide(true)).build(TestResults.study("19").build());
+        ReportSet.DicomObject sc = set.dicom().stream().filter(o -> o.kind().equals("SC")).findFirst().orElseThrow();
+        Path f = out("side-" + sc.sopInstanceUid() + ".dcm");
+        Files.write(f, sc.part10());
+        assertEquals(List.of(), Tools.dciodvfyErrors(f));
+        String dims = Tools.run("dcmdump", "+P", "0028,0010", "+P", "0028,0011", f.toString()).out();
+        assertTrue(dims.contains("US 256") && dims.contains("US 512"), dims);
+    }
+
+    @Test
+    void hostileGuidedMapIsAReportException() {
+        TestResults t = TestResults.study("21");
+        StudyResult r = t.build();
+        org.cxrgateway.schema.v1.Finding f = r.getImages().get(0).getRuns().get(0).getFindings().get(0);
+        // claims 224x224 but inflates to a few bytes; then a region outside the working image
+        f.getGuided().setValues(java.nio.ByteBuffer.wrap(TestResults.deflate(new byte[10])));
+        assertThrows(ReportException.class, () -> new ReportBuilder(ReportSettings.defaults()).build(r));
+        StudyResult r2 = t.build();
+        r2.getImages().get(0).getRuns().get(0).getFindings().get(0).getGuided().setRegionX(200);
+        assertThrows(ReportException.class, () -> new ReportBuilder(ReportSettings.defaults()).build(r2));
+        StudyResult r3 = t.build();
+        r3.getImages().get(0).getRuns().get(0).getFindings().get(0).getGuided().setWidth(1 << 20);
+        assertThrows(ReportException.class, () -> new ReportBuilder(ReportSettings.defaults()).build(r3));
     }
 
     @Test
@@ -93,10 +182,12 @@ class ReportBuilderTest {
 
     @Test
     void maxSecondaryCapturesLimitsHeatmaps() throws Exception {
-        ReportSet set = new ReportBuilder(new ReportSettings(900, true, 1, "urn:x", "m")).build(TestResults.study("14").build());
+        TestResults t = TestResults.study("14");
+        t.guided = false;
+        ReportSet set = new ReportBuilder(ReportSettings.defaults().withMaxSecondaryCaptures(1)).build(t.build());
         assertEquals(1, set.dicom().stream().filter(o -> o.kind().equals("SC")).count());
-        ReportSet none = new ReportBuilder(new ReportSettings(900, true, 0, "urn:x", "m")).build(TestResults.study("14").build());
-        assertEquals(0, none.dicom().stream().filter(o -> o.kind().equals("SC")).count());
+        ReportSet none = new ReportBuilder(ReportSettings.defaults().withMaxSecondaryCaptures(0)).build(t.build());
+        assertEquals(0, none.dicom().stream().filter(o -> !o.kind().equals("SR")).count());
     }
 
     @Test

@@ -2,6 +2,7 @@ package org.cxrgateway.report;
 
 import org.cxrgateway.schema.v1.Code;
 import org.cxrgateway.schema.v1.Finding;
+import org.cxrgateway.schema.v1.GuidedMap;
 import org.cxrgateway.schema.v1.HeatMap;
 import org.cxrgateway.schema.v1.ImageResult;
 import org.cxrgateway.schema.v1.ModelRun;
@@ -17,7 +18,7 @@ import java.util.List;
 import java.util.Random;
 import java.util.zip.Deflater;
 
-/** Builds realistic StudyResults: a synthetic PA chest radiograph, a DenseNet-like run, 7x7 Grad-CAM maps. */
+/** Builds realistic StudyResults: a synthetic PA chest radiograph, a DenseNet-like run, 7x7 Grad-CAM maps, 224x224 guided maps. */
 public final class TestResults {
 
     public static final String DX = "1.2.840.10008.5.1.4.1.1.1.1";
@@ -33,6 +34,8 @@ public final class TestResults {
     public int bits = 8;
     public PixelEncoding encoding = PixelEncoding.DEFLATE;
     public long createdAt = 1_767_225_600_000L;
+    /** Positive findings carry a synthetic guided Grad-CAM (as a package with the guided graph would give). */
+    public boolean guided = true;
 
     public static TestResults study(String suffix) {
         TestResults t = new TestResults();
@@ -48,10 +51,10 @@ public final class TestResults {
                 .setReferringPhysicianName("House^Gregory").setPatientId(patientId).setIssuerOfPatientId(issuer)
                 .setPatientName(patientName).setPatientBirthDate("19700101").setPatientSex("F").build();
         List<Finding> findings = new ArrayList<>();
-        findings.add(finding("Cardiomegaly", "8186001", "Cardiomegaly", 0.81f, 0.5f, 3, 3));
-        findings.add(finding("Effusion", "60046008", "Pleural effusion", 0.64f, 0.4f, 5, 1));
-        findings.add(finding("Pneumothorax", "36118008", "Pneumothorax", 0.07f, 0.3f, -1, -1));
-        findings.add(finding("Nodule", "27925004", "Nodule", 0.12f, 0.35f, -1, -1));
+        findings.add(finding("Cardiomegaly", "8186001", "Cardiomegaly", 0.81f, 0.5f, 3, 3, guided));
+        findings.add(finding("Effusion", "60046008", "Pleural effusion", 0.64f, 0.4f, 5, 1, guided));
+        findings.add(finding("Pneumothorax", "36118008", "Pneumothorax", 0.07f, 0.3f, -1, -1, guided));
+        findings.add(finding("Nodule", "27925004", "Nodule", 0.12f, 0.35f, -1, -1, guided));
         ModelRun run = ModelRun.newBuilder().setModelId("densenet121-res224-all").setModelVersion("1.0.0")
                 .setDiagnostic(diagnostic).setIntendedUse("demo model, untrained for clinical use").setEngine("cpu")
                 .setFindings(findings).build();
@@ -61,7 +64,7 @@ public final class TestResults {
                 .setImages(List.of(img)).setInferenceMs(12.5).setBatchSize(1).build();
     }
 
-    static Finding finding(String label, String code, String meaning, float p, float thr, int cx, int cy) {
+    static Finding finding(String label, String code, String meaning, float p, float thr, int cx, int cy, boolean guided) {
         Finding.Builder b = Finding.newBuilder().setLabel(label).setCode(Code.newBuilder().setValue(code).setScheme("SCT")
                 .setMeaning(meaning).build()).setProbability(p).setThreshold(thr).setPositive(p >= thr);
         if (p >= thr) {
@@ -73,8 +76,53 @@ public final class TestResults {
                 }
             }
             b.setCam(HeatMap.newBuilder().setWidth(7).setHeight(7).setValues(ByteBuffer.wrap(cam)).build());
+            if (guided) {
+                b.setGuided(guidedMap(cx, cy));
+            }
         }
         return b.build();
+    }
+
+    /** Model-input side of the synthetic guided maps, and the working-image rectangle they cover. */
+    public static final int GUIDED_SIDE = 224, GUIDED_X = 16, GUIDED_Y = 16, GUIDED_REGION = 224;
+
+    /**
+     * A guided Grad-CAM as the guided-backprop side sends it: fine signed texture (rib-like stripes) under the
+     * Grad-CAM blob centred on feature cell (cx, cy), quantised to round(127 v / maxAbs), zlib-deflated.
+     */
+    static GuidedMap guidedMap(int cx, int cy) {
+        int n = GUIDED_SIDE;
+        float[] v = new float[n * n];
+        float maxAbs = 0;
+        for (int y = 0; y < n; y++) {
+            for (int x = 0; x < n; x++) {
+                double fx = (x + 0.5) * 7 / n - 0.5 - cx;
+                double fy = (y + 0.5) * 7 / n - 0.5 - cy;
+                double blob = Math.exp(-(fx * fx + fy * fy) / 3.0);
+                v[y * n + x] = (float) (0.004 * blob * Math.sin(x * 0.9) * Math.cos(y * 0.35));
+                maxAbs = Math.max(maxAbs, Math.abs(v[y * n + x]));
+            }
+        }
+        byte[] q = new byte[n * n];
+        for (int i = 0; i < q.length; i++) {
+            q[i] = (byte) Math.round(127 * v[i] / maxAbs);
+        }
+        return GuidedMap.newBuilder().setWidth(n).setHeight(n).setRegionX(GUIDED_X).setRegionY(GUIDED_Y)
+                .setRegionWidth(GUIDED_REGION).setRegionHeight(GUIDED_REGION).setMaxAbs(maxAbs)
+                .setValues(ByteBuffer.wrap(deflate(q))).build();
+    }
+
+    static byte[] deflate(byte[] raw) {
+        Deflater d = new Deflater();
+        d.setInput(raw);
+        d.finish();
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        byte[] buf = new byte[65536];
+        while (!d.finished()) {
+            out.write(buf, 0, d.deflate(buf));
+        }
+        d.end();
+        return out.toByteArray();
     }
 
     /** A chest-like radiograph: bright body and mediastinum, dark lungs, rib arcs, noise. */
@@ -124,16 +172,7 @@ public final class TestResults {
             }
         }
         if (encoding == PixelEncoding.DEFLATE) {
-            Deflater d = new Deflater();
-            d.setInput(raw);
-            d.finish();
-            ByteArrayOutputStream out = new ByteArrayOutputStream();
-            byte[] buf = new byte[65536];
-            while (!d.finished()) {
-                out.write(buf, 0, d.deflate(buf));
-            }
-            d.end();
-            raw = out.toByteArray();
+            raw = deflate(raw);
         }
         return WorkingImage.newBuilder().setWidth(size).setHeight(size).setBitsPerPixel(bits).setEncoding(encoding)
                 .setPixels(ByteBuffer.wrap(raw)).build();
