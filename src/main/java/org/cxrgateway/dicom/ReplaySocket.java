@@ -26,16 +26,19 @@ final class ReplaySocket extends Socket {
      *                          PixelMed then waits a fixed 5 s (ARTIM) before it gives the thread back,
      *                          which would hold an association slot and delay study readiness.
      */
-    ReplaySocket(Socket delegate, byte[] alreadyRead, Runnable onReleaseResponse) throws IOException {
+    /**
+     * @param rest the input after alreadyRead (the listener's {@link PduGuardInputStream})
+     */
+    ReplaySocket(Socket delegate, byte[] alreadyRead, InputStream rest, Runnable onReleaseResponse) throws IOException {
         this.delegate = delegate;
-        this.in = new SequenceInputStream(new ByteArrayInputStream(alreadyRead), delegate.getInputStream());
+        this.in = new SequenceInputStream(new ByteArrayInputStream(alreadyRead), rest);
         OutputStream raw = delegate.getOutputStream();
         this.out = new FilterOutputStream(raw) {
             @Override
             public void write(byte[] b, int off, int len) throws IOException {
                 raw.write(b, off, len);
-                // A-RELEASE-RP: type 6, reserved, length 4 (PS3.8 9.3.7), written whole by PixelMed
-                if (len == 10 && b[off] == 0x06 && b[off + 1] == 0 && b[off + 5] == 4) {
+                // PixelMed writes the A-RELEASE-RP whole, in one call
+                if (Pdu.isReleaseResponse(b, off, len)) {
                     raw.flush();
                     onReleaseResponse.run();
                 }

@@ -8,6 +8,13 @@ public interface ScpObserver {
     /** reason: CALLED_AE_NOT_RECOGNIZED, CALLING_AE_NOT_RECOGNIZED, LOCAL_LIMIT_EXCEEDED, MALFORMED, TLS_HANDSHAKE_FAILED. */
     void associationRejected(String reason);
 
+    /**
+     * We aborted a connection for breaking the upper layer protocol (PS3.8 9.3), e.g. reason
+     * PDU_LENGTH_EXCEEDED, PDV_LENGTH_INVALID, PDU_LENGTH_INVALID, UNEXPECTED_PDU, UNRECOGNIZED_PDU, COMMAND_TOO_LONG.
+     */
+    default void associationAborted(String reason) {
+    }
+
     /** One presentation context was rejected, e.g. reason TRANSFER_SYNTAX_NOT_SUPPORTED. */
     void presentationContextRejected(String abstractSyntax, String reason);
 

@@ -37,6 +37,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedList;
 import java.util.List;
 import java.util.Locale;
@@ -80,8 +81,13 @@ public final class StoreScp implements Closeable {
     public static final int PROCESSING_FAILURE = 0xC001;
     public static final int UID_MISMATCH = 0xC002;
 
-    private static final int PDU_ASSOCIATE_RQ = 0x01;
-    private static final int MAX_ASSOCIATE_RQ_LENGTH = 1 << 20;
+    /** An A-ASSOCIATE-RQ larger than this is refused unread: real ones are a few KiB (dcm4che uses the same bound). */
+    static final int MAX_ASSOCIATE_RQ_LENGTH = 64 * 1024;
+    /** A DIMSE command set is a few hundred bytes; more is a peer feeding us fragments to fill the heap. */
+    static final int MAX_COMMAND_LENGTH = 64 * 1024;
+    /** After an A-ABORT, how long and how much we read and discard so that the peer sees the abort, not a reset. */
+    private static final int LINGER_MILLIS = 1000;
+    private static final int LINGER_BYTES = 1 << 20;
 
     /** Listener settings, detached from the Quarkus config so that tests and tools can build one. */
     /** @param tls null: plain TCP */
@@ -219,27 +225,29 @@ public final class StoreScp implements Closeable {
             if (socket instanceof SSLSocket ssl && !handshake(ssl)) {
                 return;
             }
-            byte[] request = readAssociateRequest(socket.getInputStream());
+            byte[] request = readAssociateRequest(socket);
             if (request == null) {
-                observer.associationRejected("MALFORMED");
                 return;
             }
-            String called = aeTitle(request, 10);
-            String calling = aeTitle(request, 26);
+            String called = aeTitle(request, Pdu.CALLED_AE_OFFSET);
+            String calling = aeTitle(request, Pdu.CALLING_AE_OFFSET);
             if (!options.aeTitle().equals(called)) {
-                reject(socket, 1, 1, 7);
+                reject(socket, Pdu.RejectResult.PERMANENT, Pdu.RejectSource.SERVICE_USER,
+                        Pdu.RejectReason.CALLED_AE_TITLE_NOT_RECOGNIZED);
                 observer.associationRejected("CALLED_AE_NOT_RECOGNIZED");
                 LOG.infof("rejected association from %s: called AE not recognized", socket.getInetAddress());
                 return;
             }
             if (!callingAllowed(calling, socket.getInetAddress())) {
-                reject(socket, 1, 1, 3);
+                reject(socket, Pdu.RejectResult.PERMANENT, Pdu.RejectSource.SERVICE_USER,
+                        Pdu.RejectReason.CALLING_AE_TITLE_NOT_RECOGNIZED);
                 observer.associationRejected("CALLING_AE_NOT_RECOGNIZED");
                 LOG.infof("rejected association from %s: calling AE %s not recognized", socket.getInetAddress(), calling);
                 return;
             }
             if (!slots.tryAcquire()) {
-                reject(socket, 2, 3, 2);
+                reject(socket, Pdu.RejectResult.TRANSIENT, Pdu.RejectSource.SERVICE_PROVIDER_PRESENTATION,
+                        Pdu.RejectReason.LOCAL_LIMIT_EXCEEDED);
                 observer.associationRejected("LOCAL_LIMIT_EXCEEDED");
                 LOG.warnf("rejected association from %s: %d associations open", calling, options.maxAssociations());
                 return;
@@ -297,8 +305,12 @@ public final class StoreScp implements Closeable {
                 }
             }, 20, TimeUnit.MILLISECONDS);
         };
+        String remote = socket.getInetAddress().getHostAddress();
+        PduGuardInputStream guarded = new PduGuardInputStream(socket.getInputStream(), options.maxPduLength(),
+                (reason, abortReason, detail) -> abort(socket, reason, abortReason, detail));
         try {
-            association = AssociationFactory.createNewAssociation(new ReplaySocket(socket, request, released), options.aeTitle(),
+            association = AssociationFactory.createNewAssociation(new ReplaySocket(socket, request, guarded, released),
+                    options.aeTitle(),
                     options.maxPduLength(), AssociationFactory.getDefaultReceiveBufferSize(),
                     AssociationFactory.getDefaultSendBufferSize(), policy);
         } catch (DicomNetworkException e) {
@@ -312,7 +324,7 @@ public final class StoreScp implements Closeable {
         observer.associationAccepted(info);
         try {
             while (true) {
-                DimseHandler handler = new DimseHandler(info);
+                DimseHandler handler = new DimseHandler(info, socket);
                 association.setReceivedDataHandler(handler);
                 try {
                     association.waitForPDataPDUsUntilHandlerReportsDone();
@@ -347,6 +359,7 @@ public final class StoreScp implements Closeable {
      */
     private final class DimseHandler extends CompositeResponseHandler {
         private final AssociationInfo association;
+        private final Socket socket;
         private final ByteArrayOutputStream command = new ByteArrayOutputStream(256);
         private byte presentationContextId;
         private byte[] response;
@@ -358,8 +371,9 @@ public final class StoreScp implements Closeable {
         private int failureStatus = -1;
         private String failureReason;
 
-        DimseHandler(AssociationInfo association) {
+        DimseHandler(AssociationInfo association, Socket socket) {
             this.association = association;
+            this.socket = socket;
         }
 
         @Override
@@ -372,6 +386,11 @@ public final class StoreScp implements Closeable {
             for (Object o : pdu.getPDVList()) {
                 PresentationDataValue pdv = (PresentationDataValue) o;
                 if (pdv.isCommand()) {
+                    if (command.size() + pdv.getValue().length > MAX_COMMAND_LENGTH) {
+                        abort(socket, "COMMAND_TOO_LONG", Pdu.AbortReason.INVALID_PDU_PARAMETER_VALUE,
+                                "DIMSE command fragments beyond " + MAX_COMMAND_LENGTH + " bytes");
+                        throw new DicomNetworkException("DIMSE command too long");
+                    }
                     command.writeBytes(pdv.getValue());
                     if (pdv.isLastFragment()) {
                         presentationContextId = pdv.getPresentationContextID();
@@ -654,23 +673,34 @@ public final class StoreScp implements Closeable {
         return false;
     }
 
-    /** Reads the A-ASSOCIATE-RQ PDU whole (header included), or null when it is not one. */
-    private static byte[] readAssociateRequest(InputStream in) throws IOException {
-        byte[] header = in.readNBytes(6);
-        if (header.length < 6 || (header[0] & 0xFF) != PDU_ASSOCIATE_RQ) {
+    /**
+     * Reads the A-ASSOCIATE-RQ PDU whole (header included), its declared length checked before anything
+     * is allocated for it; null when the connection is refused (already counted, logged and answered).
+     */
+    private byte[] readAssociateRequest(Socket socket) throws IOException {
+        InputStream in = socket.getInputStream();
+        byte[] header = in.readNBytes(Pdu.HEADER_LENGTH);
+        if (header.length < Pdu.HEADER_LENGTH || Pdu.type(header, 0) != Pdu.A_ASSOCIATE_RQ) {
+            // not (yet) a DICOM peer, e.g. HTTP on the DICOM port: drop it without an answer
+            observer.associationRejected("MALFORMED");
             return null;
         }
-        long length = ((header[2] & 0xFFL) << 24) | ((header[3] & 0xFF) << 16) | ((header[4] & 0xFF) << 8) | (header[5] & 0xFF);
-        if (length < 68 || length > MAX_ASSOCIATE_RQ_LENGTH) {
+        long length = Pdu.length(header, 0);
+        if (length < Pdu.ASSOCIATE_FIXED_FIELDS || length > MAX_ASSOCIATE_RQ_LENGTH) {
+            observer.associationRejected("MALFORMED");
+            abort(socket, length > MAX_ASSOCIATE_RQ_LENGTH ? "PDU_LENGTH_EXCEEDED" : "PDU_LENGTH_INVALID",
+                    Pdu.AbortReason.INVALID_PDU_PARAMETER_VALUE, "A-ASSOCIATE-RQ of " + length + " bytes (at most "
+                            + MAX_ASSOCIATE_RQ_LENGTH + ")");
             return null;
         }
-        byte[] body = in.readNBytes((int) length);
-        if (body.length < length) {
+        byte[] pdu = Arrays.copyOf(header, Pdu.HEADER_LENGTH + (int) length);
+        int got = in.readNBytes(pdu, Pdu.HEADER_LENGTH, (int) length);
+        if (got < length) {
+            observer.associationRejected("MALFORMED");
+            LOG.infof("connection from %s: truncated A-ASSOCIATE-RQ (%d of %d bytes)", socket.getInetAddress().getHostAddress(),
+                    got, length);
             return null;
         }
-        byte[] pdu = new byte[6 + body.length];
-        System.arraycopy(header, 0, pdu, 0, 6);
-        System.arraycopy(body, 0, pdu, 6, body.length);
         return pdu;
     }
 
@@ -681,14 +711,59 @@ public final class StoreScp implements Closeable {
     /** A-ASSOCIATE-RJ (PS3.8 9.3.4). */
     private static void reject(Socket socket, int result, int source, int reason) throws IOException {
         OutputStream out = socket.getOutputStream();
-        out.write(new byte[] {0x03, 0, 0, 0, 0, 4, 0, (byte) result, (byte) source, (byte) reason});
+        out.write(Pdu.associateReject(result, source, reason));
         out.flush();
+        linger(socket);
+    }
+
+    /**
+     * A-ABORT from the service provider for a protocol violation: one log line (no stack trace), one count
+     * by reason, and the socket is closed. The caller's read then fails, so nothing is allocated for the PDU.
+     */
+    private void abort(Socket socket, String reason, int abortReason, String detail) {
+        observer.associationAborted(reason);
+        LOG.warnf("aborted association from %s: %s", socket.getInetAddress().getHostAddress(), detail);
         try {
-            // give the peer the chance to read the reject before we close (it closes the transport itself)
+            OutputStream out = socket.getOutputStream();
+            out.write(Pdu.abort(Pdu.AbortSource.SERVICE_PROVIDER, abortReason));
+            out.flush();
+            linger(socket);
+        } catch (IOException | RuntimeException e) {
+            // peer already gone
+        } finally {
+            try {
+                socket.close();
+            } catch (IOException ignored) {
+                // closing anyway
+            }
+        }
+    }
+
+    /**
+     * Gives the peer the chance to read our last PDU before we close: closing with unread input would send
+     * a TCP reset, which can destroy the PDU in the peer's receive buffer. Bounded in time and bytes, so a
+     * peer that keeps sending cannot hold us here.
+     */
+    private static void linger(Socket socket) {
+        try {
             socket.shutdownOutput();
-            socket.setSoTimeout(2000);
-            socket.getInputStream().read(new byte[64]);
-        } catch (IOException ignored) {
+            long end = System.nanoTime() + LINGER_MILLIS * 1_000_000L;
+            byte[] sink = new byte[8192];
+            int total = 0;
+            InputStream in = socket.getInputStream();
+            while (total < LINGER_BYTES) {
+                long left = (end - System.nanoTime()) / 1_000_000;
+                if (left <= 0) {
+                    break;
+                }
+                socket.setSoTimeout((int) left);
+                int n = in.read(sink);
+                if (n < 0) {
+                    break;
+                }
+                total += n;
+            }
+        } catch (IOException | RuntimeException ignored) {
             // peer already gone (on TLS an SSLException, not a SocketException)
         }
     }

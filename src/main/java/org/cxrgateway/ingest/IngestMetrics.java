@@ -12,7 +12,8 @@ import org.cxrgateway.dicom.ScpObserver;
 
 /**
  * Ingest metrics (Prometheus names in brackets):
- * associations by result and reason [cxr_dicom_associations_total], rejected presentation contexts
+ * associations by result (accepted, rejected, aborted by us for a protocol violation) and reason
+ * [cxr_dicom_associations_total], rejected presentation contexts
  * [cxr_dicom_presentation_contexts_rejected_total], instances stored [cxr_ingest_instances_received_total],
  * duplicates [cxr_ingest_instances_duplicate_total], rejected by reason [cxr_ingest_instances_rejected_total],
  * ineligible by reason [cxr_ingest_instances_ineligible_total], bytes [cxr_ingest_received_bytes_total],
@@ -65,6 +66,11 @@ public final class IngestMetrics implements ScpObserver {
     @Override
     public void associationRejected(String reason) {
         registry.counter("cxr.dicom.associations", "result", "rejected", "reason", reason).increment();
+    }
+
+    @Override
+    public void associationAborted(String reason) {
+        registry.counter("cxr.dicom.associations", "result", "aborted", "reason", reason).increment();
     }
 
     @Override
