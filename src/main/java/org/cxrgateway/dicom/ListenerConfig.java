@@ -33,6 +33,29 @@ public interface ListenerConfig {
     @WithDefault("16")
     int maxAssociations();
 
+    /**
+     * ARTIM (PS3.8 9.1.5): a connection that has not sent a complete A-ASSOCIATE-RQ (TLS handshake
+     * included) within this time is closed. Bounds slow and half-open connections. Default 10s.
+     */
+    @WithDefault("10s")
+    Duration artimTimeout();
+
+    /**
+     * An established association that receives no complete PDU (and is sent none) for this long is
+     * closed, however slowly the peer drips bytes. Default 60s (modalities that hold an association open
+     * between studies reconnect; a C-STORE that is still sending completes a PDU far more often).
+     */
+    @WithDefault("60s")
+    Duration idleTimeout();
+
+    /**
+     * Connections (associations and connections still negotiating) from one remote address; more are
+     * closed at accept without being read, so that one peer cannot take every slot or thread. Default 8
+     * (half of {@link #maxAssociations()}'s default).
+     */
+    @WithDefault("8")
+    int maxAssociationsPerPeer();
+
     /** Socket read timeout: an idle peer is dropped after it. Default 60s. */
     @WithDefault("60s")
     Duration socketTimeout();

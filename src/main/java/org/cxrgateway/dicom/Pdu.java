@@ -51,6 +51,18 @@ public final class Pdu {
         public static final int IMPLEMENTATION_VERSION_NAME = 0x55;
     }
 
+    /** Presentation context Result/Reason in A-ASSOCIATE-AC (PS3.8 9.3.3.2, Table 9-18). */
+    public static final class PresentationContextResult {
+        private PresentationContextResult() {
+        }
+
+        public static final int ACCEPTANCE = 0;
+        public static final int USER_REJECTION = 1;
+        public static final int NO_REASON = 2;
+        public static final int ABSTRACT_SYNTAX_NOT_SUPPORTED = 3;
+        public static final int TRANSFER_SYNTAXES_NOT_SUPPORTED = 4;
+    }
+
     /** A-ASSOCIATE-RJ Result (PS3.8 9.3.4, Table 9-21). */
     public static final class RejectResult {
         private RejectResult() {

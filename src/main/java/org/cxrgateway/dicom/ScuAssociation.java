@@ -48,12 +48,12 @@ final class ScuAssociation extends Association {
         out.write(request(calledAe, callingAe, proposed, ourMaxPdu));
         out.flush();
 
-        byte[] header = in.readNBytes(6);
-        if (header.length < 6) {
+        byte[] header = in.readNBytes(Pdu.HEADER_LENGTH);
+        if (header.length < Pdu.HEADER_LENGTH) {
             throw new DicomNetworkException("A-P-ABORT indication - connection closed before A-ASSOCIATE-AC");
         }
-        int type = header[0] & 0xFF;
-        long length = ((header[2] & 0xFFL) << 24) | ((header[3] & 0xFF) << 16) | ((header[4] & 0xFF) << 8) | (header[5] & 0xFF);
+        int type = Pdu.type(header, 0);
+        long length = Pdu.length(header, 0);
         if (length > MAX_AC_LENGTH) {
             throw new DicomNetworkException("A-P-ABORT indication - PDU type 0x" + Integer.toHexString(type)
                     + " of " + length + " bytes");
@@ -63,10 +63,10 @@ final class ScuAssociation extends Association {
             throw new DicomNetworkException("A-P-ABORT indication - truncated PDU type 0x" + Integer.toHexString(type));
         }
         switch (type) {
-            case 0x02 -> accept(body, proposed);
-            case 0x03 -> throw new DicomNetworkException("A-ASSOCIATE-RJ indication - result " + u8(body, 1) + " source "
+            case Pdu.A_ASSOCIATE_AC -> accept(body, proposed);
+            case Pdu.A_ASSOCIATE_RJ -> throw new DicomNetworkException("A-ASSOCIATE-RJ indication - result " + u8(body, 1) + " source "
                     + u8(body, 2) + " reason " + u8(body, 3));
-            case 0x07 -> throw new DicomNetworkException("A-ABORT indication - source " + u8(body, 2) + " reason " + u8(body, 3));
+            case Pdu.A_ABORT -> throw new DicomNetworkException("A-ABORT indication - source " + u8(body, 2) + " reason " + u8(body, 3));
             default -> {
                 abort();
                 throw new DicomNetworkException("A-P-ABORT indication - unexpected PDU type 0x" + Integer.toHexString(type));
@@ -81,7 +81,7 @@ final class ScuAssociation extends Association {
         }
         LinkedList<PresentationContext> accepted = new LinkedList<>();
         int peerMaxPdu = 0;
-        int i = 68; // protocol version, reserved, called and calling AE (echoed), reserved
+        int i = Pdu.ASSOCIATE_FIXED_FIELDS; // protocol version, reserved, called and calling AE (echoed), reserved
         while (i + 4 <= ac.length) {
             int itemType = u8(ac, i);
             int itemLength = u16(ac, i + 2);
@@ -90,24 +90,24 @@ final class ScuAssociation extends Association {
             if (end > ac.length) {
                 throw new DicomNetworkException("A-P-ABORT indication - malformed A-ASSOCIATE-AC item 0x" + Integer.toHexString(itemType));
             }
-            if (itemType == 0x21 && itemLength >= 4) {
+            if (itemType == Pdu.Item.PRESENTATION_CONTEXT_AC && itemLength >= 4) {
                 byte id = ac[start];
                 int result = u8(ac, start + 2);
                 String ts = null;
                 for (int j = start + 4; j + 4 <= end; j += 4 + u16(ac, j + 2)) {
-                    if (u8(ac, j) == 0x40) {
+                    if (u8(ac, j) == Pdu.Item.TRANSFER_SYNTAX) {
                         ts = uid(ac, j + 4, Math.min(u16(ac, j + 2), end - j - 4));
                     }
                 }
                 String as = abstractSyntaxById.get(id);
-                if (result == 0 && ts != null && as != null) {
+                if (result == Pdu.PresentationContextResult.ACCEPTANCE && ts != null && as != null) {
                     PresentationContext pc = new PresentationContext(id, as, ts);
-                    pc.setResultReason((byte) 0);
+                    pc.setResultReason((byte) Pdu.PresentationContextResult.ACCEPTANCE);
                     accepted.add(pc);
                 }
-            } else if (itemType == 0x50) {
+            } else if (itemType == Pdu.Item.USER_INFORMATION) {
                 for (int j = start; j + 4 <= end; j += 4 + u16(ac, j + 2)) {
-                    if (u8(ac, j) == 0x51 && u16(ac, j + 2) == 4 && j + 8 <= end) {
+                    if (u8(ac, j) == Pdu.Item.MAXIMUM_LENGTH && u16(ac, j + 2) == 4 && j + 8 <= end) {
                         peerMaxPdu = (u16(ac, j + 4) << 16) | u16(ac, j + 6);
                     }
                 }
@@ -122,42 +122,33 @@ final class ScuAssociation extends Association {
     private static byte[] request(String calledAe, String callingAe, List<PresentationContext> proposed, int ourMaxPdu)
             throws IOException, DicomNetworkException {
         ByteArrayOutputStream items = new ByteArrayOutputStream(1024);
-        items.write(item(0x10, ascii(APPLICATION_CONTEXT)));
+        items.write(Pdu.item(Pdu.Item.APPLICATION_CONTEXT, ascii(APPLICATION_CONTEXT)));
         for (PresentationContext pc : proposed) {
             ByteArrayOutputStream sub = new ByteArrayOutputStream(256);
             sub.write(new byte[] {pc.getIdentifier(), 0, 0, 0});
-            sub.write(item(0x30, ascii(pc.getAbstractSyntaxUID())));
+            sub.write(Pdu.item(Pdu.Item.ABSTRACT_SYNTAX, ascii(pc.getAbstractSyntaxUID())));
             for (Object ts : pc.getTransferSyntaxUIDs()) {
-                sub.write(item(0x40, ascii(String.valueOf(ts).trim())));
+                sub.write(Pdu.item(Pdu.Item.TRANSFER_SYNTAX, ascii(String.valueOf(ts).trim())));
             }
-            items.write(item(0x20, sub.toByteArray()));
+            items.write(Pdu.item(Pdu.Item.PRESENTATION_CONTEXT_RQ, sub.toByteArray()));
         }
         ByteArrayOutputStream user = new ByteArrayOutputStream(64);
-        user.write(item(0x51, new byte[] {(byte) (ourMaxPdu >>> 24), (byte) (ourMaxPdu >>> 16), (byte) (ourMaxPdu >>> 8),
+        user.write(Pdu.item(Pdu.Item.MAXIMUM_LENGTH, new byte[] {(byte) (ourMaxPdu >>> 24), (byte) (ourMaxPdu >>> 16), (byte) (ourMaxPdu >>> 8),
                 (byte) ourMaxPdu}));
-        user.write(item(0x52, ascii(VersionAndConstants.implementationClassUID)));
-        user.write(item(0x55, ascii(VersionAndConstants.implementationVersionName)));
-        items.write(item(0x50, user.toByteArray()));
+        user.write(Pdu.item(Pdu.Item.IMPLEMENTATION_CLASS_UID, ascii(VersionAndConstants.implementationClassUID)));
+        user.write(Pdu.item(Pdu.Item.IMPLEMENTATION_VERSION_NAME, ascii(VersionAndConstants.implementationVersionName)));
+        items.write(Pdu.item(Pdu.Item.USER_INFORMATION, user.toByteArray()));
 
         byte[] variable = items.toByteArray();
-        int length = 68 + variable.length;
-        ByteArrayOutputStream pdu = new ByteArrayOutputStream(6 + length);
-        pdu.write(new byte[] {0x01, 0, (byte) (length >>> 24), (byte) (length >>> 16), (byte) (length >>> 8), (byte) length});
-        pdu.write(new byte[] {0, 1, 0, 0}); // protocol version 1, reserved
+        int length = Pdu.ASSOCIATE_FIXED_FIELDS + variable.length;
+        ByteArrayOutputStream pdu = new ByteArrayOutputStream(Pdu.HEADER_LENGTH + length);
+        pdu.write(Pdu.header(Pdu.A_ASSOCIATE_RQ, length));
+        pdu.write(new byte[] {0, Pdu.PROTOCOL_VERSION, 0, 0}); // protocol version (2 bytes), reserved
         pdu.write(ae(calledAe));
         pdu.write(ae(callingAe));
         pdu.write(new byte[32]);
         pdu.write(variable);
         return pdu.toByteArray();
-    }
-
-    private static byte[] item(int type, byte[] value) {
-        byte[] b = new byte[4 + value.length];
-        b[0] = (byte) type;
-        b[2] = (byte) (value.length >>> 8);
-        b[3] = (byte) value.length;
-        System.arraycopy(value, 0, b, 4, value.length);
-        return b;
     }
 
     private static byte[] ae(String title) throws DicomNetworkException {

@@ -51,6 +51,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
 import org.jboss.logging.Logger;
 
 /**
@@ -93,7 +94,8 @@ public final class StoreScp implements Closeable {
     /** @param tls null: plain TCP */
     public record Options(String aeTitle, String bindAddress, int port, List<String> allowedCallingAes,
                           int maxAssociations, int socketTimeoutMillis, boolean tcpNoDelay, int maxPduLength,
-                          DicomTls.Settings tls) {
+                          DicomTls.Settings tls, int artimTimeoutMillis, int idleTimeoutMillis,
+                          int maxAssociationsPerPeer) {
 
         public Options(String aeTitle, String bindAddress, int port, List<String> allowedCallingAes,
                        int maxAssociations, int socketTimeoutMillis, boolean tcpNoDelay, int maxPduLength) {
@@ -101,9 +103,22 @@ public final class StoreScp implements Closeable {
                     maxPduLength, null);
         }
 
+        /** The ListenerConfig defaults for ARTIM (10 s) and idle (60 s); per peer twice the total, i.e. no per-peer cap. */
+        public Options(String aeTitle, String bindAddress, int port, List<String> allowedCallingAes,
+                       int maxAssociations, int socketTimeoutMillis, boolean tcpNoDelay, int maxPduLength,
+                       DicomTls.Settings tls) {
+            this(aeTitle, bindAddress, port, allowedCallingAes, maxAssociations, socketTimeoutMillis, tcpNoDelay,
+                    maxPduLength, tls, 10_000, 60_000, 2 * Math.max(1, maxAssociations));
+        }
+
         public Options withTls(DicomTls.Settings settings) {
             return new Options(aeTitle, bindAddress, port, allowedCallingAes, maxAssociations, socketTimeoutMillis,
-                    tcpNoDelay, maxPduLength, settings);
+                    tcpNoDelay, maxPduLength, settings, artimTimeoutMillis, idleTimeoutMillis, maxAssociationsPerPeer);
+        }
+
+        public Options withTimers(int artimMillis, int idleMillis, int perPeer) {
+            return new Options(aeTitle, bindAddress, port, allowedCallingAes, maxAssociations, socketTimeoutMillis,
+                    tcpNoDelay, maxPduLength, tls, artimMillis, idleMillis, perPeer);
         }
 
         public static Options from(ListenerConfig c) {
@@ -113,7 +128,8 @@ public final class StoreScp implements Closeable {
                     t.trustStorePassword().orElse(null), t.trustStoreType(), t.clientAuth(), t.protocols(),
                     t.cipherSuites().orElse(List.of()), false);
             return new Options(c.aeTitle(), c.bindAddress(), c.port(), c.allowedCallingAes().orElse(List.of()),
-                    c.maxAssociations(), (int) c.socketTimeout().toMillis(), c.tcpNoDelay(), c.maxPduLength(), tls);
+                    c.maxAssociations(), (int) c.socketTimeout().toMillis(), c.tcpNoDelay(), c.maxPduLength(), tls,
+                    (int) c.artimTimeout().toMillis(), (int) c.idleTimeout().toMillis(), c.maxAssociationsPerPeer());
         }
     }
 
@@ -123,6 +139,8 @@ public final class StoreScp implements Closeable {
     private final Semaphore slots;
     private final ExecutorService workers;
     private final Set<Socket> open = ConcurrentHashMap.newKeySet();
+    /** Open connections by remote address, for {@link Options#maxAssociationsPerPeer()}. */
+    private final ConcurrentHashMap<InetAddress, Integer> perPeer = new ConcurrentHashMap<>();
     private final AtomicLong associationIds = new AtomicLong();
     private final PresentationContextSelectionPolicy policy = new Policy();
     private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -206,7 +224,25 @@ public final class StoreScp implements Closeable {
         while (s != null && !s.isClosed()) {
             try {
                 Socket socket = s.accept();
-                workers.execute(() -> serve(socket));
+                InetAddress remote = socket.getInetAddress();
+                int n = perPeer.merge(remote, 1, Integer::sum);
+                if (n > options.maxAssociationsPerPeer()) {
+                    // closed unread, here: reading a reject's request would give the peer a thread of ours
+                    release(remote);
+                    closeQuietly(socket);
+                    observer.associationRejected("PEER_LIMIT_EXCEEDED");
+                    LOG.debugf("closed connection from %s: %d connections from it already", remote.getHostAddress(),
+                            options.maxAssociationsPerPeer());
+                    continue;
+                }
+                // the TLS handshake and every read happen on the connection's own thread: accept never waits on a peer
+                workers.execute(() -> {
+                    try {
+                        serve(socket);
+                    } finally {
+                        release(remote);
+                    }
+                });
             } catch (IOException e) {
                 if (!s.isClosed()) {
                     LOG.warnf("accept failed: %s", e.getMessage());
@@ -217,18 +253,53 @@ public final class StoreScp implements Closeable {
         }
     }
 
+    private void release(InetAddress remote) {
+        perPeer.computeIfPresent(remote, (k, v) -> v <= 1 ? null : v - 1);
+    }
+
+    private static void closeQuietly(Socket socket) {
+        try {
+            socket.close();
+        } catch (IOException ignored) {
+            // closing anyway
+        }
+    }
+
     private void serve(Socket socket) {
         open.add(socket);
+        AtomicBoolean requested = new AtomicBoolean();
+        AtomicBoolean artimExpired = new AtomicBoolean();
+        // ARTIM (PS3.8 9.1.5): the whole A-ASSOCIATE-RQ, TLS handshake included, within the timeout, however
+        // slowly the peer drips it (a read timeout alone would restart with every byte)
+        ScheduledFuture<?> artim = timer.schedule(() -> {
+            if (!requested.get() && artimExpired.compareAndSet(false, true)) {
+                closeQuietly(socket);
+            }
+        }, options.artimTimeoutMillis(), TimeUnit.MILLISECONDS);
         try (socket) {
             socket.setTcpNoDelay(options.tcpNoDelay());
+            socket.setSoTimeout(Math.min(options.socketTimeoutMillis(), options.artimTimeoutMillis()));
+            if (socket instanceof SSLSocket ssl && !handshake(ssl, artimExpired)) {
+                return;
+            }
+            byte[] request;
+            try {
+                request = readAssociateRequest(socket);
+            } catch (IOException e) {
+                if (artimExpired.get() || e instanceof java.net.SocketTimeoutException) {
+                    artimExpired.set(true);
+                    observer.associationRejected("ARTIM_EXPIRED");
+                    LOG.infof("closed connection from %s: no A-ASSOCIATE-RQ within %d ms",
+                            socket.getInetAddress().getHostAddress(), options.artimTimeoutMillis());
+                    return;
+                }
+                throw e;
+            }
+            if (request == null || !requested.compareAndSet(false, true)) {
+                return;
+            }
+            artim.cancel(false);
             socket.setSoTimeout(options.socketTimeoutMillis());
-            if (socket instanceof SSLSocket ssl && !handshake(ssl)) {
-                return;
-            }
-            byte[] request = readAssociateRequest(socket);
-            if (request == null) {
-                return;
-            }
             String called = aeTitle(request, Pdu.CALLED_AE_OFFSET);
             String calling = aeTitle(request, Pdu.CALLING_AE_OFFSET);
             if (!options.aeTitle().equals(called)) {
@@ -260,12 +331,13 @@ public final class StoreScp implements Closeable {
         } catch (IOException | RuntimeException e) {
             LOG.debugf("association ended with %s", e.toString());
         } finally {
+            artim.cancel(false);
             open.remove(socket);
         }
     }
 
     /** Runs the TLS handshake (bounded by the socket timeout); a failed one is a rejected association. */
-    private boolean handshake(SSLSocket ssl) {
+    private boolean handshake(SSLSocket ssl, AtomicBoolean artimExpired) {
         try {
             ssl.startHandshake();
             SSLSession session = ssl.getSession();
@@ -278,6 +350,13 @@ public final class StoreScp implements Closeable {
             LOG.debugf("TLS from %s: %s %s, %s", ssl.getInetAddress(), session.getProtocol(), session.getCipherSuite(), peer);
             return true;
         } catch (IOException e) {
+            if (artimExpired.get() || e instanceof java.net.SocketTimeoutException) {
+                artimExpired.set(true);
+                observer.associationRejected("ARTIM_EXPIRED");
+                LOG.infof("closed connection from %s: no TLS handshake and A-ASSOCIATE-RQ within %d ms",
+                        ssl.getInetAddress().getHostAddress(), options.artimTimeoutMillis());
+                return false;
+            }
             observer.associationRejected("TLS_HANDSHAKE_FAILED");
             // a plain DICOM peer on the TLS port, an untrusted or missing client certificate, no common protocol
             LOG.infof("TLS handshake with %s failed: %s", ssl.getInetAddress(), e.getMessage());
@@ -322,6 +401,17 @@ public final class StoreScp implements Closeable {
                 association.getCalledAETitle(), socket.getInetAddress().getHostAddress());
         infoRef.set(info);
         observer.associationAccepted(info);
+        AtomicBoolean idleClosed = new AtomicBoolean();
+        long idleNanos = options.idleTimeoutMillis() * 1_000_000L;
+        long every = Math.max(50, Math.min(1000, options.idleTimeoutMillis() / 4));
+        ScheduledFuture<?> idle = timer.scheduleWithFixedDelay(() -> {
+            if (System.nanoTime() - guarded.lastPduNanos() > idleNanos && idleClosed.compareAndSet(false, true)) {
+                // closed, not aborted: writing an A-ABORT could block this shared timer on a peer that does not read
+                observer.associationAborted("IDLE_TIMEOUT");
+                LOG.infof("closed association %d from %s: no PDU for %d ms", info.id(), remote, options.idleTimeoutMillis());
+                closeQuietly(socket);
+            }
+        }, every, every, TimeUnit.MILLISECONDS);
         try {
             while (true) {
                 DimseHandler handler = new DimseHandler(info, socket);
@@ -336,12 +426,15 @@ public final class StoreScp implements Closeable {
                     return;
                 }
                 association.send(handler.presentationContextId, handler.response, null);
+                // the peer may take its time after an answer; the idle clock runs from what we sent, too
+                guarded.touch();
             }
         } catch (AReleaseException e) {
             LOG.debugf("association %d released", info.id());
         } catch (DicomNetworkException e) {
             LOG.debugf("association %d ended: %s", info.id(), e.getMessage());
         } finally {
+            idle.cancel(false);
             if (ended.compareAndSet(false, true)) {
                 store.associationEnded(info);
             }
@@ -631,11 +724,11 @@ public final class StoreScp implements Closeable {
                 pc.newTransferSyntaxUIDs();
                 if (chosen != null) {
                     pc.addTransferSyntaxUID(chosen);
-                    pc.setResultReason((byte) 0);
+                    pc.setResultReason((byte) Pdu.PresentationContextResult.ACCEPTANCE);
                 } else {
                     pc.addTransferSyntaxUID(DicomUids.IMPLICIT_VR_LE);
-                    // 3: abstract syntax not supported; 4: transfer syntaxes not supported (PS3.8 9.3.3.2)
-                    pc.setResultReason((byte) (ours == null ? 3 : 4));
+                    pc.setResultReason((byte) (ours == null ? Pdu.PresentationContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED
+                            : Pdu.PresentationContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED));
                     observer.presentationContextRejected(abstractSyntax,
                             ours == null ? "ABSTRACT_SYNTAX_NOT_SUPPORTED" : "TRANSFER_SYNTAX_NOT_SUPPORTED");
                 }

@@ -7,6 +7,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.UnaryOperator;
 import java.util.concurrent.atomic.AtomicReference;
 import org.cxrgateway.dicom.DicomTls;
 import org.cxrgateway.dicom.StoreScp;
@@ -62,14 +63,20 @@ final class IngestHarness implements Closeable {
     /** @param tls null: plain listener */
     IngestHarness(Path spoolDir, long minFree, List<String> allowedCallers, Collector sink, Duration quiet,
                   DicomTls.Settings tls) throws Exception {
+        this(spoolDir, minFree, allowedCallers, sink, quiet, tls, UnaryOperator.identity());
+    }
+
+    /** @param tune changes the listener options, e.g. its timers */
+    IngestHarness(Path spoolDir, long minFree, List<String> allowedCallers, Collector sink, Duration quiet,
+                  DicomTls.Settings tls, UnaryOperator<StoreScp.Options> tune) throws Exception {
         this.sink = sink;
         spool = new Spool(spoolDir, minFree);
         assembler = new StudyAssembler(spool, () -> sink,
                 new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), metrics);
         spool.setListener(assembler);
         assembler.start();
-        scp = new StoreScp(new StoreScp.Options("CXRGATEWAY", "127.0.0.1", 0, allowedCallers, 4, 20_000, true, 131072, tls),
-                spool, metrics);
+        scp = new StoreScp(tune.apply(new StoreScp.Options("CXRGATEWAY", "127.0.0.1", 0, allowedCallers, 4, 20_000, true,
+                131072, tls)), spool, metrics);
         try {
             scp.start();
         } catch (Exception e) {
