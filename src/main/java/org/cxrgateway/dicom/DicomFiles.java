@@ -70,6 +70,16 @@ public final class DicomFiles {
     }
 
     private static AttributeList read(Path file, boolean stopAtPixelData) throws IOException {
+        if (!stopAtPixelData) {
+            // PixelMed reads a truncated file up to the cut, logs the EOF with a stack trace at ERROR and returns
+            // what it has, which then looks like "no pixel data"; say what it is, in one line, before it reads
+            String ts = string(read(file, true), TagFromName.TransferSyntaxUID);
+            try {
+                DataSetExtent.check(file, ts == null ? DicomUids.EXPLICIT_VR_LE : ts);
+            } catch (IOException e) {
+                throw new IOException("truncated data set: " + e.getMessage());
+            }
+        }
         AttributeList list = new AttributeList();
         list.setDecompressPixelData(false);
         try (InputStream in = new BufferedInputStream(Files.newInputStream(file), 65536);

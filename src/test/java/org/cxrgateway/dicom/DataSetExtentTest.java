@@ -14,6 +14,7 @@ import java.util.stream.Stream;
 import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Whole files pass, files cut anywhere fail: implicit and explicit VR, sequences of undefined
@@ -54,5 +55,19 @@ class DataSetExtentTest {
                 assertThrows(IOException.class, () -> DataSetExtent.check(part, ts), part.toString());
             }
         }
+    }
+
+    /** Issue 11: a truncated file is reported as such, in one message, not as "no pixel data". */
+    @Test
+    void readingATruncatedFileSaysTruncatedDataSet() throws Exception {
+        Path f = cases().stream().filter(p -> p.getFileName().toString().equals("mono2_12bit_rescale_window.dcm"))
+                .findFirst().orElseThrow();
+        byte[] all = Files.readAllBytes(f);
+        Path part = dir.resolve("truncated-read.dcm");
+        Files.write(part, Arrays.copyOf(all, all.length / 2));
+        IOException e = assertThrows(IOException.class, () -> DicomFiles.readWithPixels(part));
+        assertTrue(e.getMessage().startsWith("truncated data set: "), e.getMessage());
+        assertFalse(e.getMessage().contains("\n"), e.getMessage());
+        assertDoesNotThrow(() -> DicomFiles.readWithPixels(f), "the whole file still reads");
     }
 }
