@@ -201,7 +201,16 @@ def cases(out):
 
 
 def reference(path, out, size=None):
-    ds = pydicom.dcmread(path)
+    v = rendered(pydicom.dcmread(path))
+    if size is not None:
+        import cv2
+        v = cv2.resize(v.astype(np.float32), size, interpolation=cv2.INTER_AREA).astype(np.float64)
+    with open(out, "wb") as f:
+        f.write(np.round(v * 255).astype(np.uint8).tobytes())
+
+
+def rendered(ds):
+    """The display values in [0, 1] at source resolution, 0 = black, by pydicom's LUT functions."""
     stored = ds.pixel_array
     arr = apply_modality_lut(stored, ds).astype(np.float64)
     if "VOILUTSequence" in ds:
@@ -226,11 +235,7 @@ def reference(path, out, size=None):
     v = np.clip(v, 0, 1)
     if ds.PhotometricInterpretation == "MONOCHROME1":
         v = 1 - v
-    if size is not None:
-        import cv2
-        v = cv2.resize(v.astype(np.float32), size, interpolation=cv2.INTER_AREA).astype(np.float64)
-    with open(out, "wb") as f:
-        f.write(np.round(v * 255).astype(np.uint8).tobytes())
+    return v
 
 
 def bench(out, n):
