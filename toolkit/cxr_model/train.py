@@ -15,6 +15,7 @@ import torchvision
 import torchvision.transforms.functional as TF
 
 import cxr_models
+import cxr_preprocessing
 import make_demo_models
 
 from . import NOT_FOR_DIAGNOSTIC_USE, codes, dataset, labels as labels_mod, losses, metrics, preprocess, split
@@ -39,6 +40,9 @@ def add_arguments(ap):
     ap.add_argument("--crop", choices=["resize", "center"], default=None, help="default: the --init package's, else resize")
     ap.add_argument("--normalisation", choices=["imagenet", "xrv"], default=None,
                     help="default: the --init package's, else imagenet (mean 0 / std 1 per ImageNet statistics)")
+    ap.add_argument("--preset", help="train with an importer preset's preprocessing (chexnet, jrzech, xrv); "
+                                     "written as manifest formatVersion 2, served by the gateway step for step")
+    ap.add_argument("--preprocessing", metavar="FILE.json", help="train with this preprocessing spec (cxr_preprocessing.py)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=None, help="default 1e-3, 1e-4 with --init")
     ap.add_argument("--weight-decay", type=float, default=1e-5)
@@ -80,6 +84,28 @@ def argparse_bool():
 def argparse_suppress():
     import argparse
     return argparse.SUPPRESS
+
+
+def stated_preprocessing(a, init_manifest):
+    """A formatVersion 2 spec from --preset, --preprocessing or a version-2 --init package; None for version 1."""
+    if sum(x is not None for x in (a.preset, a.preprocessing)) + (a.crop is not None or a.normalisation is not None) > 1:
+        raise SystemExit("--preset, --preprocessing and --crop/--normalisation exclude each other")
+    if a.preset:
+        if a.preset not in cxr_preprocessing.PRESETS:
+            raise SystemExit("--preset must be one of " + ", ".join(sorted(cxr_preprocessing.PRESETS)))
+        spec = cxr_preprocessing.PRESETS[a.preset]
+    elif a.preprocessing:
+        spec = json.load(open(a.preprocessing))
+    elif init_manifest is not None and init_manifest.get("formatVersion", 1) >= 2 and a.crop is None and a.normalisation is None:
+        spec = init_manifest["preprocessing"]
+    else:
+        return None
+    try:
+        cxr_preprocessing.validate(spec)
+        cxr_preprocessing.model_input(spec)
+    except ValueError as e:
+        raise SystemExit("preprocessing: %s" % e)
+    return spec
 
 
 class Augment:
@@ -205,8 +231,9 @@ def run(a, log=print):
     init_manifest = None
     if a.init and os.path.isdir(a.init):
         init_manifest = json.load(open(os.path.join(a.init, "manifest.json")))
-    crop = a.crop or (init_manifest["preprocessing"]["crop"] if init_manifest else "resize")
-    norm = a.normalisation or (init_manifest["preprocessing"]["normalisation"] if init_manifest else "imagenet")
+    init_pre = init_manifest["preprocessing"] if init_manifest else {}
+    crop = a.crop or init_pre.get("crop", "resize")
+    norm = a.normalisation or init_pre.get("normalisation", "imagenet")
     if norm == "xrv":
         channels = 1
     pid = a.id or os.path.basename(os.path.normpath(a.out)).lower()
@@ -215,6 +242,19 @@ def run(a, log=print):
               "labels": [(n,) + tuple(lab.codes[n]) for n in names], "crop": crop,
               "reported": [s.strip() for s in a.reported.split(",")] if a.reported else None},
         a.arch, channels, a.size, 1, 1, norm, version=a.version, intended_use=a.intended_use, diagnostic=a.diagnostic)
+    stated = stated_preprocessing(a, init_manifest)
+    if stated is not None:
+        # one spec for training and serving: the package states the steps this model was trained with
+        channels, size = cxr_preprocessing.model_input(stated)
+        manifest = make_demo_models.manifest(
+            pid, {"title": manifest["title"], "activation": a.activation,
+                  "labels": [(n,) + tuple(lab.codes[n]) for n in names], "crop": "resize",
+                  "reported": manifest.get("reportedLabels")},
+            a.arch, channels, size, 1, 1, "imagenet", version=a.version, intended_use=a.intended_use, diagnostic=a.diagnostic)
+        manifest["formatVersion"] = 2
+        manifest["preprocessing"] = stated
+        crop, norm = "spec", stated["upstream"]
+        a.size = size
     spec = preprocess.spec_of(manifest)
     preprocess.validate(spec)
 

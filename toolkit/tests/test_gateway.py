@@ -41,30 +41,39 @@ class GatewayTest(unittest.TestCase):
         man = make_demo_models.manifest("tk-test", {"title": "t", "activation": "sigmoid", "crop": "center",
                                                     "labels": [(n, "X%d" % i, "99CXR", n) for i, n in enumerate(synth.FINDINGS)]},
                                         "tiny", 3, 64, 1, 1, "imagenet")
-        pk = os.path.join(d, "packages", "tk-test")
-        a = argparse.Namespace(out=pk)
-        train.write_package(model, man, a, synth.FINDINGS, {n: 0.5 for n in synth.FINDINGS}, log=lambda *x: None)
-        files = sorted(os.path.join(root, f) for root, _, fs in os.walk(os.path.join(d, "data")) for f in fs if f.endswith(".dcm"))
-        out = os.path.join(d, "s.json")
-        p = subprocess.run(["java", "-Dcxr.inference.packages-dir=" + os.path.join(d, "packages"), "-jar", JAR, "score",
-                            "--json", out, "--no-reports"] + files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-        self.assertTrue(os.path.exists(out), p.stdout.decode()[-2000:])
-        res = {os.path.realpath(i["file"]): {f["label"]: f["probability"] for f in i["runs"][0]["findings"]}
-               for i in json.load(open(out))["images"]}
-        self.assertEqual(len(res), len(files))
-        spec = preprocess.spec_of(json.load(open(os.path.join(pk, "manifest.json"))))
-        ref, _ = cxr_models.load_package_model(pk, "tiny")
-        worst, probs = 0.0, []
-        for f in files:
-            _, g = decode.read(f)
-            with torch.no_grad():
-                pt = torch.sigmoid(ref(torch.from_numpy(preprocess.apply(spec, g))[None])[0])[0].numpy()
-            j = np.array([res[os.path.realpath(f)][n] for n in synth.FINDINGS])
-            worst = max(worst, float(np.abs(pt - j).max()))
-            probs += list(pt)
-        self.assertGreater(max(probs) - min(probs), 0.3, "probabilities must spread for a sensitive comparison")
-        self.assertLessEqual(worst, 2e-3)
-        print("gateway vs PyTorch: %d images, max |diff| %.2e, probabilities %.3f..%.3f" % (len(files), worst, min(probs), max(probs)))
+        # formatVersion 1 (crop + normalisation) and 2 (a stated spec with PIL's antialiased resize, as
+        # --preset / --preprocessing write it): one spec drives training here and serving in Java
+        v2 = dict(man, formatVersion=2, preprocessing={
+            "upstream": "test: PIL Resize(64), CenterCrop(64), ImageNet", "steps": [
+                {"op": "resize", "to": "short-side", "size": 64, "filter": "pil-bilinear"},
+                {"op": "center-crop", "size": 64, "offset": "torchvision"},
+                {"op": "channels", "count": 3}, {"op": "normalize", "kind": "imagenet"}]})
+        for variant, man in (("formatVersion 1", man), ("formatVersion 2", v2)):
+            packages = os.path.join(d, "packages-v%d" % man["formatVersion"])
+            pk = os.path.join(packages, "tk-test")
+            a = argparse.Namespace(out=pk)
+            train.write_package(model, man, a, synth.FINDINGS, {n: 0.5 for n in synth.FINDINGS}, log=lambda *x: None)
+            files = sorted(os.path.join(root, f) for root, _, fs in os.walk(os.path.join(d, "data")) for f in fs if f.endswith(".dcm"))
+            out = os.path.join(packages, "s.json")
+            p = subprocess.run(["java", "-Dcxr.inference.packages-dir=" + packages, "-jar", JAR, "score",
+                                "--json", out, "--no-reports"] + files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+            self.assertTrue(os.path.exists(out), p.stdout.decode()[-2000:])
+            res = {os.path.realpath(i["file"]): {f["label"]: f["probability"] for f in i["runs"][0]["findings"]}
+                   for i in json.load(open(out))["images"]}
+            self.assertEqual(len(res), len(files))
+            spec = preprocess.spec_of(json.load(open(os.path.join(pk, "manifest.json"))))
+            ref, _ = cxr_models.load_package_model(pk, "tiny")
+            worst, probs = 0.0, []
+            for f in files:
+                _, g = decode.read(f)
+                with torch.no_grad():
+                    pt = torch.sigmoid(ref(torch.from_numpy(preprocess.apply(spec, g))[None])[0])[0].numpy()
+                j = np.array([res[os.path.realpath(f)][n] for n in synth.FINDINGS])
+                worst = max(worst, float(np.abs(pt - j).max()))
+                probs += list(pt)
+            self.assertGreater(max(probs) - min(probs), 0.3, "probabilities must spread for a sensitive comparison")
+            self.assertLessEqual(worst, 2e-3, variant)
+            print("gateway vs PyTorch, %s: %d images, max |diff| %.2e, probabilities %.3f..%.3f" % (variant, len(files), worst, min(probs), max(probs)))
 
 
 if __name__ == "__main__":
