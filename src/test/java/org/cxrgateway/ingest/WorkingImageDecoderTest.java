@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.zip.Inflater;
 import org.cxrgateway.dicom.DicomFiles;
@@ -87,6 +88,30 @@ class WorkingImageDecoderTest {
         byte[] ours = bytes(image.getPixels());
         assertEquals(reference.length, ours.length);
         assertWithinOneGrey(file + " at " + image.getWidth() + "x" + image.getHeight(), ours, reference);
+    }
+
+    /**
+     * The model toolkit trains on what the gateway serves: its Python decoder (toolkit/cxr_model/decode.py)
+     * gives the Java decoder's working image within one grey level, downscale included.
+     */
+    @ParameterizedTest(name = "{0} to long side {1}")
+    @CsvSource({
+            "mono2_12bit_rescale_window.dcm, 1024",
+            "mono1_12bit_window.dcm, 97",
+            "mono2_14bit_default_window.dcm, 211",
+            "mono2_12bit_voilut.dcm, 128",
+            "signed_16bit_sigmoid.dcm, 1024",
+            "mono1_8bit_default_window.dcm, 150",
+    })
+    void toolkitDecoderGivesTheSameWorkingImage(String file, int longSide) throws Exception {
+        DicomFiles.Decoded decoded = DicomFiles.readWithPixels(dir.resolve(file));
+        WorkingImage image = new WorkingImageDecoder(longSide, 8, PixelEncoding.RAW, 10_000_000).decode(decoded.frame());
+        Path out = dir.resolve(file + "." + longSide + ".toolkit.u8");
+        String size = Fixtures.runOk(Path.of("toolkit").toAbsolutePath(), Fixtures.PYTHON, "-m", "cxr_model.decode",
+                dir.resolve(file).toString(), out.toString(), Integer.toString(longSide)).output().trim();
+        String[] lines = size.split("\n");
+        assertEquals(image.getWidth() + " " + image.getHeight(), lines[lines.length - 1].trim(), "working size");
+        assertWithinOneGrey(file + " (toolkit)", bytes(image.getPixels()), Files.readAllBytes(out));
     }
 
     private static void assertWithinOneGrey(String what, byte[] ours, byte[] reference) {
