@@ -76,5 +76,47 @@ class GatewayTest(unittest.TestCase):
             print("gateway vs PyTorch, %s: %d images, max |diff| %.2e, probabilities %.3f..%.3f" % (variant, len(files), worst, min(probs), max(probs)))
 
 
+    def test_bad_input_is_listed_and_a_label_without_positives_gets_no_auroc(self):
+        if not os.path.exists(JAR):
+            if os.environ.get("CXR_REQUIRE_JAR") == "1":
+                self.fail("gateway jar missing: " + JAR)
+            self.skipTest("gateway jar missing: " + JAR)
+        d = tempfile.mkdtemp()
+        data = os.path.join(d, "data")
+        synth.generate(data, patients=6, size=64, seed=9, log=lambda *a: None)
+        import csv
+        rows = list(csv.reader(open(os.path.join(data, "LABELS.csv"))))
+        header = rows[0]
+        for r in rows[1:]:
+            for i, h in enumerate(header):
+                if h.startswith("Pneumothorax@"):
+                    r[i] = "0"  # no positives anywhere
+        blank = [""] * (len(header) - 2)
+        rows.append(["missing.dcm", "SYN00001"] + blank)
+        with open(os.path.join(data, "not-dicom.dcm"), "w") as f:
+            f.write("hello")
+        rows.append(["not-dicom.dcm", "SYN00002"] + blank)
+        with open(os.path.join(data, "LABELS.csv"), "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        cli = os.path.join(os.path.dirname(__file__), "..", "..", "bin", "cxr-model")
+        env = dict(os.environ, CXR_GATEWAY_JAR=JAR)
+        t = subprocess.run([cli, "train", "--data", data, "--labels", os.path.join(data, "LABELS.csv"), "--out", os.path.join(d, "pkg"),
+                            "--arch", "tiny", "--size", "32", "--epochs", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=600)
+        self.assertEqual(t.returncode, 0, t.stdout.decode()[-2000:])
+        v = subprocess.run([cli, "validate", "--package", os.path.join(d, "pkg"), "--data", data, "--labels", os.path.join(data, "LABELS.csv"),
+                            "--out", os.path.join(d, "rep")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=600)
+        out = v.stdout.decode()
+        self.assertEqual(v.returncode, 0, out[-2000:])
+        self.assertIn("warning: Pneumothorax has no positives", out)
+        rep = json.load(open(os.path.join(d, "rep", "report.json")))
+        ptx = [l for l in rep["labels"] if l["name"] == "Pneumothorax"][0]
+        self.assertIsNone(ptx["auroc"])
+        self.assertIn("no positives", ptx["warning"])
+        self.assertEqual(rep["skippedCount"], 2, rep["skipped"])
+        reasons = {s["file"]: s["reason"] for s in rep["skipped"]}
+        self.assertIn("no such file", reasons["missing.dcm"])
+        self.assertTrue(reasons["not-dicom.dcm"], reasons)
+        print("bad input: skipped %s; Pneumothorax without positives: auroc %s" % (sorted(reasons), ptx["auroc"]))
+
 if __name__ == "__main__":
     unittest.main()
