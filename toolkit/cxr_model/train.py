@@ -32,6 +32,8 @@ def add_arguments(ap):
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--init", help="package folder (ONNX weights read back) or checkpoint (.pt) to fine-tune from")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (GPU; the loss stays float32)")
+    ap.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster convolutions on GPU)")
     ap.add_argument("--arch", default="densenet121", choices=["densenet121", "tiny"])
     ap.add_argument("--activation", choices=["sigmoid", "softmax"], default="sigmoid",
                     help="sigmoid: multi-label, weighted BCE; softmax: one class per image (e.g. Normal / Pneumonia / COVID-19)")
@@ -300,6 +302,9 @@ def run(a, log=print):
     else:
         model = cxr_models.densenet(a.arch, len(names), channels)
     model = model.to(device)
+    memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
+    if a.channels_last:
+        model = model.to(memory_format=memory_format)
     lr = a.lr if a.lr is not None else (1e-4 if a.init else 1e-3)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=a.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=a.lr_patience)
@@ -353,10 +358,11 @@ def run(a, log=print):
         total_loss, seen = 0.0, 0
         for b in range(0, n_train, a.batch):
             sel = order[b:b + a.batch]
-            xb = torch.stack([augment(X["train"][i]) for i in sel]).to(device)
+            xb = torch.stack([augment(X["train"][i]) for i in sel]).to(device, memory_format=memory_format)
             tb = T["train"][sel].to(device)
-            logits, _ = model(xb)
-            loss = loss_fn(logits, tb)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
+                logits, _ = model(xb)
+            loss = loss_fn(logits.float(), tb)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -399,7 +405,7 @@ def run(a, log=print):
         log("early stop: no better validation AUROC for %d epochs" % a.patience)
     if best_state is not None:
         model.load_state_dict(best_state)
-    model = model.to("cpu").float().eval()
+    model = model.to("cpu", memory_format=torch.contiguous_format).float().eval()
     atomic_save({"model": model.state_dict(), "names": names, "manifest": manifest}, os.path.join(work, "best.pt"))
 
     # thresholds from validation: Youden's J per label (0.5 where the validation set cannot tell)
