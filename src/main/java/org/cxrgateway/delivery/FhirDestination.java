@@ -65,7 +65,7 @@ public final class FhirDestination implements Destination {
         authorization.ifPresent(a -> req.header("Authorization", a));
         HttpResponse<String> resp;
         try {
-            resp = client.send(req.build(), HttpResponse.BodyHandlers.ofString());
+            resp = client.send(req.build(), BOUNDED_BODY);
         } catch (IOException e) {
             throw new DeliveryException("FHIR server " + base + " unreachable: " + e, true, e);
         } catch (InterruptedException e) {
@@ -83,6 +83,20 @@ public final class FhirDestination implements Destination {
         throw new DeliveryException("FHIR server answered " + s + ": " + body.substring(0, Math.min(300, body.length())),
                 retryable, null);
     }
+
+    /** What is read of a response body at most: enough for an OperationOutcome, never a peer-chosen size. */
+    static final int MAX_RESPONSE_BYTES = 64 * 1024;
+
+    /** The body as text, cut at MAX_RESPONSE_BYTES; the rest is discarded unread into memory. */
+    static final HttpResponse.BodyHandler<String> BOUNDED_BODY = info -> HttpResponse.BodySubscribers.mapping(
+            HttpResponse.BodySubscribers.ofInputStream(), in -> {
+                try (in) {
+                    byte[] head = in.readNBytes(MAX_RESPONSE_BYTES);
+                    return new String(head, StandardCharsets.UTF_8);
+                } catch (IOException e) {
+                    return "";
+                }
+            });
 
     static String sha256(String s) {
         try {
