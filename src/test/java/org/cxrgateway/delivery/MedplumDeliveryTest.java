@@ -130,6 +130,24 @@ class MedplumDeliveryTest {
         assertEquals(1.0, metrics.counter("cxr.delivery.fhir.write.mode.fallbacks").count(), "one fallback, then ordered");
     }
 
+    @Test
+    void aConditionalCreateMatchingSeveralResourcesIsDeadLetteredNeverDuplicated() throws Exception {
+        StudyResult r = TestResults.study("45").build();
+        JsonNode patient = patientIdentifier(new ReportBuilder(ReportSettings.defaults()).build(r));
+        String body = JSON.createObjectNode().put("resourceType", "Patient").set("identifier", JSON.createArrayNode().add(patient)).toString();
+        medplum.create("Patient", body);
+        medplum.create("Patient", body); // two records of one patient: the server cannot tell which is meant
+        try (DeliveryService svc = service(state, FhirWriteMode.ORDERED, new SimpleMeterRegistry())) {
+            svc.submit(r).get(60, TimeUnit.SECONDS);
+            assertEquals(1, svc.deadLetteredCount());
+        }
+        List<DeadLetterStore.DeadLetter> dl = new FileDeadLetterStore(state.resolve("dead-letters")).list();
+        assertEquals(1, dl.size());
+        assertTrue(dl.get(0).reason().contains("412"), dl.get(0).reason());
+        assertEquals(2, medplum.count("Patient"), "nothing created by the refused write");
+        assertEquals(0, medplum.count("DiagnosticReport"));
+    }
+
     private static JsonNode patientIdentifier(ReportSet set) throws Exception {
         for (JsonNode e : JSON.readTree(set.fhirBundleJson()).path("entry")) {
             if (e.path("resource").path("resourceType").asText().equals("Patient")) {

@@ -77,6 +77,12 @@ public final class MedplumPeer implements AutoCloseable {
         return JSON.readTree(r.body());
     }
 
+    /** Creates a resource unconditionally (to set up a server's state); its answer's status. */
+    public int create(String type, String json) throws IOException, InterruptedException {
+        return http.send(HttpRequest.newBuilder(URI.create(baseUrl() + "/" + type)).header("Content-Type", "application/fhir+json")
+                .POST(HttpRequest.BodyPublishers.ofString(json)).build(), HttpResponse.BodyHandlers.ofString()).statusCode();
+    }
+
     /** Resources of a type on the server (all of them: the MemoryRepository holds only this test's). */
     public int count(String type) throws IOException, InterruptedException {
         HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(baseUrl() + "/" + type + "?_count=1000")).GET().build(),
