@@ -299,6 +299,9 @@ public final class FhirDestination implements Destination {
                 .method(method, HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8));
         headers.forEach(req::header);
         authorization.ifPresent(a -> req.header("Authorization", a));
+        if (metrics != null) {
+            metrics.counter("cxr.delivery.fhir.requests", "method", method).increment();
+        }
         try {
             HttpResponse<String> resp = client.send(req.build(), BOUNDED_BODY);
             return new Answer(resp.statusCode(), resp.headers().firstValue("Location").orElse(null), resp.body());
