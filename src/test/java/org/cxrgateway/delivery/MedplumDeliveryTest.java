@@ -148,6 +148,49 @@ class MedplumDeliveryTest {
         assertEquals(0, medplum.count("DiagnosticReport"));
     }
 
+    /**
+     * kill -9 of the delivering process between the requests of one ordered write (the server holds each
+     * answer 400 ms so that the kill lands after the Patient and before the DiagnosticReport), then a new
+     * process resumes the pending report: one of everything, nothing twice.
+     */
+    @Test
+    void killedMidwayThroughAnOrderedWriteAndResumedCreatesNothingTwice() throws Exception {
+        try (MedplumPeer slow = new MedplumPeer(java.util.Map.of("DELAY_MS", "400"))) {
+            Process child = child("submit", slow.baseUrl());
+            try {
+                long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+                while (slow.count("Patient") == 0) {
+                    assertTrue(child.isAlive() && System.nanoTime() < deadline, "the report never reached the server");
+                    Thread.sleep(20);
+                }
+            } finally {
+                child.destroyForcibly().waitFor(); // SIGKILL: no shutdown hook, no flush
+            }
+            Thread.sleep(1500); // let the server finish what was in flight
+            int reportsAtCrash = slow.count("DiagnosticReport");
+            assertEquals(0, reportsAtCrash, "the kill came before the report was written (else this test proves nothing)");
+            Process resumed = child("resume", slow.baseUrl());
+            assertTrue(resumed.waitFor(90, TimeUnit.SECONDS), "resume did not finish");
+            String out = new String(resumed.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+            assertTrue(out.contains("delivered 1 dead-lettered 0"), out);
+            assertEquals(1, slow.count("Patient"));
+            assertEquals(1, slow.count("ImagingStudy"));
+            assertEquals(4, slow.count("Observation"));
+            assertEquals(4, slow.count("Media"));
+            assertEquals(1, slow.count("DiagnosticReport"));
+        }
+    }
+
+    private Process child(String mode, String url) throws Exception {
+        List<String> cmd = new java.util.ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-Xmx512m", "-cp", System.getProperty("java.class.path"), OrderedDeliveryChild.class.getName(), mode,
+                state.toAbsolutePath().toString(), url));
+        if (mode.equals("submit")) {
+            cmd.add("46");
+        }
+        return new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    }
+
     private static JsonNode patientIdentifier(ReportSet set) throws Exception {
         for (JsonNode e : JSON.readTree(set.fhirBundleJson()).path("entry")) {
             if (e.path("resource").path("resourceType").asText().equals("Patient")) {

@@ -32,10 +32,17 @@ public final class MedplumPeer implements AutoCloseable {
     private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
 
     public MedplumPeer() throws Exception {
+        this(java.util.Map.of());
+    }
+
+    /** env: e.g. DELAY_MS=300 to hold every answer (see server.js). */
+    public MedplumPeer(java.util.Map<String, String> env) throws Exception {
         if (!Files.isDirectory(DIR.resolve("node_modules/@medplum/fhir-router"))) {
             throw new IllegalStateException("Medplum is not installed: run `npm ci --prefix " + DIR + "` (bin/test does)");
         }
-        process = new ProcessBuilder("node", "server.js").directory(DIR.toFile()).redirectErrorStream(true).start();
+        ProcessBuilder pb = new ProcessBuilder("node", "server.js").directory(DIR.toFile()).redirectErrorStream(true);
+        pb.environment().putAll(env);
+        process = pb.start();
         BufferedReader out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
         String line = CompletableFuture.supplyAsync(() -> {
             try {
