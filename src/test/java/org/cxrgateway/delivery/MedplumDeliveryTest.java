@@ -27,7 +27,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * FHIR delivery to Medplum's FHIR router, a real server that runs transactions holding conditional
  * operations serializable and caps them at 8 entries: the one-bundle transaction is refused and
- * dead-lettered with the server's words; ordered mode writes the report, findable by the searches a user
+ * dead-lettered with the server's words; ordered mode writes the report (each resource passing Medplum's own
+ * validator, which the peer runs on every write), findable by the searches a user
  * makes, with every reference resolving, and writing it again creates nothing; auto falls back once.
  */
 class MedplumDeliveryTest {
