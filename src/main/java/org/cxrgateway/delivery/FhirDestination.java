@@ -253,7 +253,7 @@ public final class FhirDestination implements Destination {
     }
 
     /** One HTTP answer: status, Location header, body (bounded). */
-    record Answer(int status, String location, String body) {
+    record Answer(int status, String location, String body, Duration retryAfter) {
         boolean ok() {
             return status >= 200 && status < 300;
         }
@@ -286,7 +286,7 @@ public final class FhirDestination implements Destination {
         DeliveryException failure(String what) {
             boolean retryable = status == 408 || status == 429 || status >= 500;
             return new DeliveryException("FHIR server answered " + status + " to the " + what + ": " + diagnostics(body),
-                    retryable, null);
+                    retryable, null, retryable ? retryAfter : Duration.ZERO);
         }
     }
 
@@ -304,12 +304,31 @@ public final class FhirDestination implements Destination {
         }
         try {
             HttpResponse<String> resp = client.send(req.build(), BOUNDED_BODY);
-            return new Answer(resp.statusCode(), resp.headers().firstValue("Location").orElse(null), resp.body());
+            return new Answer(resp.statusCode(), resp.headers().firstValue("Location").orElse(null), resp.body(),
+                    retryAfter(resp.headers().firstValue("Retry-After").orElse(null)));
         } catch (IOException e) {
             throw new DeliveryException("FHIR server " + base + " unreachable: " + e, true, e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new DeliveryException("interrupted", true, e);
+        }
+    }
+
+    /** Retry-After as delta-seconds or an HTTP-date (RFC 9110 10.2.3); zero when absent or unreadable. */
+    static Duration retryAfter(String value) {
+        if (value == null || value.isBlank()) {
+            return Duration.ZERO;
+        }
+        String v = value.trim();
+        try {
+            if (v.chars().allMatch(Character::isDigit)) {
+                return v.length() > 9 ? Duration.ofDays(1) : Duration.ofSeconds(Long.parseLong(v));
+            }
+            java.time.ZonedDateTime at = java.time.ZonedDateTime.parse(v, java.time.format.DateTimeFormatter.RFC_1123_DATE_TIME);
+            Duration d = Duration.between(java.time.Instant.now(), at.toInstant());
+            return d.isNegative() ? Duration.ZERO : d;
+        } catch (RuntimeException e) {
+            return Duration.ZERO;
         }
     }
 

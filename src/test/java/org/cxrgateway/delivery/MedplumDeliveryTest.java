@@ -149,6 +149,28 @@ class MedplumDeliveryTest {
         assertEquals(0, medplum.count("DiagnosticReport"));
     }
 
+    @Test
+    void a429WithRetryAfterIsHonoured() throws Exception {
+        try (MedplumPeer busy = new MedplumPeer(java.util.Map.of("THROTTLE_FIRST", "1", "RETRY_AFTER", "2"))) {
+            SimpleMeterRegistry metrics = new SimpleMeterRegistry();
+            Path dir = Files.createTempDirectory(Path.of("target"), "medplum-429");
+            // our own backoff is 10-50 ms: only the server's Retry-After can make the second attempt wait 2 s
+            try (DeliveryService svc = new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
+                    List.of(new FhirDestination(busy.baseUrl(), Optional.empty(), Optional.empty(), Optional.empty(),
+                            Duration.ofSeconds(20), FhirWriteMode.ORDERED, 8, metrics)),
+                    new DeliveryLedger(dir.resolve("ledger")), new FileDeadLetterStore(dir.resolve("dead-letters")),
+                    new RetryPolicy(3, Duration.ofMillis(10), Duration.ofMillis(50)), new PendingStore(dir.resolve("pending")), metrics)) {
+                svc.submit(TestResults.study("47").build()).get(60, TimeUnit.SECONDS);
+                assertEquals(1, svc.deliveredCount());
+            }
+            List<MedplumPeer.Request> writes = busy.requests.stream().filter(q -> !q.method().equals("GET")).toList();
+            long gap = writes.get(1).atEpochMs() - writes.get(0).atEpochMs();
+            assertTrue(gap >= 1900, "second attempt came " + gap + " ms after the 429, before the 2 s the server asked for");
+            assertTrue(gap < 10_000, "second attempt came " + gap + " ms after the 429");
+            assertEquals(1, busy.count("DiagnosticReport"));
+        }
+    }
+
     /**
      * kill -9 of the delivering process between the requests of one ordered write (the server holds each
      * answer 400 ms so that the kill lands after the Patient and before the DiagnosticReport), then a new

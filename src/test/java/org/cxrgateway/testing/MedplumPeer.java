@@ -56,11 +56,15 @@ public final class MedplumPeer implements AutoCloseable {
             throw new IllegalStateException("Medplum server did not start: " + line);
         }
         port = Integer.parseInt(line.substring("listening ".length()).trim());
-        // keep draining its output so that it never blocks on a full pipe
+        // keep draining its output so that it never blocks on a full pipe; the request lines are kept
         Thread drain = new Thread(() -> {
             try {
-                while (out.readLine() != null) {
-                    // discarded: the server logs nothing the tests need
+                String l;
+                while ((l = out.readLine()) != null) {
+                    String[] f = l.split(" ", 4);
+                    if (f.length == 4 && f[0].equals("request")) {
+                        requests.add(new Request(Long.parseLong(f[1]), f[2], f[3]));
+                    }
                 }
             } catch (IOException ignored) {
                 // the process ended
@@ -69,6 +73,13 @@ public final class MedplumPeer implements AutoCloseable {
         drain.setDaemon(true);
         drain.start();
     }
+
+    /** One request the server received: when (epoch ms), method and URL. */
+    public record Request(long atEpochMs, String method, String url) {
+    }
+
+    /** Every request received so far, in order (the tests' own GETs included). */
+    public final java.util.List<Request> requests = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
 
     public String baseUrl() {
         return "http://127.0.0.1:" + port + "/fhir";
