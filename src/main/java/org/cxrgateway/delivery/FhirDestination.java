@@ -52,6 +52,8 @@ public final class FhirDestination implements Destination {
     private final MeterRegistry metrics;
     /** AUTO only: set once the server refused a transaction for its size; ordered from then on. */
     private final AtomicBoolean fellBack = new AtomicBoolean();
+    /** AUTO only: the CapabilityStatement was read (once, at the first report). */
+    private final AtomicBoolean probed = new AtomicBoolean();
 
     public FhirDestination(String baseUrl, Optional<String> bearerToken, Optional<String> user, Optional<String> password,
                            Duration timeout) {
@@ -96,6 +98,11 @@ public final class FhirDestination implements Destination {
         String key = "bundle-" + sha256(set.fhirBundleJson());
         if (ledger.acked(key)) {
             return;
+        }
+        if (mode == FhirWriteMode.AUTO && probed.compareAndSet(false, true) && !statesTransactions()) {
+            fellBack.set(true);
+            LOG.infof("FHIR server %s does not list the transaction interaction in its CapabilityStatement: writing in ordered mode",
+                    base);
         }
         boolean ordered = mode == FhirWriteMode.ORDERED || (mode == FhirWriteMode.AUTO && fellBack.get());
         if (ordered) {
@@ -226,6 +233,36 @@ public final class FhirDestination implements Destination {
     private static String query(String condition) {
         int eq = condition.indexOf('=');
         return condition.substring(0, eq + 1) + URLEncoder.encode(condition.substring(eq + 1), StandardCharsets.UTF_8);
+    }
+
+    /**
+     * Whether the server's CapabilityStatement (GET [base]/metadata) lists the system interaction
+     * "transaction". A server without a readable one is given the benefit of the doubt: true.
+     */
+    boolean statesTransactions() {
+        try {
+            HttpRequest.Builder req = HttpRequest.newBuilder(URI.create(base + "/metadata")).timeout(timeout)
+                    .header("Accept", "application/fhir+json").GET();
+            authorization.ifPresent(a -> req.header("Authorization", a));
+            HttpResponse<String> resp = client.send(req.build(), BOUNDED_BODY);
+            JsonNode cs = JSON.readTree(resp.body());
+            if (resp.statusCode() != 200 || !"CapabilityStatement".equals(cs.path("resourceType").asText())) {
+                return true;
+            }
+            for (JsonNode rest : cs.path("rest")) {
+                for (JsonNode i : rest.path("interaction")) {
+                    if ("transaction".equals(i.path("code").asText())) {
+                        return true;
+                    }
+                }
+            }
+            return false;
+        } catch (IOException | RuntimeException e) {
+            return true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return true;
+        }
     }
 
     /** Medplum: "Transaction requires strict isolation but has too many entries"; others name the entry count. */
