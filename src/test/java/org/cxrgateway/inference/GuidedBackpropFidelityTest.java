@@ -97,6 +97,20 @@ class GuidedBackpropFidelityTest {
                         + "%.0f ms per class alone, %.0f ms per class in a batch of %d%n", kind, compared, worstRel, tolerance, worstCos, msOne, msAll, labels));
             }
         }
+        // the cost as the worker runs it: default session options (all graph optimisations, Conv+BN folded)
+        try (GuidedGraph g = new GuidedGraph(work.resolve("guided.onnx"), spec, "test timing", 2)) {
+            float[] x = floats(work.resolve("input_0.f32"), len);
+            g.run(x, 0, all);
+            long t0 = System.nanoTime();
+            for (int rep = 0; rep < 3; rep++) {
+                g.run(x, 0, new int[]{rep % labels});
+            }
+            double msOne = (System.nanoTime() - t0) / 1e6 / 3;
+            t0 = System.nanoTime();
+            g.run(x, 0, all);
+            report.append(String.format(Locale.ROOT, "worker session (ALL_OPT, 2 threads): %.0f ms per class alone, %.0f ms per class in a batch of %d%n",
+                    msOne, (System.nanoTime() - t0) / 1e6 / labels, labels));
+        }
         report.append("screening (PyTorch fp32 vs fp64, class 0): ").append(ref.get("screening")).append('\n');
         JsonNode unguided = ref.get("unguidedFinalRelu");
         report.append(String.format(Locale.ROOT, "final functional ReLU left unguided (captum, pytorch-grad-cam): max |d|/max|ref| = %.3f, "
