@@ -16,6 +16,7 @@ import torchvision.transforms.functional as TF
 
 import cxr_models
 import cxr_preprocessing
+import guided_backprop
 import make_demo_models
 
 from . import NOT_FOR_DIAGNOSTIC_USE, codes, dataset, labels as labels_mod, losses, metrics, preprocess, split
@@ -453,6 +454,9 @@ def write_package(model, manifest, a, names, thresholds, log):
             os.remove(os.path.join(a.out, stale))
     ch, size = manifest["input"]["channels"], manifest["input"]["size"]
     cxr_models.export_onnx(model, os.path.join(a.out, "model.onnx"), ch, size)
+    # the guided-backpropagation adjoint of the trained weights: guided Grad-CAM in the worker
+    guided_backprop.export(model.eval(), os.path.join(a.out, "guided.onnx"), ch, size, manifest["input"]["name"])
+    manifest["guided"] = guided_backprop.manifest_entry(model, input_name=manifest["input"]["name"])
     with torch.no_grad():
         feats = model(torch.zeros(1, ch, size, size))[1]
     manifest["outputs"]["featureChannels"] = int(feats.shape[1])

@@ -136,8 +136,12 @@ class InferenceWorkerTest {
                         assertEquals(f.getCam().getWidth() * f.getCam().getHeight(), f.getCam().getValues().remaining());
                     } else {
                         assertNull(f.getCam());
+                        assertNull(f.getGuided(), "guided maps for positive findings only");
                     }
                 }
+                // the test profile's tiny packages (src/test/resources/tiny-models) ship no guided graph: the
+                // worker still scores and sends Grad-CAM, and no guided map (GuidedPackageTest covers packages with one)
+                assertTrue(m.getFindings().stream().allMatch(f -> f.getGuided() == null), m.getModelId() + ": no guided graph, no guided map");
             }
         }
         assertEquals(0, results.get(c).getImages().size());
