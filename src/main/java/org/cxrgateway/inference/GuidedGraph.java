@@ -3,7 +3,6 @@ package org.cxrgateway.inference;
 import ai.onnxruntime.NodeInfo;
 import ai.onnxruntime.OnnxJavaType;
 import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
@@ -118,21 +117,10 @@ public final class GuidedGraph implements AutoCloseable {
         try (OnnxTensor x = OnnxTensor.createTensor(env, FloatBuffer.wrap(input, offset, inputLen).slice(), new long[]{1, spec.channels(), s, s});
              OnnxTensor k = OnnxTensor.createTensor(env, LongBuffer.wrap(cls), new long[]{cls.length});
              OrtSession.Result r = session.run(Map.of(spec.image(), x, spec.classes(), k), Set.of(spec.gradient(), spec.logits()))) {
-            return new Result(floats(r, spec.gradient(), classes.length * inputLen), floats(r, spec.logits(), spec.labels()));
+            return new Result(OrtModel.floats(r, spec.gradient(), classes.length * inputLen), OrtModel.floats(r, spec.logits(), spec.labels()));
         } catch (OrtException e) {
             throw new IllegalStateException("guided graph: inference failed: " + e.getMessage(), e);
         }
-    }
-
-    private static float[] floats(OrtSession.Result r, String name, int expected) throws OrtException {
-        OnnxValue v = r.get(name).orElseThrow(() -> new IllegalStateException("guided output " + name + " missing"));
-        FloatBuffer fb = ((OnnxTensor) v).getFloatBuffer();
-        if (fb.remaining() != expected) {
-            throw new IllegalStateException("guided output " + name + " has " + fb.remaining() + " values, expected " + expected);
-        }
-        float[] out = new float[expected];
-        fb.get(out);
-        return out;
     }
 
     public Spec spec() {

@@ -174,7 +174,8 @@ public final class OrtModel implements AutoCloseable {
         }
     }
 
-    private static float[] floats(OrtSession.Result r, String name, int expected) throws OrtException {
+    /** One float output of a run, checked for the size the caller expects (the model and the guided graph). */
+    static float[] floats(OrtSession.Result r, String name, int expected) throws OrtException {
         OnnxValue v = r.get(name).orElseThrow(() -> new IllegalStateException("output " + name + " missing"));
         FloatBuffer fb = ((OnnxTensor) v).getFloatBuffer();
         if (fb.remaining() != expected) {

@@ -1,6 +1,5 @@
 package org.cxrgateway.xai;
 
-import java.io.ByteArrayOutputStream;
 import java.util.zip.Deflater;
 
 /**
@@ -54,18 +53,6 @@ public final class GuidedGradCam {
                 q[i] = (byte) Math.round(127f * map[i] / maxAbs);
             }
         }
-        Deflater d = new Deflater(Deflater.BEST_SPEED);
-        try {
-            d.setInput(q);
-            d.finish();
-            ByteArrayOutputStream out = new ByteArrayOutputStream(q.length / 2 + 64);
-            byte[] buf = new byte[8192];
-            while (!d.finished()) {
-                out.write(buf, 0, d.deflate(buf));
-            }
-            return new Encoded(maxAbs, out.toByteArray());
-        } finally {
-            d.end();
-        }
+        return new Encoded(maxAbs, org.cxrgateway.queue.WorkingImagePixels.deflate(q, Deflater.BEST_SPEED));
     }
 }
