@@ -92,6 +92,11 @@ class EndToEndTest {
                 "one SC in the PACS per heatmap Media in FHIR");
         assertEquals(PeerQueries.gradCamMediaOf(reports), PeerQueries.ofSopClass(held, PeerQueries.PARAMETRIC_MAP).size(),
                 "one Parametric Map in the PACS per Grad-CAM overlay");
+        // the test chest14 package ships the guided graph, covid3 does not: guided pictures for some, not all
+        int guided = PeerQueries.guidedMediaOf(reports);
+        System.out.printf("e2e explanation objects: %d Grad-CAM SC, %d guided Grad-CAM SC, %d Parametric Maps%n",
+                PeerQueries.gradCamMediaOf(reports), guided, PeerQueries.ofSopClass(held, PeerQueries.PARAMETRIC_MAP).size());
+        assertTrue(guided > 0 && guided <= PeerQueries.gradCamMediaOf(reports), "guided Grad-CAM SCs: " + guided);
         Set<String> sops = new HashSet<>();
         for (JsonNode i : instances) {
             assertTrue(sops.add(i.get("MainDicomTags").get("SOPInstanceUID").asText()), "duplicate instance");

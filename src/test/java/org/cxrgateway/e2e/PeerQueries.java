@@ -84,6 +84,12 @@ final class PeerQueries {
         return reports.stream().mapToInt(r -> r.getMedia().size()).sum();
     }
 
+    /** The guided Grad-CAM pictures among the Media (models whose package ships the guided graph). */
+    static int guidedMediaOf(Collection<DiagnosticReport> reports) {
+        return (int) reports.stream().flatMap(r -> r.getMedia().stream())
+                .filter(m -> m.getComment() != null && m.getComment().startsWith("Guided Grad-CAM")).count();
+    }
+
     /** The Grad-CAM overlays among the Media: each has a Parametric Map beside it. */
     static int gradCamMediaOf(Collection<DiagnosticReport> reports) {
         return (int) reports.stream().flatMap(r -> r.getMedia().stream())
