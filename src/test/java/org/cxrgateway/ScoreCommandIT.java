@@ -170,7 +170,7 @@ class ScoreCommandIT {
             assertEquals("POST", e.path("request").path("method").asText(), "transaction entries are creates");
         }
         assertEquals(2, reports, "one DiagnosticReport per model run");
-        assertEquals(scs.size() - guidedScs, media, "one Media per colour heatmap SC");
+        assertEquals(scs.size(), media, "one Media per heatmap SC, colour and guided");
 
         // No role ran: the embedded broker was never started (its log would sit under the data dir).
         assertFalse(Files.exists(dir.resolve("data").resolve("kafka")), "score started Kafka");
@@ -201,6 +201,6 @@ class ScoreCommandIT {
         Path dir = Files.createDirectories(work.resolve("usage"));
         Run run = score(dir);
         assertEquals(2, run.exit(), run.out());
-        assertTrue(run.out().contains("usage: score [--json FILE] [--no-reports] FILE.dcm..."), run.out());
+        assertTrue(run.out().contains("usage: score [--json FILE] [--no-reports] [--save-model-input] FILE.dcm..."), run.out());
     }
 }
