@@ -156,9 +156,10 @@ def header(ds):
 
 
 def main():
-    """python3 -m cxr_model.decode IN.dcm OUT.u8: writes the raw working image (for the Java comparison test)."""
+    """python3 -m cxr_model.decode IN.dcm OUT.u8 [LONG_SIDE]: writes the raw working image, prints its
+    width and height (WorkingImageDecoderTest compares it with the Java decoder)."""
     import sys
-    ds, img = read(sys.argv[1])
+    ds, img = read(sys.argv[1], int(sys.argv[3]) if len(sys.argv) > 3 else WORKING_LONG_SIDE)
     img.tofile(sys.argv[2])
     print("%d %d" % (img.shape[1], img.shape[0]))
 

@@ -15,6 +15,8 @@ import torchvision
 import torchvision.transforms.functional as TF
 
 import cxr_models
+import cxr_preprocessing
+import guided_backprop
 import make_demo_models
 
 from . import NOT_FOR_DIAGNOSTIC_USE, codes, dataset, labels as labels_mod, losses, metrics, preprocess, split
@@ -31,6 +33,8 @@ def add_arguments(ap):
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--init", help="package folder (ONNX weights read back) or checkpoint (.pt) to fine-tune from")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (GPU; the loss stays float32)")
+    ap.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster convolutions on GPU)")
     ap.add_argument("--arch", default="densenet121", choices=["densenet121", "tiny"])
     ap.add_argument("--activation", choices=["sigmoid", "softmax"], default="sigmoid",
                     help="sigmoid: multi-label, weighted BCE; softmax: one class per image (e.g. Normal / Pneumonia / COVID-19)")
@@ -39,6 +43,9 @@ def add_arguments(ap):
     ap.add_argument("--crop", choices=["resize", "center"], default=None, help="default: the --init package's, else resize")
     ap.add_argument("--normalisation", choices=["imagenet", "xrv"], default=None,
                     help="default: the --init package's, else imagenet (mean 0 / std 1 per ImageNet statistics)")
+    ap.add_argument("--preset", help="train with an importer preset's preprocessing (chexnet, jrzech, xrv); "
+                                     "written as manifest formatVersion 2, served by the gateway step for step")
+    ap.add_argument("--preprocessing", metavar="FILE.json", help="train with this preprocessing spec (cxr_preprocessing.py)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=None, help="default 1e-3, 1e-4 with --init")
     ap.add_argument("--weight-decay", type=float, default=1e-5)
@@ -80,6 +87,28 @@ def argparse_bool():
 def argparse_suppress():
     import argparse
     return argparse.SUPPRESS
+
+
+def stated_preprocessing(a, init_manifest):
+    """A formatVersion 2 spec from --preset, --preprocessing or a version-2 --init package; None for version 1."""
+    if sum(x is not None for x in (a.preset, a.preprocessing)) + (a.crop is not None or a.normalisation is not None) > 1:
+        raise SystemExit("--preset, --preprocessing and --crop/--normalisation exclude each other")
+    if a.preset:
+        if a.preset not in cxr_preprocessing.PRESETS:
+            raise SystemExit("--preset must be one of " + ", ".join(sorted(cxr_preprocessing.PRESETS)))
+        spec = cxr_preprocessing.PRESETS[a.preset]
+    elif a.preprocessing:
+        spec = json.load(open(a.preprocessing))
+    elif init_manifest is not None and init_manifest.get("formatVersion", 1) >= 2 and a.crop is None and a.normalisation is None:
+        spec = init_manifest["preprocessing"]
+    else:
+        return None
+    try:
+        cxr_preprocessing.validate(spec)
+        cxr_preprocessing.model_input(spec)
+    except ValueError as e:
+        raise SystemExit("preprocessing: %s" % e)
+    return spec
 
 
 class Augment:
@@ -205,8 +234,9 @@ def run(a, log=print):
     init_manifest = None
     if a.init and os.path.isdir(a.init):
         init_manifest = json.load(open(os.path.join(a.init, "manifest.json")))
-    crop = a.crop or (init_manifest["preprocessing"]["crop"] if init_manifest else "resize")
-    norm = a.normalisation or (init_manifest["preprocessing"]["normalisation"] if init_manifest else "imagenet")
+    init_pre = init_manifest["preprocessing"] if init_manifest else {}
+    crop = a.crop or init_pre.get("crop", "resize")
+    norm = a.normalisation or init_pre.get("normalisation", "imagenet")
     if norm == "xrv":
         channels = 1
     pid = a.id or os.path.basename(os.path.normpath(a.out)).lower()
@@ -215,6 +245,19 @@ def run(a, log=print):
               "labels": [(n,) + tuple(lab.codes[n]) for n in names], "crop": crop,
               "reported": [s.strip() for s in a.reported.split(",")] if a.reported else None},
         a.arch, channels, a.size, 1, 1, norm, version=a.version, intended_use=a.intended_use, diagnostic=a.diagnostic)
+    stated = stated_preprocessing(a, init_manifest)
+    if stated is not None:
+        # one spec for training and serving: the package states the steps this model was trained with
+        channels, size = cxr_preprocessing.model_input(stated)
+        manifest = make_demo_models.manifest(
+            pid, {"title": manifest["title"], "activation": a.activation,
+                  "labels": [(n,) + tuple(lab.codes[n]) for n in names], "crop": "resize",
+                  "reported": manifest.get("reportedLabels")},
+            a.arch, channels, size, 1, 1, "imagenet", version=a.version, intended_use=a.intended_use, diagnostic=a.diagnostic)
+        manifest["formatVersion"] = 2
+        manifest["preprocessing"] = stated
+        crop, norm = "spec", stated["upstream"]
+        a.size = size
     spec = preprocess.spec_of(manifest)
     preprocess.validate(spec)
 
@@ -260,6 +303,9 @@ def run(a, log=print):
     else:
         model = cxr_models.densenet(a.arch, len(names), channels)
     model = model.to(device)
+    memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
+    if a.channels_last:
+        model = model.to(memory_format=memory_format)
     lr = a.lr if a.lr is not None else (1e-4 if a.init else 1e-3)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=a.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=a.lr_patience)
@@ -313,10 +359,11 @@ def run(a, log=print):
         total_loss, seen = 0.0, 0
         for b in range(0, n_train, a.batch):
             sel = order[b:b + a.batch]
-            xb = torch.stack([augment(X["train"][i]) for i in sel]).to(device)
+            xb = torch.stack([augment(X["train"][i]) for i in sel]).to(device, memory_format=memory_format)
             tb = T["train"][sel].to(device)
-            logits, _ = model(xb)
-            loss = loss_fn(logits, tb)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
+                logits, _ = model(xb)
+            loss = loss_fn(logits.float(), tb)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -359,7 +406,7 @@ def run(a, log=print):
         log("early stop: no better validation AUROC for %d epochs" % a.patience)
     if best_state is not None:
         model.load_state_dict(best_state)
-    model = model.to("cpu").float().eval()
+    model = model.to("cpu", memory_format=torch.contiguous_format).float().eval()
     atomic_save({"model": model.state_dict(), "names": names, "manifest": manifest}, os.path.join(work, "best.pt"))
 
     # thresholds from validation: Youden's J per label (0.5 where the validation set cannot tell)
@@ -407,6 +454,9 @@ def write_package(model, manifest, a, names, thresholds, log):
             os.remove(os.path.join(a.out, stale))
     ch, size = manifest["input"]["channels"], manifest["input"]["size"]
     cxr_models.export_onnx(model, os.path.join(a.out, "model.onnx"), ch, size)
+    # the guided-backpropagation adjoint of the trained weights: guided Grad-CAM in the worker
+    guided_backprop.export(model.eval(), os.path.join(a.out, "guided.onnx"), ch, size, manifest["input"]["name"])
+    manifest["guided"] = guided_backprop.manifest_entry(model, input_name=manifest["input"]["name"])
     with torch.no_grad():
         feats = model(torch.zeros(1, ch, size, size))[1]
     manifest["outputs"]["featureChannels"] = int(feats.shape[1])

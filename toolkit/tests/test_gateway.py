@@ -41,31 +41,82 @@ class GatewayTest(unittest.TestCase):
         man = make_demo_models.manifest("tk-test", {"title": "t", "activation": "sigmoid", "crop": "center",
                                                     "labels": [(n, "X%d" % i, "99CXR", n) for i, n in enumerate(synth.FINDINGS)]},
                                         "tiny", 3, 64, 1, 1, "imagenet")
-        pk = os.path.join(d, "packages", "tk-test")
-        a = argparse.Namespace(out=pk)
-        train.write_package(model, man, a, synth.FINDINGS, {n: 0.5 for n in synth.FINDINGS}, log=lambda *x: None)
-        files = sorted(os.path.join(root, f) for root, _, fs in os.walk(os.path.join(d, "data")) for f in fs if f.endswith(".dcm"))
-        out = os.path.join(d, "s.json")
-        p = subprocess.run(["java", "-Dcxr.inference.packages-dir=" + os.path.join(d, "packages"), "-jar", JAR, "score",
-                            "--json", out, "--no-reports"] + files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-        self.assertTrue(os.path.exists(out), p.stdout.decode()[-2000:])
-        res = {os.path.realpath(i["file"]): {f["label"]: f["probability"] for f in i["runs"][0]["findings"]}
-               for i in json.load(open(out))["images"]}
-        self.assertEqual(len(res), len(files))
-        spec = preprocess.spec_of(json.load(open(os.path.join(pk, "manifest.json"))))
-        ref, _ = cxr_models.load_package_model(pk, "tiny")
-        worst, probs = 0.0, []
-        for f in files:
-            _, g = decode.read(f)
-            with torch.no_grad():
-                pt = torch.sigmoid(ref(torch.from_numpy(preprocess.apply(spec, g))[None])[0])[0].numpy()
-            j = np.array([res[os.path.realpath(f)][n] for n in synth.FINDINGS])
-            worst = max(worst, float(np.abs(pt - j).max()))
-            probs += list(pt)
-        self.assertGreater(max(probs) - min(probs), 0.3, "probabilities must spread for a sensitive comparison")
-        self.assertLessEqual(worst, 2e-3)
-        print("gateway vs PyTorch: %d images, max |diff| %.2e, probabilities %.3f..%.3f" % (len(files), worst, min(probs), max(probs)))
+        # formatVersion 1 (crop + normalisation) and 2 (a stated spec with PIL's antialiased resize, as
+        # --preset / --preprocessing write it): one spec drives training here and serving in Java
+        v2 = dict(man, formatVersion=2, preprocessing={
+            "upstream": "test: PIL Resize(64), CenterCrop(64), ImageNet", "steps": [
+                {"op": "resize", "to": "short-side", "size": 64, "filter": "pil-bilinear"},
+                {"op": "center-crop", "size": 64, "offset": "torchvision"},
+                {"op": "channels", "count": 3}, {"op": "normalize", "kind": "imagenet"}]})
+        for variant, man in (("formatVersion 1", man), ("formatVersion 2", v2)):
+            packages = os.path.join(d, "packages-v%d" % man["formatVersion"])
+            pk = os.path.join(packages, "tk-test")
+            a = argparse.Namespace(out=pk)
+            train.write_package(model, man, a, synth.FINDINGS, {n: 0.5 for n in synth.FINDINGS}, log=lambda *x: None)
+            files = sorted(os.path.join(root, f) for root, _, fs in os.walk(os.path.join(d, "data")) for f in fs if f.endswith(".dcm"))
+            out = os.path.join(packages, "s.json")
+            p = subprocess.run(["java", "-Dcxr.inference.packages-dir=" + packages, "-jar", JAR, "score",
+                                "--json", out, "--no-reports"] + files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+            self.assertTrue(os.path.exists(out), p.stdout.decode()[-2000:])
+            res = {os.path.realpath(i["file"]): {f["label"]: f["probability"] for f in i["runs"][0]["findings"]}
+                   for i in json.load(open(out))["images"]}
+            self.assertEqual(len(res), len(files))
+            spec = preprocess.spec_of(json.load(open(os.path.join(pk, "manifest.json"))))
+            ref, _ = cxr_models.load_package_model(pk, "tiny")
+            worst, probs = 0.0, []
+            for f in files:
+                _, g = decode.read(f)
+                with torch.no_grad():
+                    pt = torch.sigmoid(ref(torch.from_numpy(preprocess.apply(spec, g))[None])[0])[0].numpy()
+                j = np.array([res[os.path.realpath(f)][n] for n in synth.FINDINGS])
+                worst = max(worst, float(np.abs(pt - j).max()))
+                probs += list(pt)
+            self.assertGreater(max(probs) - min(probs), 0.3, "probabilities must spread for a sensitive comparison")
+            self.assertLessEqual(worst, 2e-3, variant)
+            print("gateway vs PyTorch, %s: %d images, max |diff| %.2e, probabilities %.3f..%.3f" % (variant, len(files), worst, min(probs), max(probs)))
 
+
+    def test_bad_input_is_listed_and_a_label_without_positives_gets_no_auroc(self):
+        if not os.path.exists(JAR):
+            if os.environ.get("CXR_REQUIRE_JAR") == "1":
+                self.fail("gateway jar missing: " + JAR)
+            self.skipTest("gateway jar missing: " + JAR)
+        d = tempfile.mkdtemp()
+        data = os.path.join(d, "data")
+        synth.generate(data, patients=6, size=64, seed=9, log=lambda *a: None)
+        import csv
+        rows = list(csv.reader(open(os.path.join(data, "LABELS.csv"))))
+        header = rows[0]
+        for r in rows[1:]:
+            for i, h in enumerate(header):
+                if h.startswith("Pneumothorax@"):
+                    r[i] = "0"  # no positives anywhere
+        blank = [""] * (len(header) - 2)
+        rows.append(["missing.dcm", "SYN00001"] + blank)
+        with open(os.path.join(data, "not-dicom.dcm"), "w") as f:
+            f.write("hello")
+        rows.append(["not-dicom.dcm", "SYN00002"] + blank)
+        with open(os.path.join(data, "LABELS.csv"), "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        cli = os.path.join(os.path.dirname(__file__), "..", "..", "bin", "cxr-model")
+        env = dict(os.environ, CXR_GATEWAY_JAR=JAR)
+        t = subprocess.run([cli, "train", "--data", data, "--labels", os.path.join(data, "LABELS.csv"), "--out", os.path.join(d, "pkg"),
+                            "--arch", "tiny", "--size", "32", "--epochs", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=600)
+        self.assertEqual(t.returncode, 0, t.stdout.decode()[-2000:])
+        v = subprocess.run([cli, "validate", "--package", os.path.join(d, "pkg"), "--data", data, "--labels", os.path.join(data, "LABELS.csv"),
+                            "--out", os.path.join(d, "rep")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=600)
+        out = v.stdout.decode()
+        self.assertEqual(v.returncode, 0, out[-2000:])
+        self.assertIn("warning: Pneumothorax has no positives", out)
+        rep = json.load(open(os.path.join(d, "rep", "report.json")))
+        ptx = [l for l in rep["labels"] if l["name"] == "Pneumothorax"][0]
+        self.assertIsNone(ptx["auroc"])
+        self.assertIn("no positives", ptx["warning"])
+        self.assertEqual(rep["skippedCount"], 2, rep["skipped"])
+        reasons = {s["file"]: s["reason"] for s in rep["skipped"]}
+        self.assertIn("no such file", reasons["missing.dcm"])
+        self.assertTrue(reasons["not-dicom.dcm"], reasons)
+        print("bad input: skipped %s; Pneumothorax without positives: auroc %s" % (sorted(reasons), ptx["auroc"]))
 
 if __name__ == "__main__":
     unittest.main()

@@ -250,6 +250,23 @@ PRESETS = {
 }
 
 
+def spec_of(manifest):
+    """The steps a package's manifest means: formatVersion 2 states them; formatVersion 1 (crop +
+    normalisation) means what inference/Preprocessor.java's stepsOfVersion1 says: center (largest
+    centred square, integer division) or resize (the whole image) or none (the image is already the
+    input size), then F.interpolate bilinear without antialias to size x size, channels, normalize."""
+    if manifest.get("formatVersion", 1) >= 2:
+        return manifest["preprocessing"]
+    p, size, channels = manifest["preprocessing"], manifest["input"]["size"], manifest["input"]["channels"]
+    steps = []
+    if p["crop"] == "center":
+        steps.append({"op": "center-crop", "square": True, "offset": "floor"})
+    if p["crop"] != "none":
+        steps.append({"op": "resize", "to": "exact", "size": size, "filter": "torch-bilinear"})
+    steps += [{"op": "channels", "count": channels}, {"op": "normalize", "kind": p["normalisation"]}]
+    return {"upstream": "formatVersion 1: crop %s, %s" % (p["crop"], p["normalisation"]), "steps": steps}
+
+
 def model_input(spec):
     """(channels, side) of the model input the spec makes whatever the image: the last resize or crop
     must fix the side (an exact square resize or a center-crop of a size); ValueError otherwise."""

@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cxr_models  # noqa: E402
 import cxr_preprocessing  # noqa: E402
+import guided_backprop  # noqa: E402
 import make_demo_models  # noqa: E402
 
 XRV_LABELS = ["Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "Edema", "Emphysema", "Fibrosis",
@@ -132,11 +133,14 @@ def convert(kind, checkpoint, out, pid, version, intended_use, diagnostic, arch=
         raise SystemExit("checkpoint does not fit %s: missing %s, unexpected %s" % (arch, missing[:5], unexpected[:5]))
     os.makedirs(out, exist_ok=True)
     cxr_models.export_onnx(model, os.path.join(out, "model.onnx"), channels, size)
+    # the guided-backpropagation adjoint of the same weights: guided Grad-CAM in the worker
+    guided_backprop.export(model, os.path.join(out, "guided.onnx"), channels, size)
     feats = model(torch.zeros(1, channels, size, size))[1]
     labels = {"labels": [(n,) + CODES[n] for n in names], "activation": "sigmoid", "reported": reported,
               "crop": None, "title": "%s (%s)" % (pid, kind)}
     m = make_demo_models.manifest(pid, labels, arch, channels, size, int(feats.shape[1]), int(feats.shape[2]),
                                   None, version=version, intended_use=intended_use, diagnostic=diagnostic)
+    m["guided"] = guided_backprop.manifest_entry(model)
     m["formatVersion"] = 2
     m["preprocessing"] = {"upstream": spec["upstream"], "steps": spec["steps"]}
     for label, t in zip(m["labels"], thresholds):

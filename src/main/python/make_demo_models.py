@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cxr_models  # noqa: E402
+import guided_backprop  # noqa: E402
 
 DEMO_USE = ("Untrained demonstration model with seeded random weights. NOT FOR DIAGNOSTIC USE: "
             "its outputs carry no clinical meaning.")
@@ -81,14 +82,21 @@ def manifest(pid, spec, arch, channels, size, feature_channels, feature_size, no
     return m
 
 
-def build(out_dir, pid, spec, arch="densenet121", size=224, embed=False, seed=None):
+def build(out_dir, pid, spec, arch="densenet121", size=224, embed=False, seed=None, guided=True):
     seed = spec["seed"] if seed is None else seed
     os.makedirs(out_dir, exist_ok=True)
     model, recipe = cxr_models.seeded_model(arch, len(spec["labels"]), seed)
     onnx_path = os.path.join(out_dir, "model.onnx")
     weights = None
+    guided_path = os.path.join(out_dir, "guided.onnx")
+    # onnx appends external data to an existing weights.bin: a leftover would shift every offset
+    for stale in (guided_path, os.path.join(out_dir, "weights.bin")):
+        if os.path.exists(stale):
+            os.remove(stale)
     if embed:
         cxr_models.export_onnx(model, onnx_path, 3, size)
+        if guided:
+            guided_backprop.export(model, guided_path, 3, size)
     else:
         cxr_models.export_onnx(model, onnx_path, 3, size, external_weights="weights.bin")
         layout = cxr_models.external_layout(onnx_path)
@@ -107,11 +115,16 @@ def build(out_dir, pid, spec, arch="densenet121", size=224, embed=False, seed=No
         json.dump({"seed": seed, "generator": "splitmix64-fnv1a-v1", "file": "weights.bin",
                    "fileLength": len(data), "tensors": entries},
                   open(os.path.join(out_dir, "weights.recipe.json"), "w"), indent=0)
+        if guided:
+            # the adjoint graph references the same weights.bin at the same offsets: weights are held once
+            guided_backprop.export(model, guided_path, 3, size, external_layout=layout)
         os.remove(os.path.join(out_dir, "weights.bin"))
         weights = {"recipe": "weights.recipe.json", "file": "weights.bin"}
     with_features = model(__import__("torch").zeros(1, 3, size, size))[1]
     m = manifest(pid, spec, arch, 3, size, int(with_features.shape[1]), int(with_features.shape[2]),
                  "imagenet", weights)
+    if guided:
+        m["guided"] = guided_backprop.manifest_entry(model)
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(m, f, indent=2)
         f.write("\n")
@@ -126,11 +139,12 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--embed", action="store_true", help="weights inside model.onnx instead of a recipe")
     ap.add_argument("--seed", type=int, help="override the package seed")
+    ap.add_argument("--no-guided", action="store_true", help="no guided-backpropagation graph (Grad-CAM only)")
     a = ap.parse_args()
     for pid, spec in PACKAGES.items():
         if a.only and pid != a.only:
             continue
-        d = build(os.path.join(a.out, pid), pid, spec, a.arch, a.size, a.embed, a.seed)
+        d = build(os.path.join(a.out, pid), pid, spec, a.arch, a.size, a.embed, a.seed, not a.no_guided)
         print("wrote", d)
 
 

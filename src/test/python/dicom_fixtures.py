@@ -2,13 +2,18 @@
 """Test fixtures and reference decodes for cxr-gateway ingest tests (run with /usr/bin/python3).
 
   dicom_fixtures.py cases <outdir>            synthetic CR/DX files covering the decode paths and bad input
-  dicom_fixtures.py reference <in.dcm> <out>  8-bit reference rendering (raw bytes, row-major)
+  dicom_fixtures.py reference <in.dcm> <out> [W H]
+                                              8-bit reference rendering (raw bytes, row-major), shrunk
+                                              to W x H by OpenCV's INTER_AREA when given
   dicom_fixtures.py bench <outdir> <n>        n synthetic 1024x1024 16-bit DX files (one study)
 
 The reference rendering uses pydicom's own Modality LUT and VOI LUT / windowing
 (apply_modality_lut, apply_voi_lut), normalised to [0, 1] the way pydicom defines its output
 range, MONOCHROME1 inverted, rounded to 0..255. Without VOI LUT or window it uses the 0.5th and
-99.5th percentiles of the stored values ("lower" rule), as the gateway documents.
+99.5th percentiles of the stored values ("lower" rule), as the gateway documents. The working-image
+downscale is an exact area average; its reference is OpenCV's cv2.resize(INTER_AREA) on the float
+rendering (which weighs every source pixel by the fraction of it an output pixel covers, also for
+non-integer factors; PIL's BOX filter does not, it takes whole pixels).
 """
 import io
 import os
@@ -195,8 +200,17 @@ def cases(out):
     print(study)
 
 
-def reference(path, out):
-    ds = pydicom.dcmread(path)
+def reference(path, out, size=None):
+    v = rendered(pydicom.dcmread(path))
+    if size is not None:
+        import cv2
+        v = cv2.resize(v.astype(np.float32), size, interpolation=cv2.INTER_AREA).astype(np.float64)
+    with open(out, "wb") as f:
+        f.write(np.round(v * 255).astype(np.uint8).tobytes())
+
+
+def rendered(ds):
+    """The display values in [0, 1] at source resolution, 0 = black, by pydicom's LUT functions."""
     stored = ds.pixel_array
     arr = apply_modality_lut(stored, ds).astype(np.float64)
     if "VOILUTSequence" in ds:
@@ -221,8 +235,7 @@ def reference(path, out):
     v = np.clip(v, 0, 1)
     if ds.PhotometricInterpretation == "MONOCHROME1":
         v = 1 - v
-    with open(out, "wb") as f:
-        f.write(np.round(v * 255).astype(np.uint8).tobytes())
+    return v
 
 
 def bench(out, n):
@@ -243,7 +256,7 @@ if __name__ == "__main__":
     if cmd == "cases":
         cases(sys.argv[2])
     elif cmd == "reference":
-        reference(sys.argv[2], sys.argv[3])
+        reference(sys.argv[2], sys.argv[3], (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else None)
     elif cmd == "bench":
         bench(sys.argv[2], int(sys.argv[3]))
     else:

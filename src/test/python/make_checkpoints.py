@@ -12,6 +12,30 @@ import torch
 import torchvision
 
 
+def randomise_batch_norm(net):
+    """Non-trivial batch-norm statistics, as in a trained network."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.75, 1.25)
+            m.bias.data.uniform_(-0.1, 0.1)
+
+
+def save(net, kind, out, thresholds=None):
+    """The checkpoint in its public layout: chexnet as arnoweng/CheXNet released it, xrv with op_threshs."""
+    sd = net.state_dict()
+    if kind == "chexnet":
+        # the original CheXNet release: DataParallel + a 'densenet121' attribute + pre-0.4 'norm.1' keys
+        sd = {"module.densenet121." + re.sub(r"\.(norm|relu|conv)(\d)\.", r".\1.\2.", k): v for k, v in sd.items()}
+        torch.save({"epoch": 1, "state_dict": sd}, os.path.join(out, "checkpoint.pt"))
+    else:
+        thr = thresholds.clone()
+        thr[14] = float("nan")  # an output the xrv model was not trained on
+        sd["op_threshs"] = thr
+        torch.save(sd, os.path.join(out, "checkpoint.pt"))
+
+
 def main(kind, out):
     torch.manual_seed(7 if kind == "chexnet" else 8)
     os.makedirs(out, exist_ok=True)
@@ -19,12 +43,7 @@ def main(kind, out):
     channels, n_out = (3, 14) if kind == "chexnet" else (1, 18)
     if channels == 1:
         net.features.conv0 = torch.nn.Conv2d(1, 16, kernel_size=7, stride=2, padding=3, bias=False)
-    for m in net.modules():  # non-trivial batch-norm statistics, as in a trained network
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.75, 1.25)
-            m.bias.data.uniform_(-0.1, 0.1)
+    randomise_batch_norm(net)
     if kind == "chexnet":
         net.classifier = torch.nn.Sequential(torch.nn.Linear(net.classifier.in_features, n_out), torch.nn.Sigmoid())
         head = net.classifier[0]
@@ -42,16 +61,7 @@ def main(kind, out):
         logits = head(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(f, 1), 1))
     x.numpy().astype("<f4").tofile(os.path.join(out, "input.f32"))
     logits.numpy().astype("<f4").tofile(os.path.join(out, "logits.f32"))
-    sd = net.state_dict()
-    if kind == "chexnet":
-        # the original CheXNet release: DataParallel + a 'densenet121' attribute + pre-0.4 'norm.1' keys
-        sd = {"module.densenet121." + re.sub(r"\.(norm|relu|conv)(\d)\.", r".\1.\2.", k): v for k, v in sd.items()}
-        torch.save({"epoch": 1, "state_dict": sd}, os.path.join(out, "checkpoint.pt"))
-    else:
-        thr = torch.rand(n_out) * 0.5 + 0.2
-        thr[14] = float("nan")  # an output the xrv model was not trained on
-        sd["op_threshs"] = thr
-        torch.save(sd, os.path.join(out, "checkpoint.pt"))
+    save(net, kind, out, torch.rand(n_out) * 0.5 + 0.2)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import org.cxrgateway.ingest.Eligibility;
 import org.cxrgateway.ingest.StudyJobBuilder;
 import org.cxrgateway.ingest.WorkingImageDecoder;
 import org.cxrgateway.inference.ModelRegistry;
+import org.cxrgateway.inference.OrtModel;
+import org.cxrgateway.inference.Preprocessor;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportConfig;
 import org.cxrgateway.report.ReportSet;
@@ -19,6 +21,9 @@ import org.cxrgateway.schema.v1.SourceImage;
 import org.cxrgateway.schema.v1.StudyJob;
 import org.cxrgateway.schema.v1.StudyResult;
 
+import javax.imageio.ImageIO;
+import java.awt.image.BufferedImage;
+import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -56,9 +61,11 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
 
     @Override
     public int run(String... files) throws Exception {
-        // options first: --json FILE (machine-readable scores), --no-reports (no SR/SC/FHIR beside the inputs)
+        // options first: --json FILE (machine-readable scores), --no-reports (no SR/SC/FHIR beside the inputs),
+        // --save-model-input (per image and model, the tensor the model was given, as a PNG beside the input)
         Path json = null;
         boolean reportsToo = true;
+        boolean saveModelInput = false;
         int first = 0;
         while (first < files.length && files[first].startsWith("--")) {
             if ("--json".equals(files[first]) && first + 1 < files.length) {
@@ -67,13 +74,16 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
             } else if ("--no-reports".equals(files[first])) {
                 reportsToo = false;
                 first++;
+            } else if ("--save-model-input".equals(files[first])) {
+                saveModelInput = true;
+                first++;
             } else {
                 break;
             }
         }
         files = java.util.Arrays.copyOfRange(files, first, files.length);
         if (files.length == 0) {
-            System.err.println("usage: score [--json FILE] [--no-reports] FILE.dcm...");
+            System.err.println("usage: score [--json FILE] [--no-reports] [--save-model-input] FILE.dcm...");
             return 2;
         }
         ScoreJson scores = json == null ? null : new ScoreJson();
@@ -123,6 +133,9 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
                     .build();
             StudyResult result = models.load().score(job);
             print(result);
+            if (saveModelInput) {
+                saveModelInputs(study.images, fileBySop);
+            }
             if (scores != null) {
                 scores.add(result, fileBySop);
             }
@@ -158,6 +171,35 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
                     out.printf(Locale.ROOT, "    %-20s %-10s %11.3f %9.3f  %s%n", f.getLabel(), f.getCode().getValue(),
                             f.getProbability(), f.getThreshold(), f.getPositive() ? "POSITIVE" : "negative");
                 }
+            }
+        }
+    }
+
+    /**
+     * What each model was given, denormalised (Preprocessor.denormalised) and written as
+     * STEM.MODEL.model-input.png beside the input: the crop, the resolution and the intensity range in one look.
+     */
+    private void saveModelInputs(List<SourceImage> images, Map<String, Path> fileBySop) throws IOException {
+        for (SourceImage image : images) {
+            Path file = fileBySop.get(image.getSopInstanceUid()).toAbsolutePath();
+            float[] gray = Preprocessor.decode(image.getImage());
+            for (OrtModel model : models.models()) {
+                Preprocessor p = new Preprocessor(model.pkg().manifest());
+                float[] tensor = new float[p.tensorLength()];
+                p.apply(gray, image.getImage().getWidth(), image.getImage().getHeight(), tensor, 0);
+                byte[] px = p.denormalised(tensor, 0);
+                int n = p.size();
+                BufferedImage picture = new BufferedImage(n, n, p.channels() == 3 ? BufferedImage.TYPE_3BYTE_BGR
+                        : BufferedImage.TYPE_BYTE_GRAY);
+                int[] samples = new int[px.length];
+                for (int i = 0; i < px.length; i++) {
+                    samples[i] = px[i] & 0xff;
+                }
+                picture.getRaster().setPixels(0, 0, n, n, samples);
+                String stem = file.getFileName().toString().replaceFirst("(?i)\\.dcm$", "");
+                Path png = file.resolveSibling(stem + "." + model.pkg().manifest().id() + ".model-input.png");
+                ImageIO.write(picture, "png", png.toFile());
+                out.printf("model input: %s%n", png);
             }
         }
     }

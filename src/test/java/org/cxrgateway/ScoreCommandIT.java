@@ -122,6 +122,7 @@ class ScoreCommandIT {
         // Beside the input: one SR per model run, the heatmap SCs, one FHIR bundle; nothing for the lateral.
         List<Path> srs = written(dir, "chest.sr-*.dcm");
         List<Path> scs = written(dir, "chest.sc-*.dcm");
+        long guidedScs;
         assertEquals(2, srs.size(), "chest14 and covid3 SRs: " + run.out());
         assertEquals(positives > 0, !scs.isEmpty(), "heatmaps exist exactly when something is positive");
         assertEquals(List.of(), written(dir, "lateral.*.*"));
@@ -134,6 +135,23 @@ class ScoreCommandIT {
         }
         for (Path f : scs) {
             assertEquals(List.of(), Tools.dciodvfyErrors(f), "dciodvfy " + f);
+        }
+        // The demo packages ship the guided-backpropagation graph: every finding chosen for explanation objects
+        // gets a colour Grad-CAM SC, a grayscale guided Grad-CAM SC and a 2-frame Parametric Map (Grad-CAM, guided).
+        List<Path> pms = written(dir, "chest.pm-*.dcm");
+        guidedScs = 0;
+        for (Path f : scs) {
+            Tools.Result d = Tools.run("dcmdump", "+P", "0008,2111", f.toString());
+            assertEquals(0, d.exit(), d.out());
+            guidedScs += d.out().contains("Guided Grad-CAM") ? 1 : 0;
+        }
+        assertEquals(positives > 0, guidedScs > 0, "guided Grad-CAM SCs exist exactly when something is positive: " + run.out());
+        assertEquals(scs.size(), 2 * guidedScs, "one guided SC beside each colour SC");
+        assertEquals(guidedScs, pms.size(), "one Parametric Map per explained finding");
+        for (Path f : pms) {
+            assertEquals(List.of(), Tools.dciodvfyErrors(f), "dciodvfy " + f);
+            Tools.Result d = Tools.run("dcmdump", "+P", "0028,0008", f.toString());
+            assertTrue(d.out().contains("[2]"), "Grad-CAM and guided Grad-CAM frames: " + d.out());
         }
 
         Path bundle = dir.resolve("chest.fhir.json");
@@ -152,7 +170,7 @@ class ScoreCommandIT {
             assertEquals("POST", e.path("request").path("method").asText(), "transaction entries are creates");
         }
         assertEquals(2, reports, "one DiagnosticReport per model run");
-        assertEquals(scs.size(), media, "one Media per heatmap SC");
+        assertEquals(scs.size(), media, "one Media per heatmap SC, colour and guided");
 
         // No role ran: the embedded broker was never started (its log would sit under the data dir).
         assertFalse(Files.exists(dir.resolve("data").resolve("kafka")), "score started Kafka");
@@ -183,6 +201,6 @@ class ScoreCommandIT {
         Path dir = Files.createDirectories(work.resolve("usage"));
         Run run = score(dir);
         assertEquals(2, run.exit(), run.out());
-        assertTrue(run.out().contains("usage: score FILE.dcm..."), run.out());
+        assertTrue(run.out().contains("usage: score [--json FILE] [--no-reports] [--save-model-input] FILE.dcm..."), run.out());
     }
 }

@@ -46,7 +46,8 @@ public class DeliveryBeans {
                     p.callingAe().orElse(listenerAe), state.resolve("spool"), tls));
         }
         cfg.fhir().baseUrl().filter(u -> !u.isBlank()).ifPresent(url -> destinations.add(new FhirDestination(url,
-                cfg.fhir().bearerToken(), cfg.fhir().username(), cfg.fhir().password(), cfg.fhir().timeout())));
+                cfg.fhir().bearerToken(), cfg.fhir().username(), cfg.fhir().password(), cfg.fhir().timeout(),
+                cfg.fhir().writeMode(), cfg.fhir().maxTransactionEntries(), metrics)));
         if (destinations.isEmpty()) {
             Path outbox = cfg.outboxDir().orElse(gateway.dataDir().resolve("outbox"));
             LOG.infof("no PACS or FHIR destination configured: reports go to the outbox %s", outbox.toAbsolutePath());

@@ -103,6 +103,18 @@ public interface DeliveryConfig {
         /** Connect and request timeout. */
         @WithDefault("30s")
         Duration timeout();
+
+        /**
+         * transaction (one Bundle; HAPI FHIR), ordered (dependency order, small transactions; Medplum, cloud
+         * FHIR stores that cap transactions) or auto (transaction until the server names a size or isolation
+         * limit, then ordered). See {@link FhirWriteMode}.
+         */
+        @WithDefault("transaction")
+        FhirWriteMode writeMode();
+
+        /** Ordered mode: entries per transaction at most (Medplum allows 8 with conditional creates). */
+        @WithDefault("8")
+        int maxTransactionEntries();
     }
 
     interface Retry {

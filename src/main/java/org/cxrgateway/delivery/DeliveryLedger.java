@@ -4,11 +4,13 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
+import java.nio.charset.StandardCharsets;
+import org.cxrgateway.storage.DurableFiles;
 
 /**
  * Durable record of what each destination acknowledged: one small marker file per (destination, object),
- * written atomically after the ack, so that a restart does not resend acknowledged objects.
+ * written after the ack with {@link DurableFiles#write} (fsync, atomic rename, directory fsync), so that a
+ * restart, even after a power loss, does not resend acknowledged objects.
  */
 public final class DeliveryLedger {
 
@@ -36,9 +38,9 @@ public final class DeliveryLedger {
             @Override
             public void ack(String key) {
                 try {
-                    Files.createDirectories(d);
-                    Path tmp = Files.createTempFile(d, ".ack", ".tmp");
-                    Files.move(tmp, d.resolve(safe(key)), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+                    DurableFiles.createDirectories(d);
+                    // the key as content: a marker read back whole names what it acknowledges
+                    DurableFiles.write(d.resolve(safe(key)), (key + "\n").getBytes(StandardCharsets.UTF_8));
                 } catch (IOException e) {
                     throw new UncheckedIOException("cannot record delivery acknowledgement", e);
                 }

@@ -16,6 +16,7 @@ import org.cxrgateway.schema.v1.StudyResult;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.LinkedHashMap;
@@ -43,6 +44,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * destination).
  */
 public final class DeliveryService implements AutoCloseable {
+
+    /** The longest wait a receiver's Retry-After can impose on one attempt: a peer's word is bounded too. */
+    static final Duration MAX_RETRY_AFTER = Duration.ofMinutes(5);
 
     private static final Logger LOG = Logger.getLogger(DeliveryService.class);
 
@@ -240,6 +244,10 @@ public final class DeliveryService implements AutoCloseable {
             boolean retryable = !(e instanceof DeliveryException de) || de.retryable();
             if (retryable && n < retry.maxAttempts()) {
                 long delay = retry.delayMillis(n + 1);
+                if (e instanceof DeliveryException de && !de.retryAfter().isZero()) {
+                    // the receiver said when to come back (Retry-After): honoured, within a bound of our own
+                    delay = Math.max(delay, Math.min(de.retryAfter().toMillis(), MAX_RETRY_AFTER.toMillis()));
+                }
                 metrics.counter("cxr.delivery.retries", "destination", d.name()).increment();
                 LOG.warnf("study %s to %s failed (attempt %d of %d), retry in %d ms: %s", set.studyInstanceUid(),
                         d.name(), n, retry.maxAttempts(), delay, e.getMessage());

@@ -1,6 +1,13 @@
 package org.cxrgateway.delivery;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.databind.node.TextNode;
+import io.micrometer.core.instrument.MeterRegistry;
 import org.cxrgateway.report.ReportSet;
+import org.jboss.logging.Logger;
 
 import java.io.IOException;
 import java.net.URI;
@@ -11,23 +18,50 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
+import java.net.URLEncoder;
+import java.util.ArrayList;
 import java.util.Base64;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.HexFormat;
 import java.util.Optional;
 
 /**
- * POSTs the transaction Bundle to the FHIR base URL. The credentials go only into the Authorization header
- * and never into a message or log line.
+ * Writes the report's transaction Bundle to a FHIR server in the configured {@link FhirWriteMode}. The
+ * credentials go only into the Authorization header and never into a message or log line. Whatever the
+ * mode, every write is conditional on business identifiers, so a retry creates nothing twice.
  */
 public final class FhirDestination implements Destination {
+
+    private static final Logger LOG = Logger.getLogger(FhirDestination.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Written first, one request each, in this order: what the other resources reference. */
+    private static final List<String> FOUNDATIONS = List.of("Patient", "Device", "ImagingStudy");
 
     private final URI base;
     private final Optional<String> authorization;
     private final Duration timeout;
     private final HttpClient client;
+    private final FhirWriteMode mode;
+    private final int maxTransactionEntries;
+    private final MeterRegistry metrics;
+    /** AUTO only: set once the server refused a transaction for its size; ordered from then on. */
+    private final AtomicBoolean fellBack = new AtomicBoolean();
+    /** AUTO only: the CapabilityStatement was read (once, at the first report). */
+    private final AtomicBoolean probed = new AtomicBoolean();
 
     public FhirDestination(String baseUrl, Optional<String> bearerToken, Optional<String> user, Optional<String> password,
                            Duration timeout) {
+        this(baseUrl, bearerToken, user, password, timeout, FhirWriteMode.TRANSACTION, 8, null);
+    }
+
+    public FhirDestination(String baseUrl, Optional<String> bearerToken, Optional<String> user, Optional<String> password,
+                           Duration timeout, FhirWriteMode mode, int maxTransactionEntries, MeterRegistry metrics) {
         this.base = URI.create(baseUrl.endsWith("/") ? baseUrl.substring(0, baseUrl.length() - 1) : baseUrl);
         if (bearerToken.isPresent() && !bearerToken.get().isBlank()) {
             this.authorization = Optional.of("Bearer " + bearerToken.get());
@@ -37,8 +71,15 @@ public final class FhirDestination implements Destination {
         } else {
             this.authorization = Optional.empty();
         }
+        if (maxTransactionEntries < 1) {
+            throw new IllegalArgumentException("cxr.delivery.fhir.max-transaction-entries must be at least 1, not "
+                    + maxTransactionEntries);
+        }
         this.timeout = timeout;
         this.client = HttpClient.newBuilder().connectTimeout(timeout).build();
+        this.mode = mode;
+        this.maxTransactionEntries = maxTransactionEntries;
+        this.metrics = metrics;
     }
 
     @Override
@@ -49,7 +90,7 @@ public final class FhirDestination implements Destination {
     /** The base URL only: credentials never reach a log line. */
     @Override
     public String toString() {
-        return "fhir -> " + base;
+        return "fhir -> " + base + " (" + mode.name().toLowerCase(Locale.ROOT) + ")";
     }
 
     @Override
@@ -58,31 +99,289 @@ public final class FhirDestination implements Destination {
         if (ledger.acked(key)) {
             return;
         }
-        HttpRequest.Builder req = HttpRequest.newBuilder(base).timeout(timeout)
+        if (mode == FhirWriteMode.AUTO && probed.compareAndSet(false, true) && !statesTransactions()) {
+            fellBack.set(true);
+            LOG.infof("FHIR server %s does not list the transaction interaction in its CapabilityStatement: writing in ordered mode",
+                    base);
+        }
+        boolean ordered = mode == FhirWriteMode.ORDERED || (mode == FhirWriteMode.AUTO && fellBack.get());
+        if (ordered) {
+            writeOrdered(set.fhirBundleJson());
+        } else {
+            Answer a = send("POST", base, set.fhirBundleJson(), Map.of());
+            if (!a.ok() && mode == FhirWriteMode.AUTO && a.status() == 400 && namesASizeLimit(a.body())) {
+                if (fellBack.compareAndSet(false, true)) {
+                    LOG.warnf("FHIR server %s refused a transaction of this size (%s): writing in ordered mode from now on",
+                            base, diagnostics(a.body()));
+                    if (metrics != null) {
+                        metrics.counter("cxr.delivery.fhir.write.mode.fallbacks").increment();
+                    }
+                }
+                writeOrdered(set.fhirBundleJson());
+            } else if (!a.ok()) {
+                throw a.failure("transaction");
+            }
+        }
+        ledger.ack(key);
+    }
+
+    /**
+     * Ordered mode: the bundle's own entries, in dependency order. Foundations one by one (conditional
+     * create, If-None-Exist as the bundle states it), then the other resources in transactions of at most
+     * maxTransactionEntries conditional creates, then the DiagnosticReport by conditional update. Each
+     * urn:uuid reference is replaced by the server's Type/id once that is known.
+     */
+    void writeOrdered(String bundleJson) throws DeliveryException {
+        JsonNode bundle;
+        try {
+            bundle = JSON.readTree(bundleJson);
+        } catch (IOException e) {
+            throw new DeliveryException("FHIR bundle is not JSON: " + e.getMessage(), false, e);
+        }
+        List<ObjectNode> foundations = new ArrayList<>();
+        List<ObjectNode> middle = new ArrayList<>();
+        List<ObjectNode> reports = new ArrayList<>();
+        for (JsonNode e : bundle.path("entry")) {
+            String type = e.path("resource").path("resourceType").asText();
+            (FOUNDATIONS.contains(type) ? foundations : "DiagnosticReport".equals(type) ? reports : middle).add((ObjectNode) e);
+        }
+        foundations.sort((a, b) -> FOUNDATIONS.indexOf(type(a)) - FOUNDATIONS.indexOf(type(b)));
+        Map<String, String> ids = new HashMap<>();
+        for (ObjectNode e : foundations) {
+            ObjectNode resource = rewritten(e, ids, Set.of());
+            Answer a = send("POST", base.resolve(base.getPath() + "/" + type(e)), resource.toString(),
+                    Map.of("If-None-Exist", e.path("request").path("ifNoneExist").asText()));
+            if (!a.ok()) {
+                throw a.failure("conditional create of " + type(e));
+            }
+            ids.put(e.path("fullUrl").asText(), type(e) + "/" + a.resourceId(type(e)));
+        }
+        for (int i = 0; i < middle.size(); i += maxTransactionEntries) {
+            List<ObjectNode> chunk = middle.subList(i, Math.min(middle.size(), i + maxTransactionEntries));
+            Set<String> local = new java.util.HashSet<>();
+            chunk.forEach(e -> local.add(e.path("fullUrl").asText()));
+            ObjectNode tx = JSON.createObjectNode().put("resourceType", "Bundle").put("type", "transaction");
+            ArrayNode entries = tx.putArray("entry");
+            for (ObjectNode e : chunk) {
+                ObjectNode copy = e.deepCopy();
+                copy.set("resource", rewritten(e, ids, local));
+                entries.add(copy);
+            }
+            Answer a = send("POST", base, tx.toString(), Map.of());
+            if (!a.ok()) {
+                throw a.failure("transaction of " + chunk.size() + " entries");
+            }
+            JsonNode answered = a.json().path("entry");
+            for (int k = 0; k < chunk.size(); k++) {
+                String location = answered.path(k).path("response").path("location").asText("");
+                String[] parts = location.split("/");
+                if (parts.length < 2) {
+                    throw new DeliveryException("FHIR server answered the transaction without a location for entry " + k, true, null);
+                }
+                int at = location.contains("/_history/") ? parts.length - 4 : parts.length - 2;
+                ids.put(chunk.get(k).path("fullUrl").asText(), parts[at] + "/" + parts[at + 1]);
+            }
+        }
+        for (ObjectNode e : reports) {
+            ObjectNode resource = rewritten(e, ids, Set.of());
+            String condition = e.path("request").path("ifNoneExist").asText();
+            Answer a = send("PUT", URI.create(base + "/DiagnosticReport?" + query(condition)), resource.toString(), Map.of());
+            if (!a.ok()) {
+                throw a.failure("conditional update of the DiagnosticReport");
+            }
+        }
+    }
+
+    private static String type(JsonNode entry) {
+        return entry.path("resource").path("resourceType").asText();
+    }
+
+    /** The entry's resource with every urn:uuid reference resolved; one still unknown (and not in this chunk) is a bug. */
+    private static ObjectNode rewritten(ObjectNode entry, Map<String, String> ids, Set<String> local) throws DeliveryException {
+        ObjectNode r = entry.path("resource").deepCopy();
+        r.remove("id");
+        List<String> missing = new ArrayList<>();
+        rewrite(r, ids, local, missing);
+        if (!missing.isEmpty()) {
+            throw new DeliveryException("ordered FHIR write: " + type(entry) + " references " + missing
+                    + " written later", false, null);
+        }
+        return r;
+    }
+
+    private static void rewrite(JsonNode node, Map<String, String> ids, Set<String> local, List<String> missing) {
+        if (node instanceof ObjectNode o) {
+            for (Iterator<Map.Entry<String, JsonNode>> it = o.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> f = it.next();
+                if ("reference".equals(f.getKey()) && f.getValue().isTextual() && f.getValue().asText().startsWith("urn:uuid:")) {
+                    String target = ids.get(f.getValue().asText());
+                    if (target != null) {
+                        f.setValue(TextNode.valueOf(target));
+                    } else if (!local.contains(f.getValue().asText())) {
+                        missing.add(f.getValue().asText());
+                    }
+                } else {
+                    rewrite(f.getValue(), ids, local, missing);
+                }
+            }
+        } else if (node instanceof ArrayNode a) {
+            a.forEach(n -> rewrite(n, ids, local, missing));
+        }
+    }
+
+    /** "identifier=system|value" with the value URL-encoded, as a conditional URL's query. */
+    private static String query(String condition) {
+        int eq = condition.indexOf('=');
+        return condition.substring(0, eq + 1) + URLEncoder.encode(condition.substring(eq + 1), StandardCharsets.UTF_8);
+    }
+
+    /**
+     * Whether the server's CapabilityStatement (GET [base]/metadata) lists the system interaction
+     * "transaction". A server without a readable one is given the benefit of the doubt: true.
+     */
+    boolean statesTransactions() {
+        try {
+            HttpRequest.Builder req = HttpRequest.newBuilder(URI.create(base + "/metadata")).timeout(timeout)
+                    .header("Accept", "application/fhir+json").GET();
+            authorization.ifPresent(a -> req.header("Authorization", a));
+            HttpResponse<String> resp = client.send(req.build(), BOUNDED_BODY);
+            JsonNode cs = JSON.readTree(resp.body());
+            if (resp.statusCode() != 200 || !"CapabilityStatement".equals(cs.path("resourceType").asText())) {
+                return true;
+            }
+            for (JsonNode rest : cs.path("rest")) {
+                for (JsonNode i : rest.path("interaction")) {
+                    if ("transaction".equals(i.path("code").asText())) {
+                        return true;
+                    }
+                }
+            }
+            return false;
+        } catch (IOException | RuntimeException e) {
+            return true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return true;
+        }
+    }
+
+    /** Medplum: "Transaction requires strict isolation but has too many entries"; others name the entry count. */
+    static boolean namesASizeLimit(String body) {
+        String d = diagnostics(body).toLowerCase(Locale.ROOT);
+        return d.contains("too many entries") || d.contains("isolation") || (d.contains("entries") && d.contains("limit"))
+                || d.contains("too large") || d.contains("exceeds the maximum");
+    }
+
+    /** The OperationOutcome's diagnostics or details text, one line, bounded; else the body's start. */
+    static String diagnostics(String body) {
+        String text = body == null ? "" : body;
+        try {
+            JsonNode oo = JSON.readTree(text);
+            JsonNode issue = oo.path("issue").path(0);
+            String d = issue.path("diagnostics").asText(issue.path("details").path("text").asText(""));
+            if (!d.isEmpty()) {
+                text = d;
+            }
+        } catch (IOException | RuntimeException e) {
+            // not an OperationOutcome: the body's start says what it is
+        }
+        text = text.replaceAll("\\s+", " ").trim();
+        return text.substring(0, Math.min(300, text.length()));
+    }
+
+    /** One HTTP answer: status, Location header, body (bounded). */
+    record Answer(int status, String location, String body, Duration retryAfter) {
+        boolean ok() {
+            return status >= 200 && status < 300;
+        }
+
+        JsonNode json() throws DeliveryException {
+            try {
+                return JSON.readTree(body);
+            } catch (IOException e) {
+                throw new DeliveryException("FHIR server answered " + status + " with a body that is not JSON", true, e);
+            }
+        }
+
+        /** The id of the resource created or found: from Location, else the body's id. */
+        String resourceId(String type) throws DeliveryException {
+            if (location != null && location.contains(type + "/")) {
+                String rest = location.substring(location.lastIndexOf(type + "/") + type.length() + 1);
+                return rest.split("/")[0];
+            }
+            String id = json().path("id").asText("");
+            if (id.isEmpty()) {
+                throw new DeliveryException("FHIR server answered " + status + " without Location or id for " + type, true, null);
+            }
+            return id;
+        }
+
+        /**
+         * 408, 429 and 5xx are the server's state; 412 (a conditional write matching several resources) and
+         * other 4xx are about the content and will not heal by retrying.
+         */
+        DeliveryException failure(String what) {
+            boolean retryable = status == 408 || status == 429 || status >= 500;
+            return new DeliveryException("FHIR server answered " + status + " to the " + what + ": " + diagnostics(body),
+                    retryable, null, retryable ? retryAfter : Duration.ZERO);
+        }
+    }
+
+    private Answer send(String method, URI uri, String body, Map<String, String> headers) throws DeliveryException {
+        HttpRequest.Builder req = HttpRequest.newBuilder(uri).timeout(timeout)
                 .header("Content-Type", "application/fhir+json; charset=utf-8")
                 .header("Accept", "application/fhir+json")
-                .POST(HttpRequest.BodyPublishers.ofString(set.fhirBundleJson(), StandardCharsets.UTF_8));
+                // ids and locations are all we read back; servers that honour it leave the resources out
+                .header("Prefer", "return=minimal")
+                .method(method, HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8));
+        headers.forEach(req::header);
         authorization.ifPresent(a -> req.header("Authorization", a));
-        HttpResponse<String> resp;
+        if (metrics != null) {
+            metrics.counter("cxr.delivery.fhir.requests", "method", method).increment();
+        }
         try {
-            resp = client.send(req.build(), HttpResponse.BodyHandlers.ofString());
+            HttpResponse<String> resp = client.send(req.build(), BOUNDED_BODY);
+            return new Answer(resp.statusCode(), resp.headers().firstValue("Location").orElse(null), resp.body(),
+                    retryAfter(resp.headers().firstValue("Retry-After").orElse(null)));
         } catch (IOException e) {
             throw new DeliveryException("FHIR server " + base + " unreachable: " + e, true, e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new DeliveryException("interrupted", true, e);
         }
-        int s = resp.statusCode();
-        if (s >= 200 && s < 300) {
-            ledger.ack(key);
-            return;
-        }
-        // 408, 429 and 5xx are the server's state; other 4xx are about the Bundle and will not heal by retrying
-        boolean retryable = s == 408 || s == 429 || s >= 500;
-        String body = resp.body() == null ? "" : resp.body();
-        throw new DeliveryException("FHIR server answered " + s + ": " + body.substring(0, Math.min(300, body.length())),
-                retryable, null);
     }
+
+    /** Retry-After as delta-seconds or an HTTP-date (RFC 9110 10.2.3); zero when absent or unreadable. */
+    static Duration retryAfter(String value) {
+        if (value == null || value.isBlank()) {
+            return Duration.ZERO;
+        }
+        String v = value.trim();
+        try {
+            if (v.chars().allMatch(Character::isDigit)) {
+                return v.length() > 9 ? Duration.ofDays(1) : Duration.ofSeconds(Long.parseLong(v));
+            }
+            java.time.ZonedDateTime at = java.time.ZonedDateTime.parse(v, java.time.format.DateTimeFormatter.RFC_1123_DATE_TIME);
+            Duration d = Duration.between(java.time.Instant.now(), at.toInstant());
+            return d.isNegative() ? Duration.ZERO : d;
+        } catch (RuntimeException e) {
+            return Duration.ZERO;
+        }
+    }
+
+    /** What is read of a response body at most: enough for an OperationOutcome or a transaction response, never a peer-chosen size. */
+    static final int MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+
+    /** The body as text, cut at MAX_RESPONSE_BYTES; the rest is discarded unread into memory. */
+    static final HttpResponse.BodyHandler<String> BOUNDED_BODY = info -> HttpResponse.BodySubscribers.mapping(
+            HttpResponse.BodySubscribers.ofInputStream(), in -> {
+                try (in) {
+                    byte[] head = in.readNBytes(MAX_RESPONSE_BYTES);
+                    return new String(head, StandardCharsets.UTF_8);
+                } catch (IOException e) {
+                    return "";
+                }
+            });
 
     static String sha256(String s) {
         try {

@@ -6,13 +6,17 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Properties;
+import org.cxrgateway.storage.DurableFiles;
 
-/** Dead letters as files: &lt;id&gt;.msg (the Avro bytes) and &lt;id&gt;.properties (destination, reason, time). */
+/**
+ * Dead letters as files: &lt;id&gt;.msg (the Avro bytes) and &lt;id&gt;.properties (destination, reason, time),
+ * each written with {@link DurableFiles#write}. {@link #add} returning means the dead letter is durable, which
+ * is what lets the delivery service drop the pending item afterwards.
+ */
 public final class FileDeadLetterStore implements DeadLetterStore {
 
     private final Path dir;
@@ -24,9 +28,9 @@ public final class FileDeadLetterStore implements DeadLetterStore {
     @Override
     public synchronized void add(DeadLetter l) {
         try {
-            Files.createDirectories(dir);
+            DurableFiles.createDirectories(dir);
             Path msg = dir.resolve(l.id() + ".msg");
-            write(msg, l.studyResult());
+            DurableFiles.write(msg, l.studyResult());
             Properties p = new Properties();
             p.setProperty("destination", l.destination());
             p.setProperty("study", l.studyInstanceUid());
@@ -35,7 +39,7 @@ public final class FileDeadLetterStore implements DeadLetterStore {
             java.io.StringWriter w = new java.io.StringWriter();
             p.store(w, null);
             // the properties file is written last: its presence marks a complete dead letter
-            write(dir.resolve(l.id() + ".properties"), w.toString().getBytes(StandardCharsets.UTF_8));
+            DurableFiles.write(dir.resolve(l.id() + ".properties"), w.toString().getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write dead letter", e);
         }
@@ -73,11 +77,5 @@ public final class FileDeadLetterStore implements DeadLetterStore {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot remove dead letter", e);
         }
-    }
-
-    private static void write(Path target, byte[] data) throws IOException {
-        Path tmp = Files.createTempFile(target.getParent(), ".dl", ".tmp");
-        Files.write(tmp, data);
-        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     }
 }

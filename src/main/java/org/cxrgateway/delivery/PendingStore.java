@@ -2,12 +2,9 @@ package org.cxrgateway.delivery;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.channels.FileChannel;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.FileTime;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
@@ -16,12 +13,13 @@ import java.util.Collection;
 import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.List;
+import org.cxrgateway.storage.DurableFiles;
 
 /**
  * The durable hand-off between the results topic and the destinations: &lt;dir&gt;/&lt;destination&gt;/&lt;id&gt;.msg
- * holds the original result bytes until that destination has acknowledged or dead-lettered them. A file is
- * fsynced, renamed into place and its directory fsynced before the offset may be committed, so that a crash
- * loses nothing. The id is a hash of the bytes: a redelivered message lands on the same file.
+ * holds the original result bytes until that destination has acknowledged or dead-lettered them. Each file
+ * is written with {@link DurableFiles#write} (fsync, atomic rename, directory fsync) before the offset may be
+ * committed, so that a crash loses nothing. The id is a hash of the bytes: a redelivered message lands on the same file.
  */
 public final class PendingStore {
 
@@ -52,15 +50,9 @@ public final class PendingStore {
         List<Item> items = new ArrayList<>();
         try {
             for (String destination : destinations) {
-                Path d = Files.createDirectories(dir.resolve(DeliveryLedger.safe(destination)));
-                Path tmp = Files.createTempFile(d, ".pending", ".tmp");
-                try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
-                    ch.write(java.nio.ByteBuffer.wrap(original));
-                    ch.force(true);
-                }
+                Path d = DurableFiles.createDirectories(dir.resolve(DeliveryLedger.safe(destination)));
                 Path target = d.resolve(id + ".msg");
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-                syncDirectory(d);
+                DurableFiles.write(target, original);
                 items.add(new Item(destination, id, target));
             }
         } catch (IOException e) {
@@ -87,7 +79,11 @@ public final class PendingStore {
         return out;
     }
 
-    /** Done with an item (acknowledged, or its dead letter is durable). */
+    /**
+     * Done with an item: its destination acknowledged it (and the ledger recorded that durably), or its dead
+     * letter was written durably by the {@link DeadLetterStore}. The delete itself need not be durable: an item
+     * that reappears after a crash is resumed, and the ledger or the deterministic UIDs absorb the repeat.
+     */
     public void remove(Item item) {
         try {
             Files.deleteIfExists(item.file());
@@ -101,18 +97,6 @@ public final class PendingStore {
             return Files.getLastModifiedTime(p);
         } catch (IOException e) {
             return FileTime.fromMillis(0);
-        }
-    }
-
-    /** The rename is durable only once the directory entry is. */
-    private static void syncDirectory(Path d) throws IOException {
-        try (FileChannel ch = FileChannel.open(d, StandardOpenOption.READ)) {
-            ch.force(true);
-        } catch (IOException e) {
-            // some file systems refuse to open a directory; the rename is then as durable as they allow
-            if (!System.getProperty("os.name", "").toLowerCase(java.util.Locale.ROOT).contains("win")) {
-                throw e;
-            }
         }
     }
 }

@@ -23,7 +23,7 @@ import java.util.stream.Collectors;
 public record ModelManifest(int formatVersion, String id, String version, String title, String architecture,
                             String intendedUse, boolean diagnostic, String model, String activation,
                             List<Label> labels, List<String> reportedLabels, Input input,
-                            Preprocessing preprocessing, Outputs outputs, Head head, Weights weights) {
+                            Preprocessing preprocessing, Outputs outputs, Head head, Weights weights, Guided guided) {
 
     public record Code(String value, String scheme, String meaning) {
     }
@@ -55,6 +55,16 @@ public record ModelManifest(int formatVersion, String id, String version, String
     }
 
     public record Weights(String recipe, String file) {
+    }
+
+    /** The optional guided-backpropagation graph (schema: guided); null when the package has none. */
+    public record Guided(String file, GuidedInputs inputs, GuidedOutputs outputs, int classes, String rule) {
+    }
+
+    public record GuidedInputs(String image, String classes) {
+    }
+
+    public record GuidedOutputs(String gradient, String logits) {
     }
 
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -125,6 +135,12 @@ public record ModelManifest(int formatVersion, String id, String version, String
             } catch (IllegalArgumentException e) {
                 throw new ModelPackageException(where + ": preprocessing: " + e.getMessage());
             }
+        }
+        if (guided != null && guided.classes() != labels.size()) {
+            throw new ModelPackageException(where + ": guided.classes is " + guided.classes() + " but the model has " + labels.size() + " labels");
+        }
+        if (guided != null && !guided.inputs().image().equals(input.name())) {
+            throw new ModelPackageException(where + ": guided.inputs.image '" + guided.inputs().image() + "' differs from input.name '" + input.name() + "'");
         }
         if ("softmax".equals(activation) && labels.size() < 2) {
             throw new ModelPackageException(where + ": activation softmax needs at least 2 labels");

@@ -18,7 +18,7 @@ public final class ModelPackage {
 
     /** The demo packages shipped inside the app (src/main/resources/models/<id>/). */
     public static final List<String> BUILT_IN = List.of("chest14", "covid3");
-    private static final List<String> BUILT_IN_FILES = List.of("manifest.json", "model.onnx", "weights.recipe.json");
+    private static final List<String> BUILT_IN_FILES = List.of("manifest.json", "model.onnx", "weights.recipe.json", "guided.onnx");
 
     private final Path dir;
     private final ModelManifest manifest;
@@ -38,6 +38,11 @@ public final class ModelPackage {
 
     public Path modelPath() {
         return dir.resolve(manifest.modelFile());
+    }
+
+    /** The guided-backpropagation graph, or null when the manifest names none. */
+    public Path guidedPath() {
+        return manifest.guided() == null ? null : dir.resolve(manifest.guided().file());
     }
 
     public ModelManifest manifest() {
@@ -72,6 +77,9 @@ public final class ModelPackage {
         String where = "model package " + m.id();
         if (!Files.isRegularFile(dir.resolve(m.modelFile()))) {
             throw new ModelPackageException(where + ": model: file '" + m.modelFile() + "' not found");
+        }
+        if (m.guided() != null && !Files.isRegularFile(dir.resolve(m.guided().file()))) {
+            throw new ModelPackageException(where + ": guided.file: file '" + m.guided().file() + "' not found");
         }
         if (m.weights() != null) {
             WeightRecipe.materialise(dir, m.weights().recipe());

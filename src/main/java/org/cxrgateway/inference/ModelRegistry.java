@@ -34,9 +34,13 @@ public class ModelRegistry {
     private volatile String state = "not started";
     private final List<OrtModel> models = new ArrayList<>();
 
-    ModelRegistry(InferenceConfig config, GatewayConfig gateway) {
+    private final int maxGuided;
+
+    ModelRegistry(InferenceConfig config, GatewayConfig gateway, org.cxrgateway.report.ReportConfig report) {
         this.config = config;
         this.gateway = gateway;
+        // guided maps only where the report can use them: see Scorer
+        this.maxGuided = report.maxSecondaryCaptures();
     }
 
     void onStart(@Observes StartupEvent event) {
@@ -98,7 +102,7 @@ public class ModelRegistry {
                 LOG.infof("model %s %s loaded and warmed up on %s in %d ms%s", p.manifest().id(), p.manifest().version(),
                         config.engine(), (System.nanoTime() - t0) / 1_000_000, p.manifest().diagnostic() ? "" : " (NOT FOR DIAGNOSTIC USE)");
             }
-            MicroBatcher b = new MicroBatcher(new Scorer(models, CAM_MAX_SIDE), config.maxBatch(), config.maxWait());
+            MicroBatcher b = new MicroBatcher(new Scorer(models, CAM_MAX_SIDE, maxGuided), config.maxBatch(), config.maxWait());
             state = "ready";
             ready.complete(b);
             return b;

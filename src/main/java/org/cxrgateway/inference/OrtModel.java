@@ -31,6 +31,8 @@ public final class OrtModel implements AutoCloseable {
     private final int labels, featureC, featureHW, inputLen;
     private final long[] inputShape;
     private final Set<String> outputNames;
+    private GuidedGraph guided; // set once in the constructor; not final so that a failing constructor can close what it opened
+    private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(OrtModel.class);
 
     public OrtModel(ModelPackage pkg, EngineKind engine, InferenceConfig cfg) {
         this(pkg, engine, cfg.intraOpThreads(), cfg);
@@ -64,6 +66,14 @@ public final class OrtModel implements AutoCloseable {
             inputShape = new long[]{-1, c, s, s};
             checkSignature(where, m);
             outputNames = Set.of(m.outputs().logits(), m.outputs().features());
+            if (m.guided() != null) {
+                guided = new GuidedGraph(pkg.guidedPath(), GuidedGraph.Spec.of(m), where, intraOpThreads);
+            } else {
+                guided = null;
+                // once per package load: the reason, not a per-finding warning
+                LOG.infof("model %s %s: the package has no guided graph (manifest field guided absent): findings get Grad-CAM only, no guided Grad-CAM",
+                        m.id(), m.version());
+            }
         } catch (RuntimeException | OrtException e) {
             closeQuietly();
             throw e instanceof ModelPackageException mpe ? mpe : new ModelPackageException(where + ": " + e.getMessage(), e);
@@ -117,10 +127,37 @@ public final class OrtModel implements AutoCloseable {
 
     /** Runs zero-filled batches of 1 and of maxBatch so that the first real batch pays no allocation or kernel-selection cost. */
     public void warmUp(int maxBatch) {
-        run(new float[inputLen], 1);
+        Output one = run(new float[inputLen], 1);
         if (maxBatch > 1) {
             run(new float[inputLen * maxBatch], maxBatch);
         }
+        if (guided != null) {
+            checkGuidedLogits(one);
+        }
+    }
+
+    /**
+     * The guided graph's forward logits on the warm-up image must be the model's: a graph built from other
+     * weights (another version of the package, a different head) passes the shape check but explains another
+     * model. Refused like a bad signature.
+     */
+    private void checkGuidedLogits(Output model) {
+        GuidedGraph.Result r = guided.run(new float[inputLen], 0, new int[]{0});
+        double worst = 0;
+        for (int c = 0; c < labels; c++) {
+            double a = model.logits()[c], b = r.logits()[c];
+            worst = Math.max(worst, Math.abs(a - b) / Math.max(1.0, Math.abs(a)));
+        }
+        if (!(worst <= 1e-3)) {
+            close();
+            throw new ModelPackageException("model package " + pkg.manifest().id() + ": guided.file: its logits differ from the model's by "
+                    + String.format(java.util.Locale.ROOT, "%.3g", worst) + " (relative) on the warm-up image: the guided graph does not carry this model's weights");
+        }
+    }
+
+    /** The guided-backpropagation graph, or null when the package ships none. */
+    public GuidedGraph guided() {
+        return guided;
     }
 
     /** input holds n images of [C, size, size]. */
@@ -137,7 +174,8 @@ public final class OrtModel implements AutoCloseable {
         }
     }
 
-    private static float[] floats(OrtSession.Result r, String name, int expected) throws OrtException {
+    /** One float output of a run, checked for the size the caller expects (the model and the guided graph). */
+    static float[] floats(OrtSession.Result r, String name, int expected) throws OrtException {
         OnnxValue v = r.get(name).orElseThrow(() -> new IllegalStateException("output " + name + " missing"));
         FloatBuffer fb = ((OnnxTensor) v).getFloatBuffer();
         if (fb.remaining() != expected) {
@@ -173,6 +211,9 @@ public final class OrtModel implements AutoCloseable {
     }
 
     private void closeQuietly() {
+        if (guided != null) {
+            guided.close();
+        }
         try {
             session.close();
         } catch (OrtException ignored) {

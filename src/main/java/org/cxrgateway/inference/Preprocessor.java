@@ -279,6 +279,58 @@ public final class Preprocessor {
         }
     }
 
+    /**
+     * The model input of one image as a picture, for a person to check (score --save-model-input): the
+     * normalisation undone (imagenet or fixed mean/std: x * std + mean; xrv: (x / 1024 + 1) / 2;
+     * per-image standardisation has no inverse, so mean -+ 3 SD maps to black..white), clipped to [0, 1],
+     * 8 bits, row-major size x size; channels interleaved (RGB) when the model takes 3, so a wrong
+     * per-channel constant shows as a colour cast.
+     */
+    public byte[] denormalised(float[] tensor, int offset) {
+        ModelManifest.Step norm = null;
+        for (ModelManifest.Step s : steps) {
+            if ("normalize".equals(s.op())) {
+                norm = s;
+            }
+        }
+        int plane = size * size;
+        byte[] out = new byte[plane * channels];
+        for (int c = 0; c < channels; c++) {
+            double scale;
+            double shift;
+            switch (norm.kind()) {
+                case "xrv" -> {
+                    scale = 1.0 / 2048.0;
+                    shift = 0.5;
+                }
+                case "per-image" -> {
+                    scale = 1.0 / 6.0;
+                    shift = 0.5;
+                }
+                default -> {
+                    double[] mean = "imagenet".equals(norm.kind()) ? IMAGENET_MEAN : norm.mean().stream().mapToDouble(Double::doubleValue).toArray();
+                    double[] std = "imagenet".equals(norm.kind()) ? IMAGENET_STD : norm.std().stream().mapToDouble(Double::doubleValue).toArray();
+                    scale = std[std.length == 1 ? 0 : c];
+                    shift = mean[mean.length == 1 ? 0 : c];
+                }
+            }
+            for (int i = 0; i < plane; i++) {
+                double v = tensor[offset + c * plane + i] * scale + shift;
+                out[i * channels + c] = (byte) Math.round(Math.min(1.0, Math.max(0.0, v)) * 255.0);
+            }
+        }
+        return out;
+    }
+
+    /** Side of the square model input. */
+    public int size() {
+        return size;
+    }
+
+    public int channels() {
+        return channels;
+    }
+
     private static double[][] normalize(ModelManifest.Step s, double[] x, int count) {
         switch (s.kind()) {
             case "xrv" -> {

@@ -2,9 +2,11 @@ package org.cxrgateway.inference;
 
 import org.cxrgateway.schema.v1.Code;
 import org.cxrgateway.schema.v1.Finding;
+import org.cxrgateway.schema.v1.GuidedMap;
 import org.cxrgateway.schema.v1.HeatMap;
 import org.cxrgateway.schema.v1.ModelRun;
 import org.cxrgateway.xai.GradCam;
+import org.cxrgateway.xai.GuidedGradCam;
 
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -28,12 +30,27 @@ public final class Scorer {
     private final List<OrtModel> models;
     private final List<Preprocessor> pre = new ArrayList<>();
     private final int camMaxSide;
+    private final int maxGuided;
+    private double guidedMs;
+    private int guidedClasses;
     private float[] buffer = new float[0];
 
     /** camMaxSide: heatmaps cover the whole working image, scaled down so the longer side is at most this; 0 = working resolution. */
     public Scorer(List<OrtModel> models, int camMaxSide) {
+        this(models, camMaxSide, 0);
+    }
+
+    /**
+     * maxGuided: per image and model, the positive findings with the highest probability, at most this many,
+     * get a guided Grad-CAM when the package ships the guided graph. The report builder gives explanation
+     * objects to the top cxr.report.max-secondary-captures findings of a study, so passing that value here
+     * computes every guided map the report can use (a study's top n within one image and model is within that
+     * image and model's top n) and no more than n per image and model.
+     */
+    public Scorer(List<OrtModel> models, int camMaxSide, int maxGuided) {
         this.models = List.copyOf(models);
         this.camMaxSide = camMaxSide;
+        this.maxGuided = Math.max(0, maxGuided);
         for (OrtModel m : models) {
             pre.add(new Preprocessor(m.pkg().manifest()));
         }
@@ -65,13 +82,22 @@ public final class Scorer {
             OrtModel.Output out = model.run(buffer, n);
             engineMs += (System.nanoTime() - t0) / 1e6;
             for (int i = 0; i < n; i++) {
-                runs.get(i).add(run(model, p, out, i, images.get(i)));
+                runs.get(i).add(run(model, p, out, i, images.get(i), buffer, i * len));
             }
         }
         return new BatchResult(runs, engineMs);
     }
 
-    private ModelRun run(OrtModel model, Preprocessor p, OrtModel.Output out, int i, Image im) {
+    /** Guided backprop time (ms) and classes computed so far; for benches and the cost figure. */
+    public double guidedMs() {
+        return guidedMs;
+    }
+
+    public int guidedClasses() {
+        return guidedClasses;
+    }
+
+    private ModelRun run(OrtModel model, Preprocessor p, OrtModel.Output out, int i, Image im, float[] input, int inputOffset) {
         ModelManifest m = model.pkg().manifest();
         int labels = m.labels().size();
         double[] prob = new double[labels];
@@ -93,6 +119,7 @@ public final class Scorer {
                 prob[c] = 1.0 / (1.0 + Math.exp(-out.logits()[i * labels + c]));
             }
         }
+        java.util.Map<Integer, GuidedMap> guided = guidedMaps(model, p, out, i, im, input, inputOffset, prob);
         List<Finding> findings = new ArrayList<>();
         for (int c : m.reportedIndices()) {
             ModelManifest.Label l = m.labels().get(c);
@@ -104,6 +131,7 @@ public final class Scorer {
                     .setThreshold((float) l.threshold())
                     .setPositive(positive)
                     .setCam(positive ? heatMap(model, p, out, i, c, im) : null)
+                    .setGuided(positive ? guided.get(c) : null)
                     .build());
         }
         return ModelRun.newBuilder()
@@ -112,6 +140,48 @@ public final class Scorer {
                 .setEngine(model.engine().name())
                 .setFindings(findings)
                 .build();
+    }
+
+    /**
+     * Guided Grad-CAM for the top maxGuided positive reported findings, one guided-graph run for all of them.
+     * The map stays on the model-input grid; its region is the rectangle of the working image the model saw,
+     * as for the CAM.
+     */
+    private java.util.Map<Integer, GuidedMap> guidedMaps(OrtModel model, Preprocessor p, OrtModel.Output out, int i, Image im,
+                                                         float[] input, int inputOffset, double[] prob) {
+        java.util.Map<Integer, GuidedMap> maps = new java.util.HashMap<>();
+        GuidedGraph g = model.guided();
+        if (g == null || maxGuided == 0) {
+            return maps;
+        }
+        ModelManifest m = model.pkg().manifest();
+        List<Integer> positives = new ArrayList<>();
+        for (int c : m.reportedIndices()) {
+            if (prob[c] >= m.labels().get(c).threshold()) {
+                positives.add(c);
+            }
+        }
+        positives.sort((a, b) -> Double.compare(prob[b], prob[a]));
+        int[] classes = positives.stream().limit(maxGuided).mapToInt(Integer::intValue).toArray();
+        if (classes.length == 0) {
+            return maps;
+        }
+        long t0 = System.nanoTime();
+        GuidedGraph.Result r = g.run(input, inputOffset, classes);
+        guidedMs += (System.nanoTime() - t0) / 1e6;
+        guidedClasses += classes.length;
+        int fc = model.featureChannels(), fs = model.featureSize();
+        int size = m.input().size();
+        Preprocessor.Crop crop = p.crop(im.width(), im.height());
+        for (int k = 0; k < classes.length; k++) {
+            float[] cam = GradCam.map(out.features(), i * fc * fs * fs, fc, fs, fs, model.pkg().headWeight()[classes[k]]);
+            float[] map = GuidedGradCam.combine(r.gradient(), k, m.input().channels(), size, cam, fs, fs);
+            GuidedGradCam.Encoded e = GuidedGradCam.encode(map);
+            maps.put(classes[k], GuidedMap.newBuilder().setWidth(size).setHeight(size)
+                    .setRegionX(crop.x()).setRegionY(crop.y()).setRegionWidth(crop.width()).setRegionHeight(crop.height())
+                    .setMaxAbs(e.maxAbs()).setValues(ByteBuffer.wrap(e.deflated())).build());
+        }
+        return maps;
     }
 
     /**

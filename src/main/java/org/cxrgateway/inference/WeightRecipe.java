@@ -11,7 +11,7 @@ import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
+import org.cxrgateway.storage.DurableFiles;
 import java.nio.file.StandardOpenOption;
 
 /**
@@ -91,7 +91,8 @@ public final class WeightRecipe {
                     ch.write(ByteBuffer.allocate(1), total - 1);
                 }
             }
-            Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            // durable like every other state file: a power loss must not leave a named, short weights file
+            DurableFiles.publish(tmp, target);
             return target;
         } catch (IOException e) {
             throw new ModelPackageException(dir + ": cannot write " + file + ": " + e.getMessage(), e);

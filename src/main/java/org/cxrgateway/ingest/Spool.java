@@ -2,15 +2,11 @@ package org.cxrgateway.ingest;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.FileStore;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -24,6 +20,7 @@ import org.cxrgateway.dicom.AssociationInfo;
 import org.cxrgateway.dicom.DicomUids;
 import org.cxrgateway.dicom.InstanceHeader;
 import org.cxrgateway.dicom.InstanceStore;
+import org.cxrgateway.storage.DurableFiles;
 import org.jboss.logging.Logger;
 
 /**
@@ -34,7 +31,8 @@ import org.jboss.logging.Logger;
  *   studies/&lt;StudyInstanceUID&gt;/published-&lt;revision&gt;     marker: job published (written after the ack)
  * </pre>
  * UIDs are validated (digits and dots) before they become path names. An instance is durable when
- * its file was fsynced, renamed into its study directory, and the directory fsynced.
+ * {@link DurableFiles#publish} returned: its file fsynced, renamed into its study directory (created
+ * durably too), and that directory fsynced.
  */
 public final class Spool implements InstanceStore {
 
@@ -144,19 +142,8 @@ public final class Spool implements InstanceStore {
             return false;
         }
         try {
-            fsync(temporaryFile, false);
-            Path dir = studies.resolve(study);
-            if (!Files.isDirectory(dir)) {
-                Files.createDirectories(dir);
-                fsync(studies, true);
-            }
-            Path target = dir.resolve(sop + ".dcm");
-            try {
-                Files.move(temporaryFile, target, StandardCopyOption.ATOMIC_MOVE);
-            } catch (AtomicMoveNotSupportedException e) {
-                throw new IOException("spool file system does not support atomic rename", e);
-            }
-            fsync(dir, true);
+            Path dir = DurableFiles.createDirectories(studies.resolve(study));
+            DurableFiles.publish(temporaryFile, dir.resolve(sop + ".dcm"));
             mine.durable().complete(null);
         } catch (IOException | RuntimeException e) {
             index.remove(sop, mine);
@@ -193,13 +180,6 @@ public final class Spool implements InstanceStore {
         Listener l = listener;
         if (l != null) {
             l.associationEnded(association.id());
-        }
-    }
-
-    static void fsync(Path path, boolean directory) throws IOException {
-        try (FileChannel ch = directory ? FileChannel.open(path, StandardOpenOption.READ)
-                : FileChannel.open(path, StandardOpenOption.WRITE)) {
-            ch.force(true);
         }
     }
 
@@ -290,11 +270,8 @@ public final class Spool implements InstanceStore {
         for (String a : published.all()) {
             sb.append("instance ").append(a).append('\n');
         }
-        Path part = dir.resolve(MARKER_PREFIX + published.revision() + ".part");
-        Files.writeString(part, sb, StandardCharsets.US_ASCII);
-        fsync(part, false);
-        Files.move(part, dir.resolve(MARKER_PREFIX + published.revision()), StandardCopyOption.ATOMIC_MOVE);
-        fsync(dir, true);
+        DurableFiles.write(dir.resolve(MARKER_PREFIX + published.revision()),
+                sb.toString().getBytes(StandardCharsets.US_ASCII));
     }
 
     /**
@@ -329,7 +306,7 @@ public final class Spool implements InstanceStore {
             Files.deleteIfExists(f);
         }
         Files.deleteIfExists(dir);
-        fsync(studies, true);
+        DurableFiles.syncDirectory(studies);
         return true;
     }
 }

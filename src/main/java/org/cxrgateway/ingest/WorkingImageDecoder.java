@@ -158,7 +158,12 @@ public final class WorkingImageDecoder {
         return new int[] {lo, hi};
     }
 
-    /** Area-average (box) resampling: every source pixel contributes by the area it covers. */
+    /**
+     * Area-average resampling: every source pixel contributes by the fraction of it an output pixel
+     * covers, also for non-integer factors. Equal within one grey level to OpenCV's
+     * cv2.resize(INTER_AREA), the reference of WorkingImageDecoderTest (PIL's BOX filter is not the same:
+     * it weighs whole pixels).
+     */
     static float[] resize(float[] src, int sw, int sh, int dw, int dh) {
         float[] horizontal = new float[dw * sh];
         Weights wx = Weights.of(sw, dw);

@@ -63,7 +63,12 @@ public final class WorkingImagePixels {
     }
 
     static byte[] deflate(byte[] raw) {
-        Deflater d = new Deflater(Deflater.DEFAULT_COMPRESSION);
+        return deflate(raw, Deflater.DEFAULT_COMPRESSION);
+    }
+
+    /** zlib (RFC 1950) at a java.util.zip.Deflater level; the one deflater of the message payloads. */
+    public static byte[] deflate(byte[] raw, int level) {
+        Deflater d = new Deflater(level);
         try {
             d.setInput(raw);
             d.finish();

@@ -46,7 +46,8 @@ public final class FhirBundleBuilder {
                          boolean positive, String sourceSopInstanceUid) {
     }
 
-    record MediaOutput(String scSopInstanceUid, String label, byte[] png, String sourceSopInstanceUid) {
+    /** One heatmap SC as FHIR Media; title says which explanation of which finding it shows. */
+    record MediaOutput(String scSopInstanceUid, String title, byte[] png, String sourceSopInstanceUid) {
     }
 
     record RunOutputs(String modelId, String modelVersion, boolean diagnostic, String deviceUid, String srSopInstanceUid,
@@ -155,9 +156,9 @@ public final class FhirBundleBuilder {
                 media.setDevice(deviceRef);
                 media.addPartOf(studyRef);
                 media.setContent(new Attachment().setContentType("image/png").setData(m.png())
-                        .setTitle("Grad-CAM heatmap: " + m.label()));
+                        .setTitle(m.title()));
                 Reference mediaRef = add(bundle, media, "Media", mid, DerivedUids.uuid("media", m.scSopInstanceUid()));
-                report.addMedia().setLink(mediaRef).setComment("Grad-CAM heatmap: " + m.label());
+                report.addMedia().setLink(mediaRef).setComment(m.title());
             }
             String prefix = run.diagnostic() ? "" : ReportBuilder.NOT_FOR_DIAGNOSTIC_USE + ". ";
             report.setConclusion(prefix + (conclusion.length() == 0

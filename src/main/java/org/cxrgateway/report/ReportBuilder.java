@@ -153,10 +153,13 @@ public final class ReportBuilder {
             ScRendered sc = renderSc(study, c, p.scUid(), ++scInstance, date, time);
             objects.add(sc.object());
             FhirBundleBuilder.RunOutputs fr = fhirRuns.get(c.runIndex());
-            fr.media().add(new FhirBundleBuilder.MediaOutput(sc.object().sopInstanceUid(), c.finding().getLabel(), sc.png(),
-                    c.image().getSopInstanceUid()));
+            fr.media().add(new FhirBundleBuilder.MediaOutput(sc.object().sopInstanceUid(),
+                    "Grad-CAM heatmap: " + c.finding().getLabel(), sc.png(), c.image().getSopInstanceUid()));
             if (p.guidedUid() != null) {
-                objects.add(renderGuidedSc(study, c, p.guidedUid(), ++scInstance, date, time));
+                ScRendered guided = renderGuidedSc(study, c, p.guidedUid(), ++scInstance, date, time);
+                objects.add(guided.object());
+                fr.media().add(new FhirBundleBuilder.MediaOutput(guided.object().sopInstanceUid(),
+                        "Guided Grad-CAM: " + c.finding().getLabel(), guided.png(), c.image().getSopInstanceUid()));
             }
             if (p.pmUid() != null) {
                 objects.add(writeParametricMap(study, c, p.pmUid(), ++pmInstance, date, time));
@@ -277,18 +280,23 @@ public final class ReportBuilder {
         } catch (DicomObjectException e) {
             throw new ReportException(e.getMessage(), e);
         }
+        return new ScRendered(new ReportSet.DicomObject("SC", DicomObjectWriter.SECONDARY_CAPTURE, sop, series, part10), png(rendered));
+    }
+
+    /** The SC's picture as PNG, for the FHIR Media that shows it outside a DICOM viewer. */
+    private static byte[] png(BufferedImage rendered) throws ReportException {
         ByteArrayOutputStream png = new ByteArrayOutputStream();
         try {
             ImageIO.write(rendered, "png", png);
         } catch (IOException e) {
             throw new ReportException("cannot encode heatmap PNG", e);
         }
-        return new ScRendered(new ReportSet.DicomObject("SC", DicomObjectWriter.SECONDARY_CAPTURE, sop, series, part10), png.toByteArray());
+        return png.toByteArray();
     }
 
     /** Guided Grad-CAM in grey at the working resolution, in the heatmap series beside the colour Grad-CAM. */
-    private ReportSet.DicomObject renderGuidedSc(StudyInfo study, ScCandidate c, String sop, int instanceNumber,
-                                                 String date, String time) throws ReportException {
+    private ScRendered renderGuidedSc(StudyInfo study, ScCandidate c, String sop, int instanceNumber,
+                                      String date, String time) throws ReportException {
         ImageResult img = c.image();
         ModelRun run = c.run();
         Finding f = c.finding();
@@ -306,7 +314,8 @@ public final class ReportBuilder {
                     equipment(run, DerivedUids.uid("device", run.getModelId(), run.getModelVersion())),
                     new InstanceRef(img.getSopClassUid(), img.getSopInstanceUid(), img.getSeriesInstanceUid()),
                     w, h, 1, HeatmapRenderer.toGray(rendered), truncate(derivation, 1024)));
-            return new ReportSet.DicomObject("SC", DicomObjectWriter.SECONDARY_CAPTURE, sop, series, part10);
+            return new ScRendered(new ReportSet.DicomObject("SC", DicomObjectWriter.SECONDARY_CAPTURE, sop, series, part10),
+                    png(rendered));
         } catch (DicomObjectException e) {
             throw new ReportException(e.getMessage(), e);
         }

@@ -59,7 +59,7 @@ class FhirDeliveryTest {
         assertEquals(3, server.receivedBundles.size(), "two injected 500s, then success");
         assertEquals(1, server.count("DiagnosticReport"));
         assertEquals(4, server.count("Observation"));
-        assertEquals(2, server.count("Media"));
+        assertEquals(4, server.count("Media"), "a Grad-CAM overlay and a guided Grad-CAM picture per positive finding");
         assertEquals(1, server.count("Patient"));
         assertTrue(server.authorizations.stream().allMatch(a -> a.equals("Bearer s3cret-token")));
         DiagnosticReport report = (DiagnosticReport) server.stored.values().stream()

@@ -161,6 +161,7 @@ class PacsDeliveryTest {
             // replaying again finds nothing; the objects are there once
             assertEquals(0, svc.replay(null).get(60, TimeUnit.SECONDS));
         }
-        assertEquals(4, sopUids(instancesOf(t.studyUid)).size(), "source + SR + 2 SC");
+        assertEquals(8, sopUids(instancesOf(t.studyUid)).size(),
+                "source + SR + 2 Grad-CAM SC + 2 guided Grad-CAM SC + 2 Parametric Maps");
     }
 }

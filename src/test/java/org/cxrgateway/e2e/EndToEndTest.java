@@ -80,13 +80,23 @@ class EndToEndTest {
         }
         assertEquals(2, PeerQueries.reportsFor(srs).size(), "a DiagnosticReport per SR");
         // Every heatmap SC the report announces as Media reaches the PACS too.
-        long media = PeerQueries.mediaOf(PeerQueries.reportsFor(srs).values());
+        var reports = PeerQueries.reportsFor(srs).values();
         long scDeadline = System.nanoTime() + 60_000_000_000L;
-        while (count(instances, "OT") < media && System.nanoTime() < scDeadline) {
+        List<PeerQueries.PacsInstance> held = PeerQueries.instancesOf(study);
+        while (!PeerQueries.explanationsArrived(held, reports) && System.nanoTime() < scDeadline) {
             Thread.sleep(200);
-            instances = instancesOf(study);
+            held = PeerQueries.instancesOf(study);
         }
-        assertEquals(media, count(instances, "OT"), "one SC in the PACS per heatmap Media in FHIR");
+        instances = instancesOf(study);
+        assertEquals(PeerQueries.mediaOf(reports), PeerQueries.ofSopClass(held, PeerQueries.SECONDARY_CAPTURE).size(),
+                "one SC in the PACS per heatmap Media in FHIR");
+        assertEquals(PeerQueries.gradCamMediaOf(reports), PeerQueries.ofSopClass(held, PeerQueries.PARAMETRIC_MAP).size(),
+                "one Parametric Map in the PACS per Grad-CAM overlay");
+        // the test chest14 package ships the guided graph, covid3 does not: guided pictures for some, not all
+        int guided = PeerQueries.guidedMediaOf(reports);
+        System.out.printf("e2e explanation objects: %d Grad-CAM SC, %d guided Grad-CAM SC, %d Parametric Maps%n",
+                PeerQueries.gradCamMediaOf(reports), guided, PeerQueries.ofSopClass(held, PeerQueries.PARAMETRIC_MAP).size());
+        assertTrue(guided > 0 && guided <= PeerQueries.gradCamMediaOf(reports), "guided Grad-CAM SCs: " + guided);
         Set<String> sops = new HashSet<>();
         for (JsonNode i : instances) {
             assertTrue(sops.add(i.get("MainDicomTags").get("SOPInstanceUID").asText()), "duplicate instance");

@@ -145,8 +145,7 @@ class MalformedInputStormTest {
                 instances = PeerQueries.instancesOf(study);
                 List<String> srs = PeerQueries.ofModality(instances, "SR").stream().map(PeerQueries.PacsInstance::sopInstanceUid).toList();
                 Map<String, DiagnosticReport> reports = PeerQueries.reportsFor(srs);
-                int media = PeerQueries.mediaOf(reports.values());
-                if ((srs.size() >= 2 && reports.size() >= 2 && PeerQueries.ofModality(instances, "OT").size() >= media)
+                if ((srs.size() >= 2 && reports.size() >= 2 && PeerQueries.explanationsArrived(instances, reports.values()))
                         || System.nanoTime() > deadline) {
                     break;
                 }
@@ -170,8 +169,12 @@ class MalformedInputStormTest {
             assertEquals(2, srs.size(), "good_" + i + ": one SR per model (chest14, covid3): " + instances);
             Map<String, DiagnosticReport> reports = PeerQueries.reportsFor(srs);
             assertEquals(2, reports.size(), "good_" + i + ": a DiagnosticReport per SR");
-            assertEquals(PeerQueries.mediaOf(reports.values()), PeerQueries.ofModality(instances, "OT").size(),
+            assertEquals(PeerQueries.mediaOf(reports.values()),
+                    PeerQueries.ofSopClass(instances, PeerQueries.SECONDARY_CAPTURE).size(),
                     "good_" + i + ": one SC in the PACS per heatmap Media");
+            assertEquals(PeerQueries.gradCamMediaOf(reports.values()),
+                    PeerQueries.ofSopClass(instances, PeerQueries.PARAMETRIC_MAP).size(),
+                    "good_" + i + ": one Parametric Map per Grad-CAM overlay");
             assertEquals(List.of(), PeerQueries.ofModality(instances, "DX"), "sent to the gateway, not the PACS");
             assertTrue(PeerQueries.hasImagingStudy(study));
         }

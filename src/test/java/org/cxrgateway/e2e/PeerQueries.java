@@ -24,8 +24,11 @@ final class PeerQueries {
     private PeerQueries() {
     }
 
-    /** One instance in Orthanc: its Orthanc id, SOP Instance UID and modality. */
-    record PacsInstance(String id, String sopInstanceUid, String modality) {
+    static final String SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7";
+    static final String PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30";
+
+    /** One instance in Orthanc: its Orthanc id, SOP Instance UID, modality and SOP Class UID. */
+    record PacsInstance(String id, String sopInstanceUid, String modality, String sopClassUid) {
     }
 
     /** Every instance of the study in Orthanc, in Orthanc's order (duplicates would show twice). */
@@ -37,13 +40,27 @@ final class PeerQueries {
         for (JsonNode i : found) {
             String id = i.get("ID").asText();
             JsonNode tags = JSON.readTree(EndToEndPeers.orthanc.get("/instances/" + id + "/simplified-tags"));
-            out.add(new PacsInstance(id, i.get("MainDicomTags").get("SOPInstanceUID").asText(), tags.path("Modality").asText()));
+            out.add(new PacsInstance(id, i.get("MainDicomTags").get("SOPInstanceUID").asText(), tags.path("Modality").asText(),
+                    tags.path("SOPClassUID").asText()));
         }
         return out;
     }
 
     static List<PacsInstance> ofModality(List<PacsInstance> instances, String modality) {
         return instances.stream().filter(i -> i.modality().equals(modality)).toList();
+    }
+
+    static List<PacsInstance> ofSopClass(List<PacsInstance> instances, String sopClassUid) {
+        return instances.stream().filter(i -> i.sopClassUid().equals(sopClassUid)).toList();
+    }
+
+    /**
+     * Whether the PACS holds every explanation object the reports announce: one SC per Media (Grad-CAM
+     * overlays and guided Grad-CAM pictures) and one Parametric Map per Grad-CAM overlay.
+     */
+    static boolean explanationsArrived(List<PacsInstance> instances, Collection<DiagnosticReport> reports) {
+        return ofSopClass(instances, SECONDARY_CAPTURE).size() >= mediaOf(reports)
+                && ofSopClass(instances, PARAMETRIC_MAP).size() >= gradCamMediaOf(reports);
     }
 
     /** The DiagnosticReports in the FHIR server whose identifier is one of these SR SOP Instance UIDs. */
@@ -65,5 +82,17 @@ final class PeerQueries {
     /** Heatmaps the study's reports link as Media: one SC each is expected in the PACS. */
     static int mediaOf(Collection<DiagnosticReport> reports) {
         return reports.stream().mapToInt(r -> r.getMedia().size()).sum();
+    }
+
+    /** The guided Grad-CAM pictures among the Media (models whose package ships the guided graph). */
+    static int guidedMediaOf(Collection<DiagnosticReport> reports) {
+        return (int) reports.stream().flatMap(r -> r.getMedia().stream())
+                .filter(m -> m.getComment() != null && m.getComment().startsWith("Guided Grad-CAM")).count();
+    }
+
+    /** The Grad-CAM overlays among the Media: each has a Parametric Map beside it. */
+    static int gradCamMediaOf(Collection<DiagnosticReport> reports) {
+        return (int) reports.stream().flatMap(r -> r.getMedia().stream())
+                .filter(m -> m.getComment() != null && m.getComment().startsWith("Grad-CAM heatmap")).count();
     }
 }

@@ -136,7 +136,17 @@ class InferenceWorkerTest {
                         assertEquals(f.getCam().getWidth() * f.getCam().getHeight(), f.getCam().getValues().remaining());
                     } else {
                         assertNull(f.getCam());
+                        assertNull(f.getGuided(), "guided maps for positive findings only");
                     }
+                }
+                // of the test profile's tiny packages (src/test/resources/tiny-models) chest14 ships the guided graph
+                // and covid3 does not: that one still scores and sends Grad-CAM, with no guided map
+                if (m.getModelId().equals("chest14")) {
+                    long positives = m.getFindings().stream().filter(Finding::getPositive).count();
+                    long guided = m.getFindings().stream().filter(f -> f.getGuided() != null).count();
+                    assertEquals(Math.min(4, positives), guided, "chest14: a guided map for each explained positive finding (at most 4)");
+                } else {
+                    assertTrue(m.getFindings().stream().allMatch(f -> f.getGuided() == null), m.getModelId() + ": no guided graph, no guided map");
                 }
             }
         }

@@ -70,6 +70,14 @@ final class Fixtures {
         return Files.readAllBytes(ref);
     }
 
+    /** The reference rendering shrunk to width x height by OpenCV's area average (cv2.INTER_AREA). */
+    static byte[] reference(Path dcm, int width, int height) throws IOException, InterruptedException {
+        Path ref = dcm.resolveSibling(dcm.getFileName() + "." + width + "x" + height + ".ref");
+        runOk(null, PYTHON, SCRIPT.toString(), "reference", dcm.toString(), ref.toString(),
+                Integer.toString(width), Integer.toString(height));
+        return Files.readAllBytes(ref);
+    }
+
     static List<String> command(String... parts) {
         return new ArrayList<>(List.of(parts));
     }

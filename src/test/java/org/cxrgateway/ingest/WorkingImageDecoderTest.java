@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.zip.Inflater;
 import org.cxrgateway.dicom.DicomFiles;
@@ -57,6 +58,63 @@ class WorkingImageDecoderTest {
         assertEquals(decoded.instance().rows(), image.getHeight());
         byte[] ours = bytes(image.getPixels());
         assertEquals(reference.length, ours.length);
+        assertWithinOneGrey(file, ours, reference);
+        // the rendering must actually use the range, not be flat
+        int min = 255;
+        int max = 0;
+        for (byte b : ours) {
+            min = Math.min(min, b & 0xFF);
+            max = Math.max(max, b & 0xFF);
+        }
+        assertTrue(max - min > 100, file + ": rendered range too small " + min + ".." + max);
+    }
+
+    /**
+     * The working-image downscale equals OpenCV's area average (cv2.resize INTER_AREA, exact fractional
+     * coverage) of the pydicom rendering within one grey level, for non-integer factors in both axes.
+     */
+    @ParameterizedTest(name = "{0} to long side {1}")
+    @CsvSource({
+            "mono2_12bit_rescale_window.dcm, 128",
+            "mono1_12bit_window.dcm, 97",
+            "mono2_14bit_default_window.dcm, 211",
+            "signed_16bit_sigmoid.dcm, 64",
+    })
+    void downscaleIsOpenCvAreaAverage(String file, int longSide) throws Exception {
+        DicomFiles.Decoded decoded = DicomFiles.readWithPixels(dir.resolve(file));
+        WorkingImage image = new WorkingImageDecoder(longSide, 8, PixelEncoding.RAW, 10_000_000).decode(decoded.frame());
+        assertEquals(longSide, Math.max(image.getWidth(), image.getHeight()));
+        byte[] reference = Fixtures.reference(dir.resolve(file), image.getWidth(), image.getHeight());
+        byte[] ours = bytes(image.getPixels());
+        assertEquals(reference.length, ours.length);
+        assertWithinOneGrey(file + " at " + image.getWidth() + "x" + image.getHeight(), ours, reference);
+    }
+
+    /**
+     * The model toolkit trains on what the gateway serves: its Python decoder (toolkit/cxr_model/decode.py)
+     * gives the Java decoder's working image within one grey level, downscale included.
+     */
+    @ParameterizedTest(name = "{0} to long side {1}")
+    @CsvSource({
+            "mono2_12bit_rescale_window.dcm, 1024",
+            "mono1_12bit_window.dcm, 97",
+            "mono2_14bit_default_window.dcm, 211",
+            "mono2_12bit_voilut.dcm, 128",
+            "signed_16bit_sigmoid.dcm, 1024",
+            "mono1_8bit_default_window.dcm, 150",
+    })
+    void toolkitDecoderGivesTheSameWorkingImage(String file, int longSide) throws Exception {
+        DicomFiles.Decoded decoded = DicomFiles.readWithPixels(dir.resolve(file));
+        WorkingImage image = new WorkingImageDecoder(longSide, 8, PixelEncoding.RAW, 10_000_000).decode(decoded.frame());
+        Path out = dir.resolve(file + "." + longSide + ".toolkit.u8");
+        String size = Fixtures.runOk(Path.of("toolkit").toAbsolutePath(), Fixtures.PYTHON, "-m", "cxr_model.decode",
+                dir.resolve(file).toString(), out.toString(), Integer.toString(longSide)).output().trim();
+        String[] lines = size.split("\n");
+        assertEquals(image.getWidth() + " " + image.getHeight(), lines[lines.length - 1].trim(), "working size");
+        assertWithinOneGrey(file + " (toolkit)", bytes(image.getPixels()), Files.readAllBytes(out));
+    }
+
+    private static void assertWithinOneGrey(String what, byte[] ours, byte[] reference) {
         int worst = 0;
         int worstAt = -1;
         long differing = 0;
@@ -70,17 +128,9 @@ class WorkingImageDecoderTest {
                 differing++;
             }
         }
-        assertTrue(worst <= 1, file + ": max difference " + worst + " at pixel " + worstAt + " (ours "
+        assertTrue(worst <= 1, what + ": max difference " + worst + " at pixel " + worstAt + " (ours "
                 + (worstAt < 0 ? 0 : ours[worstAt] & 0xFF) + ", reference " + (worstAt < 0 ? 0 : reference[worstAt] & 0xFF)
                 + "), " + differing + " pixels differ");
-        // the rendering must actually use the range, not be flat
-        int min = 255;
-        int max = 0;
-        for (byte b : ours) {
-            min = Math.min(min, b & 0xFF);
-            max = Math.max(max, b & 0xFF);
-        }
-        assertTrue(max - min > 100, file + ": rendered range too small " + min + ".." + max);
     }
 
     @Test
