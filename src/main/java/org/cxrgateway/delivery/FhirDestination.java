@@ -241,12 +241,9 @@ public final class FhirDestination implements Destination {
      */
     boolean statesTransactions() {
         try {
-            HttpRequest.Builder req = HttpRequest.newBuilder(URI.create(base + "/metadata")).timeout(timeout)
-                    .header("Accept", "application/fhir+json").GET();
-            authorization.ifPresent(a -> req.header("Authorization", a));
-            HttpResponse<String> resp = client.send(req.build(), BOUNDED_BODY);
-            JsonNode cs = JSON.readTree(resp.body());
-            if (resp.statusCode() != 200 || !"CapabilityStatement".equals(cs.path("resourceType").asText())) {
+            Answer a = send("GET", URI.create(base + "/metadata"), null, Map.of());
+            JsonNode cs = a.json();
+            if (a.status() != 200 || !"CapabilityStatement".equals(cs.path("resourceType").asText())) {
                 return true;
             }
             for (JsonNode rest : cs.path("rest")) {
@@ -257,10 +254,7 @@ public final class FhirDestination implements Destination {
                 }
             }
             return false;
-        } catch (IOException | RuntimeException e) {
-            return true;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+        } catch (DeliveryException e) {
             return true;
         }
     }
@@ -327,13 +321,17 @@ public final class FhirDestination implements Destination {
         }
     }
 
+    /** One request; body null for none (GET). */
     private Answer send(String method, URI uri, String body, Map<String, String> headers) throws DeliveryException {
         HttpRequest.Builder req = HttpRequest.newBuilder(uri).timeout(timeout)
-                .header("Content-Type", "application/fhir+json; charset=utf-8")
                 .header("Accept", "application/fhir+json")
                 // ids and locations are all we read back; servers that honour it leave the resources out
                 .header("Prefer", "return=minimal")
-                .method(method, HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8));
+                .method(method, body == null ? HttpRequest.BodyPublishers.noBody()
+                        : HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8));
+        if (body != null) {
+            req.header("Content-Type", "application/fhir+json; charset=utf-8");
+        }
         headers.forEach(req::header);
         authorization.ifPresent(a -> req.header("Authorization", a));
         if (metrics != null) {
