@@ -119,18 +119,25 @@ public final class Scorer {
                 prob[c] = 1.0 / (1.0 + Math.exp(-out.logits()[i * labels + c]));
             }
         }
-        java.util.Map<Integer, GuidedMap> guided = guidedMaps(model, p, out, i, im, input, inputOffset, prob);
+        // the raw CAM of each positive reported finding, computed once for its heatmap and its guided Grad-CAM
+        java.util.Map<Integer, float[]> cams = new java.util.LinkedHashMap<>();
+        for (int c : m.reportedIndices()) {
+            if (prob[c] >= m.labels().get(c).threshold()) {
+                cams.put(c, rawCam(model, out, i, c));
+            }
+        }
+        java.util.Map<Integer, GuidedMap> guided = guidedMaps(model, p, im, input, inputOffset, prob, cams);
         List<Finding> findings = new ArrayList<>();
         for (int c : m.reportedIndices()) {
             ModelManifest.Label l = m.labels().get(c);
-            boolean positive = prob[c] >= l.threshold();
+            boolean positive = cams.containsKey(c);
             findings.add(Finding.newBuilder()
                     .setLabel(l.name())
                     .setCode(new Code(l.code().value(), l.code().scheme(), l.code().meaning()))
                     .setProbability((float) prob[c])
                     .setThreshold((float) l.threshold())
                     .setPositive(positive)
-                    .setCam(positive ? heatMap(model, p, out, i, c, im) : null)
+                    .setCam(positive ? heatMap(cams.get(c), model, p, im) : null)
                     .setGuided(positive ? guided.get(c) : null)
                     .build());
         }
@@ -147,35 +154,26 @@ public final class Scorer {
      * The map stays on the model-input grid; its region is the rectangle of the working image the model saw,
      * as for the CAM.
      */
-    private java.util.Map<Integer, GuidedMap> guidedMaps(OrtModel model, Preprocessor p, OrtModel.Output out, int i, Image im,
-                                                         float[] input, int inputOffset, double[] prob) {
+    private java.util.Map<Integer, GuidedMap> guidedMaps(OrtModel model, Preprocessor p, Image im, float[] input, int inputOffset,
+                                                         double[] prob, java.util.Map<Integer, float[]> cams) {
         java.util.Map<Integer, GuidedMap> maps = new java.util.HashMap<>();
         GuidedGraph g = model.guided();
-        if (g == null || maxGuided == 0) {
+        if (g == null || maxGuided == 0 || cams.isEmpty()) {
             return maps;
         }
         ModelManifest m = model.pkg().manifest();
-        List<Integer> positives = new ArrayList<>();
-        for (int c : m.reportedIndices()) {
-            if (prob[c] >= m.labels().get(c).threshold()) {
-                positives.add(c);
-            }
-        }
+        List<Integer> positives = new ArrayList<>(cams.keySet());
         positives.sort((a, b) -> Double.compare(prob[b], prob[a]));
         int[] classes = positives.stream().limit(maxGuided).mapToInt(Integer::intValue).toArray();
-        if (classes.length == 0) {
-            return maps;
-        }
         long t0 = System.nanoTime();
         GuidedGraph.Result r = g.run(input, inputOffset, classes);
         guidedMs += (System.nanoTime() - t0) / 1e6;
         guidedClasses += classes.length;
-        int fc = model.featureChannels(), fs = model.featureSize();
+        int fs = model.featureSize();
         int size = m.input().size();
         Preprocessor.Crop crop = p.crop(im.width(), im.height());
         for (int k = 0; k < classes.length; k++) {
-            float[] cam = GradCam.map(out.features(), i * fc * fs * fs, fc, fs, fs, model.pkg().headWeight()[classes[k]]);
-            float[] map = GuidedGradCam.combine(r.gradient(), k, m.input().channels(), size, cam, fs, fs);
+            float[] map = GuidedGradCam.combine(r.gradient(), k, m.input().channels(), size, cams.get(classes[k]), fs, fs);
             GuidedGradCam.Encoded e = GuidedGradCam.encode(map);
             maps.put(classes[k], GuidedMap.newBuilder().setWidth(size).setHeight(size)
                     .setRegionX(crop.x()).setRegionY(crop.y()).setRegionWidth(crop.width()).setRegionHeight(crop.height())
@@ -189,8 +187,17 @@ public final class Scorer {
      * square for crop=center, everything otherwise), zero elsewhere, min-max normalised to 0..255.
      */
     HeatMap heatMap(OrtModel model, Preprocessor p, OrtModel.Output out, int i, int cls, Image im) {
+        return heatMap(rawCam(model, out, i, cls), model, p, im);
+    }
+
+    /** Grad-CAM of class cls for image i of the batch, at feature resolution (= CAM for GAP + linear heads). */
+    private static float[] rawCam(OrtModel model, OrtModel.Output out, int i, int cls) {
         int c = model.featureChannels(), fs = model.featureSize();
-        float[] raw = GradCam.map(out.features(), i * c * fs * fs, c, fs, fs, model.pkg().headWeight()[cls]);
+        return GradCam.map(out.features(), i * c * fs * fs, c, fs, fs, model.pkg().headWeight()[cls]);
+    }
+
+    private HeatMap heatMap(float[] raw, OrtModel model, Preprocessor p, Image im) {
+        int fs = model.featureSize();
         double scale = camMaxSide > 0 ? Math.min(1.0, (double) camMaxSide / Math.max(im.width(), im.height())) : 1.0;
         int w = Math.max(1, (int) Math.round(im.width() * scale)), h = Math.max(1, (int) Math.round(im.height() * scale));
         Preprocessor.Crop crop = p.crop(im.width(), im.height());
