@@ -180,11 +180,14 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
      * STEM.MODEL.model-input.png beside the input: the crop, the resolution and the intensity range in one look.
      */
     private void saveModelInputs(List<SourceImage> images, Map<String, Path> fileBySop) throws IOException {
+        List<OrtModel> loaded = models.models();
+        List<Preprocessor> pre = loaded.stream().map(m -> new Preprocessor(m.pkg().manifest())).toList();
         for (SourceImage image : images) {
             Path file = fileBySop.get(image.getSopInstanceUid()).toAbsolutePath();
             float[] gray = Preprocessor.decode(image.getImage());
-            for (OrtModel model : models.models()) {
-                Preprocessor p = new Preprocessor(model.pkg().manifest());
+            for (int mi = 0; mi < loaded.size(); mi++) {
+                OrtModel model = loaded.get(mi);
+                Preprocessor p = pre.get(mi);
                 float[] tensor = new float[p.tensorLength()];
                 p.apply(gray, image.getImage().getWidth(), image.getImage().getHeight(), tensor, 0);
                 byte[] px = p.denormalised(tensor, 0);
@@ -196,17 +199,21 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
                     samples[i] = px[i] & 0xff;
                 }
                 picture.getRaster().setPixels(0, 0, n, n, samples);
-                String stem = file.getFileName().toString().replaceFirst("(?i)\\.dcm$", "");
-                Path png = file.resolveSibling(stem + "." + model.pkg().manifest().id() + ".model-input.png");
+                Path png = file.resolveSibling(stem(file) + "." + model.pkg().manifest().id() + ".model-input.png");
                 ImageIO.write(picture, "png", png.toFile());
                 out.printf("model input: %s%n", png);
             }
         }
     }
 
+    /** The file name without its .dcm: what the outputs written beside an input are named after. */
+    private static String stem(Path file) {
+        return file.getFileName().toString().replaceFirst("(?i)\\.dcm$", "");
+    }
+
     private void write(Path besides, ReportSet set) throws Exception {
         Path dir = besides.toAbsolutePath().getParent();
-        String stem = besides.getFileName().toString().replaceFirst("(?i)\\.dcm$", "");
+        String stem = stem(besides);
         List<Path> written = new ArrayList<>();
         int n = 0;
         for (ReportSet.DicomObject o : set.dicom()) {

@@ -308,10 +308,8 @@ public final class Preprocessor {
                     shift = 0.5;
                 }
                 default -> {
-                    double[] mean = "imagenet".equals(norm.kind()) ? IMAGENET_MEAN : norm.mean().stream().mapToDouble(Double::doubleValue).toArray();
-                    double[] std = "imagenet".equals(norm.kind()) ? IMAGENET_STD : norm.std().stream().mapToDouble(Double::doubleValue).toArray();
-                    scale = std[std.length == 1 ? 0 : c];
-                    shift = mean[mean.length == 1 ? 0 : c];
+                    scale = perChannel(stdOf(norm), c);
+                    shift = perChannel(meanOf(norm), c);
                 }
             }
             for (int i = 0; i < plane; i++) {
@@ -329,6 +327,20 @@ public final class Preprocessor {
 
     public int channels() {
         return channels;
+    }
+
+    /** The mean of an imagenet or fixed mean/std normalize step. */
+    private static double[] meanOf(ModelManifest.Step s) {
+        return "imagenet".equals(s.kind()) ? IMAGENET_MEAN : s.mean().stream().mapToDouble(Double::doubleValue).toArray();
+    }
+
+    private static double[] stdOf(ModelManifest.Step s) {
+        return "imagenet".equals(s.kind()) ? IMAGENET_STD : s.std().stream().mapToDouble(Double::doubleValue).toArray();
+    }
+
+    /** One value for every channel, or one per channel. */
+    private static double perChannel(double[] v, int c) {
+        return v[v.length == 1 ? 0 : c];
     }
 
     private static double[][] normalize(ModelManifest.Step s, double[] x, int count) {
@@ -358,11 +370,11 @@ public final class Preprocessor {
                 return new double[][]{y};
             }
             default -> {
-                double[] mean = "imagenet".equals(s.kind()) ? IMAGENET_MEAN : s.mean().stream().mapToDouble(Double::doubleValue).toArray();
-                double[] std = "imagenet".equals(s.kind()) ? IMAGENET_STD : s.std().stream().mapToDouble(Double::doubleValue).toArray();
+                double[] mean = meanOf(s);
+                double[] std = stdOf(s);
                 double[][] out = new double[count][x.length];
                 for (int c = 0; c < count; c++) {
-                    double m = mean[mean.length == 1 ? 0 : c], d = std[std.length == 1 ? 0 : c];
+                    double m = perChannel(mean, c), d = perChannel(std, c);
                     for (int i = 0; i < x.length; i++) {
                         out[c][i] = (x[i] - m) / d;
                     }
