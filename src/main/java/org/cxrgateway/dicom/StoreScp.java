@@ -286,11 +286,7 @@ public final class StoreScp implements Closeable {
             try {
                 request = readAssociateRequest(socket);
             } catch (IOException e) {
-                if (artimExpired.get() || e instanceof java.net.SocketTimeoutException) {
-                    artimExpired.set(true);
-                    observer.associationRejected("ARTIM_EXPIRED");
-                    LOG.infof("closed connection from %s: no A-ASSOCIATE-RQ within %d ms",
-                            socket.getInetAddress().getHostAddress(), options.artimTimeoutMillis());
+                if (artimExpiry(e, artimExpired, socket, "A-ASSOCIATE-RQ")) {
                     return;
                 }
                 throw e;
@@ -336,6 +332,21 @@ public final class StoreScp implements Closeable {
         }
     }
 
+    /**
+     * Whether this read failure is the ARTIM timer's (it fired, or the read timed out before the request was
+     * whole): if so it is counted and logged once, and the caller closes the connection.
+     */
+    private boolean artimExpiry(IOException e, AtomicBoolean artimExpired, Socket socket, String awaited) {
+        if (!artimExpired.get() && !(e instanceof java.net.SocketTimeoutException)) {
+            return false;
+        }
+        artimExpired.set(true);
+        observer.associationRejected("ARTIM_EXPIRED");
+        LOG.infof("closed connection from %s: no %s within %d ms", socket.getInetAddress().getHostAddress(), awaited,
+                options.artimTimeoutMillis());
+        return true;
+    }
+
     /** Runs the TLS handshake (bounded by the socket timeout); a failed one is a rejected association. */
     private boolean handshake(SSLSocket ssl, AtomicBoolean artimExpired) {
         try {
@@ -350,11 +361,7 @@ public final class StoreScp implements Closeable {
             LOG.debugf("TLS from %s: %s %s, %s", ssl.getInetAddress(), session.getProtocol(), session.getCipherSuite(), peer);
             return true;
         } catch (IOException e) {
-            if (artimExpired.get() || e instanceof java.net.SocketTimeoutException) {
-                artimExpired.set(true);
-                observer.associationRejected("ARTIM_EXPIRED");
-                LOG.infof("closed connection from %s: no TLS handshake and A-ASSOCIATE-RQ within %d ms",
-                        ssl.getInetAddress().getHostAddress(), options.artimTimeoutMillis());
+            if (artimExpiry(e, artimExpired, ssl, "TLS handshake and A-ASSOCIATE-RQ")) {
                 return false;
             }
             observer.associationRejected("TLS_HANDSHAKE_FAILED");
