@@ -240,24 +240,20 @@ def run(a, log=print):
     if norm == "xrv":
         channels = 1
     pid = a.id or os.path.basename(os.path.normpath(a.out)).lower()
-    manifest = make_demo_models.manifest(
-        pid, {"title": a.title or "cxr-model: " + ", ".join(names), "activation": a.activation,
-              "labels": [(n,) + tuple(lab.codes[n]) for n in names], "crop": crop,
-              "reported": [s.strip() for s in a.reported.split(",")] if a.reported else None},
-        a.arch, channels, a.size, 1, 1, norm, version=a.version, intended_use=a.intended_use, diagnostic=a.diagnostic)
     stated = stated_preprocessing(a, init_manifest)
     if stated is not None:
         # one spec for training and serving: the package states the steps this model was trained with
-        channels, size = cxr_preprocessing.model_input(stated)
-        manifest = make_demo_models.manifest(
-            pid, {"title": manifest["title"], "activation": a.activation,
-                  "labels": [(n,) + tuple(lab.codes[n]) for n in names], "crop": "resize",
-                  "reported": manifest.get("reportedLabels")},
-            a.arch, channels, size, 1, 1, "imagenet", version=a.version, intended_use=a.intended_use, diagnostic=a.diagnostic)
+        channels, a.size = cxr_preprocessing.model_input(stated)
+        crop, norm = "spec", stated["upstream"]
+    manifest = make_demo_models.manifest(
+        pid, {"title": a.title or "cxr-model: " + ", ".join(names), "activation": a.activation,
+              "labels": [(n,) + tuple(lab.codes[n]) for n in names], "crop": "resize" if stated else crop,
+              "reported": [s.strip() for s in a.reported.split(",")] if a.reported else None},
+        a.arch, channels, a.size, 1, 1, "imagenet" if stated else norm, version=a.version, intended_use=a.intended_use,
+        diagnostic=a.diagnostic)
+    if stated is not None:
         manifest["formatVersion"] = 2
         manifest["preprocessing"] = stated
-        crop, norm = "spec", stated["upstream"]
-        a.size = size
     spec = preprocess.spec_of(manifest)
     preprocess.validate(spec)
 
