@@ -1,9 +1,12 @@
 """Patient-level split into train / validation / test (the lecture's rules): no patient in two sets,
 and validation and test each hold the same share of every label's minority class, the rest train.
 
-Greedy iterative stratification on patients: patients carrying the rarest positives are placed
-first, each into the set that most lacks positives of the labels that patient carries (measured as
-a share of that label's positives), so that rare labels are spread before common ones fill up."""
+Iterative stratification (Sechidis, Tsoumakas and Vlahavas, ECML 2011) with patients as the unit: the
+label with the fewest positives still unplaced is taken first, and each patient carrying it goes to
+the set that still wants the most of that label (ties: the set that wants the most of the patient's
+other labels, then the most images). Deciding on the rarest label alone, not an average over every
+label a patient carries, keeps a rare finding from being pulled into train by a common one beside it.
+Patients without any positive then fill the sets to their image shares."""
 from collections import defaultdict
 
 import numpy as np
@@ -24,26 +27,30 @@ def patient_split(rows, n_labels, val=0.15, test=0.15, seed=0):
     patients = sorted(images)
     rng = np.random.default_rng(seed)
     rng.shuffle(patients)
-    total = sum(pos[p] for p in patients) if patients else np.zeros(n_labels)
-    total_images = float(sum(images.values()))
-    rarity = np.where(total > 0, total, np.inf)
-    # patients with the rarest positive first; those with no positive last
-    order = sorted(patients, key=lambda p: min([rarity[i] for i in range(n_labels) if pos[p][i] > 0] or [np.inf]))
-    have = {s: np.zeros(n_labels) for s in SETS}
-    have_images = {s: 0.0 for s in SETS}
+    total = sum((pos[p] for p in patients), np.zeros(n_labels))
+    # what each set still wants: positives per label and images, in counts
+    want = {s: share[s] * total for s in SETS}
+    want_images = {s: share[s] * float(sum(images.values())) for s in SETS}
+    tiebreak = {s: i for i, s in enumerate(SETS)}  # train, then validation, then test
     out = {}
-    for p in order:
-        carried = pos[p] > 0
-        def need(s):
-            img_need = share[s] - have_images[s] / total_images
-            if carried.any():
-                lab = (share[s] * total[carried] - have[s][carried]) / total[carried]
-                return (float(lab.mean()), img_need)
-            return (img_need, 0.0)
-        best = max(SETS, key=need)
-        out[p] = best
-        have[best] += pos[p]
-        have_images[best] += images[p]
+
+    def place(p, s):
+        out[p] = s
+        want[s] = want[s] - pos[p]
+        want_images[s] -= images[p]
+
+    left = [p for p in patients if pos[p].any()]
+    while left:
+        remaining = sum((pos[p] for p in left), np.zeros(n_labels))
+        label = min((i for i in range(n_labels) if remaining[i] > 0), key=lambda i: remaining[i])
+        for p in [q for q in left if pos[q][label] > 0]:
+            others = pos[p] > 0
+            s = max(SETS, key=lambda s: (want[s][label], float(want[s][others].sum()), want_images[s], -tiebreak[s]))
+            place(p, s)
+        left = [p for p in left if p not in out]
+    for p in patients:
+        if p not in out:
+            place(p, max(SETS, key=lambda s: (want_images[s], -tiebreak[s])))
     return out
 
 

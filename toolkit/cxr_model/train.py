@@ -41,8 +41,9 @@ def add_arguments(ap):
     ap.add_argument("--only", help="comma-separated label names to train (default: every finding column)")
     ap.add_argument("--codes", help="CSV name,value,scheme,meaning adding label codes to the catalogue")
     ap.add_argument("--crop", choices=["resize", "center"], default=None, help="default: the --init package's, else resize")
-    ap.add_argument("--normalisation", choices=["imagenet", "xrv"], default=None,
-                    help="default: the --init package's, else imagenet (mean 0 / std 1 per ImageNet statistics)")
+    ap.add_argument("--normalisation", choices=["per-image", "imagenet", "xrv"], default=None,
+                    help="default: the --init package's, else per-image (the lecture's standardisation: each image to "
+                         "mean 0, std 1); imagenet: ImageNet channel statistics, for weights trained with them")
     ap.add_argument("--preset", help="train with an importer preset's preprocessing (chexnet, jrzech, xrv); "
                                      "written as manifest formatVersion 2, served by the gateway step for step")
     ap.add_argument("--preprocessing", metavar="FILE.json", help="train with this preprocessing spec (cxr_preprocessing.py)")
@@ -102,7 +103,15 @@ def stated_preprocessing(a, init_manifest):
     elif init_manifest is not None and init_manifest.get("formatVersion", 1) >= 2 and a.crop is None and a.normalisation is None:
         spec = init_manifest["preprocessing"]
     else:
-        return None
+        init_pre = init_manifest["preprocessing"] if init_manifest else {}
+        if (a.normalisation or init_pre.get("normalisation", "per-image")) != "per-image":
+            return None
+        # per-image standardisation has no formatVersion 1 spelling: the version-1 steps, standardised
+        crop = a.crop or init_pre.get("crop", "resize")
+        spec = cxr_preprocessing.spec_of({"preprocessing": {"crop": crop, "normalisation": "per-image"},
+                                          "input": {"size": a.size, "channels": 3}})
+        spec["upstream"] = ("cxr-model train: the lecture's standardisation (crop %s, bilinear to %d x %d, "
+                            "each image to mean 0, std 1)" % (crop, a.size, a.size))
     try:
         cxr_preprocessing.validate(spec)
         cxr_preprocessing.model_input(spec)
@@ -124,7 +133,9 @@ class Augment:
         black = preprocess.apply(spec, np.zeros((4, 4), np.uint8))[:, 0, 0]
         white = preprocess.apply(spec, np.full((4, 4), 255, np.uint8))[:, 0, 0]
         self.black = [float(v) for v in black]
-        self.unit = torch.tensor(white - black, dtype=torch.float32)[:, None, None]
+        # per-image standardisation maps every flat image to 0: there the unit of brightness is one SD
+        unit = np.where(white - black == 0, 1.0, white - black)
+        self.unit = torch.tensor(unit, dtype=torch.float32)[:, None, None]
         self.eraser = torchvision.transforms.RandomErasing(p=1.0, scale=(0.01, 0.05), value=0)
 
     def __call__(self, x):

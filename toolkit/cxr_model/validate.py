@@ -37,6 +37,9 @@ def add_arguments(ap):
     ap.add_argument("--java", default="java")
     ap.add_argument("--java-timeout", type=float, default=3600)
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--pointing-tolerance", type=float, default=15.0,
+                    help="pointing game: a Grad-CAM peak this many model-input pixels outside the box still hits "
+                         "(default 15, Zhang et al. 2016; 0 = strictly inside). The strict count is reported too")
 
 
 def gateway_scores(a, manifest, files, work, with_cams):
@@ -142,17 +145,22 @@ def run(a, log=print):
         entry["reliability"] = table
         boxed = [(it, it.boxes[n]) for it, kk in zip(scored, ~np.isnan(Y[:, j])) if kk and n in it.boxes and it.y[j] == 1]
         if boxed:
-            hits, total = 0, 0
-            for it, (bx, by, bw, bh) in boxed:
+            hits, strict, total = 0, 0, 0
+            for it, box in boxed:
                 peaks = by_file[os.path.realpath(os.path.join(a.data, it.file))][1]
                 if n not in peaks:
                     continue
                 total += 1
-                px, py = peaks[n][0] * it.header["columns"], peaks[n][1] * it.header["rows"]
-                hits += int(bx <= px <= bx + bw and by <= py <= by + bh)
+                peak = (peaks[n][0] * it.header["columns"], peaks[n][1] * it.header["rows"])
+                # the tolerance is stated in model-input pixels: one model-input pixel spans this many source pixels
+                per_input_pixel = min(it.header["columns"], it.header["rows"]) / float(manifest["input"]["size"])
+                hits += metrics.pointing_hit(peak, box, a.pointing_tolerance * per_input_pixel)
+                strict += metrics.pointing_hit(peak, box, 0.0)
             if total:
-                w = metrics.wilson(hits, total)
-                entry["pointing_game"] = {"value": w[0], "ci": [w[1], w[2]], "hits": hits, "n": total}
+                w, ws = metrics.wilson(hits, total), metrics.wilson(strict, total)
+                entry["pointing_game"] = {"value": w[0], "ci": [w[1], w[2]], "hits": hits, "n": total,
+                                          "tolerance_model_pixels": a.pointing_tolerance,
+                                          "strict": {"value": ws[0], "ci": [ws[1], ws[2]], "hits": strict}}
         report["labels"].append(entry)
         curves[n] = (y, p)
     for key, title in SUBGROUPS:
@@ -184,7 +192,7 @@ def run(a, log=print):
         log("%-20s n %4d  prevalence %.3f  AUROC %s  ECE %s%s" % (
             e["name"], e["n"], e["prevalence"] or 0, "n/a" if e["auroc"] is None else "%.3f [%.3f, %.3f]" % (e["auroc"], *e["auroc_ci"]),
             "n/a" if e["ece"] is None else "%.3f" % e["ece"],
-            "  pointing game %.2f (%d/%d)" % (e["pointing_game"]["value"], e["pointing_game"]["hits"], e["pointing_game"]["n"]) if "pointing_game" in e else ""))
+            "  pointing game %s" % _pointing(e["pointing_game"]) if "pointing_game" in e else ""))
     log("wrote %s" % os.path.join(a.out, "report.json"))
     return report
 
@@ -283,6 +291,11 @@ def _fmt(v, ci=None):
     return s
 
 
+def _pointing(pg):
+    return "%.3f (%d/%d within %g model-input px; strictly inside %d/%d)" % (
+        pg["value"], pg["hits"], pg["n"], pg["tolerance_model_pixels"], pg["strict"]["hits"], pg["n"])
+
+
 def _op(d):
     return "n/a" if d is None else "%.3f [%.3f, %.3f] (%d/%d)" % (d["value"], d["ci"][0], d["ci"][1], d["k"], d["n"])
 
@@ -295,7 +308,7 @@ def write_html(out, report, plots):
         rows.append("<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
             e(x["name"]), x["n"], _fmt(x["prevalence"]), _fmt(x["auroc"], x["auroc_ci"]), _fmt(None) if x["auroc_ci_bootstrap"] is None else "[%.3f, %.3f]" % tuple(x["auroc_ci_bootstrap"]),
             _fmt(x["threshold"]), _op(x["sensitivity"]), _op(x["specificity"]), _op(x["ppv"]), _op(x["npv"]),
-            _fmt(x["youden_threshold"]), _fmt(x["ece"]), "n/a" if pg is None else "%.3f (%d/%d)" % (pg["value"], pg["hits"], pg["n"])))
+            _fmt(x["youden_threshold"]), _fmt(x["ece"]), "n/a" if pg is None else e(_pointing(pg))))
     subs = []
     for key, groups in report["subgroups"].items():
         for v, d in groups.items():

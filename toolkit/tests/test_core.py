@@ -52,6 +52,21 @@ class CoreTest(unittest.TestCase):
             self.assertLess(abs(v - t), 0.06, n)
             self.assertGreater(v, 0.08, n)
 
+    def test_rare_label_beside_a_common_one_is_stratified(self):
+        # every rare positive also carries the common label: a split that weighs a patient by all the labels
+        # it carries pulls the rare one into train (seen: 87% of pneumothorax positives in train, 6% in test)
+        rng = np.random.default_rng(3)
+        rows = []
+        for p in range(300):
+            rare = rng.random() < 0.1
+            for s in range(int(rng.integers(1, 4))):
+                rows.append({"patient_id": "P%d" % p, "y": [int(rare and rng.random() < 0.8), int(rare or rng.random() < 0.3)]})
+        a = split.patient_split(rows, 2, 0.15, 0.15, seed=0)
+        summ = split.summary(rows, ["rare", "common"], a)
+        for s, want in (("train", 0.70), ("validation", 0.15), ("test", 0.15)):
+            for n in ("rare", "common"):
+                self.assertAlmostEqual(summ[s]["labels"][n]["share_of_positives"], want, delta=0.04, msg="%s %s" % (s, n))
+
     def test_csv_errors_name_line_and_column(self):
         d = tempfile.mkdtemp()
         p = os.path.join(d, "L.csv")

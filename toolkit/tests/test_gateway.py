@@ -1,6 +1,6 @@
 """A package written by the toolkit loads in the gateway, and `score --json` (Java decoder, preprocessor,
-ONNX Runtime) gives PyTorch's probabilities on the same DICOM files within 2e-3. The head is scaled so
-probabilities spread widely: an untrained head would hide decoding or preprocessing errors.
+ONNX Runtime) gives PyTorch's probabilities on the same DICOM files within 2e-3. The head is scaled on the
+test images (spread_head) so probabilities spread widely: an untrained head would hide decoding or preprocessing errors.
 Needs target/quarkus-app/quarkus-run.jar (skipped without it unless CXR_REQUIRE_JAR=1)."""
 import argparse
 import json
@@ -18,6 +18,18 @@ import cxr_models  # noqa: E402
 JAR = os.environ.get("CXR_GATEWAY_JAR", os.path.join(os.path.dirname(__file__), "..", "..", "target", "quarkus-app", "quarkus-run.jar"))
 
 
+def spread_head(model, x, sd=2.5):
+    """Rescales the head so that each label's logit has standard deviation sd and mean 0 over these inputs:
+    probabilities then spread across the images whatever the input scale, and a preprocessing error shows."""
+    with torch.no_grad():
+        _, f = model(x)
+        pooled = f.mean(dim=(2, 3))  # f is the rectified feature map the head pools
+        w = model.classifier.weight
+        logits = pooled @ w.T
+        w.mul_(sd / logits.std(0).clamp_min(1e-12)[:, None])
+        model.classifier.bias.copy_(-(pooled @ w.T).mean(0))
+
+
 class GatewayTest(unittest.TestCase):
     def test_score_matches_pytorch(self):
         if not os.path.exists(JAR):
@@ -29,7 +41,6 @@ class GatewayTest(unittest.TestCase):
         torch.manual_seed(0)
         model = cxr_models.densenet("tiny", 4, 3)
         with torch.no_grad():
-            model.classifier.weight.mul_(40.0)
             # distinct batch-norm statistics, as after training (identical ones are merged by the exporter)
             for name, b in model.state_dict().items():
                 if "norm" in name and b.is_floating_point():
@@ -48,12 +59,17 @@ class GatewayTest(unittest.TestCase):
                 {"op": "resize", "to": "short-side", "size": 64, "filter": "pil-bilinear"},
                 {"op": "center-crop", "size": 64, "offset": "torchvision"},
                 {"op": "channels", "count": 3}, {"op": "normalize", "kind": "imagenet"}]})
-        for variant, man in (("formatVersion 1", man), ("formatVersion 2", v2)):
-            packages = os.path.join(d, "packages-v%d" % man["formatVersion"])
+        # and the lecture's per-image standardisation, the trainer's default for a model trained from scratch
+        standardised = dict(v2, preprocessing={"upstream": "test: per-image standardisation", "steps": [
+                {"op": "resize", "to": "exact", "size": 64, "filter": "torch-bilinear"},
+                {"op": "channels", "count": 3}, {"op": "normalize", "kind": "per-image"}]})
+        for variant, man in (("formatVersion 1", man), ("formatVersion 2", v2), ("formatVersion 2 per-image", standardised)):
+            packages = os.path.join(d, "packages-" + variant.replace(" ", "-"))
             pk = os.path.join(packages, "tk-test")
             a = argparse.Namespace(out=pk)
-            train.write_package(model, man, a, synth.FINDINGS, {n: 0.5 for n in synth.FINDINGS}, log=lambda *x: None)
             files = sorted(os.path.join(root, f) for root, _, fs in os.walk(os.path.join(d, "data")) for f in fs if f.endswith(".dcm"))
+            spread_head(model, torch.from_numpy(np.stack([preprocess.apply(preprocess.spec_of(man), decode.read(f)[1]) for f in files])))
+            train.write_package(model, man, a, synth.FINDINGS, {n: 0.5 for n in synth.FINDINGS}, log=lambda *x: None)
             out = os.path.join(packages, "s.json")
             p = subprocess.run(["java", "-Dcxr.inference.packages-dir=" + packages, "-jar", JAR, "score",
                                 "--json", out, "--no-reports"] + files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
