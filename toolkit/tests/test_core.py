@@ -1,6 +1,10 @@
 """Fast CPU unit tests of the toolkit (stdlib unittest: python3 -m unittest discover -s toolkit/tests -t toolkit)."""
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -83,6 +87,36 @@ class CoreTest(unittest.TestCase):
         lab = labels.read(os.path.join(d, "LABELS.csv"), codes.catalogue())
         self.assertEqual(lab.names, synth.FINDINGS)
         self.assertGreater(len(lab.rows), 3)
+
+
+    def test_training_killed_and_resumed_equals_an_uninterrupted_run(self):
+        d = tempfile.mkdtemp()
+        data = os.path.join(d, "data")
+        synth.generate(data, patients=8, size=48, seed=4, log=lambda *a: None)
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+        def train(out, wait_for_checkpoint=False):
+            cmd = [sys.executable, "-m", "cxr_model.cli", "train", "--data", data, "--labels", os.path.join(data, "LABELS.csv"),
+                   "--out", out, "--arch", "tiny", "--size", "32", "--epochs", "4", "--batch", "4", "--seed", "7", "--threads", "1"]
+            p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if wait_for_checkpoint:
+                ckpt = out + ".work/checkpoint.pt"
+                deadline = time.time() + 120
+                while not os.path.exists(ckpt) and p.poll() is None and time.time() < deadline:
+                    time.sleep(0.05)
+                if p.poll() is None:
+                    p.send_signal(signal.SIGKILL)
+                p.wait()
+                p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            out_text = p.communicate(timeout=300)[0].decode()
+            self.assertEqual(p.returncode, 0, out_text[-2000:])
+            return out_text, torch.load(out + ".work/best.pt")["model"]
+
+        _, straight = train(os.path.join(d, "straight"))
+        log, resumed = train(os.path.join(d, "killed"), wait_for_checkpoint=True)
+        self.assertIn("resuming from", log)
+        for k, v in straight.items():
+            self.assertTrue(torch.equal(v, resumed[k]), k)
 
 
 if __name__ == "__main__":
