@@ -268,23 +268,28 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
                 if (failure instanceof StudyJobSink.Rejected || s.failures >= maxAttempts) {
                     quarantine = new Spool.Quarantined(reason(failure), Math.max(1, s.failures), System.currentTimeMillis());
                     s.quarantined = quarantine;
+                    // under the lock, so that a retry cannot release the study between its state and its marker
+                    writeMarker(studyUid, quarantine);
                 }
             }
         }
         if (quarantine != null) {
-            quarantine(studyUid, quarantine);
+            recordQuarantine(studyUid, quarantine);
         } else if (failure != null) {
             LOG.warnf("study %s: job not published, will retry: %s", studyUid, failure.toString());
         }
     }
 
-    private void quarantine(String studyUid, Spool.Quarantined q) {
+    private void writeMarker(String studyUid, Spool.Quarantined q) {
         try {
             spool.markQuarantined(studyUid, q);
         } catch (IOException | RuntimeException e) {
             // quarantined in memory all the same; after a restart the study is tried again
             LOG.warnf("study %s: quarantine marker not written: %s", studyUid, e.toString());
         }
+    }
+
+    private void recordQuarantine(String studyUid, Spool.Quarantined q) {
         LOG.warnf("study %s: quarantined after %d attempt(s), not decoded again until retried: %s",
                 studyUid, q.attempts(), q.reason());
         Audit.record(Audit.Event.QUARANTINED, studyUid, "attempts=" + q.attempts() + " reason=" + q.reason());

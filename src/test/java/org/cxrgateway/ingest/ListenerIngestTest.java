@@ -61,6 +61,14 @@ class ListenerIngestTest {
         return harness;
     }
 
+    /** A harness whose sink fails as the Kafka sink does while the broker is down. */
+    IngestHarness.Collector startWithBrokerDown(Path spool) throws Exception {
+        IngestHarness.Collector down = new IngestHarness.Collector();
+        down.failWith.set(new StudyJobSink.Unavailable("broker down", null));
+        start(spool, 0, List.of(), down);
+        return down;
+    }
+
     Fixtures.Result storescu(String... files) throws Exception {
         List<String> cmd = Fixtures.command("storescu", "-v", "-aec", "CXRGATEWAY", "127.0.0.1",
                 Integer.toString(harness.port()));
@@ -271,9 +279,7 @@ class ListenerIngestTest {
     @Test
     void studyFailingEveryAttemptIsQuarantinedAcrossRestartsUntilRetried() throws Exception {
         Path spool = Fixtures.newDir("spool");
-        IngestHarness.Collector sink = new IngestHarness.Collector();
-        sink.failWith.set(new StudyJobSink.Unavailable("broker down", null));
-        start(spool, 0, List.of(), sink);
+        IngestHarness.Collector sink = startWithBrokerDown(spool);
         assertEquals(2, successes(storescu("mono2_12bit_rescale_window.dcm", "mono1_12bit_window.dcm")));
         // an unreachable broker counts no attempt: more failures than the bound, still not quarantined
         while (harness.count("cxr.ingest.publish.failures") < 7) {
@@ -316,9 +322,7 @@ class ListenerIngestTest {
     @Test
     void restartPublishesUnpublishedStudiesExactlyOnce() throws Exception {
         Path spool = Fixtures.newDir("spool");
-        IngestHarness.Collector down = new IngestHarness.Collector();
-        down.failWith.set(new StudyJobSink.Unavailable("broker down", null));
-        start(spool, 0, List.of(), down);
+        IngestHarness.Collector down = startWithBrokerDown(spool);
         assertEquals(3, successes(storescu("mono2_12bit_rescale_window.dcm", "mono1_12bit_window.dcm", "bad_lateral.dcm")));
         Thread.sleep(QUIET.toMillis() * 3);
         assertEquals(0, down.jobs().size());

@@ -9,11 +9,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.test.common.WithTestResource;
 import io.quarkus.test.junit.QuarkusTest;
-import io.quarkus.test.junit.QuarkusTestProfile;
 import io.quarkus.test.junit.TestProfile;
 import jakarta.inject.Inject;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -23,6 +23,7 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.config.ConfigResource;
 import org.cxrgateway.dicom.DicomListener;
+import org.cxrgateway.health.IngestReadinessTest;
 import org.cxrgateway.queue.EmbeddedKafkaTestResource;
 import org.cxrgateway.queue.KafkaCluster;
 import org.junit.jupiter.api.Test;
@@ -39,16 +40,15 @@ class QuarantineTest {
 
     static final Duration RETRY_DELAY = Duration.ofMillis(200);
 
-    public static class ListenerRole implements QuarkusTestProfile {
+    /** The listener role as in {@link IngestReadinessTest}, with short assembly timers. */
+    public static class ListenerRole extends IngestReadinessTest.ListenerRole {
         @Override
         public Map<String, String> getConfigOverrides() {
-            return Map.of("cxr.roles", "listener",
-                    "cxr.listener.port", "0",
-                    "cxr.listener.bind-address", "127.0.0.1",
-                    "cxr.data-dir", "target/test-data/quarantine-" + System.nanoTime(),
-                    "cxr.assembly.quiet-period", "200ms",
-                    "cxr.assembly.publish-retry-delay", RETRY_DELAY.toMillis() + "ms",
-                    "cxr.assembly.max-publish-attempts", "3");
+            Map<String, String> c = new HashMap<>(super.getConfigOverrides());
+            c.put("cxr.assembly.quiet-period", "200ms");
+            c.put("cxr.assembly.publish-retry-delay", RETRY_DELAY.toMillis() + "ms");
+            c.put("cxr.assembly.max-publish-attempts", "3");
+            return c;
         }
     }
 
