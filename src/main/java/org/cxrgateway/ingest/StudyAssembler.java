@@ -4,7 +4,6 @@ import org.cxrgateway.Audit;
 
 import java.io.Closeable;
 import java.io.IOException;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -17,8 +16,6 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
-import org.cxrgateway.dicom.DicomFiles;
-import org.cxrgateway.dicom.DicomInstance;
 import org.cxrgateway.schema.v1.SkippedInstance;
 import org.cxrgateway.schema.v1.SourceImage;
 import org.cxrgateway.schema.v1.StudyJob;
@@ -220,8 +217,8 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
             synchronized (lock) {
                 for (Map.Entry<String, Study> e : studies.entrySet()) {
                     Study s = e.getValue();
-                    if (s.dirty && s.quarantined == null && s.openAssociations.isEmpty() && now - s.lastActivityNanos >= quietPeriod.toNanos()
-                            && now - s.notBeforeNanos >= 0) {
+                    if (s.dirty && s.quarantined == null && s.openAssociations.isEmpty()
+                            && now - s.lastActivityNanos >= quietPeriod.toNanos() && now - s.notBeforeNanos >= 0) {
                         ready.add(e.getKey());
                     }
                 }
@@ -305,40 +302,18 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
     /** @return true when the study needs nothing more (published, or nothing to publish). */
     private boolean assemble(String studyUid, Set<String> counted, long activityAtStart) throws Exception {
         List<String> instanceUids = spool.instanceUids(studyUid);
-        List<SourceImage> images = new ArrayList<>();
-        List<SkippedInstance> skipped = new ArrayList<>();
-        List<String> eligible = new ArrayList<>();
-        DicomInstance first = null;
-        DicomInstance firstEligible = null;
+        StudyJobBuilder builder = new StudyJobBuilder();
         for (String sop : instanceUids) {
-            Path file = spool.instanceFile(studyUid, sop);
-            DicomInstance in;
-            try {
-                in = DicomFiles.readInstance(file);
-            } catch (IOException e) {
-                skip(skipped, counted, sop, Eligibility.UNREADABLE, e);
-                continue;
-            }
-            if (first == null) {
-                first = in;
-            }
-            Optional<String> reason = Eligibility.reasonToSkip(in);
-            if (reason.isPresent()) {
-                skip(skipped, counted, sop, reason.get(), null);
-                continue;
-            }
-            try {
-                DicomFiles.Decoded decoded = DicomFiles.readWithPixels(file);
-                images.add(StudyJobBuilder.sourceImage(decoded.instance(), decoder.decode(decoded.frame())));
+            StudyJobBuilder.FileOutcome outcome = StudyJobBuilder.read(spool.instanceFile(studyUid, sop), decoder);
+            builder.add(sop, outcome);
+            if (outcome.image() != null) {
                 metrics.imageDecoded();
-                eligible.add(sop);
-                if (firstEligible == null) {
-                    firstEligible = in;
-                }
-            } catch (IOException | RuntimeException e) {
-                skip(skipped, counted, sop, Eligibility.UNDECODABLE, e);
+            } else {
+                countSkipped(counted, sop, outcome);
             }
         }
+        List<SourceImage> images = builder.images();
+        List<SkippedInstance> skipped = builder.skipped();
         if (images.isEmpty()) {
             if (!instanceUids.isEmpty() && counted.add("study:" + instanceUids.size())) {
                 metrics.studyWithoutEligible();
@@ -347,24 +322,18 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
             }
             return true;
         }
+        List<String> eligible = builder.eligible();
         Optional<Spool.Published> last = spool.lastPublished(studyUid);
         if (last.isPresent() && new HashSet<>(last.get().eligible()).equals(new HashSet<>(eligible))) {
             return true;
         }
         int revision = last.map(p -> p.revision() + 1).orElse(0);
-        List<String> inJob = new ArrayList<>(eligible);
-        skipped.forEach(sk -> inJob.add(sk.getSopInstanceUid()));
-        String jobId = StudyJobBuilder.jobId(studyUid, inJob);
-        StudyJob job = StudyJob.newBuilder()
-                .setJobId(jobId)
+        StudyJob job = builder.job()
                 .setRevision(revision)
                 .setUpdate(revision > 0)
-                .setCreatedAtEpochMs(System.currentTimeMillis())
                 .setReceivedAtEpochMs(System.currentTimeMillis() - (System.nanoTime() - activityAtStart) / 1_000_000)
-                .setStudy(StudyJobBuilder.studyInfo(firstEligible != null ? firstEligible : first))
-                .setImages(images)
-                .setSkipped(skipped)
                 .build();
+        String jobId = job.getJobId();
         StudyJobSink target = sink.get();
         if (target == null) {
             throw new StudyJobSink.Unavailable("no StudyJobSink available", null);
@@ -381,14 +350,14 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         return true;
     }
 
-    private void skip(List<SkippedInstance> skipped, Set<String> counted, String sop, String reason, Exception e) {
-        skipped.add(SkippedInstance.newBuilder().setSopInstanceUid(sop).setReason(reason).build());
+    /** Metrics and the log count each skipped instance once, however often its study is assembled. */
+    private void countSkipped(Set<String> counted, String sop, StudyJobBuilder.FileOutcome outcome) {
         if (counted.add(sop)) {
-            metrics.instanceIneligible(reason);
-            if (e != null) {
-                LOG.infof("instance %s skipped: %s (%s)", sop, reason, e.getMessage());
+            metrics.instanceIneligible(outcome.skipReason());
+            if (outcome.error() != null) {
+                LOG.infof("instance %s skipped: %s (%s)", sop, outcome.skipReason(), outcome.error().getMessage());
             } else {
-                LOG.debugf("instance %s skipped: %s", sop, reason);
+                LOG.debugf("instance %s skipped: %s", sop, outcome.skipReason());
             }
         }
     }
