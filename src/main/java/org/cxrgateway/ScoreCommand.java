@@ -1,9 +1,7 @@
 package org.cxrgateway;
 
 import jakarta.enterprise.context.ApplicationScoped;
-import org.cxrgateway.dicom.DicomFiles;
 import org.cxrgateway.ingest.AssemblyConfig;
-import org.cxrgateway.ingest.Eligibility;
 import org.cxrgateway.ingest.StudyJobBuilder;
 import org.cxrgateway.ingest.WorkingImageDecoder;
 import org.cxrgateway.inference.ModelRegistry;
@@ -16,7 +14,6 @@ import org.cxrgateway.report.ReportSettings;
 import org.cxrgateway.schema.v1.Finding;
 import org.cxrgateway.schema.v1.ImageResult;
 import org.cxrgateway.schema.v1.ModelRun;
-import org.cxrgateway.schema.v1.SkippedInstance;
 import org.cxrgateway.schema.v1.SourceImage;
 import org.cxrgateway.schema.v1.StudyJob;
 import org.cxrgateway.schema.v1.StudyResult;
@@ -33,12 +30,12 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Optional;
 
 /**
  * {@code score FILE.dcm...}: the whole pipeline on local files, without Kafka or network. Prints
  * the findings and writes the SR, the heatmap SCs and the FHIR Bundle beside the first input of
- * each study. The same decoder, models and report builders as the gateway: only the transport differs.
+ * each study. The same path from files to a job ({@link StudyJobBuilder}: same reasons to skip, same job id),
+ * models and report builders as the gateway: only the transport differs.
  */
 @ApplicationScoped
 public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
@@ -94,47 +91,33 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
         int unreadable = 0;
         for (String name : files) {
             Path file = Path.of(name);
-            try {
-                DicomFiles.Decoded decoded = DicomFiles.readWithPixels(file);
-                Study study = studies.computeIfAbsent(decoded.instance().studyInstanceUid(),
-                        uid -> new Study(file, StudyJobBuilder.studyInfo(decoded.instance())));
-                Optional<String> skip = Eligibility.reasonToSkip(decoded.instance());
-                if (skip.isPresent()) {
-                    study.skipped.add(SkippedInstance.newBuilder().setSopInstanceUid(decoded.instance().sopInstanceUid())
-                            .setReason(skip.get()).build());
-                    out.printf("%s: skipped, %s%n", file, skip.get());
-                    if (scores != null) {
-                        scores.notScored(file, skip.get());
-                    }
-                } else {
-                    study.images.add(StudyJobBuilder.sourceImage(decoded.instance(), decoder.decode(decoded.frame())));
-                    fileBySop.put(decoded.instance().sopInstanceUid(), file);
-                }
-            } catch (Exception e) {
+            StudyJobBuilder.FileOutcome outcome = StudyJobBuilder.read(file, decoder);
+            if (outcome.instance() == null) {
+                // no study to put it in: reported here only
                 unreadable++;
-                out.printf("%s: not scored, %s%n", file, describe(e));
-                if (scores != null) {
-                    scores.notScored(file, describe(e));
-                }
+                notScored(scores, file, "not scored, " + describe(outcome.error()) + " (" + outcome.skipReason() + ")",
+                        outcome);
+                continue;
+            }
+            studies.computeIfAbsent(outcome.instance().studyInstanceUid(), uid -> new Study(file))
+                    .job.add(outcome.instance().sopInstanceUid(), outcome);
+            if (outcome.image() != null) {
+                fileBySop.put(outcome.instance().sopInstanceUid(), file);
+            } else {
+                notScored(scores, file, "skipped, " + outcome.skipReason()
+                        + (outcome.error() == null ? "" : " (" + describe(outcome.error()) + ")"), outcome);
             }
         }
         ReportBuilder reports = new ReportBuilder(ReportSettings.from(report));
         for (Study study : studies.values()) {
-            if (study.images.isEmpty()) {
+            if (study.job.images().isEmpty()) {
                 continue;
             }
-            List<String> instances = study.images.stream().map(SourceImage::getSopInstanceUid).toList();
-            StudyJob job = StudyJob.newBuilder()
-                    .setJobId(StudyJobBuilder.jobId(study.info.getStudyInstanceUid(), instances))
-                    .setCreatedAtEpochMs(System.currentTimeMillis())
-                    .setStudy(study.info)
-                    .setImages(study.images)
-                    .setSkipped(study.skipped)
-                    .build();
+            StudyJob job = study.job.job().build();
             StudyResult result = models.load().score(job);
             print(result);
             if (saveModelInput) {
-                saveModelInputs(study.images, fileBySop);
+                saveModelInputs(study.job.images(), fileBySop);
             }
             if (scores != null) {
                 scores.add(result, fileBySop);
@@ -228,15 +211,21 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
         written.forEach(f -> out.printf("  %s%n", f));
     }
 
+    /** One line per file that is not scored; the JSON gets the reason code first (UNREADABLE: the error). */
+    private void notScored(ScoreJson scores, Path file, String line, StudyJobBuilder.FileOutcome outcome) {
+        out.printf("%s: %s%n", file, line);
+        if (scores != null) {
+            scores.notScored(file, outcome.skipReason()
+                    + (outcome.error() == null ? "" : ": " + describe(outcome.error())));
+        }
+    }
+
     private static final class Study {
         final Path firstFile;
-        final org.cxrgateway.schema.v1.StudyInfo info;
-        final List<SourceImage> images = new ArrayList<>();
-        final List<SkippedInstance> skipped = new ArrayList<>();
+        final StudyJobBuilder job = new StudyJobBuilder();
 
-        Study(Path firstFile, org.cxrgateway.schema.v1.StudyInfo info) {
+        Study(Path firstFile) {
             this.firstFile = firstFile;
-            this.info = info;
         }
     }
 }

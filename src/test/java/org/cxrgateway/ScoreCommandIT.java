@@ -192,6 +192,7 @@ class ScoreCommandIT {
         assertFalse(run.out().contains("Exception"), run.out());
         assertFalse(run.out().contains("\tat "), "no stack trace: " + run.out());
         assertTrue(run.out().contains(missing + ": not scored, no such file"), run.out());
+        assertTrue(run.out().contains(missing + ": not scored, no such file (UNREADABLE)"), "the gateway's reason: " + run.out());
         assertEquals(List.of(garbage), written(dir, "*.dcm"), "nothing written for garbage");
         assertEquals(List.of(), written(dir, "*.json"));
     }

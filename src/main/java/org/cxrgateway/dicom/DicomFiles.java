@@ -57,16 +57,45 @@ public final class DicomFiles {
 
     /** Reads the attributes and the first frame of pixel data, decompressing it when encapsulated. */
     public static Decoded readWithPixels(Path file) throws IOException {
-        AttributeList list = read(file, false);
-        DicomInstance instance = toInstance(list);
-        if (!instance.hasPixelData()) {
-            throw new IOException("no pixel data");
-        }
-        return new Decoded(instance, pixels(list, instance));
+        Parsed parsed = parse(file);
+        return new Decoded(parsed.instance(), parsed.frame());
     }
 
     /** An instance and its first frame. */
     public record Decoded(DicomInstance instance, PixelFrame frame) {
+    }
+
+    /**
+     * Reads a file once: its attributes now, its first frame only when asked, so that an ineligible file is
+     * never decompressed and an eligible one is not read a second time. An IOException here means the file
+     * is unreadable; one from {@link Parsed#frame} means its pixels are missing or undecodable.
+     */
+    public static Parsed parse(Path file) throws IOException {
+        AttributeList list = read(file, false);
+        return new Parsed(list, toInstance(list));
+    }
+
+    /** A file read once (see {@link #parse}); it holds the whole data set until dropped. */
+    public static final class Parsed {
+        private final AttributeList list;
+        private final DicomInstance instance;
+
+        private Parsed(AttributeList list, DicomInstance instance) {
+            this.list = list;
+            this.instance = instance;
+        }
+
+        public DicomInstance instance() {
+            return instance;
+        }
+
+        /** Decodes the first frame of pixel data, decompressing it when encapsulated. */
+        public PixelFrame frame() throws IOException {
+            if (!instance.hasPixelData()) {
+                throw new IOException("no pixel data");
+            }
+            return pixels(list, instance);
+        }
     }
 
     private static AttributeList read(Path file, boolean stopAtPixelData) throws IOException {

@@ -6,12 +6,17 @@ import java.io.IOException;
 import org.cxrgateway.dicom.DicomListener;
 import org.cxrgateway.ingest.IngestService;
 import org.cxrgateway.ingest.Spool;
+import org.cxrgateway.ingest.StudyAssembler;
 import org.eclipse.microprofile.health.HealthCheck;
 import org.eclipse.microprofile.health.HealthCheckResponse;
 import org.eclipse.microprofile.health.HealthCheckResponseBuilder;
 import org.eclipse.microprofile.health.Readiness;
 
-/** Ready when the DICOM listener is bound and the spool is writable and above its free-space watermark. */
+/**
+ * Ready when the DICOM listener is bound and the spool is writable and above its free-space watermark.
+ * Quarantined studies are reported as data only: they wait for an operator, and new studies are still
+ * received and published, so they do not make the process unready.
+ */
 @Readiness
 @ApplicationScoped
 public class IngestReadiness implements HealthCheck {
@@ -32,6 +37,10 @@ public class IngestReadiness implements HealthCheck {
         boolean bound = listener.isBound();
         boolean spoolOk = spool != null && spool.healthy();
         b.withData("listenerBound", bound).withData("port", listener.port()).withData("spoolWritableAboveWatermark", spoolOk);
+        StudyAssembler assembler = ingest.assembler();
+        if (assembler != null) {
+            b.withData("studiesQuarantined", assembler.quarantined().size());
+        }
         if (spool != null) {
             try {
                 b.withData("spoolFreeBytes", spool.freeBytes()).withData("spoolMinFreeBytes", spool.minFreeBytes());

@@ -32,4 +32,12 @@ public interface AssemblyConfig {
     /** Delay before retrying a job that could not be published. Default 5s. */
     @WithDefault("5s")
     Duration publishRetryDelay();
+
+    /**
+     * Failed attempts to assemble and publish a study before it is quarantined (its images are then not
+     * decoded again until an operator retries it). A job the broker can never take (too large) is
+     * quarantined at the first attempt; Kafka being unreachable counts no attempt. Default 5.
+     */
+    @WithDefault("5")
+    int maxPublishAttempts();
 }

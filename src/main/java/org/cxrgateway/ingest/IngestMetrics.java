@@ -17,7 +17,8 @@ import org.cxrgateway.dicom.ScpObserver;
  * [cxr_dicom_presentation_contexts_rejected_total], instances stored [cxr_ingest_instances_received_total],
  * duplicates [cxr_ingest_instances_duplicate_total], rejected by reason [cxr_ingest_instances_rejected_total],
  * ineligible by reason [cxr_ingest_instances_ineligible_total], bytes [cxr_ingest_received_bytes_total],
- * spool depth [cxr_ingest_spool_instances], studies waiting [cxr_ingest_studies_pending],
+ * spool depth [cxr_ingest_spool_instances], studies waiting [cxr_ingest_studies_pending], studies quarantined
+ * [cxr_ingest_studies_quarantined], images decoded to working images [cxr_ingest_images_decoded_total],
  * studies published [cxr_ingest_studies_published_total], studies without an eligible image
  * [cxr_ingest_studies_without_eligible_total], publish latency [cxr_ingest_publish_seconds] and
  * time from the last instance to the acknowledged job [cxr_ingest_study_ready_to_published_seconds].
@@ -56,6 +57,11 @@ public final class IngestMetrics implements ScpObserver {
     public void pendingStudies(Supplier<Number> pending) {
         Gauge.builder("cxr.ingest.studies.pending", pending).description("Studies waiting to be published")
                 .register(registry);
+    }
+
+    public void quarantinedStudies(Supplier<Number> quarantined) {
+        Gauge.builder("cxr.ingest.studies.quarantined", quarantined)
+                .description("Studies whose job is not published until an operator retries them").register(registry);
     }
 
     @Override
@@ -111,5 +117,9 @@ public final class IngestMetrics implements ScpObserver {
 
     public void publishFailed() {
         registry.counter("cxr.ingest.publish.failures").increment();
+    }
+
+    public void imageDecoded() {
+        registry.counter("cxr.ingest.images.decoded").increment();
     }
 }

@@ -74,7 +74,8 @@ public class IngestService {
         WorkingImageDecoder decoder = new WorkingImageDecoder(assemblyConfig.workingLongSide(),
                 assemblyConfig.bitsPerPixel(), assemblyConfig.pixelEncoding(), assemblyConfig.maxPayloadBytes());
         StudyAssembler a = new StudyAssembler(s, () -> sinks.isResolvable() ? sinks.get() : null, decoder,
-                assemblyConfig.quietPeriod(), assemblyConfig.publishRetryDelay(), metrics);
+                assemblyConfig.quietPeriod(), assemblyConfig.publishRetryDelay(), assemblyConfig.maxPublishAttempts(),
+                metrics);
         if (!sinks.isResolvable()) {
             LOG.warn("no StudyJobSink bean: studies are spooled but not published until one is available");
         }
@@ -127,6 +128,11 @@ public class IngestService {
 
     public synchronized boolean isActive() {
         return spool != null;
+    }
+
+    /** The study assembler (quarantine), or null when the listener role is not active. */
+    public synchronized StudyAssembler assembler() {
+        return assembler;
     }
 
     /** The spool, or null when the listener role is not active. */

@@ -1,15 +1,22 @@
 package org.cxrgateway.ingest;
 
 import jakarta.enterprise.context.ApplicationScoped;
+import org.apache.kafka.common.errors.RecordBatchTooLargeException;
+import org.apache.kafka.common.errors.RecordTooLargeException;
+import org.apache.kafka.common.errors.RetriableException;
 import org.cxrgateway.queue.JobPublisher;
 import org.cxrgateway.queue.KafkaConfig;
 import org.cxrgateway.schema.v1.StudyJob;
 
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
  * Study jobs go to Kafka. The call returns only after the broker acknowledged the job with
- * acks=all, so the assembler marks a study as published only when the job is durable.
+ * acks=all, so the assembler marks a study as published only when the job is durable. A job over the
+ * producer's or the topic's message limit is {@link StudyJobSink.Rejected}: resending the same bytes
+ * cannot succeed. Kafka's retriable errors (broker down, timeouts) are {@link StudyJobSink.Unavailable}.
  */
 @ApplicationScoped
 public class KafkaStudyJobSink implements StudyJobSink {
@@ -24,6 +31,19 @@ public class KafkaStudyJobSink implements StudyJobSink {
 
     @Override
     public void publish(StudyJob job) throws Exception {
-        publisher.publish(job).get(config.requestTimeout().toMillis() * 2, TimeUnit.MILLISECONDS);
+        try {
+            publisher.publish(job).get(config.requestTimeout().toMillis() * 2, TimeUnit.MILLISECONDS);
+        } catch (ExecutionException e) {
+            Throwable cause = e.getCause();
+            if (cause instanceof RecordTooLargeException || cause instanceof RecordBatchTooLargeException) {
+                throw new Rejected(cause.getClass().getSimpleName() + ": " + cause.getMessage(), cause);
+            }
+            if (cause instanceof RetriableException) {
+                throw new Unavailable(cause.toString(), cause);
+            }
+            throw e;
+        } catch (TimeoutException e) {
+            throw new Unavailable("no acknowledgement from Kafka in time", e);
+        }
     }
 }

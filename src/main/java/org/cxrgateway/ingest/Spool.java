@@ -29,6 +29,7 @@ import org.jboss.logging.Logger;
  *   tmp/                                     partial receptions (deleted at start)
  *   studies/&lt;StudyInstanceUID&gt;/&lt;SOPInstanceUID&gt;.dcm  received Part-10 files
  *   studies/&lt;StudyInstanceUID&gt;/published-&lt;revision&gt;     marker: job published (written after the ack)
+ *   studies/&lt;StudyInstanceUID&gt;/quarantined              marker: publishing given up until an operator retries
  * </pre>
  * UIDs are validated (digits and dots) before they become path names. An instance is durable when
  * {@link DurableFiles#publish} returned: its file fsynced, renamed into its study directory (created
@@ -38,6 +39,7 @@ public final class Spool implements InstanceStore {
 
     private static final Logger LOG = Logger.getLogger(Spool.class);
     private static final String MARKER_PREFIX = "published-";
+    private static final String QUARANTINE_MARKER = "quarantined";
 
     /** What the study assembler hears from the spool. */
     public interface Listener {
@@ -48,6 +50,10 @@ public final class Spool implements InstanceStore {
 
     /** A published job as recorded by its marker. */
     public record Published(int revision, String jobId, List<String> eligible, List<String> all) {
+    }
+
+    /** A study whose job is not published until an operator retries it, as recorded by its marker. */
+    public record Quarantined(String reason, int attempts, long sinceEpochMs) {
     }
 
     private final Path root;
@@ -274,16 +280,56 @@ public final class Spool implements InstanceStore {
                 sb.toString().getBytes(StandardCharsets.US_ASCII));
     }
 
+    /** Records that a study is quarantined (reason on one line, without PHI): atomic and durable. */
+    public void markQuarantined(String studyUid, Quarantined quarantined) throws IOException {
+        String text = "reason " + quarantined.reason().replace('\n', ' ').replace('\r', ' ') + '\n'
+                + "attempts " + quarantined.attempts() + '\n'
+                + "since " + quarantined.sinceEpochMs() + '\n';
+        DurableFiles.write(studies.resolve(studyUid).resolve(QUARANTINE_MARKER), text.getBytes(StandardCharsets.UTF_8));
+    }
+
+    /** The quarantine record of a study, if it is quarantined. */
+    public Optional<Quarantined> quarantined(String studyUid) throws IOException {
+        Path marker = studies.resolve(studyUid).resolve(QUARANTINE_MARKER);
+        if (!Files.isRegularFile(marker)) {
+            return Optional.empty();
+        }
+        String reason = "";
+        int attempts = 0;
+        long since = 0;
+        for (String line : Files.readAllLines(marker, StandardCharsets.UTF_8)) {
+            if (line.startsWith("reason ")) {
+                reason = line.substring(7);
+            } else if (line.startsWith("attempts ")) {
+                attempts = Integer.parseInt(line.substring(9));
+            } else if (line.startsWith("since ")) {
+                since = Long.parseLong(line.substring(6));
+            }
+        }
+        return Optional.of(new Quarantined(reason, attempts, since));
+    }
+
+    /** Ends a study's quarantine (its marker is removed durably); the files stay. */
+    public void releaseQuarantine(String studyUid) throws IOException {
+        Path dir = studies.resolve(studyUid);
+        if (Files.deleteIfExists(dir.resolve(QUARANTINE_MARKER))) {
+            DurableFiles.syncDirectory(dir);
+        }
+    }
+
     /**
      * Removes a study whose files have all been idle for longer than {@code retention} and that needs
      * nothing more: its last published job covers every spooled instance, or (never published) none of
-     * its instances was eligible. A study still waiting for Kafka is kept, however old.
+     * its instances was eligible. A study still waiting for Kafka, or quarantined, is kept, however old.
      *
      * @return true when the study's folder was removed
      */
     public boolean purgeIfSettled(String studyUid, java.time.Duration retention,
                                   java.util.function.Predicate<Path> eligible) throws IOException {
         Path dir = studies.resolve(studyUid);
+        if (Files.exists(dir.resolve(QUARANTINE_MARKER))) {
+            return false;
+        }
         long cutoff = System.currentTimeMillis() - retention.toMillis();
         List<Path> files = new ArrayList<>();
         try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {

@@ -4,7 +4,6 @@ import org.cxrgateway.Audit;
 
 import java.io.Closeable;
 import java.io.IOException;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -17,8 +16,6 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
-import org.cxrgateway.dicom.DicomFiles;
-import org.cxrgateway.dicom.DicomInstance;
 import org.cxrgateway.schema.v1.SkippedInstance;
 import org.cxrgateway.schema.v1.SourceImage;
 import org.cxrgateway.schema.v1.StudyJob;
@@ -33,6 +30,10 @@ import org.jboss.logging.Logger;
  * so instances arriving after dispatch yield an update (revision + 1, update = true), and a restart
  * re-publishes exactly the studies whose marker is missing or stale.
  *
+ * <p>A study whose job the sink rejects for good (too large), or that failed {@code maxAttempts} times, is
+ * quarantined: a marker in the spool records why, and its images are not read or decoded again until
+ * {@link #retry} releases it. Its files stay; so does the marker across restarts.
+ *
  * <p>All assembly runs on one thread: studies are assembled one at a time, never concurrently.
  */
 public final class StudyAssembler implements Spool.Listener, Closeable {
@@ -44,6 +45,7 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
     private final WorkingImageDecoder decoder;
     private final Duration quietPeriod;
     private final Duration retryDelay;
+    private final int maxAttempts;
     private final IngestMetrics metrics;
     private final ScheduledExecutorService executor;
 
@@ -58,15 +60,27 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         boolean dirty;
         /** Instances whose ineligibility was already counted (metrics count each instance once). */
         final Set<String> counted = new HashSet<>();
+        /** Failed attempts since the last success or retry. */
+        int failures;
+        /** Non-null while quarantined: the study is skipped by {@link #tick} and not pending. */
+        Spool.Quarantined quarantined;
+    }
+
+    /** A quarantined study, for operators. */
+    public record QuarantinedStudy(String studyInstanceUid, String reason, int attempts, long sinceEpochMs) {
     }
 
     public StudyAssembler(Spool spool, Supplier<StudyJobSink> sink, WorkingImageDecoder decoder,
-                          Duration quietPeriod, Duration retryDelay, IngestMetrics metrics) {
+                          Duration quietPeriod, Duration retryDelay, int maxAttempts, IngestMetrics metrics) {
+        if (maxAttempts < 1) {
+            throw new IllegalArgumentException("cxr.assembly.max-publish-attempts must be at least 1: " + maxAttempts);
+        }
         this.spool = spool;
         this.sink = sink;
         this.decoder = decoder;
         this.quietPeriod = quietPeriod;
         this.retryDelay = retryDelay;
+        this.maxAttempts = maxAttempts;
         this.metrics = metrics;
         this.executor = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "study-assembler");
@@ -75,9 +89,10 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         });
         metrics.spoolDepth(spool::instanceCount);
         metrics.pendingStudies(this::pending);
+        metrics.quarantinedStudies(() -> quarantined().size());
     }
 
-    /** Starts the readiness checks; every spooled study is reconsidered (crash recovery). */
+    /** Starts the readiness checks; every spooled study is reconsidered (crash recovery) unless quarantined. */
     public void start() {
         long now = System.nanoTime();
         synchronized (lock) {
@@ -85,6 +100,12 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
                 Study s = studies.computeIfAbsent(study, k -> new Study());
                 s.dirty = true;
                 s.lastActivityNanos = now - quietPeriod.toNanos();
+                try {
+                    s.quarantined = spool.quarantined(study).orElse(null);
+                } catch (IOException | RuntimeException e) {
+                    // an unreadable marker must not stop ingest: the study is then tried again like any other
+                    LOG.warnf("study %s: quarantine marker unreadable, study will be retried: %s", study, e.toString());
+                }
             }
         }
         long tick = Math.max(50, Math.min(500, quietPeriod.toMillis() / 4));
@@ -105,12 +126,58 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         synchronized (lock) {
             int n = 0;
             for (Study s : studies.values()) {
-                if (s.dirty) {
+                if (s.dirty && s.quarantined == null) {
                     n++;
                 }
             }
             return n;
         }
+    }
+
+    /** The quarantined studies, oldest first. */
+    public List<QuarantinedStudy> quarantined() {
+        synchronized (lock) {
+            List<QuarantinedStudy> out = new ArrayList<>();
+            studies.forEach((uid, s) -> {
+                if (s.quarantined != null) {
+                    out.add(new QuarantinedStudy(uid, s.quarantined.reason(), s.quarantined.attempts(),
+                            s.quarantined.sinceEpochMs()));
+                }
+            });
+            out.sort(java.util.Comparator.comparingLong(QuarantinedStudy::sinceEpochMs));
+            return out;
+        }
+    }
+
+    /**
+     * Releases quarantined studies (one, or all when {@code studyUid} is null): their marker is removed and
+     * they are assembled again at the next tick, with a fresh count of attempts.
+     *
+     * @return the released Study Instance UIDs
+     */
+    public List<String> retry(String studyUid) throws IOException {
+        List<String> released = new ArrayList<>();
+        try {
+            synchronized (lock) {
+                for (Map.Entry<String, Study> e : studies.entrySet()) {
+                    Study s = e.getValue();
+                    if (s.quarantined == null || (studyUid != null && !studyUid.equals(e.getKey()))) {
+                        continue;
+                    }
+                    spool.releaseQuarantine(e.getKey());
+                    s.quarantined = null;
+                    s.failures = 0;
+                    s.dirty = true;
+                    s.notBeforeNanos = System.nanoTime();
+                    released.add(e.getKey());
+                }
+            }
+        } finally {
+            for (String uid : released) {
+                Audit.record(Audit.Event.RETRIED, uid, "by operator");
+            }
+        }
+        return released;
     }
 
     @Override
@@ -150,8 +217,8 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
             synchronized (lock) {
                 for (Map.Entry<String, Study> e : studies.entrySet()) {
                     Study s = e.getValue();
-                    if (s.dirty && s.openAssociations.isEmpty() && now - s.lastActivityNanos >= quietPeriod.toNanos()
-                            && now - s.notBeforeNanos >= 0) {
+                    if (s.dirty && s.quarantined == null && s.openAssociations.isEmpty()
+                            && now - s.lastActivityNanos >= quietPeriod.toNanos() && now - s.notBeforeNanos >= 0) {
                         ready.add(e.getKey());
                     }
                 }
@@ -173,62 +240,80 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
             counted = s.counted;
         }
         boolean done;
+        Exception failure = null;
         try {
             done = assemble(studyUid, counted, activityAtStart);
         } catch (Exception e) {
-            LOG.warnf("study %s: job not published, will retry: %s", studyUid, e.toString());
             metrics.publishFailed();
+            failure = e;
             done = false;
         }
+        Spool.Quarantined quarantine = null;
         synchronized (lock) {
             Study s = studies.get(studyUid);
             if (done) {
+                s.failures = 0;
                 // instances that came in while we assembled make the study dirty again
                 if (s.lastActivityNanos == activityAtStart) {
                     s.dirty = false;
                 }
             } else {
                 s.notBeforeNanos = System.nanoTime() + retryDelay.toNanos();
+                if (!(failure instanceof StudyJobSink.Unavailable)) {
+                    s.failures++;
+                }
+                if (failure instanceof StudyJobSink.Rejected || s.failures >= maxAttempts) {
+                    quarantine = new Spool.Quarantined(reason(failure), Math.max(1, s.failures), System.currentTimeMillis());
+                    s.quarantined = quarantine;
+                    // under the lock, so that a retry cannot release the study between its state and its marker
+                    writeMarker(studyUid, quarantine);
+                }
             }
         }
+        if (quarantine != null) {
+            recordQuarantine(studyUid, quarantine);
+        } else if (failure != null) {
+            LOG.warnf("study %s: job not published, will retry: %s", studyUid, failure.toString());
+        }
+    }
+
+    private void writeMarker(String studyUid, Spool.Quarantined q) {
+        try {
+            spool.markQuarantined(studyUid, q);
+        } catch (IOException | RuntimeException e) {
+            // quarantined in memory all the same; after a restart the study is tried again
+            LOG.warnf("study %s: quarantine marker not written: %s", studyUid, e.toString());
+        }
+    }
+
+    private void recordQuarantine(String studyUid, Spool.Quarantined q) {
+        LOG.warnf("study %s: quarantined after %d attempt(s), not decoded again until retried: %s",
+                studyUid, q.attempts(), q.reason());
+        Audit.record(Audit.Event.QUARANTINED, studyUid, "attempts=" + q.attempts() + " reason=" + q.reason());
+    }
+
+    /** One line, bounded: it goes into a marker file, the audit trail and the admin endpoint. */
+    private static String reason(Exception e) {
+        String r = e instanceof StudyJobSink.Rejected ? e.getMessage() : e.toString();
+        r = r == null ? e.getClass().getSimpleName() : r.replaceAll("\\s+", " ");
+        return r.length() > 300 ? r.substring(0, 300) + "..." : r;
     }
 
     /** @return true when the study needs nothing more (published, or nothing to publish). */
     private boolean assemble(String studyUid, Set<String> counted, long activityAtStart) throws Exception {
         List<String> instanceUids = spool.instanceUids(studyUid);
-        List<SourceImage> images = new ArrayList<>();
-        List<SkippedInstance> skipped = new ArrayList<>();
-        List<String> eligible = new ArrayList<>();
-        DicomInstance first = null;
-        DicomInstance firstEligible = null;
+        StudyJobBuilder builder = new StudyJobBuilder();
         for (String sop : instanceUids) {
-            Path file = spool.instanceFile(studyUid, sop);
-            DicomInstance in;
-            try {
-                in = DicomFiles.readInstance(file);
-            } catch (IOException e) {
-                skip(skipped, counted, sop, Eligibility.UNREADABLE, e);
-                continue;
-            }
-            if (first == null) {
-                first = in;
-            }
-            Optional<String> reason = Eligibility.reasonToSkip(in);
-            if (reason.isPresent()) {
-                skip(skipped, counted, sop, reason.get(), null);
-                continue;
-            }
-            try {
-                DicomFiles.Decoded decoded = DicomFiles.readWithPixels(file);
-                images.add(StudyJobBuilder.sourceImage(decoded.instance(), decoder.decode(decoded.frame())));
-                eligible.add(sop);
-                if (firstEligible == null) {
-                    firstEligible = in;
-                }
-            } catch (IOException | RuntimeException e) {
-                skip(skipped, counted, sop, Eligibility.UNDECODABLE, e);
+            StudyJobBuilder.FileOutcome outcome = StudyJobBuilder.read(spool.instanceFile(studyUid, sop), decoder);
+            builder.add(sop, outcome);
+            if (outcome.image() != null) {
+                metrics.imageDecoded();
+            } else {
+                countSkipped(counted, sop, outcome);
             }
         }
+        List<SourceImage> images = builder.images();
+        List<SkippedInstance> skipped = builder.skipped();
         if (images.isEmpty()) {
             if (!instanceUids.isEmpty() && counted.add("study:" + instanceUids.size())) {
                 metrics.studyWithoutEligible();
@@ -237,27 +322,21 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
             }
             return true;
         }
+        List<String> eligible = builder.eligible();
         Optional<Spool.Published> last = spool.lastPublished(studyUid);
         if (last.isPresent() && new HashSet<>(last.get().eligible()).equals(new HashSet<>(eligible))) {
             return true;
         }
         int revision = last.map(p -> p.revision() + 1).orElse(0);
-        List<String> inJob = new ArrayList<>(eligible);
-        skipped.forEach(sk -> inJob.add(sk.getSopInstanceUid()));
-        String jobId = StudyJobBuilder.jobId(studyUid, inJob);
-        StudyJob job = StudyJob.newBuilder()
-                .setJobId(jobId)
+        StudyJob job = builder.job()
                 .setRevision(revision)
                 .setUpdate(revision > 0)
-                .setCreatedAtEpochMs(System.currentTimeMillis())
                 .setReceivedAtEpochMs(System.currentTimeMillis() - (System.nanoTime() - activityAtStart) / 1_000_000)
-                .setStudy(StudyJobBuilder.studyInfo(firstEligible != null ? firstEligible : first))
-                .setImages(images)
-                .setSkipped(skipped)
                 .build();
+        String jobId = job.getJobId();
         StudyJobSink target = sink.get();
         if (target == null) {
-            throw new IllegalStateException("no StudyJobSink available");
+            throw new StudyJobSink.Unavailable("no StudyJobSink available", null);
         }
         long t0 = System.nanoTime();
         target.publish(job);
@@ -271,14 +350,14 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         return true;
     }
 
-    private void skip(List<SkippedInstance> skipped, Set<String> counted, String sop, String reason, Exception e) {
-        skipped.add(SkippedInstance.newBuilder().setSopInstanceUid(sop).setReason(reason).build());
+    /** Metrics and the log count each skipped instance once, however often its study is assembled. */
+    private void countSkipped(Set<String> counted, String sop, StudyJobBuilder.FileOutcome outcome) {
         if (counted.add(sop)) {
-            metrics.instanceIneligible(reason);
-            if (e != null) {
-                LOG.infof("instance %s skipped: %s (%s)", sop, reason, e.getMessage());
+            metrics.instanceIneligible(outcome.skipReason());
+            if (outcome.error() != null) {
+                LOG.infof("instance %s skipped: %s (%s)", sop, outcome.skipReason(), outcome.error().getMessage());
             } else {
-                LOG.debugf("instance %s skipped: %s", sop, reason);
+                LOG.debugf("instance %s skipped: %s", sop, outcome.skipReason());
             }
         }
     }

@@ -1,2 +1,5 @@
-/** Receiving studies: durable spool, study assembly, eligibility, decoding to working images, job building. */
+/**
+ * Receiving studies: durable spool, study assembly and quarantine, eligibility, decoding to working images,
+ * job building.
+ */
 package org.cxrgateway.ingest;

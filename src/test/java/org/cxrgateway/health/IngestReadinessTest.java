@@ -16,7 +16,7 @@ import org.junit.jupiter.api.Test;
 /** The packaged wiring: role "listener" starts the listener; readiness and Prometheus metrics show it. */
 @QuarkusTest
 @TestProfile(IngestReadinessTest.ListenerRole.class)
-class IngestReadinessTest {
+public class IngestReadinessTest {
 
     public static class ListenerRole implements QuarkusTestProfile {
         @Override

@@ -72,7 +72,7 @@ final class IngestHarness implements Closeable {
         this.sink = sink;
         spool = new Spool(spoolDir, minFree);
         assembler = new StudyAssembler(spool, () -> sink,
-                new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), metrics);
+                new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), 5, metrics);
         spool.setListener(assembler);
         assembler.start();
         scp = new StoreScp(tune.apply(new StoreScp.Options("CXRGATEWAY", "127.0.0.1", 0, allowedCallers, 4, 20_000, true,

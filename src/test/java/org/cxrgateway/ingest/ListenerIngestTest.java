@@ -61,6 +61,14 @@ class ListenerIngestTest {
         return harness;
     }
 
+    /** A harness whose sink fails as the Kafka sink does while the broker is down. */
+    IngestHarness.Collector startWithBrokerDown(Path spool) throws Exception {
+        IngestHarness.Collector down = new IngestHarness.Collector();
+        down.failWith.set(new StudyJobSink.Unavailable("broker down", null));
+        start(spool, 0, List.of(), down);
+        return down;
+    }
+
     Fixtures.Result storescu(String... files) throws Exception {
         List<String> cmd = Fixtures.command("storescu", "-v", "-aec", "CXRGATEWAY", "127.0.0.1",
                 Integer.toString(harness.port()));
@@ -269,11 +277,52 @@ class ListenerIngestTest {
     }
 
     @Test
+    void studyFailingEveryAttemptIsQuarantinedAcrossRestartsUntilRetried() throws Exception {
+        Path spool = Fixtures.newDir("spool");
+        IngestHarness.Collector sink = startWithBrokerDown(spool);
+        assertEquals(2, successes(storescu("mono2_12bit_rescale_window.dcm", "mono1_12bit_window.dcm")));
+        // an unreachable broker counts no attempt: more failures than the bound, still not quarantined
+        while (harness.count("cxr.ingest.publish.failures") < 7) {
+            Thread.sleep(50);
+        }
+        assertEquals(List.of(), harness.assembler.quarantined());
+
+        sink.failWith.set(new IOException("disk says no"));
+        long end = System.nanoTime() + 20_000_000_000L;
+        while (harness.assembler.quarantined().isEmpty() && System.nanoTime() < end) {
+            Thread.sleep(50);
+        }
+        List<StudyAssembler.QuarantinedStudy> q = harness.assembler.quarantined();
+        assertEquals(1, q.size());
+        assertEquals(studyUid, q.get(0).studyInstanceUid());
+        assertEquals(5, q.get(0).attempts(), "the bound of the harness");
+        assertTrue(q.get(0).reason().contains("disk says no"), q.get(0).reason());
+        double decoded = harness.count("cxr.ingest.images.decoded");
+        Thread.sleep(QUIET.toMillis() * 4);
+        assertEquals(decoded, harness.count("cxr.ingest.images.decoded"), "not decoded again while quarantined");
+        assertEquals(1.0, harness.registry.find("cxr.ingest.studies.quarantined").gauge().value());
+        harness.close();
+
+        // restart with a working sink: still quarantined, nothing read or published
+        sink.failWith.set(null);
+        start(spool, 0, List.of(), sink);
+        Thread.sleep(QUIET.toMillis() * 4);
+        assertEquals(List.of(studyUid), harness.assembler.quarantined().stream()
+                .map(StudyAssembler.QuarantinedStudy::studyInstanceUid).toList());
+        assertEquals(0, harness.count("cxr.ingest.images.decoded"));
+        assertEquals(0, harness.assembler.pending(), "a quarantined study is not pending");
+        assertEquals(0, sink.jobs().size());
+
+        assertEquals(List.of(studyUid), harness.assembler.retry(null));
+        assertEquals(1, sink.awaitJobs(1, Duration.ofSeconds(20)).size());
+        assertEquals(List.of(), harness.assembler.quarantined());
+        assertEquals(2, harness.count("cxr.ingest.images.decoded"));
+    }
+
+    @Test
     void restartPublishesUnpublishedStudiesExactlyOnce() throws Exception {
         Path spool = Fixtures.newDir("spool");
-        IngestHarness.Collector down = new IngestHarness.Collector();
-        down.failWith.set(new IOException("broker down"));
-        start(spool, 0, List.of(), down);
+        IngestHarness.Collector down = startWithBrokerDown(spool);
         assertEquals(3, successes(storescu("mono2_12bit_rescale_window.dcm", "mono1_12bit_window.dcm", "bad_lateral.dcm")));
         Thread.sleep(QUIET.toMillis() * 3);
         assertEquals(0, down.jobs().size());

@@ -67,4 +67,18 @@ class SpoolRetentionTest {
         assertFalse(spool.purgeIfSettled("1.2.3", DAY, f -> true), "still waiting for Kafka: kept");
         assertTrue(spool.purgeIfSettled("1.2.3", DAY, f -> false), "only ineligible instances: removed");
     }
+
+    @Test
+    void quarantinedStudyIsKeptAndItsMarkerSurvivesARestart() throws Exception {
+        Spool spool = spool("1.2.4", List.of("1.2.4.1"));
+        spool.markQuarantined("1.2.4", new Spool.Quarantined("RecordTooLargeException: too\nbig", 1, 1234L));
+        age("1.2.4");
+        assertFalse(spool.purgeIfSettled("1.2.4", DAY, f -> false), "quarantined, even with nothing eligible: kept");
+        Spool reopened = new Spool(root, 0);
+        assertEquals(java.util.Optional.of(new Spool.Quarantined("RecordTooLargeException: too big", 1, 1234L)),
+                reopened.quarantined("1.2.4"));
+        reopened.releaseQuarantine("1.2.4");
+        assertEquals(java.util.Optional.empty(), reopened.quarantined("1.2.4"));
+        assertEquals(List.of("1.2.4.1"), reopened.instanceUids("1.2.4"), "released, its files stay");
+    }
 }
