@@ -123,6 +123,61 @@ class FaultToleranceIT {
     }
 
     @Test
+    void listenerOutOfMemoryExitsAndTheRestartPublishesWhatItAcknowledged() throws Exception {
+        Map<String, String> config = gatewayConfig("listener");
+        config.put("cxr.assembly.quiet-period", "60s");
+        String study = uid();
+        Path file = sourceDx(study);
+        try (GatewayProcess gw = new GatewayProcess(work.resolve("oom-1.log"), config).start()) {
+            gw.awaitReady(Duration.ofSeconds(120));
+            Tools.Result sent = Tools.run("storescu", "-aec", "CXRGATEWAY", "127.0.0.1",
+                    config.get("cxr.listener.port"), file.toString());
+            assertEquals(0, sent.exit(), "C-STORE succeeded before the fault: " + sent.out());
+            // a real heap exhaustion inside the gateway's JVM, as a leak or an unguarded allocation would cause
+            com.sun.tools.attach.VirtualMachine vm = com.sun.tools.attach.VirtualMachine.attach(Long.toString(gw.pid()));
+            try {
+                vm.loadAgent(oomAgentJar().toString());
+            } catch (Exception e) {
+                // the target may die before it answers the attach call
+            } finally {
+                try {
+                    vm.detach();
+                } catch (Exception e) {
+                    // already gone
+                }
+            }
+            Integer exit = gw.awaitExit(Duration.ofSeconds(60));
+            assertEquals(Integer.valueOf(3), exit, "ExitOnOutOfMemoryError ends the process with 3: " + gw.tail());
+            assertTrue(gw.log().contains("Terminating due to java.lang.OutOfMemoryError"), gw.tail());
+        }
+        assertEquals(0, jobsFor(study, Duration.ofSeconds(3)).size(), "nothing was published before the fault");
+
+        config.put("cxr.assembly.quiet-period", "1s");
+        try (GatewayProcess gw = new GatewayProcess(work.resolve("oom-2.log"), config).start()) {
+            gw.awaitReady(Duration.ofSeconds(120));
+            List<StudyJob> jobs = awaitJobs(study, 1, Duration.ofSeconds(60));
+            assertEquals(1, jobs.size(), "the acknowledged study, published once after the restart");
+            assertEquals(1, jobs.get(0).getImages().size());
+        }
+    }
+
+    /** A jar whose manifest names {@link OomAgent} as its Agent-Class, built from the compiled test class. */
+    private Path oomAgentJar() throws Exception {
+        Path jar = work.resolve("oom-agent.jar");
+        java.util.jar.Manifest mf = new java.util.jar.Manifest();
+        mf.getMainAttributes().put(java.util.jar.Attributes.Name.MANIFEST_VERSION, "1.0");
+        mf.getMainAttributes().putValue("Agent-Class", OomAgent.class.getName());
+        String entry = OomAgent.class.getName().replace('.', '/') + ".class";
+        try (var out = new java.util.jar.JarOutputStream(Files.newOutputStream(jar), mf);
+             var in = OomAgent.class.getClassLoader().getResourceAsStream(entry)) {
+            out.putNextEntry(new java.util.jar.JarEntry(entry));
+            in.transferTo(out);
+            out.closeEntry();
+        }
+        return jar;
+    }
+
+    @Test
     void listenerKilledDuringAnAssociationLosesNothingAndTheRetriedInstanceCompletesTheStudy() throws Exception {
         Map<String, String> config = gatewayConfig("listener");
         config.put("cxr.assembly.quiet-period", "60s");

@@ -42,7 +42,8 @@ public final class GatewayProcess implements AutoCloseable {
     }
 
     public GatewayProcess start() throws IOException {
-        List<String> cmd = new ArrayList<>(List.of("java", "-Xmx1g"));
+        // bin/run's fail-fast flag: a JVM that ran out of memory exits (code 3) for its supervisor to restart
+        List<String> cmd = new ArrayList<>(List.of("java", "-Xmx1g", "-XX:+ExitOnOutOfMemoryError"));
         config.forEach((k, v) -> cmd.add("-D" + k + "=" + v));
         cmd.add("-jar");
         cmd.add(jar().toString());
@@ -79,6 +80,11 @@ public final class GatewayProcess implements AutoCloseable {
 
     public long pid() {
         return process.pid();
+    }
+
+    /** The exit code once the process has ended by itself, or null if it still runs after the timeout. */
+    public Integer awaitExit(Duration timeout) throws InterruptedException {
+        return process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS) ? process.exitValue() : null;
     }
 
     /** SIGKILL: no shutdown hook runs, nothing is flushed. */
