@@ -15,8 +15,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The requesting side of an association over a socket we opened ourselves (a TLS socket from our
- * own SSLContext). PixelMed's AssociationInitiator always opens its own socket and, for TLS, takes
+ * The requesting side of an association over a socket we opened ourselves, plain or TLS (from our
+ * own SSLContext), with our timeouts. PixelMed's AssociationInitiator always opens its own socket and, for TLS, takes
  * {@code SSLSocketFactory.getDefault()} (JVM-wide trust and identity) and then restricts the socket
  * to TLS_RSA_WITH_AES_128_CBC_SHA / SSL_RSA_WITH_3DES_EDE_CBC_SHA, suites without forward secrecy
  * that dcmtk's default BCP 195 profile refuses. Its A-ASSOCIATE PDU classes are package-private, so
