@@ -22,8 +22,8 @@ public interface ScpObserver {
 
     void duplicateInstance(InstanceHeader header);
 
-    /** reason: OUT_OF_RESOURCES, IO_ERROR, CANNOT_UNDERSTAND, UID_MISMATCH, SOP_CLASS_NOT_SUPPORTED. */
-    void instanceRejected(String reason, int status);
+    /** A C-STORE answered with a failure: the outcome's label (OUT_OF_RESOURCES, IO_ERROR, ...) and status. */
+    void instanceRejected(StoreOutcome outcome);
 
     ScpObserver NONE = new ScpObserver() {
         @Override public void associationAccepted(AssociationInfo a) { }
@@ -31,6 +31,6 @@ public interface ScpObserver {
         @Override public void presentationContextRejected(String abstractSyntax, String reason) { }
         @Override public void instanceStored(InstanceHeader header, long bytes) { }
         @Override public void duplicateInstance(InstanceHeader header) { }
-        @Override public void instanceRejected(String reason, int status) { }
+        @Override public void instanceRejected(StoreOutcome outcome) { }
     };
 }
