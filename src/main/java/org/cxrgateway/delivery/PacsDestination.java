@@ -18,7 +18,8 @@ import java.util.Map;
 /**
  * C-STORE of the SR and SCs to one PACS. Each acknowledged SOP Instance (Success or Warning) is recorded and not
  * sent again. A transient refusal (A7xx out of resources) or a failed association is retried; a permanent refusal
- * (Cxxx, A9xx, any other failure) is not, and its status goes with the dead letter.
+ * (Cxxx, A9xx, any other failure status, or a rejected-permanent A-ASSOCIATE-RJ) is not, and its status goes with
+ * the dead letter.
  */
 public final class PacsDestination implements Destination {
 
@@ -106,7 +107,7 @@ public final class PacsDestination implements Destination {
                 Files.deleteIfExists(dir);
             }
         } catch (DicomTransferException e) {
-            throw new DeliveryException(e.getMessage(), true, e);
+            throw new DeliveryException(e.getMessage(), !e.permanent(), e, Duration.ZERO, e.status());
         } catch (IOException e) {
             throw new DeliveryException("cannot spool objects for " + name + ": " + e.getMessage(), true, e);
         }

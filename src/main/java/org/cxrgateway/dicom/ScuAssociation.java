@@ -63,13 +63,37 @@ final class ScuAssociation extends Association {
         }
         switch (type) {
             case Pdu.A_ASSOCIATE_AC -> accept(body, proposed);
-            case Pdu.A_ASSOCIATE_RJ -> throw new DicomNetworkException("A-ASSOCIATE-RJ indication - result " + u8(body, 1) + " source "
-                    + u8(body, 2) + " reason " + u8(body, 3));
+            case Pdu.A_ASSOCIATE_RJ -> throw new Rejected(u8(body, 1), u8(body, 2), u8(body, 3));
             case Pdu.A_ABORT -> throw new DicomNetworkException("A-ABORT indication - source " + u8(body, 2) + " reason " + u8(body, 3));
             default -> {
                 abort();
                 throw new DicomNetworkException("A-P-ABORT indication - unexpected PDU type 0x" + Integer.toHexString(type));
             }
+        }
+    }
+
+    /** The peer answered A-ASSOCIATE-RJ (PS3.8 9.3.4), with its result, source and reason. */
+    static final class Rejected extends DicomNetworkException {
+        private final int result;
+        private final String status;
+
+        Rejected(int result, int source, int reason) {
+            this(result, "A-ASSOCIATE-RJ result " + result + " source " + source + " reason " + reason);
+        }
+
+        private Rejected(int result, String status) {
+            super("A-ASSOCIATE-RJ indication - " + status);
+            this.result = result;
+            this.status = status;
+        }
+
+        boolean permanent() {
+            return result == Pdu.RejectResult.PERMANENT;
+        }
+
+        /** Result, source and reason as the peer gave them, for the dead letter. */
+        String status() {
+            return status;
         }
     }
 

@@ -101,6 +101,10 @@ public final class StoreScu {
             return outcome;
         } catch (DicomTransferException e) {
             throw e;
+        } catch (ScuAssociation.Rejected e) {
+            // a transient rejection (e.g. the peer's association limit) is worth retrying, a permanent one is not
+            throw new DicomTransferException(peer + " rejected the association: " + e.getMessage(), e, e.permanent(),
+                    e.status());
         } catch (IOException | DicomNetworkException | RuntimeException e) {
             throw new DicomTransferException("C-STORE to " + peer + (tls == null ? "" : " over TLS") + " failed: " + e, e);
         }

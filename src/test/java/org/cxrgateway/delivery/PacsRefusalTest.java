@@ -104,7 +104,11 @@ class PacsRefusalTest {
     }
 
     DeliveryService service(Path state, int attempts, UnaryOperator<ReportSet> change) {
-        PacsDestination pacs = new PacsDestination("refuser", "127.0.0.1", storescp.port, "REFUSER", "CXRGATEWAY",
+        return service(state, attempts, change, storescp.port);
+    }
+
+    DeliveryService service(Path state, int attempts, UnaryOperator<ReportSet> change, int port) {
+        PacsDestination pacs = new PacsDestination("refuser", "127.0.0.1", port, "REFUSER", "CXRGATEWAY",
                 state.resolve("spool"));
         // the objects as built, or with one changed before it goes out: the refusal itself is storescp's
         Destination d = new Destination() {
@@ -193,5 +197,20 @@ class PacsRefusalTest {
         }
         System.out.printf("A700 then recovery: delivered after %d retries%n", (long) retries());
         assertEquals(objects, storescp.receivedFiles().size());
+    }
+
+    @Test
+    void aPermanentAssociationRejectIsDeadLetteredAtOnce() throws Exception {
+        Path state = Files.createTempDirectory(work, "state");
+        try (StoreScpPeer refusing = new StoreScpPeer(Files.createTempDirectory(work, "refusing"), "REFUSER", "--refuse");
+             DeliveryService svc = service(state, 5, UnaryOperator.identity(), refusing.port)) {
+            svc.submit(TestResults.study("55").build()).get(60, TimeUnit.SECONDS);
+            assertEquals(1, svc.deadLetteredCount());
+        }
+        assertEquals(0.0, retries(), "rejected-permanent is not retried");
+        List<DeadLetterStore.DeadLetter> letters = new FileDeadLetterStore(state.resolve("dead-letters")).list();
+        assertEquals(1, letters.size());
+        // storescp --refuse: rejected-permanent (1), service user (1), no reason given (1)
+        assertEquals("A-ASSOCIATE-RJ result 1 source 1 reason 1", letters.get(0).status());
     }
 }
