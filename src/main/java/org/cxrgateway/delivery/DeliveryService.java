@@ -254,7 +254,7 @@ public final class DeliveryService implements AutoCloseable {
                 executors.get(d.name()).schedule(() -> attempt(item, n + 1, done), delay, TimeUnit.MILLISECONDS);
             } else {
                 LOG.errorf("study %s to %s dead-lettered after %d attempt(s)%s: %s", set.studyInstanceUid(), d.name(), n,
-                        retryable ? "" : ", refused permanently", e.getMessage());
+                        retryable ? "" : ", not retryable", e.getMessage());
                 Audit.record(Audit.Event.DEAD_LETTERED, set.studyInstanceUid(),
                         "destination=" + d.name() + " attempts=" + n);
                 deadLetter(item, done, set.studyInstanceUid(), e.getMessage(),

@@ -5,12 +5,16 @@ public interface ScpObserver {
 
     void associationAccepted(AssociationInfo association);
 
-    /** reason: CALLED_AE_NOT_RECOGNIZED, CALLING_AE_NOT_RECOGNIZED, LOCAL_LIMIT_EXCEEDED, MALFORMED, TLS_HANDSHAKE_FAILED. */
+    /**
+     * reason: CALLED_AE_NOT_RECOGNIZED, CALLING_AE_NOT_RECOGNIZED, LOCAL_LIMIT_EXCEEDED, PEER_LIMIT_EXCEEDED,
+     * ARTIM_EXPIRED, MALFORMED, TLS_HANDSHAKE_FAILED, NEGOTIATION_FAILED.
+     */
     void associationRejected(String reason);
 
     /**
      * We aborted a connection for breaking the upper layer protocol (PS3.8 9.3), e.g. reason
-     * PDU_LENGTH_EXCEEDED, PDV_LENGTH_INVALID, PDU_LENGTH_INVALID, UNEXPECTED_PDU, UNRECOGNIZED_PDU, COMMAND_TOO_LONG.
+     * PDU_LENGTH_EXCEEDED, PDV_LENGTH_INVALID, PDU_LENGTH_INVALID, UNEXPECTED_PDU, UNRECOGNIZED_PDU, COMMAND_TOO_LONG,
+     * IDLE_TIMEOUT.
      */
     default void associationAborted(String reason) {
     }
