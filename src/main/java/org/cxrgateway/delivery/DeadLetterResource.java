@@ -23,13 +23,13 @@ public class DeadLetterResource {
     @Inject
     DeliveryConfig config;
 
-    public record Entry(String id, String destination, String studyInstanceUid, String reason, long atEpochMs) {
+    public record Entry(String id, String destination, String studyInstanceUid, String reason, String status, long atEpochMs) {
     }
 
     @GET
     public List<Entry> list() {
         return service.deadLetters().stream()
-                .map(l -> new Entry(l.id(), l.destination(), l.studyInstanceUid(), l.reason(), l.atEpochMs())).toList();
+                .map(l -> new Entry(l.id(), l.destination(), l.studyInstanceUid(), l.reason(), l.status(), l.atEpochMs())).toList();
     }
 
     /** Replays the dead letters of one destination, or of all when none is named; answers when they are settled. */

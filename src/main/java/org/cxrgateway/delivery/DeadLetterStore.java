@@ -8,9 +8,18 @@ import java.util.List;
  */
 public interface DeadLetterStore {
 
-    /** One dead letter: the original message bytes, so that replay rebuilds the same (deterministic) objects. */
-    record DeadLetter(String id, String destination, String studyInstanceUid, String reason, long atEpochMs,
-                      byte[] studyResult) {
+    /**
+     * One dead letter: the original message bytes, so that replay rebuilds the same (deterministic) objects.
+     *
+     * @param status the receiver's own code for its last refusal (e.g. a DIMSE status "0xA900 (...)"), empty when
+     *               it gave none (unreachable, or the reports could not be built)
+     */
+    record DeadLetter(String id, String destination, String studyInstanceUid, String reason, String status,
+                      long atEpochMs, byte[] studyResult) {
+
+        public DeadLetter {
+            status = status == null ? "" : status;
+        }
     }
 
     void add(DeadLetter letter);

@@ -229,7 +229,7 @@ public final class DeliveryService implements AutoCloseable {
         } catch (PoisonMessageException | ReportException | RuntimeException e) {
             // bad content will not improve with retries
             LOG.warnf("pending item %s cannot be rendered for %s: %s", item.id(), d.name(), e.getMessage());
-            deadLetter(item, done, "?", "cannot build reports: " + e.getMessage(), original, 0);
+            deadLetter(item, done, "?", "cannot build reports: " + e.getMessage(), "", original, 0);
             return;
         }
         try {
@@ -253,20 +253,21 @@ public final class DeliveryService implements AutoCloseable {
                         d.name(), n, retry.maxAttempts(), delay, e.getMessage());
                 executors.get(d.name()).schedule(() -> attempt(item, n + 1, done), delay, TimeUnit.MILLISECONDS);
             } else {
-                LOG.errorf("study %s to %s dead-lettered after %d attempt(s): %s", set.studyInstanceUid(), d.name(), n,
-                        e.getMessage());
+                LOG.errorf("study %s to %s dead-lettered after %d attempt(s)%s: %s", set.studyInstanceUid(), d.name(), n,
+                        retryable ? "" : ", not retryable", e.getMessage());
                 Audit.record(Audit.Event.DEAD_LETTERED, set.studyInstanceUid(),
                         "destination=" + d.name() + " attempts=" + n);
-                deadLetter(item, done, set.studyInstanceUid(), e.getMessage(), original, startOf(result));
+                deadLetter(item, done, set.studyInstanceUid(), e.getMessage(),
+                        e instanceof DeliveryException de ? de.status() : "", original, startOf(result));
             }
         }
     }
 
     private void deadLetter(PendingStore.Item item, CompletableFuture<Outcome> done, String study, String reason,
-                            byte[] original, long createdAt) {
+                            String status, byte[] original, long createdAt) {
         try {
             deadLetters.add(new DeadLetterStore.DeadLetter(UUID.randomUUID().toString(), item.destination(), study,
-                    reason == null ? "unknown" : reason, System.currentTimeMillis(), original));
+                    reason == null ? "unknown" : reason, status, System.currentTimeMillis(), original));
         } catch (RuntimeException e) {
             // keep the pending item: the next run resumes it rather than losing it
             LOG.errorf("dead letter of %s for %s not written, left pending: %s", item.id(), item.destination(), e.getMessage());

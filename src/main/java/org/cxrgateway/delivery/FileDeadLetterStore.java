@@ -13,7 +13,7 @@ import java.util.Properties;
 import org.cxrgateway.storage.DurableFiles;
 
 /**
- * Dead letters as files: &lt;id&gt;.msg (the Avro bytes) and &lt;id&gt;.properties (destination, reason, time),
+ * Dead letters as files: &lt;id&gt;.msg (the Avro bytes) and &lt;id&gt;.properties (destination, reason, receiver status, time),
  * each written with {@link DurableFiles#write}. {@link #add} returning means the dead letter is durable, which
  * is what lets the delivery service drop the pending item afterwards.
  */
@@ -35,6 +35,7 @@ public final class FileDeadLetterStore implements DeadLetterStore {
             p.setProperty("destination", l.destination());
             p.setProperty("study", l.studyInstanceUid());
             p.setProperty("reason", l.reason());
+            p.setProperty("status", l.status());
             p.setProperty("at", Long.toString(l.atEpochMs()));
             java.io.StringWriter w = new java.io.StringWriter();
             p.store(w, null);
@@ -59,7 +60,7 @@ public final class FileDeadLetterStore implements DeadLetterStore {
                     props.load(r);
                 }
                 out.add(new DeadLetter(id, props.getProperty("destination"), props.getProperty("study"),
-                        props.getProperty("reason"), Long.parseLong(props.getProperty("at", "0")),
+                        props.getProperty("reason"), props.getProperty("status", ""), Long.parseLong(props.getProperty("at", "0")),
                         Files.readAllBytes(dir.resolve(id + ".msg"))));
             }
         } catch (IOException e) {

@@ -2,18 +2,25 @@ package org.cxrgateway.delivery;
 
 import org.cxrgateway.dicom.DicomTls;
 import org.cxrgateway.dicom.DicomTransferException;
+import org.cxrgateway.dicom.DimseStatus;
 import org.cxrgateway.dicom.StoreScu;
 import org.cxrgateway.report.ReportSet;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-/** C-STORE of the SR and SCs to one PACS. Each acknowledged SOP Instance is recorded and not sent again. */
+/**
+ * C-STORE of the SR and SCs to one PACS. Each acknowledged SOP Instance (Success or Warning) is recorded and not
+ * sent again. A transient refusal (A7xx out of resources) or a failed association is retried; a permanent refusal
+ * (Cxxx, A9xx, any other failure status, or a rejected-permanent A-ASSOCIATE-RJ) is not, and its status goes with
+ * the dead letter.
+ */
 public final class PacsDestination implements Destination {
 
     private final String name;
@@ -67,17 +74,31 @@ public final class PacsDestination implements Destination {
                 if (files.isEmpty()) {
                     return;
                 }
-                Map<Path, Boolean> result = StoreScu.store(host, port, calledAe, callingAe, new ArrayList<>(files.keySet()), tls);
-                List<String> failed = new ArrayList<>();
+                Map<Path, DimseStatus> result = StoreScu.store(host, port, calledAe, callingAe, new ArrayList<>(files.keySet()), tls);
+                Map<String, DimseStatus> refused = new LinkedHashMap<>();
                 for (Map.Entry<Path, String> e : files.entrySet()) {
-                    if (Boolean.TRUE.equals(result.get(e.getKey()))) {
+                    DimseStatus status = result.get(e.getKey());
+                    if (status.acknowledged()) {
                         ledger.ack(e.getValue());
                     } else {
-                        failed.add(e.getValue());
+                        refused.put(e.getValue(), status);
                     }
                 }
-                if (!failed.isEmpty()) {
-                    throw new DeliveryException(calledAe + " refused " + failed.size() + " of " + files.size() + " objects", true, null);
+                if (!refused.isEmpty()) {
+                    // a refusal of the instance itself cannot be settled by resending: the study is dead-lettered
+                    // now, while a refusal for now (out of resources) is retried; the ledger keeps what was acknowledged
+                    boolean permanent = refused.values().stream().anyMatch(s -> !s.isTransient());
+                    List<String> shown = new ArrayList<>();
+                    DimseStatus first = null;
+                    for (Map.Entry<String, DimseStatus> r : refused.entrySet()) {
+                        if (permanent == !r.getValue().isTransient()) {
+                            shown.add(r.getKey() + " " + r.getValue());
+                            first = first == null ? r.getValue() : first;
+                        }
+                    }
+                    throw new DeliveryException(calledAe + " refused " + shown.size() + " of " + files.size() + " objects "
+                            + (permanent ? "permanently" : "for now") + ": " + String.join(", ", shown), !permanent, null,
+                            Duration.ZERO, first.toString());
                 }
             } finally {
                 for (Path f : files.keySet()) {
@@ -86,7 +107,7 @@ public final class PacsDestination implements Destination {
                 Files.deleteIfExists(dir);
             }
         } catch (DicomTransferException e) {
-            throw new DeliveryException(e.getMessage(), true, e);
+            throw new DeliveryException(e.getMessage(), !e.permanent(), e, Duration.ZERO, e.status());
         } catch (IOException e) {
             throw new DeliveryException("cannot spool objects for " + name + ": " + e.getMessage(), true, e);
         }

@@ -35,7 +35,7 @@ import java.util.Map;
 
 /**
  * Writes the objects the gateway sends back to the PACS as DICOM Part 10 bytes (explicit VR little endian):
- * a Comprehensive 3D SR with TID 1500 content, RGB and grayscale Secondary Captures, and float Parametric Maps.
+ * a Comprehensive 3D SR with TID 1500 content ({@link MeasurementReportTemplate}), RGB and grayscale Secondary Captures, and float Parametric Maps.
  */
 public final class DicomObjectWriter {
 
@@ -43,35 +43,6 @@ public final class DicomObjectWriter {
     public static final String SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7";
     public static final String PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30";
 
-    static final Coded IMAGING_MEASUREMENT_REPORT = new Coded("126000", "DCM", "Imaging Measurement Report");
-    static final Coded LANGUAGE = new Coded("121049", "DCM", "Language of Content Item and Descendants");
-    static final Coded ENGLISH_US = new Coded("en-US", "RFC5646", "English (United States)");
-    static final Coded OBSERVER_TYPE = new Coded("121005", "DCM", "Observer Type");
-    static final Coded DEVICE = new Coded("121007", "DCM", "Device");
-    static final Coded DEVICE_OBSERVER_UID = new Coded("121012", "DCM", "Device Observer UID");
-    static final Coded DEVICE_OBSERVER_NAME = new Coded("121013", "DCM", "Device Observer Name");
-    static final Coded DEVICE_OBSERVER_MANUFACTURER = new Coded("121014", "DCM", "Device Observer Manufacturer");
-    static final Coded DEVICE_OBSERVER_MODEL = new Coded("121015", "DCM", "Device Observer Model Name");
-    static final Coded PROCEDURE_REPORTED = new Coded("121058", "DCM", "Procedure reported");
-    static final Coded IMAGE_LIBRARY = new Coded("111028", "DCM", "Image Library");
-    static final Coded IMAGE_LIBRARY_GROUP = new Coded("126200", "DCM", "Image Library Group");
-    static final Coded IMAGING_MEASUREMENTS = new Coded("126010", "DCM", "Imaging Measurements");
-    static final Coded MEASUREMENT_GROUP = new Coded("125007", "DCM", "Measurement Group");
-    static final Coded TRACKING_ID = new Coded("112039", "DCM", "Tracking Identifier");
-    static final Coded TRACKING_UID = new Coded("112040", "DCM", "Tracking Unique Identifier");
-    static final Coded FINDING = new Coded("121071", "DCM", "Finding");
-    static final Coded ALGORITHM_NAME = new Coded("111001", "DCM", "Algorithm Name");
-    static final Coded ALGORITHM_VERSION = new Coded("111003", "DCM", "Algorithm Version");
-    static final Coded SOURCE_OF_MEASUREMENT = new Coded("121112", "DCM", "Source of Measurement");
-    static final Coded COMMENT = new Coded("121106", "DCM", "Comment");
-    /**
-     * No DCM concept for "probability of finding X" exists (111047 is "Probability of cancer", and 122157,
-     * suggested in our notes, is "LV Findings"), so the score is a private-scheme concept, documented in
-     * schemas/sr/README.md.
-     */
-    public static final Coded PROBABILITY = new Coded("AIPROB", "99CXR", "AI model output probability");
-    public static final Coded THRESHOLD = new Coded("AITHR", "99CXR", "AI model operating threshold");
-    static final Coded NO_UNITS = new Coded("1", "UCUM", "no units");
     static final Coded PROCESSING_ALGORITHM = new Coded("Newcode1", "99IHE", "Processing Algorithm");
     static final Coded QUANTITY = new Coded("246205007", "SCT", "Quantity");
     static final Coded CHEST = new Coded("43799004", "SCT", "Chest");
@@ -94,54 +65,7 @@ public final class DicomObjectWriter {
     /** A Comprehensive 3D SR holding TID 1500 content. */
     public static byte[] writeMeasurementReport(MeasurementReport r) throws DicomObjectException {
         try {
-            ContentItemFactory f = new ContentItemFactory();
-            ContentItem root = f.makeContainerContentItem(null, null, code(IMAGING_MEASUREMENT_REPORT), true, "DCMR", "1500");
-            f.makeCodeContentItem(root, "HAS CONCEPT MOD", code(LANGUAGE), code(ENGLISH_US));
-            // TID 1002 / 1004: the observer is the algorithm, not a person
-            f.makeCodeContentItem(root, "HAS OBS CONTEXT", code(OBSERVER_TYPE), code(DEVICE));
-            Equipment eq = r.equipment();
-            f.makeUIDContentItem(root, "HAS OBS CONTEXT", code(DEVICE_OBSERVER_UID), eq.deviceUid());
-            f.makeTextContentItem(root, "HAS OBS CONTEXT", code(DEVICE_OBSERVER_NAME), eq.modelName());
-            f.makeTextContentItem(root, "HAS OBS CONTEXT", code(DEVICE_OBSERVER_MANUFACTURER), eq.manufacturer());
-            f.makeTextContentItem(root, "HAS OBS CONTEXT", code(DEVICE_OBSERVER_MODEL), eq.modelName());
-            f.makeCodeContentItem(root, "HAS CONCEPT MOD", code(PROCEDURE_REPORTED), code(r.procedureReported()));
-
-            ContentItem library = f.makeContainerContentItem(root, "CONTAINS", code(IMAGE_LIBRARY), true);
-            ContentItem libraryGroup = f.makeContainerContentItem(library, "CONTAINS", code(IMAGE_LIBRARY_GROUP), true);
-            for (InstanceRef ref : r.imageLibrary()) {
-                f.makeImageContentItem(libraryGroup, "CONTAINS", null, ref.sopClassUid(), ref.sopInstanceUid(),
-                        0, 0, null, null, null, null);
-            }
-
-            ContentItem measurements = f.makeContainerContentItem(root, "CONTAINS", code(IMAGING_MEASUREMENTS), true);
-            for (FindingGroup g : r.groups()) {
-                ContentItem group = f.makeContainerContentItem(measurements, "CONTAINS", code(MEASUREMENT_GROUP), true, "DCMR", "1501");
-                f.makeTextContentItem(group, "HAS OBS CONTEXT", code(TRACKING_ID), g.trackingId());
-                f.makeUIDContentItem(group, "HAS OBS CONTEXT", code(TRACKING_UID), g.trackingUid());
-                f.makeCodeContentItem(group, "CONTAINS", code(FINDING), code(g.finding()));
-                // TID 4019 algorithm identification, at group level so that a reader of the group alone sees it
-                f.makeTextContentItem(group, "HAS CONCEPT MOD", code(ALGORITHM_NAME), g.algorithmName());
-                f.makeTextContentItem(group, "HAS CONCEPT MOD", code(ALGORITHM_VERSION), g.algorithmVersion());
-                // TID 300 measurement: the score, inferred from the source image
-                ContentItem num = f.makeNumericContentItem(group, "CONTAINS", code(PROBABILITY),
-                        decimal(g.probability()), code(NO_UNITS));
-                f.makeTextContentItem(num, "HAS CONCEPT MOD", code(ALGORITHM_NAME), g.algorithmName());
-                f.makeTextContentItem(num, "HAS CONCEPT MOD", code(ALGORITHM_VERSION), g.algorithmVersion());
-                f.makeImageContentItem(num, "INFERRED FROM", code(SOURCE_OF_MEASUREMENT), g.image().sopClassUid(),
-                        g.image().sopInstanceUid(), 0, 0, null, null, null, null);
-                f.makeNumericContentItem(group, "CONTAINS", code(THRESHOLD), decimal(g.threshold()), code(NO_UNITS));
-                // TID 1501 row 11: qualitative evaluation, concept = the finding, value = present / absent
-                f.makeCodeContentItem(group, "CONTAINS", code(g.finding()), code(g.evaluation()));
-                // IHE AIR: the maps and pictures explaining this finding, named by what they show (CID 217)
-                for (SrModel.Explanation e : g.explanations()) {
-                    f.makeImageContentItem(group, "CONTAINS", code(e.concept()), e.object().sopClassUid(),
-                            e.object().sopInstanceUid(), 0, 0, null, null, null, null);
-                }
-            }
-            if (r.disclaimer() != null) {
-                f.makeTextContentItem(root, "CONTAINS", code(COMMENT), r.disclaimer());
-            }
-
+            ContentItem root = MeasurementReportTemplate.content(new ContentItemFactory(), r);
             AttributeList list = new StructuredReport(root).getAttributeList();
             Header h = r.header();
             addPatientStudy(list, h);
@@ -150,11 +74,11 @@ public final class DicomObjectWriter {
             put(list, TagFromName.Modality, "SR");
             addSeries(list, h);
             emptySequence(list, TagFromName.ReferencedPerformedProcedureStepSequence);
-            addEquipment(list, eq);
+            addEquipment(list, r.equipment());
             // the private scheme of the score concepts must be declared (PS3.3 C.12.1.1.4)
             SequenceAttribute schemes = new SequenceAttribute(TagFromName.CodingSchemeIdentificationSequence);
             AttributeList scheme = new AttributeList();
-            put(scheme, TagFromName.CodingSchemeDesignator, PROBABILITY.scheme());
+            put(scheme, TagFromName.CodingSchemeDesignator, MeasurementGroupTemplate.LOCAL_SCHEME);
             put(scheme, TagFromName.CodingSchemeName, "cxr-gateway local codes");
             put(scheme, TagFromName.CodingSchemeResponsibleOrganization, "cxr-gateway");
             schemes.addItem(scheme);

@@ -1,6 +1,9 @@
 package org.cxrgateway.dicom;
 
 import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.List;
 
 /**
  * Upper-layer PDU codes and encoders (PS3.8 9.3), by name, so that no code writes
@@ -171,6 +174,54 @@ public final class Pdu {
         b[2] = (byte) (value.length >>> 8);
         b[3] = (byte) value.length;
         System.arraycopy(value, 0, b, 4, value.length);
+        return b;
+    }
+
+    /** The DICOM Application Context Name (PS3.7 A.2.1), the first item of every A-ASSOCIATE-RQ/AC. */
+    public static final String APPLICATION_CONTEXT_NAME = "1.2.840.10008.3.1.1.1";
+
+    /**
+     * A-ASSOCIATE-RQ (PS3.8 9.3.2): protocol version, reserved, called and calling AE (space padded to 16),
+     * 32 reserved bytes, then the items (application context, presentation contexts, user information).
+     */
+    public static byte[] associateRequest(String calledAe, String callingAe, byte[] items) {
+        int length = ASSOCIATE_FIXED_FIELDS + items.length;
+        ByteArrayOutputStream b = new ByteArrayOutputStream(HEADER_LENGTH + length);
+        b.writeBytes(header(A_ASSOCIATE_RQ, length));
+        b.writeBytes(new byte[] {0, PROTOCOL_VERSION, 0, 0});
+        b.writeBytes(aeTitle(calledAe));
+        b.writeBytes(aeTitle(callingAe));
+        b.writeBytes(new byte[32]);
+        b.writeBytes(items);
+        return b.toByteArray();
+    }
+
+    /** A presentation context item of an A-ASSOCIATE-RQ (PS3.8 9.3.2.2): ID, reserved, abstract and transfer syntaxes. */
+    public static byte[] presentationContextRequest(int id, String abstractSyntax, List<String> transferSyntaxes) {
+        ByteArrayOutputStream b = new ByteArrayOutputStream(256);
+        b.writeBytes(new byte[] {(byte) id, 0, 0, 0});
+        b.writeBytes(item(Item.ABSTRACT_SYNTAX, abstractSyntax.getBytes(StandardCharsets.US_ASCII)));
+        for (String ts : transferSyntaxes) {
+            b.writeBytes(item(Item.TRANSFER_SYNTAX, ts.getBytes(StandardCharsets.US_ASCII)));
+        }
+        return item(Item.PRESENTATION_CONTEXT_RQ, b.toByteArray());
+    }
+
+    /** The Maximum Length sub-item of user information (PS3.8 D.1.1): the largest P-DATA-TF we receive. */
+    public static byte[] maximumLength(int length) {
+        return item(Item.MAXIMUM_LENGTH, new byte[] {(byte) (length >>> 24), (byte) (length >>> 16),
+                (byte) (length >>> 8), (byte) length});
+    }
+
+    /** An AE title as the A-ASSOCIATE fields hold it: 1 to 16 characters, space padded. */
+    public static byte[] aeTitle(String title) {
+        byte[] t = title.getBytes(StandardCharsets.US_ASCII);
+        if (t.length == 0 || t.length > 16) {
+            throw new IllegalArgumentException("AE title must be 1 to 16 characters: " + title);
+        }
+        byte[] b = new byte[16];
+        Arrays.fill(b, (byte) ' ');
+        System.arraycopy(t, 0, b, 0, t.length);
         return b;
     }
 

@@ -22,12 +22,10 @@ final class ReplaySocket extends Socket {
     private final OutputStream out;
 
     /**
+     * @param rest the input after alreadyRead (the listener's {@link PduGuardInputStream})
      * @param onReleaseResponse called after PixelMed wrote the A-RELEASE-RP: the association is over.
      *                          PixelMed then waits a fixed 5 s (ARTIM) before it gives the thread back,
      *                          which would hold an association slot and delay study readiness.
-     */
-    /**
-     * @param rest the input after alreadyRead (the listener's {@link PduGuardInputStream})
      */
     ReplaySocket(Socket delegate, byte[] alreadyRead, InputStream rest, Runnable onReleaseResponse) throws IOException {
         this.delegate = delegate;

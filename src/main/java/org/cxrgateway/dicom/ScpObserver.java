@@ -5,12 +5,16 @@ public interface ScpObserver {
 
     void associationAccepted(AssociationInfo association);
 
-    /** reason: CALLED_AE_NOT_RECOGNIZED, CALLING_AE_NOT_RECOGNIZED, LOCAL_LIMIT_EXCEEDED, MALFORMED, TLS_HANDSHAKE_FAILED. */
+    /**
+     * reason: CALLED_AE_NOT_RECOGNIZED, CALLING_AE_NOT_RECOGNIZED, LOCAL_LIMIT_EXCEEDED, PEER_LIMIT_EXCEEDED,
+     * ARTIM_EXPIRED, MALFORMED, TLS_HANDSHAKE_FAILED, NEGOTIATION_FAILED.
+     */
     void associationRejected(String reason);
 
     /**
      * We aborted a connection for breaking the upper layer protocol (PS3.8 9.3), e.g. reason
-     * PDU_LENGTH_EXCEEDED, PDV_LENGTH_INVALID, PDU_LENGTH_INVALID, UNEXPECTED_PDU, UNRECOGNIZED_PDU, COMMAND_TOO_LONG.
+     * PDU_LENGTH_EXCEEDED, PDV_LENGTH_INVALID, PDU_LENGTH_INVALID, UNEXPECTED_PDU, UNRECOGNIZED_PDU, COMMAND_TOO_LONG,
+     * IDLE_TIMEOUT.
      */
     default void associationAborted(String reason) {
     }
@@ -22,8 +26,8 @@ public interface ScpObserver {
 
     void duplicateInstance(InstanceHeader header);
 
-    /** reason: OUT_OF_RESOURCES, IO_ERROR, CANNOT_UNDERSTAND, UID_MISMATCH, SOP_CLASS_NOT_SUPPORTED. */
-    void instanceRejected(String reason, int status);
+    /** A C-STORE answered with a failure: the outcome's label (OUT_OF_RESOURCES, IO_ERROR, ...) and status. */
+    void instanceRejected(StoreOutcome outcome);
 
     ScpObserver NONE = new ScpObserver() {
         @Override public void associationAccepted(AssociationInfo a) { }
@@ -31,6 +35,6 @@ public interface ScpObserver {
         @Override public void presentationContextRejected(String abstractSyntax, String reason) { }
         @Override public void instanceStored(InstanceHeader header, long bytes) { }
         @Override public void duplicateInstance(InstanceHeader header) { }
-        @Override public void instanceRejected(String reason, int status) { }
+        @Override public void instanceRejected(StoreOutcome outcome) { }
     };
 }

@@ -8,15 +8,15 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
-import java.util.Arrays;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedList;
 import java.util.List;
 import java.util.Map;
 
 /**
- * The requesting side of an association over a socket we opened ourselves (a TLS socket from our
- * own SSLContext). PixelMed's AssociationInitiator always opens its own socket and, for TLS, takes
+ * The requesting side of an association over a socket we opened ourselves, plain or TLS (from our
+ * own SSLContext), with our timeouts. PixelMed's AssociationInitiator always opens its own socket and, for TLS, takes
  * {@code SSLSocketFactory.getDefault()} (JVM-wide trust and identity) and then restricts the socket
  * to TLS_RSA_WITH_AES_128_CBC_SHA / SSL_RSA_WITH_3DES_EDE_CBC_SHA, suites without forward secrecy
  * that dcmtk's default BCP 195 profile refuses. Its A-ASSOCIATE PDU classes are package-private, so
@@ -25,7 +25,6 @@ import java.util.Map;
  */
 final class ScuAssociation extends Association {
 
-    private static final String APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1";
     private static final int MAX_AC_LENGTH = 1 << 20;
 
     private final String host;
@@ -64,13 +63,37 @@ final class ScuAssociation extends Association {
         }
         switch (type) {
             case Pdu.A_ASSOCIATE_AC -> accept(body, proposed);
-            case Pdu.A_ASSOCIATE_RJ -> throw new DicomNetworkException("A-ASSOCIATE-RJ indication - result " + u8(body, 1) + " source "
-                    + u8(body, 2) + " reason " + u8(body, 3));
+            case Pdu.A_ASSOCIATE_RJ -> throw new Rejected(u8(body, 1), u8(body, 2), u8(body, 3));
             case Pdu.A_ABORT -> throw new DicomNetworkException("A-ABORT indication - source " + u8(body, 2) + " reason " + u8(body, 3));
             default -> {
                 abort();
                 throw new DicomNetworkException("A-P-ABORT indication - unexpected PDU type 0x" + Integer.toHexString(type));
             }
+        }
+    }
+
+    /** The peer answered A-ASSOCIATE-RJ (PS3.8 9.3.4), with its result, source and reason. */
+    static final class Rejected extends DicomNetworkException {
+        private final int result;
+        private final String status;
+
+        Rejected(int result, int source, int reason) {
+            this(result, "A-ASSOCIATE-RJ result " + result + " source " + source + " reason " + reason);
+        }
+
+        private Rejected(int result, String status) {
+            super("A-ASSOCIATE-RJ indication - " + status);
+            this.result = result;
+            this.status = status;
+        }
+
+        boolean permanent() {
+            return result == Pdu.RejectResult.PERMANENT;
+        }
+
+        /** Result, source and reason as the peer gave them, for the dead letter. */
+        String status() {
+            return status;
         }
     }
 
@@ -120,46 +143,26 @@ final class ScuAssociation extends Association {
     }
 
     private static byte[] request(String calledAe, String callingAe, List<PresentationContext> proposed, int ourMaxPdu)
-            throws IOException, DicomNetworkException {
+            throws DicomNetworkException {
         ByteArrayOutputStream items = new ByteArrayOutputStream(1024);
-        items.write(Pdu.item(Pdu.Item.APPLICATION_CONTEXT, ascii(APPLICATION_CONTEXT)));
+        items.writeBytes(Pdu.item(Pdu.Item.APPLICATION_CONTEXT, ascii(Pdu.APPLICATION_CONTEXT_NAME)));
         for (PresentationContext pc : proposed) {
-            ByteArrayOutputStream sub = new ByteArrayOutputStream(256);
-            sub.write(new byte[] {pc.getIdentifier(), 0, 0, 0});
-            sub.write(Pdu.item(Pdu.Item.ABSTRACT_SYNTAX, ascii(pc.getAbstractSyntaxUID())));
+            List<String> syntaxes = new ArrayList<>();
             for (Object ts : pc.getTransferSyntaxUIDs()) {
-                sub.write(Pdu.item(Pdu.Item.TRANSFER_SYNTAX, ascii(String.valueOf(ts).trim())));
+                syntaxes.add(String.valueOf(ts).trim());
             }
-            items.write(Pdu.item(Pdu.Item.PRESENTATION_CONTEXT_RQ, sub.toByteArray()));
+            items.writeBytes(Pdu.presentationContextRequest(pc.getIdentifier(), pc.getAbstractSyntaxUID(), syntaxes));
         }
         ByteArrayOutputStream user = new ByteArrayOutputStream(64);
-        user.write(Pdu.item(Pdu.Item.MAXIMUM_LENGTH, new byte[] {(byte) (ourMaxPdu >>> 24), (byte) (ourMaxPdu >>> 16), (byte) (ourMaxPdu >>> 8),
-                (byte) ourMaxPdu}));
-        user.write(Pdu.item(Pdu.Item.IMPLEMENTATION_CLASS_UID, ascii(VersionAndConstants.implementationClassUID)));
-        user.write(Pdu.item(Pdu.Item.IMPLEMENTATION_VERSION_NAME, ascii(VersionAndConstants.implementationVersionName)));
-        items.write(Pdu.item(Pdu.Item.USER_INFORMATION, user.toByteArray()));
-
-        byte[] variable = items.toByteArray();
-        int length = Pdu.ASSOCIATE_FIXED_FIELDS + variable.length;
-        ByteArrayOutputStream pdu = new ByteArrayOutputStream(Pdu.HEADER_LENGTH + length);
-        pdu.write(Pdu.header(Pdu.A_ASSOCIATE_RQ, length));
-        pdu.write(new byte[] {0, Pdu.PROTOCOL_VERSION, 0, 0}); // protocol version (2 bytes), reserved
-        pdu.write(ae(calledAe));
-        pdu.write(ae(callingAe));
-        pdu.write(new byte[32]);
-        pdu.write(variable);
-        return pdu.toByteArray();
-    }
-
-    private static byte[] ae(String title) throws DicomNetworkException {
-        byte[] t = title.getBytes(StandardCharsets.US_ASCII);
-        if (t.length == 0 || t.length > 16) {
-            throw new DicomNetworkException("AE title must be 1 to 16 characters: " + title);
+        user.writeBytes(Pdu.maximumLength(ourMaxPdu));
+        user.writeBytes(Pdu.item(Pdu.Item.IMPLEMENTATION_CLASS_UID, ascii(VersionAndConstants.implementationClassUID)));
+        user.writeBytes(Pdu.item(Pdu.Item.IMPLEMENTATION_VERSION_NAME, ascii(VersionAndConstants.implementationVersionName)));
+        items.writeBytes(Pdu.item(Pdu.Item.USER_INFORMATION, user.toByteArray()));
+        try {
+            return Pdu.associateRequest(calledAe, callingAe, items.toByteArray());
+        } catch (IllegalArgumentException e) {
+            throw new DicomNetworkException(e.getMessage());
         }
-        byte[] b = new byte[16];
-        Arrays.fill(b, (byte) ' ');
-        System.arraycopy(t, 0, b, 0, t.length);
-        return b;
     }
 
     private static byte[] ascii(String s) {

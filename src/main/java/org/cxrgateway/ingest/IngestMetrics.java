@@ -9,6 +9,7 @@ import java.util.function.Supplier;
 import org.cxrgateway.dicom.AssociationInfo;
 import org.cxrgateway.dicom.InstanceHeader;
 import org.cxrgateway.dicom.ScpObserver;
+import org.cxrgateway.dicom.StoreOutcome;
 
 /**
  * Ingest metrics (Prometheus names in brackets):
@@ -96,9 +97,9 @@ public final class IngestMetrics implements ScpObserver {
     }
 
     @Override
-    public void instanceRejected(String reason, int status) {
-        registry.counter("cxr.ingest.instances.rejected", "reason", reason,
-                "status", String.format("%04X", status)).increment();
+    public void instanceRejected(StoreOutcome outcome) {
+        registry.counter("cxr.ingest.instances.rejected", "reason", outcome.label(),
+                "status", String.format("%04X", outcome.status().code())).increment();
     }
 
     public void instanceIneligible(String reason) {

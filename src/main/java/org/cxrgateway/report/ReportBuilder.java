@@ -2,6 +2,8 @@ package org.cxrgateway.report;
 
 import org.cxrgateway.dicom.DicomObjectException;
 import org.cxrgateway.dicom.DicomObjectWriter;
+import org.cxrgateway.dicom.MeasurementGroupTemplate;
+import org.cxrgateway.dicom.MeasurementReportTemplate;
 import org.cxrgateway.dicom.SrModel;
 import org.cxrgateway.dicom.SrModel.Coded;
 import org.cxrgateway.dicom.SrModel.InstanceRef;
@@ -35,9 +37,6 @@ import java.util.Map;
  */
 public final class ReportBuilder {
 
-    public static final Coded DEFAULT_PROCEDURE = new Coded("36554-4", "LN", "XR Chest Single view");
-    public static final Coded PRESENT = new Coded("52101004", "SCT", "Present");
-    public static final Coded ABSENT = new Coded("2667000", "SCT", "Absent");
     public static final String NOT_FOR_DIAGNOSTIC_USE = "AI - not for diagnostic use";
     static final String SOFTWARE_VERSION = "cxr-gateway 0.1";
 
@@ -83,7 +82,8 @@ public final class ReportBuilder {
         Instant created = Instant.ofEpochMilli(result.getCreatedAtEpochMs());
         String date = DateTimeFormatter.ofPattern("yyyyMMdd").withZone(ZoneOffset.UTC).format(created);
         String time = DateTimeFormatter.ofPattern("HHmmss").withZone(ZoneOffset.UTC).format(created);
-        Coded procedure = study.getProcedureCode() != null ? coded(study.getProcedureCode()) : DEFAULT_PROCEDURE;
+        Coded procedure = study.getProcedureCode() != null ? coded(study.getProcedureCode())
+                : MeasurementReportTemplate.DEFAULT_PROCEDURE;
 
         // First choose which findings get explanation objects: their UIDs go into the SR's measurement groups.
         List<ScCandidate> candidates = new ArrayList<>();
@@ -128,7 +128,8 @@ public final class ReportBuilder {
                             run.getModelId(), run.getModelVersion(), code.scheme() + ":" + code.value());
                     String trackingId = g.images.size() == 1 ? f.getLabel() : f.getLabel() + " (image " + (i + 1) + ")";
                     Planned p = planned.get(candidateKey(img, run, f));
-                    groups.add(new SrModel.FindingGroup(trackingId, trackingUid, code, f.getPositive() ? PRESENT : ABSENT,
+                    Coded evaluation = f.getPositive() ? MeasurementGroupTemplate.PRESENT : MeasurementGroupTemplate.ABSENT;
+                    groups.add(new SrModel.FindingGroup(trackingId, trackingUid, code, evaluation,
                             clamp01(f.getProbability()), clamp01(f.getThreshold()), run.getModelId(), run.getModelVersion(), ref,
                             p == null ? List.of() : p.srReferences()));
                     fhirFindings.add(new FhirBundleBuilder.FindingOutput(trackingUid, f.getLabel(), code,
@@ -181,10 +182,10 @@ public final class ReportBuilder {
                 refs.add(new SrModel.Explanation(DicomObjectWriter.GRADIENT_WEIGHTED_CLASS_ACTIVATION,
                         new InstanceRef(DicomObjectWriter.PARAMETRIC_MAP, pmUid, pmSeries(img, candidate.run()))));
             }
-            refs.add(new SrModel.Explanation(ILLUSTRATION, new InstanceRef(DicomObjectWriter.SECONDARY_CAPTURE, scUid,
+            refs.add(new SrModel.Explanation(MeasurementGroupTemplate.ILLUSTRATION, new InstanceRef(DicomObjectWriter.SECONDARY_CAPTURE, scUid,
                     scSeries(img, candidate.run()))));
             if (guidedUid != null) {
-                refs.add(new SrModel.Explanation(ILLUSTRATION, new InstanceRef(DicomObjectWriter.SECONDARY_CAPTURE,
+                refs.add(new SrModel.Explanation(MeasurementGroupTemplate.ILLUSTRATION, new InstanceRef(DicomObjectWriter.SECONDARY_CAPTURE,
                         guidedUid, scSeries(img, candidate.run()))));
             }
             return refs;
@@ -202,9 +203,6 @@ public final class ReportBuilder {
             return DerivedUids.uid("sc-series", studyUid(), run.getModelId(), run.getModelVersion());
         }
     }
-
-    /** TID 1410's concept for a picture of what a measurement is about: the heatmap SCs of a finding. */
-    static final Coded ILLUSTRATION = new Coded("121200", "DCM", "Illustration of ROI");
 
     private Planned plan(String studyUid, ScCandidate c) {
         ImageResult img = c.image();
@@ -339,7 +337,7 @@ public final class ReportBuilder {
             gradCam[i] = (camValues[i] & 0xff) / 255f;
         }
         List<SrModel.MapFrame> frames = new ArrayList<>();
-        frames.add(new SrModel.MapFrame(DicomObjectWriter.GRADIENT_WEIGHTED_CLASS_ACTIVATION, NO_UNITS, gradCam, "GRADCAM",
+        frames.add(new SrModel.MapFrame(DicomObjectWriter.GRADIENT_WEIGHTED_CLASS_ACTIVATION, MeasurementGroupTemplate.NO_UNITS, gradCam, "GRADCAM",
                 truncate("Grad-CAM of " + f.getLabel() + ", min-max normalised", 64)));
         String method = "Grad-CAM";
         if (f.getGuided() != null) {
@@ -347,7 +345,7 @@ public final class ReportBuilder {
             int h = img.getImage().getHeight();
             float[] guided = GuidedMaps.onGrid(f.getGuided(), GuidedMaps.decode(f.getGuided(), w, h), w, h, gw, gh);
             // guided Grad-CAM is a pixel-level saliency map: CID 217 has no closer concept than Saliency
-            frames.add(new SrModel.MapFrame(DicomObjectWriter.SALIENCY, NO_UNITS, guided, "GUIDEDGRADCAM",
+            frames.add(new SrModel.MapFrame(DicomObjectWriter.SALIENCY, MeasurementGroupTemplate.NO_UNITS, guided, "GUIDEDGRADCAM",
                     truncate("Guided Grad-CAM of " + f.getLabel() + ", / max |value|", 64)));
             method = "Grad-CAM and guided Grad-CAM";
         }
@@ -371,8 +369,6 @@ public final class ReportBuilder {
             throw new ReportException(e.getMessage(), e);
         }
     }
-
-    static final Coded NO_UNITS = new Coded("1", "UCUM", "no units");
 
     private Map<RunKey, RunGroup> groupRuns(StudyResult result) throws ReportException {
         Map<RunKey, RunGroup> runs = new LinkedHashMap<>();

@@ -4,21 +4,19 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 import org.cxrgateway.dicom.DicomTls;
 import org.cxrgateway.dicom.DicomTransferException;
+import org.cxrgateway.dicom.DimseStatus;
 import org.cxrgateway.dicom.StoreScu;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
 import org.cxrgateway.report.TestResults;
+import org.cxrgateway.testing.StoreScpPeer;
 import org.cxrgateway.testing.TestPki;
 import org.cxrgateway.testing.Tools;
 import org.junit.jupiter.api.AfterEach;
@@ -30,9 +28,8 @@ class PacsTlsTest {
 
     Path work;
     TestPki pki;
-    Process storescp;
+    StoreScpPeer storescp;
     int port;
-    Path received;
     Path sr;
     String srUid;
 
@@ -41,24 +38,9 @@ class PacsTlsTest {
         Files.createDirectories(Path.of("target"));
         work = Files.createTempDirectory(Path.of("target"), "pacs-tls").toAbsolutePath();
         pki = new TestPki(work.resolve("pki"));
-        received = Files.createDirectories(work.resolve("received"));
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
-        storescp = new ProcessBuilder("storescp", "-aet", "TLSPACS", "+tls", pki.key("server").toString(),
-                pki.cert("server").toString(), "+cf", pki.caPem.toString(), "-od", received.toString(), Integer.toString(port))
-                .redirectErrorStream(true).redirectOutput(work.resolve("storescp.log").toFile()).start();
-        long end = System.nanoTime() + 10_000_000_000L;
-        while (true) {
-            try (Socket probe = new Socket("127.0.0.1", port)) {
-                break;
-            } catch (java.io.IOException e) {
-                if (System.nanoTime() > end || !storescp.isAlive()) {
-                    throw new IllegalStateException("storescp did not start: " + Files.readString(work.resolve("storescp.log")));
-                }
-                Thread.sleep(50);
-            }
-        }
+        storescp = new StoreScpPeer(work, "TLSPACS", "+tls", pki.key("server").toString(), pki.cert("server").toString(),
+                "+cf", pki.caPem.toString());
+        port = storescp.port;
         ReportSet set = new ReportBuilder(ReportSettings.defaults()).build(TestResults.study("41").build());
         ReportSet.DicomObject srObject = set.dicom().stream().filter(o -> o.kind().equals("SR")).findFirst()
                 .orElseThrow();
@@ -70,17 +52,12 @@ class PacsTlsTest {
     @AfterEach
     void stop() throws Exception {
         if (storescp != null) {
-            storescp.destroy();
-            if (!storescp.waitFor(5, TimeUnit.SECONDS)) {
-                storescp.destroyForcibly();
-            }
+            storescp.close();
         }
     }
 
     List<Path> receivedFiles() throws Exception {
-        try (Stream<Path> s = Files.list(received)) {
-            return s.filter(Files::isRegularFile).toList();
-        }
+        return storescp.receivedFiles();
     }
 
     DicomTls.Settings client(boolean withKey, Path trust, boolean verifyHostname) {
@@ -90,9 +67,9 @@ class PacsTlsTest {
 
     @Test
     void srArrivesOverMutualTls() throws Exception {
-        Map<Path, Boolean> out = StoreScu.store("127.0.0.1", port, "TLSPACS", "CXRGATEWAY", List.of(sr),
+        Map<Path, DimseStatus> out = StoreScu.store("127.0.0.1", port, "TLSPACS", "CXRGATEWAY", List.of(sr),
                 client(true, pki.trustStore, true));
-        assertEquals(Map.of(sr, true), out);
+        assertEquals(Map.of(sr, DimseStatus.of(DimseStatus.SUCCESS)), out);
         List<Path> files = receivedFiles();
         assertEquals(1, files.size(), files.toString());
         Tools.Result dump = Tools.run("dcmdump", "+P", "0008,0018", "+P", "0008,0016", files.get(0).toString());
@@ -101,9 +78,9 @@ class PacsTlsTest {
         assertEquals(0, dsr.exit(), dsr.out());
 
         // the host name form, checked against the certificate's DNS name
-        Map<Path, Boolean> again = StoreScu.store("localhost", port, "TLSPACS", "CXRGATEWAY", List.of(sr),
+        Map<Path, DimseStatus> again = StoreScu.store("localhost", port, "TLSPACS", "CXRGATEWAY", List.of(sr),
                 client(true, pki.trustStore, true));
-        assertEquals(Map.of(sr, true), again);
+        assertEquals(Map.of(sr, DimseStatus.of(DimseStatus.SUCCESS)), again);
     }
 
     @Test
@@ -120,7 +97,7 @@ class PacsTlsTest {
                 List.of(sr), null));
         assertEquals(List.of(), receivedFiles(), noCert.getMessage());
         // storescp is still serving
-        assertEquals(Map.of(sr, true), StoreScu.store("127.0.0.1", port, "TLSPACS", "CXRGATEWAY", List.of(sr),
+        assertEquals(Map.of(sr, DimseStatus.of(DimseStatus.SUCCESS)), StoreScu.store("127.0.0.1", port, "TLSPACS", "CXRGATEWAY", List.of(sr),
                 client(true, pki.trustStore, true)));
     }
 }

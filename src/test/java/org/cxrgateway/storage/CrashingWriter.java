@@ -85,7 +85,7 @@ public final class CrashingWriter {
             case "pending" -> new PendingStore(dir).put(payload("pending", SIZE), List.of("pacs-a"));
             case "ledger" -> new DeliveryLedger(dir).view("pacs-a").ack(SOP);
             case "deadletter" -> new FileDeadLetterStore(dir).add(new DeadLetterStore.DeadLetter("dl-1", "pacs-a", STUDY,
-                    "A900 data set does not match SOP class", 1234L, payload("deadletter", SIZE)));
+                    "A900 data set does not match SOP class", "0xA900", 1234L, payload("deadletter", SIZE)));
             case "outbox" -> new OutboxDestination(dir).deliver(new ReportSet(STUDY, "job-1", List.of(
                     new ReportSet.DicomObject("SR", "1.2.840.10008.5.1.4.1.1.88.33", SOP + ".7", STUDY + ".7",
                             payload("sr", SIZE)),
