@@ -87,23 +87,36 @@ class FaultToleranceIT {
         return c;
     }
 
-    @Test
-    void listenerKilledBetweenStoreSuccessAndPublishPublishesExactlyOnceAfterRestart() throws Exception {
+    /** What a test does to the listener once it has acknowledged a study: it must end the process. */
+    private interface Fault {
+        void strike(GatewayProcess gw) throws Exception;
+    }
+
+    /**
+     * Starts a listener, has storescu store one study and see Success, then strikes the fault while the study
+     * waits in the spool (a long quiet period holds it there). Returns the config for a restart on the same
+     * data, quiet period shortened, once it is clear nothing was published before the fault.
+     */
+    private Map<String, String> acknowledgedThenFault(String study, String log, Fault fault) throws Exception {
         Map<String, String> config = gatewayConfig("listener");
-        // A long quiet period holds the study in the spool after C-STORE success: the kill lands there.
         config.put("cxr.assembly.quiet-period", "60s");
-        String study = uid();
         Path file = sourceDx(study);
-        try (GatewayProcess gw = new GatewayProcess(work.resolve("listener-1.log"), config).start()) {
+        try (GatewayProcess gw = new GatewayProcess(work.resolve(log), config).start()) {
             gw.awaitReady(Duration.ofSeconds(120));
             Tools.Result sent = Tools.run("storescu", "-aec", "CXRGATEWAY", "127.0.0.1",
                     config.get("cxr.listener.port"), file.toString());
-            assertEquals(0, sent.exit(), "C-STORE succeeded before the crash: " + sent.out());
-            gw.kill9();
+            assertEquals(0, sent.exit(), "C-STORE succeeded before the fault: " + sent.out());
+            fault.strike(gw);
         }
-        assertEquals(0, jobsFor(study, Duration.ofSeconds(3)).size(), "nothing was published before the crash");
-
+        assertEquals(0, jobsFor(study, Duration.ofSeconds(3)).size(), "nothing was published before the fault");
         config.put("cxr.assembly.quiet-period", "1s");
+        return config;
+    }
+
+    @Test
+    void listenerKilledBetweenStoreSuccessAndPublishPublishesExactlyOnceAfterRestart() throws Exception {
+        String study = uid();
+        Map<String, String> config = acknowledgedThenFault(study, "listener-1.log", GatewayProcess::kill9);
         try (GatewayProcess gw = new GatewayProcess(work.resolve("listener-2.log"), config).start()) {
             gw.awaitReady(Duration.ofSeconds(120));
             List<StudyJob> jobs = awaitJobs(study, 1, Duration.ofSeconds(60));
@@ -124,15 +137,8 @@ class FaultToleranceIT {
 
     @Test
     void listenerOutOfMemoryExitsAndTheRestartPublishesWhatItAcknowledged() throws Exception {
-        Map<String, String> config = gatewayConfig("listener");
-        config.put("cxr.assembly.quiet-period", "60s");
         String study = uid();
-        Path file = sourceDx(study);
-        try (GatewayProcess gw = new GatewayProcess(work.resolve("oom-1.log"), config).start()) {
-            gw.awaitReady(Duration.ofSeconds(120));
-            Tools.Result sent = Tools.run("storescu", "-aec", "CXRGATEWAY", "127.0.0.1",
-                    config.get("cxr.listener.port"), file.toString());
-            assertEquals(0, sent.exit(), "C-STORE succeeded before the fault: " + sent.out());
+        Map<String, String> config = acknowledgedThenFault(study, "oom-1.log", gw -> {
             // a real heap exhaustion inside the gateway's JVM, as a leak or an unguarded allocation would cause
             com.sun.tools.attach.VirtualMachine vm = com.sun.tools.attach.VirtualMachine.attach(Long.toString(gw.pid()));
             try {
@@ -149,10 +155,7 @@ class FaultToleranceIT {
             Integer exit = gw.awaitExit(Duration.ofSeconds(60));
             assertEquals(Integer.valueOf(3), exit, "ExitOnOutOfMemoryError ends the process with 3: " + gw.tail());
             assertTrue(gw.log().contains("Terminating due to java.lang.OutOfMemoryError"), gw.tail());
-        }
-        assertEquals(0, jobsFor(study, Duration.ofSeconds(3)).size(), "nothing was published before the fault");
-
-        config.put("cxr.assembly.quiet-period", "1s");
+        });
         try (GatewayProcess gw = new GatewayProcess(work.resolve("oom-2.log"), config).start()) {
             gw.awaitReady(Duration.ofSeconds(120));
             List<StudyJob> jobs = awaitJobs(study, 1, Duration.ofSeconds(60));
