@@ -6,8 +6,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Static bearer tokens accepted on the HTTP port, next to JWTs (mp.jwt.verify.*). With neither configured,
- * every path that needs a role answers 401: nothing is open by default.
+ * Static bearer tokens accepted on the HTTP port, next to JWTs (mp.jwt.verify.*) and, on the HTTPS port, client
+ * certificates (quarkus.tls.*). With none of them configured, every path that needs a role answers 401: nothing
+ * is open by default.
  */
 @ConfigMapping(prefix = "cxr.http.auth")
 public interface HttpAuthConfig {

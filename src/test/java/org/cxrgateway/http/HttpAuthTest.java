@@ -71,7 +71,7 @@ class HttpAuthTest {
         double invalid = failures("invalid-token");
         double forbidden = failures("forbidden");
 
-        given().when().get(admin).then().statusCode(401);
+        given().when().get(admin).then().statusCode(401).header("WWW-Authenticate", "Bearer");
         given().auth().oauth2("not-a-configured-token").when().get(admin).then().statusCode(401);
         given().auth().oauth2(HttpTokens.INGEST).when().get(admin).then().statusCode(403);
         HttpTokens.asAdmin().when().get(admin).then().statusCode(200);
