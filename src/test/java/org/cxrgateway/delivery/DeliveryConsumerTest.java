@@ -36,6 +36,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
 import static io.restassured.RestAssured.given;
+import static org.cxrgateway.testing.HttpTokens.asAdmin;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -181,18 +182,18 @@ class DeliveryConsumerTest {
             await("both PACS deliveries dead-lettered", Duration.ofSeconds(60), () -> service.deadLetters().stream()
                     .filter(l -> l.destination().equals(PACS)).map(DeadLetterStore.DeadLetter::studyInstanceUid)
                     .toList().containsAll(List.of(sa, sb)));
-            List<String> listed = given().when().get("/admin/dead-letters").then().statusCode(200)
+            List<String> listed = asAdmin().when().get("/admin/dead-letters").then().statusCode(200)
                     .extract().jsonPath().getList("studyInstanceUid");
             assertTrue(listed.containsAll(List.of(sa, sb)), listed.toString());
         } finally {
             orthanc.start();
         }
-        given().queryParam("destination", PACS).when().post("/admin/dead-letters/replay").then().statusCode(200)
+        asAdmin().queryParam("destination", PACS).when().post("/admin/dead-letters/replay").then().statusCode(200)
                 .body("replayed", org.hamcrest.Matchers.is(2))
                 .body("stillDeadLettered", org.hamcrest.Matchers.is(0));
         awaitInOrthanc(a);
         awaitInOrthanc(b);
-        given().when().post("/admin/dead-letters/replay").then().statusCode(200)
+        asAdmin().when().post("/admin/dead-letters/replay").then().statusCode(200)
                 .body("replayed", org.hamcrest.Matchers.is(0));
         // FHIR was up all along: one transaction per study, nothing resent by the PACS replay
         for (String s : List.of(sa, sb)) {

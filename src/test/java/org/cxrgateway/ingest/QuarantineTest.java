@@ -1,6 +1,7 @@
 package org.cxrgateway.ingest;
 
 import static io.restassured.RestAssured.given;
+import static org.cxrgateway.testing.HttpTokens.asAdmin;
 import static org.hamcrest.Matchers.containsString;
 import static org.hamcrest.Matchers.is;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -96,12 +97,12 @@ class QuarantineTest {
         given().when().get("/q/health/ready").then().statusCode(200)
                 .body("checks.find { it.name == 'ingest' }.status", is("UP"))
                 .body("checks.find { it.name == 'ingest' }.data.studiesQuarantined", is(1));
-        given().when().post("/admin/quarantine/retry?study=1.2.3.4").then().statusCode(404)
+        asAdmin().when().post("/admin/quarantine/retry?study=1.2.3.4").then().statusCode(404)
                 .body("error", containsString("not quarantined"));
 
         // the fix, then the retry: published once, quarantine empty
         setTopicLimit(jobs, cluster.config().maxMessageBytes());
-        given().when().post("/admin/quarantine/retry").then().statusCode(200)
+        asAdmin().when().post("/admin/quarantine/retry").then().statusCode(200)
                 .body("retried", is(List.of(study)));
         try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(cluster.consumerProperties("quarantine-test"))) {
             consumer.subscribe(List.of(jobs));
@@ -127,7 +128,7 @@ class QuarantineTest {
     private List<Map<String, Object>> awaitQuarantined(int n) throws InterruptedException {
         long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
         List<Map<String, Object>> list;
-        while ((list = given().when().get("/admin/quarantine").then().statusCode(200).extract().jsonPath().getList("$"))
+        while ((list = asAdmin().when().get("/admin/quarantine").then().statusCode(200).extract().jsonPath().getList("$"))
                 .size() != n && System.nanoTime() < end) {
             Thread.sleep(50);
         }

@@ -22,6 +22,7 @@ public final class GatewayProcess implements AutoCloseable {
 
     private final Path log;
     private final Map<String, String> config = new TreeMap<>();
+    private final Map<String, String> env = new TreeMap<>();
     private final int httpPort;
     private final HttpClient http = HttpClient.newHttpClient();
     private Process process;
@@ -41,14 +42,22 @@ public final class GatewayProcess implements AutoCloseable {
         return jar;
     }
 
+    /** An environment variable for the process, as a container or Kubernetes would set it; before start(). */
+    public GatewayProcess env(String name, String value) {
+        env.put(name, value);
+        return this;
+    }
+
     public GatewayProcess start() throws IOException {
         // bin/run's fail-fast flag: a JVM that ran out of memory exits (code 3) for its supervisor to restart
         List<String> cmd = new ArrayList<>(List.of("java", "-Xmx1g", "-XX:+ExitOnOutOfMemoryError"));
         config.forEach((k, v) -> cmd.add("-D" + k + "=" + v));
         cmd.add("-jar");
         cmd.add(jar().toString());
-        process = new ProcessBuilder(cmd).redirectErrorStream(true)
-                .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+        ProcessBuilder builder = new ProcessBuilder(cmd).redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
+        builder.environment().putAll(env);
+        process = builder.start();
         return this;
     }
 
@@ -107,7 +116,7 @@ public final class GatewayProcess implements AutoCloseable {
         }
     }
 
-    private String url(String path) {
+    public String url(String path) {
         return "http://127.0.0.1:" + httpPort + path;
     }
 
