@@ -65,6 +65,8 @@ def _op(node, x, c):
         return F.batch_norm(x[0], x[3], x[4], x[1], x[2], False, 0.0, a.get("epsilon", 1e-5))
     if t == "Relu":
         return torch.relu(x[0])
+    if t == "Identity":  # the exporter's alias of an initializer equal to another
+        return x[0]
     if t in ("MaxPool", "AveragePool"):
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             raise ValueError("%s %s: auto_pad is not supported" % (t, node.name))
@@ -318,6 +320,8 @@ def build_qdq(model, ranges, moments=None):
     for n in g.node:
         ins = [act[i][2] if i in act and i not in outputs else i for i in n.input]
         if n.op_type == "Conv":
+            if n.input[1] not in inits or (len(n.input) > 2 and n.input[2] not in inits):
+                raise ValueError("Conv %s: weights and bias must be initializers" % n.name)
             wq, sw = round_weights(nh.to_array(inits[n.input[1]]).astype(np.float32), (moments or {}).get(n.name))
             wn = n.input[1]
             new_inits += [nh.from_array(wq, wn + "_q"), nh.from_array(sw, wn + "_scale"),
