@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Inference benchmark (not a test). Our worker path (job message -> result message, DenseNet-121
-# chest14, micro-batching, Grad-CAM) and engine against raw ONNX Runtime (same session settings, in
-# the same JVM) and Debian PyTorch (same weights, batch and threads; its faster memory format), in one
-# run: REPS interleaved repetitions (Java driver, then PyTorch), medians with min and max.
+# chest14, micro-batching, Grad-CAM) and engine, at FP32 and with the package's INT8 variant
+# (quantize.py, made once per run, calibrated on 16 working images), against raw ONNX Runtime (same
+# session settings, in the same JVM) and Debian PyTorch eager FP32 (same weights, batch and threads; its
+# faster memory format), in one run: REPS interleaved repetitions (Java driver, then PyTorch), medians
+# with min and max.
 #   src/bench/inference-bench.sh    (env: N=64 BATCH=8 THREADS=2 REPS=3)
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
@@ -11,9 +13,10 @@ WORK=target/bench/inference; mkdir -p "$WORK"
 /usr/bin/python3 -c "import torch" 2>/dev/null || die "Debian python3-torch is not installed"
 build_test_classpath "$WORK/cp.txt"
 CP="target/test-classes:target/classes:$(cat "$WORK/cp.txt")"
+rm -rf "$WORK/chest14-int8" # the INT8 variant is remade from the current package and quantize.py
 
 get() { sed -n "s/^$1=//p" "$2" | tail -1; }
-declare -a WORKER ENGINE RAW TORCH
+declare -a WORKER ENGINE RAW TORCH INT8
 for r in $(seq 1 "$REPS"); do
   java -Xmx2g -cp "$CP" org.cxrgateway.inference.InferenceBench "$N" "$BATCH" "$THREADS" "$WORK" \
       > "$WORK/java-$r.out" 2> "$WORK/java-$r.err" || { tail -30 "$WORK/java-$r.err" >&2; die "InferenceBench"; }
@@ -22,17 +25,23 @@ for r in $(seq 1 "$REPS"); do
       > "$WORK/torch-$r.out" 2> "$WORK/torch-$r.err" || { tail -30 "$WORK/torch-$r.err" >&2; die "torch_bench.py"; }
   WORKER+=("$(get worker_path_img_s "$WORK/java-$r.out")"); ENGINE+=("$(get engine_img_s "$WORK/java-$r.out")")
   RAW+=("$(get raw_ort_img_s "$WORK/java-$r.out")"); TORCH+=("$(get torch_eager_img_s "$WORK/torch-$r.out")")
-  for v in "${WORKER[-1]}" "${ENGINE[-1]}" "${RAW[-1]}" "${TORCH[-1]}"; do [ -n "$v" ] || die "a driver printed no figure (see $WORK)"; done
-  echo "repetition $r: worker path ${WORKER[-1]}, engine ${ENGINE[-1]}, raw ORT ${RAW[-1]}, PyTorch ${TORCH[-1]} img/s ($(grep -h '^torch_c' "$WORK/torch-$r.out" | tr '\n' ' '))"
+  INT8+=("$(get int8_engine_img_s "$WORK/java-$r.out")")
+  for v in "${WORKER[-1]}" "${ENGINE[-1]}" "${RAW[-1]}" "${TORCH[-1]}" "${INT8[-1]}"; do [ -n "$v" ] || die "a driver printed no figure (see $WORK)"; done
+  echo "repetition $r: worker path ${WORKER[-1]}, engine ${ENGINE[-1]}, INT8 engine ${INT8[-1]}, raw ORT ${RAW[-1]}, PyTorch ${TORCH[-1]} img/s ($(grep -h '^torch_c' "$WORK/torch-$r.out" | tr '\n' ' '))"
 done
 read -r w wmin wmax <<<"$(stats "${WORKER[@]}")"; read -r e emin emax <<<"$(stats "${ENGINE[@]}")"
 read -r o omin omax <<<"$(stats "${RAW[@]}")"; read -r t tmin tmax <<<"$(stats "${TORCH[@]}")"
+read -r q qmin qmax <<<"$(stats "${INT8[@]}")"
 echo "DenseNet-121 224x224, batch $BATCH, $THREADS threads, img/s over $REPS repetitions (median, min-max):"
-printf "  worker path     %7s (%s-%s)\n  engine          %7s (%s-%s)\n  raw ORT         %7s (%s-%s)\n  PyTorch eager   %7s (%s-%s)\n" \
-  "$w" "$wmin" "$wmax" "$e" "$emin" "$emax" "$o" "$omin" "$omax" "$t" "$tmin" "$tmax"
+printf "  worker path     %7s (%s-%s)\n  engine          %7s (%s-%s)\n  INT8 engine     %7s (%s-%s)\n  raw ORT         %7s (%s-%s)\n  PyTorch eager   %7s (%s-%s)\n" \
+  "$w" "$wmin" "$wmax" "$e" "$emin" "$emax" "$q" "$qmin" "$qmax" "$o" "$omin" "$omax" "$t" "$tmin" "$tmax"
+echo "  INT8 engine / PyTorch eager: $(awk -v a="$q" -v b="$t" 'BEGIN { printf "%.2f", a / b }') (target >= 2)"
 result fp32_worker_vs_torch "$(awk -v a="$w" -v b="$t" 'BEGIN { printf "%.2f", a / b }')"
 result fp32_worker_vs_raw_ort "$(awk -v a="$w" -v b="$o" 'BEGIN { printf "%.2f", a / b }')"
 result fp32_engine_vs_raw_ort "$(awk -v a="$e" -v b="$o" 'BEGIN { printf "%.2f", a / b }')"
+result int8_engine_vs_torch "$(awk -v a="$q" -v b="$t" 'BEGIN { printf "%.2f", a / b }')"
+result fp32_engine_vs_torch "$(awk -v a="$e" -v b="$t" 'BEGIN { printf "%.2f", a / b }')"
+result int8_engine_img_s "$q"
 result worker_path_img_s "$w"
 result torch_eager_img_s "$t"
 result peak_rss_mb "$(get peak_rss_mb "$WORK/java-$REPS.out")"

@@ -18,6 +18,7 @@ import cxr_models
 import cxr_preprocessing
 import guided_backprop
 import make_demo_models
+import quantize
 
 from . import NOT_FOR_DIAGNOSTIC_USE, codes, dataset, labels as labels_mod, losses, metrics, preprocess, split
 
@@ -74,6 +75,7 @@ def add_arguments(ap):
     out.add_argument("--intended-use", default=RESEARCH_USE)
     out.add_argument("--diagnostic", action="store_true", help="mark the package diagnostic (only for a cleared model)")
     out.add_argument("--reported", help="comma-separated labels that become findings (default all)")
+    quantize.add_arguments(out, images=False)
     ap.add_argument("--work", help="checkpoint folder (default OUT.work); a run with the same settings resumes from it")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -327,7 +329,9 @@ def run(a, log=print):
         sample_w = np.maximum(1.0, (pos * boost).max(1))
 
     fp = dataset.fingerprint(items, names)
-    config = {k: v for k, v in vars(a).items() if k not in ("out", "work", "fresh", "threads", "device", "epochs", "max_epoch_seconds")}
+    config = {k: v for k, v in vars(a).items() if k not in ("out", "work", "fresh", "threads", "device", "epochs", "max_epoch_seconds",
+                                                    # the INT8 variant is made after training: not a training setting
+                                                    "int8", "int8_images", "int8_method", "int8_percentile")}
     work = a.work or os.path.normpath(a.out) + ".work"
     os.makedirs(work, exist_ok=True)
     ckpt_path = os.path.join(work, "checkpoint.pt")
@@ -423,7 +427,7 @@ def run(a, log=print):
         k = ~np.isnan(Y["validation"][:, j]) if len(pv) else None
         t = metrics.youden_threshold(Y["validation"][k, j].astype(int), pv[k, j]) if len(pv) else None
         thresholds[n] = 0.5 if t is None else float(min(1.0, max(0.0, t)))
-    write_package(model, manifest, a, names, thresholds, log)
+    write_package(model, manifest, a, names, thresholds, log, calibration=X["train"])
     pt = probabilities(model, X["test"], a.activation, "cpu")
     test_auc = {}
     for j, n in enumerate(names):
@@ -454,9 +458,10 @@ def run(a, log=print):
     return record
 
 
-def write_package(model, manifest, a, names, thresholds, log):
+def write_package(model, manifest, a, names, thresholds, log, calibration=None):
+    """The package folder; with --int8 also its INT8 variant, calibrated on calibration (model inputs)."""
     os.makedirs(a.out, exist_ok=True)
-    for stale in ("weights.bin", "weights.recipe.json"):
+    for stale in ("weights.bin", "weights.recipe.json", quantize.INT8_FILE):
         if os.path.exists(os.path.join(a.out, stale)):
             os.remove(os.path.join(a.out, stale))
     ch, size = manifest["input"]["channels"], manifest["input"]["size"]
@@ -473,3 +478,5 @@ def write_package(model, manifest, a, names, thresholds, log):
     with open(os.path.join(a.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
+    if getattr(a, "int8", False):
+        quantize.quantize_with_args(a.out, a, calibration, log)

@@ -14,6 +14,10 @@ torchxrayvision is installed:  torch.save(xrv.models.DenseNet(weights="densenet1
 
     /usr/bin/python3 src/main/python/import_weights.py xrv all.pt --out /models/xrv-all --version 1.0
 
+--int8 IMAGE... also writes the INT8 variant (quantize.py: model.int8.onnx, for
+cxr.inference.precision=int8), calibrated on those working images (8-bit PNG/JPEG, a few dozen of
+the kind the gateway will see).
+
 Preprocessing (manifest formatVersion 2, src/main/python/cxr_preprocessing.py): the package states
 the pipeline the weights were trained with, and the gateway reproduces it exactly.
   --preset chexnet (default for chexnet): arnoweng/CheXNet's test transform, centre view:
@@ -39,6 +43,7 @@ import cxr_models  # noqa: E402
 import cxr_preprocessing  # noqa: E402
 import guided_backprop  # noqa: E402
 import make_demo_models  # noqa: E402
+import quantize  # noqa: E402
 
 XRV_LABELS = ["Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "Edema", "Emphysema", "Fibrosis",
               "Effusion", "Pneumonia", "Pleural_Thickening", "Cardiomegaly", "Nodule", "Mass", "Hernia",
@@ -165,11 +170,15 @@ def main():
                     help="the upstream preprocessing (default: chexnet for chexnet, xrv for xrv)")
     ap.add_argument("--preprocessing", metavar="FILE.json", help="any other preprocessing spec (cxr_preprocessing.py)")
     ap.add_argument("--arch", default="densenet121", help=argparse.SUPPRESS)  # tests: the tiny variant
+    quantize.add_arguments(ap, images=True)
     a = ap.parse_args()
     if a.preset and a.preprocessing:
         ap.error("--preset and --preprocessing exclude each other")
     d = convert(a.kind, a.checkpoint, a.out, a.id or a.kind, a.version, a.intended_use, a.diagnostic, a.arch, a.threshold,
                 a.preset, a.preprocessing)
+    if a.int8:
+        manifest = json.load(open(os.path.join(d, "manifest.json")))
+        quantize.quantize_with_args(d, a, quantize.images_to_tensors(manifest, a.int8))
     print("wrote", d)
 
 

@@ -14,6 +14,14 @@ public interface InferenceConfig {
     @WithDefault("cpu")
     EngineKind engine();
 
+    /**
+     * fp32: each package's model.onnx; int8: its INT8 variant (manifest int8, src/main/python/quantize.py),
+     * for the CPU engine. A package without one fails to load under int8 (no silent fall-back to fp32).
+     * Default fp32.
+     */
+    @WithDefault("fp32")
+    Precision precision();
+
     /** ONNX Runtime intra-op threads per session. Default 2. */
     @WithDefault("2")
     int intraOpThreads();

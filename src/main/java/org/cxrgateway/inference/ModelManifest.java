@@ -23,7 +23,8 @@ import java.util.stream.Collectors;
 public record ModelManifest(int formatVersion, String id, String version, String title, String architecture,
                             String intendedUse, boolean diagnostic, String model, String activation,
                             List<Label> labels, List<String> reportedLabels, Input input,
-                            Preprocessing preprocessing, Outputs outputs, Head head, Weights weights, Guided guided) {
+                            Preprocessing preprocessing, Outputs outputs, Head head, Weights weights, Guided guided,
+                            Int8 int8) {
 
     public record Code(String value, String scheme, String meaning) {
     }
@@ -55,6 +56,13 @@ public record ModelManifest(int formatVersion, String id, String version, String
     }
 
     public record Weights(String recipe, String file) {
+    }
+
+    /** The optional INT8 variant (schema: int8); null when the package has none. Calibration is informative. */
+    public record Int8(String file, String scheme, Calibration calibration) {
+    }
+
+    public record Calibration(String method, Double percentile, Integer images) {
     }
 
     /** The optional guided-backpropagation graph (schema: guided); null when the package has none. */

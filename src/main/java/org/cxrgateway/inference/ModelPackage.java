@@ -40,6 +40,21 @@ public final class ModelPackage {
         return dir.resolve(manifest.modelFile());
     }
 
+    /**
+     * The graph run at this precision: model.onnx, or the INT8 variant the manifest names. A package
+     * without an INT8 variant is refused under int8 rather than run at fp32 unnoticed.
+     */
+    public Path modelPath(Precision precision) {
+        if (precision == Precision.fp32) {
+            return modelPath();
+        }
+        if (manifest.int8() == null) {
+            throw new ModelPackageException("model package " + manifest.id() + ": cxr.inference.precision is int8 but the package has no INT8 variant"
+                    + " (manifest field int8 absent): write one with src/main/python/quantize.py, or run at precision fp32");
+        }
+        return dir.resolve(manifest.int8().file());
+    }
+
     /** The guided-backpropagation graph, or null when the manifest names none. */
     public Path guidedPath() {
         return manifest.guided() == null ? null : dir.resolve(manifest.guided().file());
@@ -77,6 +92,9 @@ public final class ModelPackage {
         String where = "model package " + m.id();
         if (!Files.isRegularFile(dir.resolve(m.modelFile()))) {
             throw new ModelPackageException(where + ": model: file '" + m.modelFile() + "' not found");
+        }
+        if (m.int8() != null && !Files.isRegularFile(dir.resolve(m.int8().file()))) {
+            throw new ModelPackageException(where + ": int8.file: file '" + m.int8().file() + "' not found");
         }
         if (m.guided() != null && !Files.isRegularFile(dir.resolve(m.guided().file()))) {
             throw new ModelPackageException(where + ": guided.file: file '" + m.guided().file() + "' not found");

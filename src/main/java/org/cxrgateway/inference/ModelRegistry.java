@@ -99,8 +99,8 @@ public class ModelRegistry {
                 OrtModel m = new OrtModel(p, config.engine(), config);
                 models.add(m);
                 m.warmUp(config.maxBatch());
-                LOG.infof("model %s %s loaded and warmed up on %s in %d ms%s", p.manifest().id(), p.manifest().version(),
-                        config.engine(), (System.nanoTime() - t0) / 1_000_000, p.manifest().diagnostic() ? "" : " (NOT FOR DIAGNOSTIC USE)");
+                LOG.infof("model %s %s loaded and warmed up on %s at %s in %d ms%s", p.manifest().id(), p.manifest().version(),
+                        config.engine(), config.precision(), (System.nanoTime() - t0) / 1_000_000, p.manifest().diagnostic() ? "" : " (NOT FOR DIAGNOSTIC USE)");
             }
             MicroBatcher b = new MicroBatcher(new Scorer(models, CAM_MAX_SIDE, maxGuided), config.maxBatch(), config.maxWait());
             state = "ready";

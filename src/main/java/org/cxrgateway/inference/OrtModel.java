@@ -9,6 +9,7 @@ import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
 
 import java.nio.FloatBuffer;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Map;
 import java.util.Set;
@@ -28,22 +29,36 @@ public final class OrtModel implements AutoCloseable {
     private final OrtEnvironment env;
     private final OrtSession session;
     private final EngineKind engine;
+    private final Precision precision;
     private final int labels, featureC, featureHW, inputLen;
     private final long[] inputShape;
     private final Set<String> outputNames;
     private GuidedGraph guided; // set once in the constructor; not final so that a failing constructor can close what it opened
+    /** Largest relative difference of the guided graph's warm-up logits from the model's (FP32: rounding only). */
+    static final double GUIDED_LOGITS_BOUND = 1e-3;
+    static final double GUIDED_LOGITS_BOUND_INT8 = 0.1;
     private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(OrtModel.class);
 
     public OrtModel(ModelPackage pkg, EngineKind engine, InferenceConfig cfg) {
-        this(pkg, engine, cfg.intraOpThreads(), cfg);
+        this(pkg, engine, cfg.intraOpThreads(), cfg.precision(), cfg);
     }
 
     public OrtModel(ModelPackage pkg, EngineKind engine, int intraOpThreads, InferenceConfig gpuCfg) {
+        this(pkg, engine, intraOpThreads, Precision.fp32, gpuCfg);
+    }
+
+    public OrtModel(ModelPackage pkg, EngineKind engine, int intraOpThreads, Precision precision, InferenceConfig gpuCfg) {
         this.pkg = pkg;
         this.engine = engine;
+        this.precision = precision;
         this.env = OrtEnvironment.getEnvironment();
         ModelManifest m = pkg.manifest();
         String where = "model package " + m.id();
+        if (precision == Precision.int8 && engine != EngineKind.cpu) {
+            // the QDQ graph is built for the CPU provider's QLinearConv; elsewhere it would run dequantised
+            throw new ModelPackageException(where + ": cxr.inference.precision int8 needs cxr.inference.engine cpu, not " + engine);
+        }
+        Path file = pkg.modelPath(precision);
         try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
             opts.setIntraOpNumThreads(intraOpThreads);
             opts.setInterOpNumThreads(1);
@@ -52,9 +67,9 @@ public final class OrtModel implements AutoCloseable {
             if (engine != EngineKind.cpu) {
                 ExecutionProviders.configure(opts, engine, gpuCfg, m);
             }
-            this.session = env.createSession(pkg.modelPath().toString(), opts);
+            this.session = env.createSession(file.toString(), opts);
         } catch (OrtException e) {
-            throw new ModelPackageException(where + ": ONNX Runtime cannot load " + m.modelFile() + ": " + e.getMessage(), e);
+            throw new ModelPackageException(where + ": ONNX Runtime cannot load " + file.getFileName() + ": " + e.getMessage(), e);
         }
         try {
             labels = m.labels().size();
@@ -139,16 +154,18 @@ public final class OrtModel implements AutoCloseable {
     /**
      * The guided graph's forward logits on the warm-up image must be the model's: a graph built from other
      * weights (another version of the package, a different head) passes the shape check but explains another
-     * model. Refused like a bad signature.
+     * model. Refused like a bad signature. The INT8 variant is compared with the FP32 guided graph, so its
+     * bound allows the quantisation error (Int8FidelityTest), still far below another model's O(1) difference.
      */
     private void checkGuidedLogits(Output model) {
+        double bound = precision == Precision.int8 ? GUIDED_LOGITS_BOUND_INT8 : GUIDED_LOGITS_BOUND;
         GuidedGraph.Result r = guided.run(new float[inputLen], 0, new int[]{0});
         double worst = 0;
         for (int c = 0; c < labels; c++) {
             double a = model.logits()[c], b = r.logits()[c];
             worst = Math.max(worst, Math.abs(a - b) / Math.max(1.0, Math.abs(a)));
         }
-        if (!(worst <= 1e-3)) {
+        if (!(worst <= bound)) {
             close();
             throw new ModelPackageException("model package " + pkg.manifest().id() + ": guided.file: its logits differ from the model's by "
                     + String.format(java.util.Locale.ROOT, "%.3g", worst) + " (relative) on the warm-up image: the guided graph does not carry this model's weights");
@@ -192,6 +209,10 @@ public final class OrtModel implements AutoCloseable {
 
     public EngineKind engine() {
         return engine;
+    }
+
+    public Precision precision() {
+        return precision;
     }
 
     public int inputLength() {

@@ -97,18 +97,18 @@ public final class Scorer {
         return guidedClasses;
     }
 
-    private ModelRun run(OrtModel model, Preprocessor p, OrtModel.Output out, int i, Image im, float[] input, int inputOffset) {
-        ModelManifest m = model.pkg().manifest();
+    /** The probabilities of image i of a batch of logits [n, labels], by the manifest's activation. */
+    static double[] probabilities(ModelManifest m, float[] logits, int i) {
         int labels = m.labels().size();
         double[] prob = new double[labels];
         if ("softmax".equals(m.activation())) {
             double max = Double.NEGATIVE_INFINITY;
             for (int c = 0; c < labels; c++) {
-                max = Math.max(max, out.logits()[i * labels + c]);
+                max = Math.max(max, logits[i * labels + c]);
             }
             double sum = 0;
             for (int c = 0; c < labels; c++) {
-                prob[c] = Math.exp(out.logits()[i * labels + c] - max);
+                prob[c] = Math.exp(logits[i * labels + c] - max);
                 sum += prob[c];
             }
             for (int c = 0; c < labels; c++) {
@@ -116,9 +116,15 @@ public final class Scorer {
             }
         } else {
             for (int c = 0; c < labels; c++) {
-                prob[c] = 1.0 / (1.0 + Math.exp(-out.logits()[i * labels + c]));
+                prob[c] = 1.0 / (1.0 + Math.exp(-logits[i * labels + c]));
             }
         }
+        return prob;
+    }
+
+    private ModelRun run(OrtModel model, Preprocessor p, OrtModel.Output out, int i, Image im, float[] input, int inputOffset) {
+        ModelManifest m = model.pkg().manifest();
+        double[] prob = probabilities(m, out.logits(), i);
         // the raw CAM of each positive reported finding, computed once for its heatmap and its guided Grad-CAM
         java.util.Map<Integer, float[]> cams = new java.util.LinkedHashMap<>();
         for (int c : m.reportedIndices()) {

@@ -36,16 +36,26 @@ final class Fidelity {
         return images().stream().filter(i -> i.getBitsPerPixel() == 8).toList();
     }
 
-    static Diffs check(ModelPackage pkg, Path work, int[] camClasses, List<WorkingImage> imgs) throws IOException {
-        Files.createDirectories(work);
+    /** The model inputs of the images, [n, C, size, size], by the gateway's Preprocessor. */
+    static float[] preprocess(ModelPackage pkg, List<WorkingImage> imgs) {
         Preprocessor pre = new Preprocessor(pkg.manifest());
         int len = pre.tensorLength();
+        float[] tensor = new float[imgs.size() * len];
+        for (int i = 0; i < imgs.size(); i++) {
+            WorkingImage im = imgs.get(i);
+            pre.apply(Preprocessor.decode(im), im.getWidth(), im.getHeight(), tensor, i * len);
+        }
+        return tensor;
+    }
+
+    static Diffs check(ModelPackage pkg, Path work, int[] camClasses, List<WorkingImage> imgs) throws IOException {
+        Files.createDirectories(work);
+        int len = new Preprocessor(pkg.manifest()).tensorLength();
         int n = imgs.size();
-        float[] tensor = new float[n * len];
+        float[] tensor = preprocess(pkg, imgs);
         List<Map<String, Object>> req = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             WorkingImage im = imgs.get(i);
-            pre.apply(Preprocessor.decode(im), im.getWidth(), im.getHeight(), tensor, i * len);
             Fixtures.writeRaw(im, work.resolve("img_" + i + ".raw"));
             req.add(Map.of("file", "img_" + i + ".raw", "width", im.getWidth(), "height", im.getHeight(), "bits", im.getBitsPerPixel()));
         }

@@ -27,6 +27,8 @@ public final class InferenceBench {
         OrtModel model2 = new OrtModel(covid, EngineKind.cpu, threads, null);
         model.warmUp(batch);
         model2.warmUp(batch);
+        OrtModel int8 = new OrtModel(int8Variant(chest, work), EngineKind.cpu, threads, Precision.int8, null);
+        int8.warmUp(batch);
         System.out.println("peak_rss_mb_both_models=" + vmHwmMb());
 
         // worker path: job message bytes -> decode -> preprocess -> batched ORT -> CAM -> result message bytes
@@ -70,11 +72,13 @@ public final class InferenceBench {
             o.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
             o.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
             try (OrtSession raw = env.createSession(chest.modelPath().toString(), o)) {
-                // Alternate the two, several times, and compare medians: the machine is shared and noisy.
-                // The raw side reads both outputs into Java arrays too, as any caller of the engine must.
+                // Alternate the three (raw ORT, our engine at FP32 and at INT8), several times, and compare medians:
+                // the machine is shared and noisy. The raw side reads both outputs into Java arrays too, as any
+                // caller of the engine must.
                 int reps = 5;
                 double[] rawS = new double[reps];
                 double[] ourS = new double[reps];
+                double[] int8S = new double[reps];
                 for (int k = -1; k < reps; k++) {
                     long t0 = System.nanoTime();
                     for (int i = 0; i < rounds; i++) {
@@ -92,24 +96,53 @@ public final class InferenceBench {
                         model.run(input, batch);
                     }
                     double ourRound = (System.nanoTime() - t0) / 1e9;
-                    if (k >= 0) { // k = -1 warms both up
+                    t0 = System.nanoTime();
+                    for (int i = 0; i < rounds; i++) {
+                        int8.run(input, batch);
+                    }
+                    double int8Round = (System.nanoTime() - t0) / 1e9;
+                    if (k >= 0) { // k = -1 warms all up
                         rawS[k] = rawRound;
                         ourS[k] = ourRound;
+                        int8S[k] = int8Round;
                     }
                 }
                 java.util.Arrays.sort(rawS);
                 java.util.Arrays.sort(ourS);
+                java.util.Arrays.sort(int8S);
                 double rawMedian = rawS[reps / 2];
                 double ourMedian = ourS[reps / 2];
-                System.out.printf("raw_ort_img_s=%.2f%nengine_img_s=%.2f%nengine_overhead_pct=%.1f%n",
-                        rounds * batch / rawMedian, rounds * batch / ourMedian, 100 * (ourMedian - rawMedian) / rawMedian);
+                System.out.printf("raw_ort_img_s=%.2f%nengine_img_s=%.2f%nengine_overhead_pct=%.1f%nint8_engine_img_s=%.2f%n",
+                        rounds * batch / rawMedian, rounds * batch / ourMedian, 100 * (ourMedian - rawMedian) / rawMedian,
+                        rounds * batch / int8S[reps / 2]);
             }
         }
         System.out.println("peak_rss_mb=" + vmHwmMb());
         System.out.println("package_dir=" + chest.dir().toAbsolutePath());
         model.close();
         model2.close();
+        int8.close();
     }
+
+    /**
+     * chest14 with its INT8 variant, in work/chest14-int8: made once (quantize.py, calibrated on 16 working
+     * images, Int8FidelityTest's kind) and reused by later repetitions; inference-bench.sh removes it at its start.
+     */
+    static ModelPackage int8Variant(ModelPackage pkg, Path work) throws Exception {
+        Path dir = work.resolve(pkg.manifest().id() + "-int8");
+        if (!Files.isRegularFile(dir.resolve(QUANTIZED))) {
+            Files.createDirectories(dir);
+            try (var files = Files.list(pkg.dir())) {
+                for (Path f : files.toList()) {
+                    Files.copy(f, dir.resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                }
+            }
+            Py.quantize(dir, Fidelity.preprocess(pkg, Int8FidelityTest.images(16, 2000)), work);
+        }
+        return ModelPackage.open(dir, work);
+    }
+
+    private static final String QUANTIZED = "model.int8.onnx";
 
     static long vmHwmMb() throws Exception {
         for (String l : Files.readAllLines(Path.of("/proc/self/status"))) {

@@ -47,6 +47,14 @@ final class Py {
         }
     }
 
+    /** Writes the package's INT8 variant with quantize.py, calibrated on these model inputs (float32 [N, C, S, S]). */
+    static void quantize(Path pkgDir, float[] calibration, Path work) throws IOException {
+        java.nio.file.Files.createDirectories(work);
+        Path f = work.resolve("calibration.f32");
+        Fixtures.writeFloats(calibration, f);
+        run(600, MAIN.resolve("quantize.py").toString(), pkgDir.toString(), "--tensors", f.toString());
+    }
+
     /** Generates a package with make_demo_models.py into dir/<id>; tiny arch + embedded weights unless full. */
     static Path demoPackage(Path dir, String id, boolean tiny) {
         List<String> a = new ArrayList<>(List.of(MAIN.resolve("make_demo_models.py").toString(), "--out", dir.toString(), "--only", id));

