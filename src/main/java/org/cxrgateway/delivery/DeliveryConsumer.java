@@ -15,8 +15,8 @@ import org.cxrgateway.GatewayConfig;
 import org.cxrgateway.queue.DeadLetters;
 import org.cxrgateway.queue.KafkaCluster;
 import org.cxrgateway.queue.KafkaConfig;
-import org.cxrgateway.queue.MessageCodec;
-import org.cxrgateway.queue.PoisonMessageException;
+import org.cxrgateway.message.MessageCodec;
+import org.cxrgateway.message.PoisonMessageException;
 import org.cxrgateway.schema.v1.StudyResult;
 import org.jboss.logging.Logger;
 

@@ -1,6 +1,6 @@
 package org.cxrgateway.ingest;
 
-import org.cxrgateway.queue.WorkingImagePixels;
+import org.cxrgateway.message.WorkingImagePixels;
 
 import org.cxrgateway.dicom.PixelFrame;
 import org.cxrgateway.schema.v1.PixelEncoding;

@@ -4,6 +4,7 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import jakarta.enterprise.context.ApplicationScoped;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.cxrgateway.message.MessageCodec;
 import org.cxrgateway.schema.v1.StudyJob;
 import org.cxrgateway.schema.v1.StudyResult;
 

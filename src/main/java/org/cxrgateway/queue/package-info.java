@@ -1,2 +1,2 @@
-/** Kafka: the embedded default broker, topics, Avro codecs, producers, consumers and dead letters. */
+/** Kafka: the embedded default broker, topics, producers, consumers, dead letters and the consumer-lag gauge. */
 package org.cxrgateway.queue;

@@ -36,7 +36,7 @@ final class GuidedMaps {
         if (!Float.isFinite(g.getMaxAbs()) || g.getMaxAbs() < 0) {
             throw new ReportException("guided map maxAbs is " + g.getMaxAbs());
         }
-        byte[] packed = org.cxrgateway.queue.WorkingImagePixels.bytes(g.getValues());
+        byte[] packed = org.cxrgateway.message.WorkingImagePixels.bytes(g.getValues());
         byte[] raw = new byte[w * h];
         Inflater inf = new Inflater();
         try {

@@ -241,7 +241,7 @@ public final class ReportBuilder {
     /** The CAM of a finding, checked against its stated size. */
     private static byte[] camValues(Finding f) throws ReportException {
         HeatMap cam = f.getCam();
-        byte[] camValues = org.cxrgateway.queue.WorkingImagePixels.bytes(cam.getValues());
+        byte[] camValues = org.cxrgateway.message.WorkingImagePixels.bytes(cam.getValues());
         if (cam.getWidth() <= 0 || cam.getHeight() <= 0 || cam.getWidth() > 65535 || cam.getHeight() > 65535
                 || camValues.length != (long) cam.getWidth() * cam.getHeight()) {
             throw new ReportException("heat map of " + f.getLabel() + " is " + camValues.length + " bytes for "

@@ -1,6 +1,6 @@
 package org.cxrgateway.report;
 
-import org.cxrgateway.queue.WorkingImagePixels;
+import org.cxrgateway.message.WorkingImagePixels;
 
 import org.cxrgateway.schema.v1.PixelEncoding;
 import org.cxrgateway.schema.v1.WorkingImage;

@@ -53,6 +53,6 @@ public final class GuidedGradCam {
                 q[i] = (byte) Math.round(127f * map[i] / maxAbs);
             }
         }
-        return new Encoded(maxAbs, org.cxrgateway.queue.WorkingImagePixels.deflate(q, Deflater.BEST_SPEED));
+        return new Encoded(maxAbs, org.cxrgateway.message.WorkingImagePixels.deflate(q, Deflater.BEST_SPEED));
     }
 }

@@ -9,7 +9,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.cxrgateway.queue.EmbeddedKafkaBroker;
-import org.cxrgateway.queue.MessageCodec;
+import org.cxrgateway.message.MessageCodec;
 import org.cxrgateway.schema.v1.PixelEncoding;
 import org.cxrgateway.schema.v1.SourceImage;
 import org.cxrgateway.schema.v1.StudyInfo;

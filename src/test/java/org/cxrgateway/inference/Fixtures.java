@@ -64,7 +64,7 @@ final class Fixtures {
     }
 
     static void writeRaw(WorkingImage img, Path file) throws IOException {
-        Files.write(file, org.cxrgateway.queue.WorkingImagePixels.bytes(img.getPixels()));
+        Files.write(file, org.cxrgateway.message.WorkingImagePixels.bytes(img.getPixels()));
     }
 
     static void writeFloats(float[] v, Path file) throws IOException {

@@ -73,7 +73,7 @@ class GuidedPackageTest {
                 // crop resize: the model saw the whole working image
                 assertEquals(List.of(0, 0, 300, 260), List.of(g.getRegionX(), g.getRegionY(), g.getRegionWidth(), g.getRegionHeight()));
                 assertTrue(g.getMaxAbs() > 0 && Float.isFinite(g.getMaxAbs()));
-                byte[] raw = inflate(org.cxrgateway.queue.WorkingImagePixels.bytes(g.getValues()), size * size);
+                byte[] raw = inflate(org.cxrgateway.message.WorkingImagePixels.bytes(g.getValues()), size * size);
                 int nonZero = 0, extreme = 0;
                 for (byte b : raw) {
                     nonZero += b != 0 ? 1 : 0;
@@ -94,7 +94,7 @@ class GuidedPackageTest {
             float[] cam = org.cxrgateway.xai.GradCam.map(out.features(), 0, fc, fs, fs, p.headWeight()[cls]);
             GuidedGradCam.Encoded want = GuidedGradCam.encode(GuidedGradCam.combine(r.gradient(), 0, 3, size, cam, fs, fs));
             assertEquals(want.maxAbs(), top.getGuided().getMaxAbs(), 1e-5 * want.maxAbs());
-            byte[] a = inflate(want.deflated(), size * size), b = inflate(org.cxrgateway.queue.WorkingImagePixels.bytes(top.getGuided().getValues()), size * size);
+            byte[] a = inflate(want.deflated(), size * size), b = inflate(org.cxrgateway.message.WorkingImagePixels.bytes(top.getGuided().getValues()), size * size);
             int off = 0;
             for (int i = 0; i < a.length; i++) {
                 off = Math.max(off, Math.abs(a[i] - b[i]));

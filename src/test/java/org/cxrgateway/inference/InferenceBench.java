@@ -3,7 +3,7 @@ package org.cxrgateway.inference;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtSession;
-import org.cxrgateway.queue.MessageCodec;
+import org.cxrgateway.message.MessageCodec;
 
 import java.nio.FloatBuffer;
 import java.nio.file.Files;

@@ -13,7 +13,7 @@ import org.apache.kafka.common.TopicPartition;
 import org.cxrgateway.queue.DeadLetters;
 import org.cxrgateway.queue.EmbeddedKafkaTestResource;
 import org.cxrgateway.queue.KafkaCluster;
-import org.cxrgateway.queue.MessageCodec;
+import org.cxrgateway.message.MessageCodec;
 import org.cxrgateway.schema.v1.Finding;
 import org.cxrgateway.schema.v1.ImageResult;
 import org.cxrgateway.schema.v1.ModelRun;

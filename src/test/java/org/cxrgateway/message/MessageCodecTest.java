@@ -1,4 +1,4 @@
-package org.cxrgateway.queue;
+package org.cxrgateway.message;
 
 import org.cxrgateway.schema.v1.PixelEncoding;
 import org.cxrgateway.schema.v1.SourceImage;

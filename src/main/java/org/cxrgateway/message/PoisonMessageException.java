@@ -1,4 +1,4 @@
-package org.cxrgateway.queue;
+package org.cxrgateway.message;
 
 /** A message that can never be processed, whatever the retry: it belongs on the dead-letter topic. */
 public class PoisonMessageException extends Exception {

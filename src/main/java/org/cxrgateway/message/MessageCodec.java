@@ -1,4 +1,4 @@
-package org.cxrgateway.queue;
+package org.cxrgateway.message;
 
 import org.apache.avro.AvroRuntimeException;
 import org.cxrgateway.schema.v1.StudyJob;
