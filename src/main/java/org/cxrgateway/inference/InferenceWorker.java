@@ -17,7 +17,7 @@ import org.cxrgateway.GatewayConfig;
 import org.cxrgateway.queue.DeadLetters;
 import org.cxrgateway.queue.KafkaCluster;
 import org.cxrgateway.message.MessageCodec;
-import org.cxrgateway.queue.MessageProducer;
+import org.cxrgateway.queue.JobPublisher;
 import org.cxrgateway.message.PoisonMessageException;
 import org.cxrgateway.schema.v1.StudyJob;
 import org.cxrgateway.schema.v1.StudyResult;
@@ -49,7 +49,7 @@ public class InferenceWorker {
     static final int MAX_IN_FLIGHT = 64;
 
     private final KafkaCluster cluster;
-    private final MessageProducer producer;
+    private final JobPublisher publisher;
     private final DeadLetters deadLetters;
     private final ModelRegistry registry;
     private final InferenceConfig config;
@@ -67,10 +67,10 @@ public class InferenceWorker {
     private record Done(TopicPartition tp, long offset) {
     }
 
-    InferenceWorker(KafkaCluster cluster, MessageProducer producer, DeadLetters deadLetters, ModelRegistry registry,
+    InferenceWorker(KafkaCluster cluster, JobPublisher publisher, DeadLetters deadLetters, ModelRegistry registry,
                     InferenceConfig config, GatewayConfig gateway, MeterRegistry metrics) {
         this.cluster = cluster;
-        this.producer = producer;
+        this.publisher = publisher;
         this.deadLetters = deadLetters;
         this.registry = registry;
         this.config = config;
@@ -186,8 +186,8 @@ public class InferenceWorker {
     private void publish(TopicPartition tp, ConsumerRecord<String, byte[]> r, StudyJob job, StudyResult result) {
         MDC.put("study", job.getStudy().getStudyInstanceUid());
         try {
-            byte[] value = MessageCodec.encode(result);
-            producer.send(cluster.config().topics().results(), r.key(), value, List.of()).whenComplete((md, err) -> {
+            // the publisher keys the result by study and sets the cxr.job-id header, as it does for jobs
+            publisher.publish(result).whenComplete((md, err) -> {
                 if (err != null) {
                     fatal = err;
                     LOG.errorf("result for job %s not acknowledged: %s", job.getJobId(), err.getMessage());

@@ -90,6 +90,7 @@ class InferenceWorkerTest {
         }
 
         Map<String, StudyResult> results = new HashMap<>();
+        Map<String, String> jobIdHeaders = new HashMap<>();
         Map<String, String> reasons = new HashMap<>();
         Properties props = cluster.consumerProperties("test-reader-" + run);
         try (KafkaConsumer<String, byte[]> r = new KafkaConsumer<>(props)) {
@@ -99,6 +100,7 @@ class InferenceWorkerTest {
                 for (ConsumerRecord<String, byte[]> rec : r.poll(Duration.ofMillis(200))) {
                     if (rec.topic().equals(cluster.config().topics().results()) && Set.of(a, b, c).contains(rec.key())) {
                         results.put(rec.key(), MessageCodec.decodeResult(rec.value()));
+                        jobIdHeaders.put(rec.key(), DeadLetters.headerValue(rec.headers(), "cxr.job-id"));
                     } else if (rec.key() != null && rec.key().endsWith(run) && rec.topic().equals(cluster.config().topics().deadLetters())) {
                         reasons.put(rec.key(), DeadLetters.headerValue(rec.headers(), DeadLetters.REASON));
                     }
@@ -112,6 +114,7 @@ class InferenceWorkerTest {
 
         StudyResult ra = results.get(a);
         assertEquals("job-" + a, ra.getJobId());
+        assertEquals("job-" + a, jobIdHeaders.get(a), "results carry the cxr.job-id header, as jobs do");
         assertEquals(2, ra.getImages().size());
         assertTrue(ra.getInferenceMs() > 0 && ra.getBatchSize() >= 1);
         for (ImageResult ir : ra.getImages()) {
