@@ -49,7 +49,7 @@ class GrafanaDashboardTest {
         // One panel or more for each stage the issue names.
         for (String stage : List.of("associations", "instances_received", "instances_rejected", "spool",
                 "studies_published", "publish_latency", "inference_images", "end_to_end_seconds", "delivery",
-                "dead_letters", "consumer_lag", "consumergroup_lag")) {
+                "dead_letters", "consumer_lag", "consumergroup_lag", "studies_quarantined", "http_auth_failures")) {
             assertTrue(metrics.stream().anyMatch(m -> m.contains(stage)), "no metric for " + stage + " in " + metrics);
         }
         Set<String> exposed = exposedMetricNames();
