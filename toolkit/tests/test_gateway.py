@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -15,6 +16,10 @@ import torch
 from cxr_model import decode, preprocess, synth, train  # noqa: I001 (puts src/main/python on the path)
 import cxr_models  # noqa: E402
 
+# the one head-spreading rule of the fidelity tests (src/test/python/spread_head.py), on a torch model here
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "test", "python"))
+import spread_head as spread_head_tool  # noqa: E402
+
 JAR = os.environ.get("CXR_GATEWAY_JAR", os.path.join(os.path.dirname(__file__), "..", "..", "target", "quarkus-app", "quarkus-run.jar"))
 
 
@@ -23,11 +28,10 @@ def spread_head(model, x, sd=2.5):
     probabilities then spread across the images whatever the input scale, and a preprocessing error shows."""
     with torch.no_grad():
         _, f = model(x)
-        pooled = f.mean(dim=(2, 3))  # f is the rectified feature map the head pools
-        w = model.classifier.weight
-        logits = pooled @ w.T
-        w.mul_(sd / logits.std(0).clamp_min(1e-12)[:, None])
-        model.classifier.bias.copy_(-(pooled @ w.T).mean(0))
+        pooled = f.mean(dim=(2, 3)).double().numpy()  # f is the rectified feature map the head pools
+        w, b = spread_head_tool.spread(pooled, model.classifier.weight.double().numpy(), sd)
+        model.classifier.weight.copy_(torch.from_numpy(w))
+        model.classifier.bias.copy_(torch.from_numpy(b))
 
 
 class GatewayTest(unittest.TestCase):

@@ -21,6 +21,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import quantize  # noqa: E402
 
 
+def spread(pooled, w, sd=2.5):
+    """(weight, bias) of a linear head over pooled features [N, C]: weight w [labels, C] rescaled per label so
+    that its logit has standard deviation sd over the N inputs, bias so that its mean is 0 (float64)."""
+    pooled, w = np.asarray(pooled, np.float64), np.asarray(w, np.float64)
+    w = w * (sd / np.maximum((pooled @ w.T).std(0), 1e-12))[:, None]
+    return w, -(pooled @ w.T).mean(0)
+
+
 def main(pkg, inputs, sd=2.5):
     manifest = json.load(open(os.path.join(pkg, "manifest.json")))
     if manifest.get("weights") or manifest["head"]["source"] != "initializer" or not manifest["head"].get("bias"):
@@ -32,9 +40,7 @@ def main(pkg, inputs, sd=2.5):
     with torch.no_grad():
         pooled = quantize.evaluate(model.graph, x, lambda *_: None)[manifest["outputs"]["features"]].mean(dim=(2, 3)).double().numpy()
     inits = {t.name: t for t in model.graph.initializer}
-    w = nh.to_array(inits[manifest["head"]["weight"]]).astype(np.float64)  # [labels, C], Gemm transB=1
-    w = w * (sd / np.maximum((pooled @ w.T).std(0), 1e-12))[:, None]
-    b = -(pooled @ w.T).mean(0)
+    w, b = spread(pooled, nh.to_array(inits[manifest["head"]["weight"]]), sd)  # [labels, C], Gemm transB=1
     for name, v in ((manifest["head"]["weight"], w), (manifest["head"]["bias"], b)):
         inits[name].CopyFrom(nh.from_array(v.astype(np.float32), name))
     onnx.save(model, path)
