@@ -45,9 +45,12 @@ public class DeliveryBeans {
             destinations.add(new PacsDestination(e.getKey(), p.host(), p.port(), p.calledAe(),
                     p.callingAe().orElse(listenerAe), state.resolve("spool"), tls));
         }
-        cfg.fhir().baseUrl().filter(u -> !u.isBlank()).ifPresent(url -> destinations.add(new FhirDestination(url,
-                cfg.fhir().bearerToken(), cfg.fhir().username(), cfg.fhir().password(), cfg.fhir().timeout(),
-                cfg.fhir().writeMode(), cfg.fhir().maxTransactionEntries(), metrics)));
+        for (Map.Entry<String, DeliveryConfig.Fhir> e : new java.util.TreeMap<>(cfg.fhir()).entrySet()) {
+            DeliveryConfig.Fhir f = e.getValue();
+            String name = e.getKey().equals(FhirDestination.UNNAMED) ? "fhir" : "fhir-" + e.getKey();
+            f.baseUrl().filter(u -> !u.isBlank()).ifPresent(url -> destinations.add(new FhirDestination(name, url,
+                    f.bearerToken(), f.username(), f.password(), f.timeout(), f.writeMode(), f.maxTransactionEntries(), metrics)));
+        }
         if (destinations.isEmpty()) {
             Path outbox = cfg.outboxDir().orElse(gateway.dataDir().resolve("outbox"));
             LOG.infof("no PACS or FHIR destination configured: reports go to the outbox %s", outbox.toAbsolutePath());

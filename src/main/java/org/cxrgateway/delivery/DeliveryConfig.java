@@ -2,6 +2,7 @@ package org.cxrgateway.delivery;
 
 import io.smallrye.config.ConfigMapping;
 import io.smallrye.config.WithDefault;
+import io.smallrye.config.WithUnnamedKey;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -16,7 +17,14 @@ public interface DeliveryConfig {
     /** PACS destinations by name: {@code cxr.delivery.pacs.main.host=pacs.example}. None configured: none used. */
     Map<String, Pacs> pacs();
 
-    Fhir fhir();
+    /**
+     * FHIR servers, each its own destination with its own write mode: the unnamed one
+     * ({@code cxr.delivery.fhir.base-url=...}, destination {@code fhir}) and any named ones
+     * ({@code cxr.delivery.fhir.registry.base-url=...}, destination {@code fhir-registry}), e.g. the EHR's
+     * server and a research registry. One without a base URL is not used.
+     */
+    @WithUnnamedKey(FhirDestination.UNNAMED)
+    Map<String, Fhir> fhir();
 
     Retry retry();
 

@@ -43,6 +43,10 @@ public final class FhirDestination implements Destination {
     /** Written first, one request each, in this order: what the other resources reference. */
     private static final List<String> FOUNDATIONS = List.of("Patient", "Device", "ImagingStudy");
 
+    /** The map key of the unnamed FHIR server in {@link DeliveryConfig#fhir()} ({@code cxr.delivery.fhir.base-url}). */
+    public static final String UNNAMED = "<unnamed>";
+
+    private final String name;
     private final URI base;
     private final Optional<String> authorization;
     private final Duration timeout;
@@ -62,6 +66,14 @@ public final class FhirDestination implements Destination {
 
     public FhirDestination(String baseUrl, Optional<String> bearerToken, Optional<String> user, Optional<String> password,
                            Duration timeout, FhirWriteMode mode, int maxTransactionEntries, MeterRegistry metrics) {
+        this("fhir", baseUrl, bearerToken, user, password, timeout, mode, maxTransactionEntries, metrics);
+    }
+
+    /** name: the destination's name in the ledger, dead letters, replay and metrics ({@code fhir}, {@code fhir-<name>}). */
+    public FhirDestination(String name, String baseUrl, Optional<String> bearerToken, Optional<String> user,
+                           Optional<String> password, Duration timeout, FhirWriteMode mode, int maxTransactionEntries,
+                           MeterRegistry metrics) {
+        this.name = name;
         this.base = URI.create(baseUrl.endsWith("/") ? baseUrl.substring(0, baseUrl.length() - 1) : baseUrl);
         if (bearerToken.isPresent() && !bearerToken.get().isBlank()) {
             this.authorization = Optional.of("Bearer " + bearerToken.get());
@@ -84,13 +96,13 @@ public final class FhirDestination implements Destination {
 
     @Override
     public String name() {
-        return "fhir";
+        return name;
     }
 
     /** The base URL only: credentials never reach a log line. */
     @Override
     public String toString() {
-        return "fhir -> " + base + " (" + mode.name().toLowerCase(Locale.ROOT) + ")";
+        return name + " -> " + base + " (" + mode.name().toLowerCase(Locale.ROOT) + ")";
     }
 
     @Override
@@ -114,7 +126,7 @@ public final class FhirDestination implements Destination {
                     LOG.warnf("FHIR server %s refused a transaction of this size (%s): writing in ordered mode from now on",
                             base, diagnostics(a.body()));
                     if (metrics != null) {
-                        metrics.counter("cxr.delivery.fhir.write.mode.fallbacks").increment();
+                        metrics.counter("cxr.delivery.fhir.write.mode.fallbacks", "destination", name).increment();
                     }
                 }
                 writeOrdered(set.fhirBundleJson());
@@ -335,7 +347,7 @@ public final class FhirDestination implements Destination {
         headers.forEach(req::header);
         authorization.ifPresent(a -> req.header("Authorization", a));
         if (metrics != null) {
-            metrics.counter("cxr.delivery.fhir.requests", "method", method).increment();
+            metrics.counter("cxr.delivery.fhir.requests", "destination", name, "method", method).increment();
         }
         try {
             HttpResponse<String> resp = client.send(req.build(), BOUNDED_BODY);

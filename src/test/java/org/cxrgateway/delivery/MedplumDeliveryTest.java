@@ -128,7 +128,7 @@ class MedplumDeliveryTest {
             assertEquals(2, svc.deliveredCount());
         }
         assertEquals(2, medplum.count("DiagnosticReport"));
-        assertEquals(1.0, metrics.counter("cxr.delivery.fhir.write.mode.fallbacks").count(), "one fallback, then ordered");
+        assertEquals(1.0, metrics.get("cxr.delivery.fhir.write.mode.fallbacks").tag("destination", "fhir").counter().count(), "one fallback, then ordered");
     }
 
     @Test
