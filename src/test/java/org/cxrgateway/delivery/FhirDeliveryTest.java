@@ -8,6 +8,7 @@ import org.cxrgateway.report.TestResults;
 import org.cxrgateway.schema.v1.StudyResult;
 import org.cxrgateway.testing.FhirTestServer;
 import org.cxrgateway.testing.FhirValidation;
+import org.cxrgateway.testing.ReportSearches;
 import org.hl7.fhir.r4.model.DiagnosticReport;
 import org.hl7.fhir.r4.model.Observation;
 import org.junit.jupiter.api.AfterEach;
@@ -87,6 +88,34 @@ class FhirDeliveryTest {
         assertEquals(4, server.receivedBundles.size());
         assertEquals(createsAfterFirst, server.creates.get(), "conditional create: nothing duplicated");
         assertTrue(server.authorizations.get(3).startsWith("Basic "));
+    }
+
+    /**
+     * The searches a user makes find the report on HAPI too, over HTTP: by its identifier, by its patient's
+     * identifier (chained subject.identifier), its findings by Observation?derived-from= its ImagingStudy and its
+     * heatmaps by Media?part-of=; every reference it holds resolves to what the transaction created.
+     */
+    @Test
+    void theReportIsFoundByTheSearchesAUserMakesAndItsReferencesResolve() throws Exception {
+        StudyResult r = TestResults.study("24").build();
+        ReportSet set = new ReportBuilder(ReportSettings.defaults()).build(r);
+        try (DeliveryService svc = service(Optional.empty())) {
+            svc.submit(r).get(30, TimeUnit.SECONDS);
+            assertEquals(1, svc.deliveredCount());
+        }
+        String sr = set.dicom().stream().filter(o -> o.kind().equals("SR")).findFirst().orElseThrow().sopInstanceUid();
+        String[] patient = ReportSearches.patientIdentifier(set.fhirBundleJson());
+        ReportSearches.Found found = ReportSearches.find(server, sr, patient[0], patient[1]);
+        assertEquals(1, found.byIdentifier(), "DiagnosticReport?identifier=");
+        assertEquals(List.of(found.reportId()), found.byPatient(), "DiagnosticReport?subject.identifier=");
+        assertEquals(4, found.findingsOfStudy(), "Observation?derived-from=ImagingStudy/...");
+        assertEquals(4, found.heatmapsOfStudy(), "Media?part-of=ImagingStudy/...");
+        assertEquals(10, found.references(), "subject, study, 4 results, 4 media");
+        assertEquals(List.of(), found.unresolved(), "every reference resolves on the server");
+        // and nothing else answers: another patient's identifier, another study
+        assertEquals(0, server.search("DiagnosticReport", "subject.identifier", patient[0] + "|NOT-" + patient[1])
+                .path("entry").size());
+        assertEquals(0, server.search("Observation", "derived-from", "ImagingStudy/999999").path("entry").size());
     }
 
     @Test

@@ -9,6 +9,7 @@ import org.cxrgateway.report.ReportSettings;
 import org.cxrgateway.report.TestResults;
 import org.cxrgateway.schema.v1.StudyResult;
 import org.cxrgateway.testing.MedplumPeer;
+import org.cxrgateway.testing.ReportSearches;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -21,7 +22,6 @@ import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -78,31 +78,15 @@ class MedplumDeliveryTest {
             assertEquals(1, svc.deliveredCount(), "delivered, not dead-lettered");
         }
         String sr = set.dicom().stream().filter(o -> o.kind().equals("SR")).findFirst().orElseThrow().sopInstanceUid();
-        JsonNode found = medplum.search("DiagnosticReport", "identifier", URN + "|urn:oid:" + sr);
-        assertEquals(1, found.path("entry").size(), "DiagnosticReport?identifier= finds it");
-        JsonNode report = found.path("entry").get(0).path("resource");
-        JsonNode patient = patientIdentifier(set);
-        JsonNode bySubject = medplum.search("DiagnosticReport", "subject", report.path("subject").path("reference").asText());
-        assertEquals(1, bySubject.path("entry").size(), "DiagnosticReport?subject= finds it");
-        // the MemoryRepository answers chained searches (subject.identifier=) with nothing, so the same question
-        // is asked in its two steps: the Patient by identifier, then the reports of that Patient
-        JsonNode patients = medplum.search("Patient", "identifier", patient.path("system").asText() + "|" + patient.path("value").asText());
-        assertEquals(1, patients.path("entry").size(), "one Patient per identifier");
-        assertEquals("Patient/" + patients.path("entry").get(0).path("resource").path("id").asText(),
-                report.path("subject").path("reference").asText());
-        int refs = 0;
-        for (JsonNode list : List.of(report.path("result"), report.path("media"))) {
-            for (JsonNode ref : list) {
-                String target = ref.has("link") ? ref.path("link").path("reference").asText() : ref.path("reference").asText();
-                assertNotNull(medplum.read(target), "reference resolves on the server: " + target);
-                refs++;
-            }
-        }
-        assertEquals(8, refs, "4 Observations and 4 Media");
-        String study = report.path("imagingStudy").get(0).path("reference").asText();
-        assertNotNull(medplum.read(study), study);
-        assertEquals(4, medplum.search("Observation", "derived-from", study).path("entry").size(),
-                "Observation?derived-from=ImagingStudy/... finds the findings");
+        String[] patient = ReportSearches.patientIdentifier(set.fhirBundleJson());
+        // subject.identifier is asked in its two steps here: the in-memory repository does not chain (FhirPeer)
+        ReportSearches.Found found = ReportSearches.find(medplum, sr, patient[0], patient[1]);
+        assertEquals(1, found.byIdentifier(), "DiagnosticReport?identifier= finds it");
+        assertEquals(List.of(found.reportId()), found.byPatient(), "Patient?identifier= then DiagnosticReport?subject= finds it");
+        assertEquals(4, found.findingsOfStudy(), "Observation?derived-from=ImagingStudy/... finds the findings");
+        assertEquals(4, found.heatmapsOfStudy(), "Media?part-of=ImagingStudy/... (the search parameter the peer is given)");
+        assertEquals(10, found.references(), "subject, study, 4 results, 4 media");
+        assertEquals(List.of(), found.unresolved(), "every reference resolves on the server");
 
         // a fresh process (new ledger) writing the same report: everything is found, nothing created twice
         int observations = medplum.count("Observation");

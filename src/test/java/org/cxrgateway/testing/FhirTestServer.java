@@ -1,34 +1,73 @@
 package org.cxrgateway.testing;
 
 import ca.uhn.fhir.context.FhirContext;
+import ca.uhn.fhir.rest.annotation.IdParam;
+import ca.uhn.fhir.rest.annotation.Read;
+import ca.uhn.fhir.rest.annotation.RequiredParam;
+import ca.uhn.fhir.rest.annotation.Search;
 import ca.uhn.fhir.rest.annotation.Transaction;
 import ca.uhn.fhir.rest.annotation.TransactionParam;
+import ca.uhn.fhir.rest.param.ReferenceParam;
+import ca.uhn.fhir.rest.param.TokenParam;
+import ca.uhn.fhir.rest.server.IResourceProvider;
 import ca.uhn.fhir.rest.server.RestfulServer;
 import ca.uhn.fhir.rest.server.exceptions.InternalErrorException;
 import ca.uhn.fhir.rest.server.exceptions.InvalidRequestException;
+import ca.uhn.fhir.rest.server.exceptions.ResourceNotFoundException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import org.eclipse.jetty.ee10.servlet.ServletContextHandler;
 import org.eclipse.jetty.ee10.servlet.ServletHolder;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
+import org.hl7.fhir.instance.model.api.IBaseResource;
 import org.hl7.fhir.r4.model.Bundle;
+import org.hl7.fhir.r4.model.Device;
+import org.hl7.fhir.r4.model.DiagnosticReport;
+import org.hl7.fhir.r4.model.IdType;
+import org.hl7.fhir.r4.model.Identifier;
+import org.hl7.fhir.r4.model.ImagingStudy;
+import org.hl7.fhir.r4.model.Media;
+import org.hl7.fhir.r4.model.Observation;
+import org.hl7.fhir.r4.model.Patient;
+import org.hl7.fhir.r4.model.Reference;
 import org.hl7.fhir.r4.model.Resource;
 
+import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.net.URI;
+import java.net.URLEncoder;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Predicate;
 
 /**
  * A real HAPI FHIR RestfulServer on Jetty (loopback, ephemeral port) whose transaction operation honours
- * conditional create (ifNoneExist on identifier), keeps what it created, and can be told to fail.
+ * conditional create (ifNoneExist on identifier), resolves the Bundle's urn:uuid references to the ids it
+ * assigned (as a FHIR server must, R4 3.1.0.11.2), keeps what it created, and can be told to fail.
+ * <p>
+ * HAPI's plain server has no storage and so no searches of its own: it answers the reads and searches
+ * a user makes to find our report, over what it stores (each a search parameter of R4 unless noted):
+ * {@code DiagnosticReport?identifier=}, {@code ?subject=Patient/id} and the chained
+ * {@code ?subject.identifier=system|value}; {@code Patient?identifier=}; {@code Observation?derived-from=}
+ * and {@code ?identifier=}; {@code Media?identifier=} and {@code Media?part-of=} (not in R4, whose Media has
+ * no search by study: the one parameter our resources need added, as a server's custom SearchParameter would).
  */
-public final class FhirTestServer implements AutoCloseable {
+public final class FhirTestServer implements AutoCloseable, FhirPeer {
 
+    private static final ObjectMapper JSON = new ObjectMapper();
     private final Server jetty;
     private final int port;
+    private final HttpClient http = HttpClient.newHttpClient();
     /** type|system|value of the identifier searched by ifNoneExist, to the stored resource. */
     public final Map<String, Resource> stored = new ConcurrentHashMap<>();
     public final List<String> receivedBundles = Collections.synchronizedList(new ArrayList<>());
@@ -41,6 +80,8 @@ public final class FhirTestServer implements AutoCloseable {
         FhirContext ctx = FhirContext.forR4Cached();
         RestfulServer servlet = new RestfulServer(ctx);
         servlet.registerProvider(new TxProvider(ctx));
+        servlet.registerProviders(new PatientProvider(), new ReportProvider(), new ObservationProvider(), new MediaProvider(),
+                new Reads<>(ImagingStudy.class), new Reads<>(Device.class));
         servlet.registerInterceptor(new Object() {
             @ca.uhn.fhir.interceptor.api.Hook(ca.uhn.fhir.interceptor.api.Pointcut.SERVER_INCOMING_REQUEST_PRE_HANDLED)
             public void pre(ca.uhn.fhir.rest.api.server.RequestDetails req) {
@@ -65,6 +106,30 @@ public final class FhirTestServer implements AutoCloseable {
         return stored.keySet().stream().filter(k -> k.startsWith(type + "|")).count();
     }
 
+    @Override
+    public boolean chainsSearches() {
+        return true;
+    }
+
+    /** A search over HTTP, as a user's client makes it, e.g. search("DiagnosticReport", "identifier", "sys|val"): the searchset. */
+    @Override
+    public JsonNode search(String type, String param, String value) throws IOException, InterruptedException {
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(baseUrl() + "/" + type + "?" + param + "="
+                + URLEncoder.encode(value, StandardCharsets.UTF_8))).GET().build(), HttpResponse.BodyHandlers.ofString());
+        if (r.statusCode() != 200) {
+            throw new IOException("search " + type + "?" + param + " answered " + r.statusCode() + ": " + r.body());
+        }
+        return JSON.readTree(r.body());
+    }
+
+    /** Reads a reference like "Patient/5" over HTTP; null if the server does not have it. */
+    @Override
+    public JsonNode read(String reference) throws IOException, InterruptedException {
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(baseUrl() + "/" + reference)).GET().build(),
+                HttpResponse.BodyHandlers.ofString());
+        return r.statusCode() == 200 ? JSON.readTree(r.body()) : null;
+    }
+
     public final class TxProvider {
         private final FhirContext ctx;
 
@@ -80,6 +145,9 @@ public final class FhirTestServer implements AutoCloseable {
             }
             Bundle out = new Bundle().setType(Bundle.BundleType.TRANSACTIONRESPONSE);
             synchronized (stored) {
+                // first every entry's server id (found or new), then the new resources with their references resolved
+                Map<String, String> resolved = new HashMap<>();
+                List<Resource> created = new ArrayList<>();
                 for (Bundle.BundleEntryComponent e : in.getEntry()) {
                     String cond = e.getRequest().getIfNoneExist();
                     if (cond == null || !cond.startsWith("identifier=")) {
@@ -90,17 +158,143 @@ public final class FhirTestServer implements AutoCloseable {
                     Resource existing = stored.get(key);
                     if (existing != null) {
                         out.addEntry().getResponse().setStatus("200 OK").setLocation(type + "/" + existing.getIdElement().getIdPart());
+                        resolved.put(e.getFullUrl(), type + "/" + existing.getIdElement().getIdPart());
                     } else {
                         Resource r = e.getResource().copy();
                         r.setId(type + "/" + ids.incrementAndGet());
                         stored.put(key, r);
+                        created.add(r);
                         creates.incrementAndGet();
                         out.addEntry().getResponse().setStatus("201 Created").setLocation(r.getId());
+                        resolved.put(e.getFullUrl(), r.getId());
+                    }
+                }
+                for (Resource r : created) {
+                    for (Reference ref : ctx.newTerser().getAllPopulatedChildElementsOfType(r, Reference.class)) {
+                        String target = resolved.get(ref.getReference());
+                        if (target != null) {
+                            ref.setReference(target);
+                        }
                     }
                 }
             }
             return out;
         }
+    }
+
+    /** Read by id for one resource type, over what the transactions stored. */
+    public class Reads<T extends Resource> implements IResourceProvider {
+        private final Class<T> type;
+
+        Reads(Class<T> type) {
+            this.type = type;
+        }
+
+        @Override
+        public Class<T> getResourceType() {
+            return type;
+        }
+
+        @Read
+        public T read(@IdParam IdType id) {
+            return stored(r -> r.getIdElement().getIdPart().equals(id.getIdPart())).stream().findFirst()
+                    .orElseThrow(() -> new ResourceNotFoundException(id));
+        }
+
+        List<T> stored(Predicate<T> match) {
+            List<T> out = new ArrayList<>();
+            for (Resource r : stored.values()) {
+                if (type.isInstance(r) && match.test(type.cast(r))) {
+                    out.add(type.cast(r));
+                }
+            }
+            out.sort((a, b) -> Integer.compare(Integer.parseInt(a.getIdElement().getIdPart()),
+                    Integer.parseInt(b.getIdElement().getIdPart())));
+            return out;
+        }
+    }
+
+    public final class PatientProvider extends Reads<Patient> {
+        PatientProvider() {
+            super(Patient.class);
+        }
+
+        @Search
+        public List<Patient> byIdentifier(@RequiredParam(name = Patient.SP_IDENTIFIER) TokenParam id) {
+            return stored(p -> matches(p.getIdentifier(), id));
+        }
+    }
+
+    public final class ReportProvider extends Reads<DiagnosticReport> {
+        ReportProvider() {
+            super(DiagnosticReport.class);
+        }
+
+        @Search
+        public List<DiagnosticReport> byIdentifier(@RequiredParam(name = DiagnosticReport.SP_IDENTIFIER) TokenParam id) {
+            return stored(r -> matches(r.getIdentifier(), id));
+        }
+
+        /** subject=Patient/id, or chained: subject.identifier=system|value (the Patient found by its identifier). */
+        @Search
+        public List<DiagnosticReport> bySubject(@RequiredParam(name = DiagnosticReport.SP_SUBJECT,
+                chainWhitelist = {"", Patient.SP_IDENTIFIER}) ReferenceParam subject) {
+            if (Patient.SP_IDENTIFIER.equals(subject.getChain())) {
+                TokenParam id = new TokenParam();
+                id.setValueAsQueryToken(FhirContext.forR4Cached(), null, null, subject.getValue());
+                List<String> patients = new PatientProvider().byIdentifier(id).stream()
+                        .map(p -> "Patient/" + p.getIdElement().getIdPart()).toList();
+                return stored(r -> patients.contains(r.getSubject().getReference()));
+            }
+            return stored(r -> refersTo(r.getSubject(), subject, "Patient"));
+        }
+    }
+
+    public final class ObservationProvider extends Reads<Observation> {
+        ObservationProvider() {
+            super(Observation.class);
+        }
+
+        @Search
+        public List<Observation> byIdentifier(@RequiredParam(name = Observation.SP_IDENTIFIER) TokenParam id) {
+            return stored(o -> matches(o.getIdentifier(), id));
+        }
+
+        @Search
+        public List<Observation> byDerivedFrom(@RequiredParam(name = Observation.SP_DERIVED_FROM) ReferenceParam from) {
+            return stored(o -> o.getDerivedFrom().stream().anyMatch(ref -> refersTo(ref, from, null)));
+        }
+    }
+
+    public final class MediaProvider extends Reads<Media> {
+        MediaProvider() {
+            super(Media.class);
+        }
+
+        @Search
+        public List<Media> byIdentifier(@RequiredParam(name = Media.SP_IDENTIFIER) TokenParam id) {
+            return stored(m -> matches(m.getIdentifier(), id));
+        }
+
+        /** Not an R4 search parameter: Media.partOf, so that a study's heatmaps can be found from it. */
+        @Search
+        public List<Media> byPartOf(@RequiredParam(name = "part-of") ReferenceParam of) {
+            return stored(m -> m.getPartOf().stream().anyMatch(ref -> refersTo(ref, of, null)));
+        }
+    }
+
+    /** token search on identifier: system|value, |value (no system) or value (any system). */
+    static boolean matches(List<Identifier> ids, TokenParam t) {
+        return ids.stream().anyMatch(i -> t.getValue().equals(i.getValue())
+                && (t.getSystem() == null || t.getSystem().equals(i.getSystem())));
+    }
+
+    /** reference search: Type/id, or id with the type the parameter implies. */
+    static boolean refersTo(Reference ref, ReferenceParam p, String impliedType) {
+        String type = p.getResourceType() != null ? p.getResourceType() : impliedType;
+        String wanted = type == null ? null : type + "/" + p.getIdPart();
+        return ref.getReference() != null && (wanted != null ? ref.getReference().equals(wanted)
+                : ref.getReference().endsWith("/" + p.getIdPart()));
     }
 
     @Override

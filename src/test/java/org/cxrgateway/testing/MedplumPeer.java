@@ -23,7 +23,7 @@ import java.util.concurrent.TimeUnit;
  * src/test/node/medplum/server.js under Debian's node: a second real FHIR server, one that caps transactions
  * holding conditional operations at 8 entries. The test command installs it with npm.
  */
-public final class MedplumPeer implements AutoCloseable {
+public final class MedplumPeer implements AutoCloseable, FhirPeer {
 
     static final Path DIR = Path.of("src/test/node/medplum").toAbsolutePath();
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -85,7 +85,14 @@ public final class MedplumPeer implements AutoCloseable {
         return "http://127.0.0.1:" + port + "/fhir";
     }
 
+    /** The in-memory repository answers chained searches with nothing (see FhirPeer). */
+    @Override
+    public boolean chainsSearches() {
+        return false;
+    }
+
     /** A search, e.g. search("DiagnosticReport", "identifier", "urn:ietf:rfc:3986|urn:oid:1.2"): the searchset Bundle. */
+    @Override
     public JsonNode search(String type, String param, String value) throws IOException, InterruptedException {
         HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(baseUrl() + "/" + type + "?" + param + "="
                 + URLEncoder.encode(value, StandardCharsets.UTF_8))).GET().build(), HttpResponse.BodyHandlers.ofString());
@@ -93,6 +100,15 @@ public final class MedplumPeer implements AutoCloseable {
             throw new IOException("search " + type + "?" + param + " answered " + r.statusCode() + ": " + r.body());
         }
         return JSON.readTree(r.body());
+    }
+
+    /** The next n writes (POST, PUT) are answered 429 with the peer's Retry-After, as a server under load answers. */
+    public void throttleNext(int n) throws IOException, InterruptedException {
+        int status = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/peer/throttle?count=" + n))
+                .POST(HttpRequest.BodyPublishers.noBody()).build(), HttpResponse.BodyHandlers.discarding()).statusCode();
+        if (status != 204) {
+            throw new IOException("throttle control answered " + status);
+        }
     }
 
     /** Creates a resource unconditionally (to set up a server's state); its answer's status. */
@@ -109,6 +125,7 @@ public final class MedplumPeer implements AutoCloseable {
     }
 
     /** Reads a reference like "Patient/abc"; null if the server does not have it. */
+    @Override
     public JsonNode read(String reference) throws IOException, InterruptedException {
         HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(baseUrl() + "/" + reference)).GET().build(),
                 HttpResponse.BodyHandlers.ofString());
