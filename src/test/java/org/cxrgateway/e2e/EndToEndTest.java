@@ -4,7 +4,12 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.quarkus.test.common.WithTestResource;
 import io.quarkus.test.junit.QuarkusTest;
+import jakarta.inject.Inject;
+import org.cxrgateway.delivery.DeliveryService;
+import org.cxrgateway.testing.FhirPeer;
 import org.cxrgateway.testing.FhirValidation;
+import org.cxrgateway.testing.MedplumPeer;
+import org.cxrgateway.testing.ReportSearches;
 import org.cxrgateway.testing.Tools;
 import org.junit.jupiter.api.Test;
 
@@ -23,13 +28,17 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * The whole product against a real PACS: a modality sends a chest DX to Orthanc, Orthanc
  * auto-routes it to the gateway, and the SR and the Grad-CAM SCs come back into the same study
- * in Orthanc while the DiagnosticReport reaches the FHIR server.
+ * in Orthanc while the DiagnosticReports reach both FHIR servers (HAPI by transaction, Medplum
+ * ordered), each of which refuses the first write, and are found there by the searches a user makes.
  */
 @QuarkusTest
 @WithTestResource(EndToEndPeers.class)
 class EndToEndTest {
 
     private static final ObjectMapper JSON = new ObjectMapper();
+
+    @Inject
+    DeliveryService delivery;
 
     @Test
     void studyRoutedByThePacsComesBackAsValidSrScAndFhir() throws Exception {
@@ -39,6 +48,17 @@ class EndToEndTest {
         Tools.Result made = Tools.run("/usr/bin/python3", "src/test/resources/make_source_dx.py", source.toString(),
                 study, uid(), sop, "E2E-" + sop.substring(sop.length() - 6));
         assertEquals(0, made.exit(), made.out());
+
+        // Each FHIR server refuses the first write it gets next (HAPI a 500, Medplum a 429 with Retry-After 1):
+        // once nothing else is pending, that is this study's.
+        long idle = System.nanoTime() + 180_000_000_000L;
+        while (delivery.pendingCount("fhir") + delivery.pendingCount(EndToEndPeers.MEDPLUM_DESTINATION) > 0) {
+            assertTrue(System.nanoTime() < idle, "earlier reports still pending");
+            Thread.sleep(100);
+        }
+        EndToEndPeers.fhir.failNext.set(1);
+        EndToEndPeers.medplum.throttleNext(1);
+        int medplumRequestsBefore = EndToEndPeers.medplum.requests.size();
 
         Tools.Result sent = Tools.run("storescu", "-aet", "MODALITY", "-aec", "ORTHANC", "127.0.0.1",
                 Integer.toString(EndToEndPeers.orthanc.dicomPort), source.toString());
@@ -79,6 +99,54 @@ class EndToEndTest {
             Thread.sleep(100);
         }
         assertEquals(2, PeerQueries.reportsFor(srs).size(), "a DiagnosticReport per SR");
+        assertTrue(EndToEndPeers.fhir.receivedBundles.stream().filter(b -> b.contains(study)).count() >= 2,
+                "HAPI's 500 was retried");
+        assertFalse(PeerQueries.reportsFor(srs).values().stream().anyMatch(r -> r.getSubject().getReference().startsWith("urn:")),
+                "references resolved by the server");
+
+        // Both FHIR servers: one DiagnosticReport per study and model after the retries, found by the searches a user makes.
+        String patientId = "E2E-" + sop.substring(sop.length() - 6);
+        String patientSystem = EndToEndPeers.fhir.stored.values().stream()
+                .filter(r -> r instanceof org.hl7.fhir.r4.model.Patient p && p.getIdentifierFirstRep().getValue().equals(patientId))
+                .map(r -> ((org.hl7.fhir.r4.model.Patient) r).getIdentifierFirstRep().getSystem()).findFirst().orElseThrow();
+        for (FhirPeer server : List.<FhirPeer>of(EndToEndPeers.fhir, EndToEndPeers.medplum)) {
+            String name = server == EndToEndPeers.fhir ? "HAPI" : "Medplum";
+            List<ReportSearches.Found> found = new ArrayList<>();
+            long searchDeadline = System.nanoTime() + 120_000_000_000L;
+            while (true) {
+                found.clear();
+                for (String sr : srs) {
+                    found.add(ReportSearches.find(server, sr, patientSystem, patientId));
+                }
+                if (found.stream().allMatch(f -> f.byIdentifier() > 0) || System.nanoTime() > searchDeadline) {
+                    break;
+                }
+                Thread.sleep(250);
+            }
+            Set<String> reportIds = new HashSet<>();
+            int results = 0;
+            int media = 0;
+            for (ReportSearches.Found f : found) {
+                assertEquals(1, f.byIdentifier(), name + ": DiagnosticReport?identifier= finds exactly one per SR");
+                assertEquals(List.of(), f.unresolved(), name + ": every reference of the report resolves");
+                reportIds.add(f.reportId());
+                results += f.report().path("result").size();
+                media += f.report().path("media").size();
+            }
+            for (ReportSearches.Found f : found) {
+                assertEquals(reportIds, new HashSet<>(f.byPatient()), name + ": the patient's reports are this study's two");
+                assertEquals(results, f.findingsOfStudy(), name + ": Observation?derived-from=ImagingStudy finds every finding");
+                assertEquals(media, f.heatmapsOfStudy(), name + ": Media?part-of=ImagingStudy finds every heatmap");
+            }
+            System.out.printf("e2e %s: %d DiagnosticReports found by identifier and by patient, %d Observations by "
+                    + "derived-from, %d Media by part-of, %d references resolved%n", name, reportIds.size(), results, media,
+                    found.stream().mapToInt(ReportSearches.Found::references).sum());
+        }
+        assertEquals(0, EndToEndPeers.medplum.throttledStillToCome(), "Medplum's 429 was met");
+        List<MedplumPeer.Request> medplumRequests = List.copyOf(EndToEndPeers.medplum.requests)
+                .subList(medplumRequestsBefore, EndToEndPeers.medplum.requests.size());
+        System.out.printf("e2e Medplum (ordered): %d writes for this study's two reports, the first refused 429%n",
+                medplumRequests.stream().filter(q -> !q.method().equals("GET")).count());
         // Every heatmap SC the report announces as Media reaches the PACS too.
         var reports = PeerQueries.reportsFor(srs).values();
         long scDeadline = System.nanoTime() + 60_000_000_000L;

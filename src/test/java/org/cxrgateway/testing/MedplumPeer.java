@@ -104,11 +104,18 @@ public final class MedplumPeer implements AutoCloseable, FhirPeer {
 
     /** The next n writes (POST, PUT) are answered 429 with the peer's Retry-After, as a server under load answers. */
     public void throttleNext(int n) throws IOException, InterruptedException {
-        int status = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/peer/throttle?count=" + n))
-                .POST(HttpRequest.BodyPublishers.noBody()).build(), HttpResponse.BodyHandlers.discarding()).statusCode();
-        if (status != 204) {
-            throw new IOException("throttle control answered " + status);
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/peer/throttle?count=" + n))
+                .POST(HttpRequest.BodyPublishers.noBody()).build(), HttpResponse.BodyHandlers.ofString());
+        if (r.statusCode() != 200) {
+            throw new IOException("throttle control answered " + r.statusCode());
         }
+    }
+
+    /** How many of the throttled writes are still to be refused (0: every one was answered 429). */
+    public int throttledStillToCome() throws IOException, InterruptedException {
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/peer/throttle"))
+                .GET().build(), HttpResponse.BodyHandlers.ofString());
+        return JSON.readTree(r.body()).path("remaining").asInt(-1);
     }
 
     /** Creates a resource unconditionally (to set up a server's state); its answer's status. */
