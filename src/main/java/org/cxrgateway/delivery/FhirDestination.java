@@ -27,6 +27,10 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.HexFormat;
 import java.util.Optional;
@@ -121,10 +125,10 @@ public final class FhirDestination implements Destination {
             writeOrdered(set.fhirBundleJson());
         } else {
             Answer a = send("POST", base, set.fhirBundleJson(), Map.of());
-            if (!a.ok() && mode == FhirWriteMode.AUTO && a.status() == 400 && namesASizeLimit(a.body())) {
+            if (!a.ok() && mode == FhirWriteMode.AUTO && a.status() == 400 && namesASizeLimit(a.diagnostics())) {
                 if (fellBack.compareAndSet(false, true)) {
                     LOG.warnf("FHIR server %s refused a transaction of this size (%s): writing in ordered mode from now on",
-                            base, diagnostics(a.body()));
+                            base, a.diagnostics());
                     if (metrics != null) {
                         metrics.counter("cxr.delivery.fhir.write.mode.fallbacks", "destination", name).increment();
                     }
@@ -183,9 +187,9 @@ public final class FhirDestination implements Destination {
             if (!a.ok()) {
                 throw a.failure("transaction of " + chunk.size() + " entries");
             }
-            JsonNode answered = a.json().path("entry");
+            List<String> answered = FhirAnswer.locations(a.digest(), chunk.size());
             for (int k = 0; k < chunk.size(); k++) {
-                String location = answered.path(k).path("response").path("location").asText("");
+                String location = answered.get(k);
                 String[] parts = location.split("/");
                 if (parts.length < 2) {
                     throw new DeliveryException("FHIR server answered the transaction without a location for entry " + k, true, null);
@@ -254,59 +258,33 @@ public final class FhirDestination implements Destination {
     boolean statesTransactions() {
         try {
             Answer a = send("GET", URI.create(base + "/metadata"), null, Map.of());
-            JsonNode cs = a.json();
-            if (a.status() != 200 || !"CapabilityStatement".equals(cs.path("resourceType").asText())) {
+            if (a.status() != 200 || !"CapabilityStatement".equals(a.digest().resourceType())) {
                 return true;
             }
-            for (JsonNode rest : cs.path("rest")) {
-                for (JsonNode i : rest.path("interaction")) {
-                    if ("transaction".equals(i.path("code").asText())) {
-                        return true;
-                    }
-                }
-            }
-            return false;
+            return a.digest().interactions().contains("transaction");
         } catch (DeliveryException e) {
             return true;
         }
     }
 
     /** Medplum: "Transaction requires strict isolation but has too many entries"; others name the entry count. */
-    static boolean namesASizeLimit(String body) {
-        String d = diagnostics(body).toLowerCase(Locale.ROOT);
+    static boolean namesASizeLimit(String diagnostics) {
+        String d = diagnostics.toLowerCase(Locale.ROOT);
         return d.contains("too many entries") || d.contains("isolation") || (d.contains("entries") && d.contains("limit"))
                 || d.contains("too large") || d.contains("exceeds the maximum");
     }
 
-    /** The OperationOutcome's diagnostics or details text, one line, bounded; else the body's start. */
-    static String diagnostics(String body) {
-        String text = body == null ? "" : body;
-        try {
-            JsonNode oo = JSON.readTree(text);
-            JsonNode issue = oo.path("issue").path(0);
-            String d = issue.path("diagnostics").asText(issue.path("details").path("text").asText(""));
-            if (!d.isEmpty()) {
-                text = d;
-            }
-        } catch (IOException | RuntimeException e) {
-            // not an OperationOutcome: the body's start says what it is
-        }
-        text = text.replaceAll("\\s+", " ").trim();
-        return text.substring(0, Math.min(300, text.length()));
-    }
-
-    /** One HTTP answer: status, Location header, body (bounded). */
-    record Answer(int status, String location, String body, Duration retryAfter) {
+    /** One HTTP answer: status, Location header, what was kept of the body (FhirAnswer), Retry-After. */
+    record Answer(int status, String location, FhirAnswer.Digest digest, Duration retryAfter) {
         boolean ok() {
             return status >= 200 && status < 300;
         }
 
-        JsonNode json() throws DeliveryException {
-            try {
-                return JSON.readTree(body);
-            } catch (IOException e) {
-                throw new DeliveryException("FHIR server answered " + status + " with a body that is not JSON", true, e);
-            }
+        /** The OperationOutcome's first diagnostics or details text, else the body's start: one line, at most 300 characters. */
+        String diagnostics() {
+            String text = digest.diagnostics().isEmpty() ? digest.preview() : digest.diagnostics();
+            text = text.replaceAll("\\s+", " ").trim();
+            return text.substring(0, Math.min(300, text.length()));
         }
 
         /** The id of the resource created or found: from Location, else the body's id. */
@@ -315,7 +293,7 @@ public final class FhirDestination implements Destination {
                 String rest = location.substring(location.lastIndexOf(type + "/") + type.length() + 1);
                 return rest.split("/")[0];
             }
-            String id = json().path("id").asText("");
+            String id = digest.id();
             if (id.isEmpty()) {
                 throw new DeliveryException("FHIR server answered " + status + " without Location or id for " + type, true, null);
             }
@@ -328,7 +306,7 @@ public final class FhirDestination implements Destination {
          */
         DeliveryException failure(String what) {
             boolean retryable = status == 408 || status == 429 || status >= 500;
-            return new DeliveryException("FHIR server answered " + status + " to the " + what + ": " + diagnostics(body),
+            return new DeliveryException("FHIR server answered " + status + " to the " + what + ": " + diagnostics(),
                     retryable, null, retryable ? retryAfter : Duration.ZERO);
         }
     }
@@ -349,15 +327,34 @@ public final class FhirDestination implements Destination {
         if (metrics != null) {
             metrics.counter("cxr.delivery.fhir.requests", "destination", name, "method", method).increment();
         }
+        // the request's timeout covers the wait for the headers only: the whole exchange, body included, gets the same
+        CompletableFuture<HttpResponse<FhirAnswer.Digest>> exchange = client.sendAsync(req.build(), FhirAnswer.HANDLER);
         try {
-            HttpResponse<String> resp = client.send(req.build(), BOUNDED_BODY);
+            HttpResponse<FhirAnswer.Digest> resp = exchange.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
             return new Answer(resp.statusCode(), resp.headers().firstValue("Location").orElse(null), resp.body(),
                     retryAfter(resp.headers().firstValue("Retry-After").orElse(null)));
-        } catch (IOException e) {
-            throw new DeliveryException("FHIR server " + base + " unreachable: " + e, true, e);
+        } catch (TimeoutException e) {
+            exchange.cancel(true);
+            badAnswer("timeout");
+            throw new DeliveryException("FHIR server " + base + " did not answer " + method + " within " + timeout, true, e);
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof FhirAnswer.TooLarge tooLarge) {
+                badAnswer("too-large");
+                throw new DeliveryException("FHIR server " + base + " answered " + method + " with more than "
+                        + FhirAnswer.MAX_BYTES + " bytes: not read further", false, tooLarge);
+            }
+            throw new DeliveryException("FHIR server " + base + " unreachable: " + e.getCause(), true, e.getCause());
         } catch (InterruptedException e) {
+            exchange.cancel(true);
             Thread.currentThread().interrupt();
             throw new DeliveryException("interrupted", true, e);
+        }
+    }
+
+    /** An answer the server did not finish in time, or that went past the size we read. */
+    private void badAnswer(String reason) {
+        if (metrics != null) {
+            metrics.counter("cxr.delivery.fhir.bad.answers", "destination", name, "reason", reason).increment();
         }
     }
 
@@ -378,20 +375,6 @@ public final class FhirDestination implements Destination {
             return Duration.ZERO;
         }
     }
-
-    /** What is read of a response body at most: enough for an OperationOutcome or a transaction response, never a peer-chosen size. */
-    static final int MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
-
-    /** The body as text, cut at MAX_RESPONSE_BYTES; the rest is discarded unread into memory. */
-    static final HttpResponse.BodyHandler<String> BOUNDED_BODY = info -> HttpResponse.BodySubscribers.mapping(
-            HttpResponse.BodySubscribers.ofInputStream(), in -> {
-                try (in) {
-                    byte[] head = in.readNBytes(MAX_RESPONSE_BYTES);
-                    return new String(head, StandardCharsets.UTF_8);
-                } catch (IOException e) {
-                    return "";
-                }
-            });
 
     static String sha256(String s) {
         try {
