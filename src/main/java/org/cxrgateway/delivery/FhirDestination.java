@@ -122,7 +122,7 @@ public final class FhirDestination implements Destination {
         }
         boolean ordered = mode == FhirWriteMode.ORDERED || (mode == FhirWriteMode.AUTO && fellBack.get());
         if (ordered) {
-            writeOrdered(set.fhirBundleJson());
+            writeOrdered(set.fhirBundleJson(), ledger, key);
         } else {
             Answer a = send("POST", base, set.fhirBundleJson(), Map.of());
             if (!a.ok() && mode == FhirWriteMode.AUTO && a.status() == 400 && namesASizeLimit(a.diagnostics())) {
@@ -133,7 +133,7 @@ public final class FhirDestination implements Destination {
                         metrics.counter("cxr.delivery.fhir.write.mode.fallbacks", "destination", name).increment();
                     }
                 }
-                writeOrdered(set.fhirBundleJson());
+                writeOrdered(set.fhirBundleJson(), ledger, key);
             } else if (!a.ok()) {
                 throw a.failure("transaction");
             }
@@ -145,9 +145,11 @@ public final class FhirDestination implements Destination {
      * Ordered mode: the bundle's own entries, in dependency order. Foundations one by one (conditional
      * create, If-None-Exist as the bundle states it), then the other resources in transactions of at most
      * maxTransactionEntries conditional creates, then the DiagnosticReport by conditional update. Each
-     * urn:uuid reference is replaced by the server's Type/id once that is known.
+     * urn:uuid reference is replaced by the server's Type/id once that is known. Each step done is recorded
+     * in the ledger under the bundle's key (fullUrl -> Type/id), so that a retry resumes at the first unfinished
+     * step, its references made with the ids recorded.
      */
-    void writeOrdered(String bundleJson) throws DeliveryException {
+    void writeOrdered(String bundleJson, DeliveryLedger.View ledger, String key) throws DeliveryException {
         JsonNode bundle;
         try {
             bundle = JSON.readTree(bundleJson);
@@ -162,7 +164,11 @@ public final class FhirDestination implements Destination {
             (FOUNDATIONS.contains(type) ? foundations : "DiagnosticReport".equals(type) ? reports : middle).add((ObjectNode) e);
         }
         foundations.sort((a, b) -> FOUNDATIONS.indexOf(type(a)) - FOUNDATIONS.indexOf(type(b)));
-        Map<String, String> ids = new HashMap<>();
+        Map<String, String> ids = new HashMap<>(ledger.steps(key));
+        if (!ids.isEmpty()) {
+            LOG.infof("ordered write of %s to %s resumes: %d resource(s) written before", key, base, ids.size());
+        }
+        List.of(foundations, middle, reports).forEach(l -> l.removeIf(e -> ids.containsKey(e.path("fullUrl").asText())));
         for (ObjectNode e : foundations) {
             ObjectNode resource = rewritten(e, ids, Set.of());
             Answer a = send("POST", base.resolve(base.getPath() + "/" + type(e)), resource.toString(),
@@ -171,6 +177,7 @@ public final class FhirDestination implements Destination {
                 throw a.failure("conditional create of " + type(e));
             }
             ids.put(e.path("fullUrl").asText(), type(e) + "/" + a.resourceId(type(e)));
+            ledger.steps(key, ids);
         }
         for (int i = 0; i < middle.size(); i += maxTransactionEntries) {
             List<ObjectNode> chunk = middle.subList(i, Math.min(middle.size(), i + maxTransactionEntries));
@@ -197,6 +204,7 @@ public final class FhirDestination implements Destination {
                 int at = location.contains("/_history/") ? parts.length - 4 : parts.length - 2;
                 ids.put(chunk.get(k).path("fullUrl").asText(), parts[at] + "/" + parts[at + 1]);
             }
+            ledger.steps(key, ids);
         }
         for (ObjectNode e : reports) {
             ObjectNode resource = rewritten(e, ids, Set.of());
@@ -205,6 +213,8 @@ public final class FhirDestination implements Destination {
             if (!a.ok()) {
                 throw a.failure("conditional update of the DiagnosticReport");
             }
+            ids.put(e.path("fullUrl").asText(), "DiagnosticReport?" + condition); // referenced by none: its condition
+            ledger.steps(key, ids);
         }
     }
 

@@ -156,9 +156,13 @@ class MedplumDeliveryTest {
     }
 
     /**
-     * kill -9 of the delivering process between the requests of one ordered write (the server holds each
-     * answer 400 ms so that the kill lands after the Patient and before the DiagnosticReport), then a new
-     * process resumes the pending report: one of everything, nothing twice.
+     * kill -9 of the delivering process between the steps of one ordered write (the child writes in chunks of
+     * 4, so 3 foundations, 2 transactions and the DiagnosticReport: 6 writes; the server holds each answer
+     * 400 ms, and the kill lands once the second transaction has arrived, so that the first is answered and
+     * recorded and the report not yet written), then a new process resumes the pending report from the
+     * ledger's progress record: it sends only the unfinished steps (the second transaction, its answer lost
+     * with the process, and the report), references the foundations by the ids recorded, and ends with one
+     * of everything, nothing twice.
      */
     @Test
     void killedMidwayThroughAnOrderedWriteAndResumedCreatesNothingTwice() throws Exception {
@@ -166,7 +170,7 @@ class MedplumDeliveryTest {
             Process child = child("submit", slow.baseUrl());
             try {
                 long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
-                while (slow.count("Patient") == 0) {
+                while (writes(slow.requests, "POST", "/fhir") < 2) {
                     assertTrue(child.isAlive() && System.nanoTime() < deadline, "the report never reached the server");
                     Thread.sleep(20);
                 }
@@ -176,15 +180,56 @@ class MedplumDeliveryTest {
             Thread.sleep(1500); // let the server finish what was in flight
             int reportsAtCrash = slow.count("DiagnosticReport");
             assertEquals(0, reportsAtCrash, "the kill came before the report was written (else this test proves nothing)");
+            Path ledger = state.resolve("ledger").resolve("fhir");
+            List<Path> progress;
+            try (var files = Files.list(ledger)) {
+                progress = files.filter(f -> f.getFileName().toString().endsWith(".steps")).toList();
+            }
+            assertEquals(1, progress.size(), "one progress record for the report under way");
+            JsonNode recorded = JSON.readTree(progress.get(0).toFile());
+            assertEquals(3 + 4, recorded.size(), "Patient, Device, ImagingStudy and the first chunk's 4 recorded: " + recorded);
+            int before = slow.requests.size();
             Process resumed = child("resume", slow.baseUrl());
             assertTrue(resumed.waitFor(90, TimeUnit.SECONDS), "resume did not finish");
             String out = new String(resumed.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
             assertTrue(out.contains("delivered 1 dead-lettered 0"), out);
+            List<MedplumPeer.Request> again = List.copyOf(slow.requests.subList(before, slow.requests.size()));
+            System.out.printf("ordered write killed after %d writes; the resumed process sent %d: %s%n",
+                    writes(slow.requests, null, null) - writes(again, null, null), writes(again, null, null),
+                    again.stream().filter(q -> !q.method().equals("GET")).map(q -> q.method() + " " + q.url().split("\\?")[0]).toList());
+            assertEquals(0, writes(again, "POST", "/fhir/Patient"), "the Patient recorded as written is not sent again");
+            assertEquals(0, writes(again, "POST", "/fhir/Device"), "nor the Device");
+            assertEquals(0, writes(again, "POST", "/fhir/ImagingStudy"), "nor the ImagingStudy");
+            assertEquals(1, writes(again, "POST", "/fhir"), "only the second transaction: the first was recorded");
+            assertEquals(1, writes(again, "PUT", "/fhir/DiagnosticReport"), "and the report");
+            assertEquals(2, writes(again, null, null), "nothing else");
+            try (var files = Files.list(ledger)) {
+                assertEquals(List.of(), files.filter(f -> f.getFileName().toString().endsWith(".steps")).toList(),
+                        "the progress record is gone with the acknowledgement");
+            }
             assertEquals(1, slow.count("Patient"));
             assertEquals(1, slow.count("ImagingStudy"));
             assertEquals(4, slow.count("Observation"));
             assertEquals(4, slow.count("Media"));
             assertEquals(1, slow.count("DiagnosticReport"));
+            // the ids recorded before the crash made the references of what the resumed process wrote
+            ReportSet set = new ReportBuilder(ReportSettings.defaults()).build(TestResults.study("46").build());
+            String sr = set.dicom().stream().filter(o -> o.kind().equals("SR")).findFirst().orElseThrow().sopInstanceUid();
+            String[] patient = ReportSearches.patientIdentifier(set.fhirBundleJson());
+            ReportSearches.Found found = ReportSearches.find(slow, sr, patient[0], patient[1]);
+            assertEquals(10, found.references(), "subject, study, 4 results, 4 media");
+            assertEquals(List.of(), found.unresolved(), "every reference resolves on the server");
+            assertEquals(4, found.findingsOfStudy());
+            assertEquals(4, found.heatmapsOfStudy());
+        }
+    }
+
+    /** Writes (not GET) with this method and path (before any query), each when not null. */
+    private static long writes(List<MedplumPeer.Request> requests, String method, String path) {
+        synchronized (requests) {
+            return requests.stream().filter(q -> !q.method().equals("GET"))
+                    .filter(q -> method == null || q.method().equals(method))
+                    .filter(q -> path == null || q.url().split("\\?")[0].equals(path)).count();
         }
     }
 
