@@ -8,6 +8,8 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import org.cxrgateway.message.MessageCodec;
 import org.cxrgateway.message.PoisonMessageException;
+import org.cxrgateway.dicom.SrModel.InstanceRef;
+import org.cxrgateway.report.IssuedSr;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportWarmUp;
 import org.cxrgateway.report.ReportException;
@@ -63,6 +65,7 @@ public final class DeliveryService implements AutoCloseable {
     private final DeadLetterStore deadLetters;
     private final RetryPolicy retry;
     private final PendingStore pending;
+    private final StudyHistory history;
     private final MeterRegistry metrics;
     private final Timer endToEnd;
     private final AtomicInteger delivered = new AtomicInteger();
@@ -75,6 +78,8 @@ public final class DeliveryService implements AutoCloseable {
         this.deadLetters = deadLetters;
         this.retry = retry;
         this.pending = pending;
+        // beside the pending store, so every way of building the service keeps a study's life
+        this.history = new StudyHistory(pending.dir().resolveSibling("studies"));
         this.metrics = metrics;
         for (Destination d : destinations) {
             this.destinations.put(d.name(), d);
@@ -164,6 +169,9 @@ public final class DeliveryService implements AutoCloseable {
 
     private List<CompletableFuture<Outcome>> handOver(byte[] original, Collection<String> targets) {
         String id = PendingStore.idOf(original);
+        if (!recordHandOver(original)) {
+            return List.of();
+        }
         List<String> fresh = targets.stream().filter(t -> !inFlight.containsKey(key(t, id))).toList();
         List<CompletableFuture<Outcome>> all = new ArrayList<>();
         // durable first: only then may the caller commit or drop its copy
@@ -177,6 +185,35 @@ public final class DeliveryService implements AutoCloseable {
             }
         }
         return all;
+    }
+
+    /**
+     * Records the result in its study's history before it becomes pending, so that its place among the study's
+     * results (what it supersedes) is fixed at hand-over. A result of a retracted study is not delivered.
+     *
+     * @return false when the result must not be delivered
+     */
+    private boolean recordHandOver(byte[] original) {
+        StudyResult result;
+        List<IssuedSr> srs;
+        try {
+            result = MessageCodec.decodeResult(original);
+            srs = ReportBuilder.issuedSrs(result);
+        } catch (PoisonMessageException | ReportException | RuntimeException e) {
+            // unreadable or unrenderable: attempt() dead-letters it with the reason
+            return true;
+        }
+        String study = result.getStudy().getStudyInstanceUid();
+        if (history.life(study).map(l -> l.retraction() != null).orElse(false)) {
+            LOG.warnf("study %s: result revision %d not delivered, the study's results were retracted", study,
+                    result.getRevision());
+            metrics.counter("cxr.delivery.retracted.dropped").increment();
+            Audit.record(Audit.Event.SUPERSEDED, study, "job=" + result.getJobId() + " revision=" + result.getRevision()
+                    + " not delivered: retracted");
+            return false;
+        }
+        history.handedOver(result.getStudy(), result.getJobId(), result.getRevision(), srs);
+        return true;
     }
 
     private static long startOf(StudyResult result) {
@@ -223,9 +260,26 @@ public final class DeliveryService implements AutoCloseable {
         }
         StudyResult result;
         ReportSet set;
+        String key;
         try {
             result = MessageCodec.decodeResult(original);
-            set = builder.build(result);
+            String study = result.getStudy().getStudyInstanceUid();
+            key = StudyHistory.key(result.getJobId(), result.getRevision());
+            if (history.staleFor(study, key, d.name())) {
+                // a later result of the study is there already: sending this one would put an older answer back
+                LOG.infof("study %s revision %d not sent to %s: a later revision was delivered there", study,
+                        result.getRevision(), d.name());
+                metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "stale").increment();
+                history.delivered(study, d.name(), key, "stale");
+                Audit.record(Audit.Event.SUPERSEDED, study, "destination=" + d.name() + " revision=" + result.getRevision()
+                        + " not sent: a later revision was delivered");
+                finish(item, done, new Outcome(true, 0));
+                return;
+            }
+            set = builder.build(result, history.supersession(study, key));
+            history.built(study, key, set.dicom().stream().map(o -> new InstanceRef(o.sopClassUid(), o.sopInstanceUid(),
+                    o.seriesInstanceUid())).toList());
+            history.bundle(study, key, set.fhirBundleJson());
         } catch (PoisonMessageException | ReportException | RuntimeException e) {
             // bad content will not improve with retries
             LOG.warnf("pending item %s cannot be rendered for %s: %s", item.id(), d.name(), e.getMessage());
@@ -234,6 +288,7 @@ public final class DeliveryService implements AutoCloseable {
         }
         try {
             d.deliver(set, ledger.view(d.name()));
+            history.delivered(set.studyInstanceUid(), d.name(), key, "delivered");
             delivered.incrementAndGet();
             metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "delivered").increment();
             LOG.infof("study %s delivered to %s (attempt %d)", set.studyInstanceUid(), d.name(), n);

@@ -23,7 +23,9 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A real HAPI FHIR RestfulServer on Jetty (loopback, ephemeral port) whose transaction operation honours
- * conditional create (ifNoneExist on identifier), keeps what it created, and can be told to fail.
+ * conditional create (ifNoneExist on identifier) and conditional update (PUT Type?identifier=...: created at
+ * version 1, or updated in place with meta.versionId + 1 when the content changed, as HAPI's JPA server does,
+ * which skips an update that changes nothing), keeps what it holds, and can be told to fail.
  */
 public final class FhirTestServer implements AutoCloseable {
 
@@ -35,6 +37,8 @@ public final class FhirTestServer implements AutoCloseable {
     public final List<String> authorizations = Collections.synchronizedList(new ArrayList<>());
     public final AtomicInteger failNext = new AtomicInteger();
     public final AtomicInteger creates = new AtomicInteger();
+    /** Conditional updates that changed a resource (a new version). */
+    public final AtomicInteger updates = new AtomicInteger();
     private final AtomicInteger ids = new AtomicInteger();
 
     public FhirTestServer() throws Exception {
@@ -81,6 +85,10 @@ public final class FhirTestServer implements AutoCloseable {
             Bundle out = new Bundle().setType(Bundle.BundleType.TRANSACTIONRESPONSE);
             synchronized (stored) {
                 for (Bundle.BundleEntryComponent e : in.getEntry()) {
+                    if (e.getRequest().getMethod() == Bundle.HTTPVerb.PUT) {
+                        out.addEntry().setResponse(update(e));
+                        continue;
+                    }
                     String cond = e.getRequest().getIfNoneExist();
                     if (cond == null || !cond.startsWith("identifier=")) {
                         throw new InvalidRequestException("every entry must be a conditional create on identifier");
@@ -93,6 +101,7 @@ public final class FhirTestServer implements AutoCloseable {
                     } else {
                         Resource r = e.getResource().copy();
                         r.setId(type + "/" + ids.incrementAndGet());
+                        r.getMeta().setVersionId("1");
                         stored.put(key, r);
                         creates.incrementAndGet();
                         out.addEntry().getResponse().setStatus("201 Created").setLocation(r.getId());
@@ -100,6 +109,49 @@ public final class FhirTestServer implements AutoCloseable {
                 }
             }
             return out;
+        }
+
+        private Bundle.BundleEntryResponseComponent update(Bundle.BundleEntryComponent e) {
+            String url = e.getRequest().getUrl();
+            int q = url.indexOf("?identifier=");
+            if (q < 0) {
+                throw new InvalidRequestException("a PUT entry must be a conditional update on identifier: " + url);
+            }
+            String type = url.substring(0, q);
+            if (!type.equals(e.getResource().fhirType())) {
+                throw new InvalidRequestException("PUT " + url + " carries a " + e.getResource().fhirType());
+            }
+            String key = type + "|" + url.substring(q + "?identifier=".length());
+            Resource existing = stored.get(key);
+            Resource r = e.getResource().copy();
+            if (existing == null) {
+                r.setId(type + "/" + ids.incrementAndGet());
+                r.getMeta().setVersionId("1");
+                stored.put(key, r);
+                creates.incrementAndGet();
+                return new Bundle.BundleEntryResponseComponent().setStatus("201 Created").setLocation(r.getId() + "/_history/1");
+            }
+            String id = existing.getIdElement().getIdPart();
+            int version = Integer.parseInt(existing.getMeta().getVersionId());
+            if (!sameContent(existing, r)) {
+                version++;
+                r.setId(type + "/" + id);
+                r.getMeta().setVersionId(Integer.toString(version));
+                stored.put(key, r);
+                updates.incrementAndGet();
+            }
+            return new Bundle.BundleEntryResponseComponent().setStatus("200 OK")
+                    .setLocation(type + "/" + id + "/_history/" + version);
+        }
+
+        private boolean sameContent(Resource a, Resource b) {
+            Resource x = a.copy();
+            Resource y = b.copy();
+            x.setId((String) null);
+            y.setId((String) null);
+            x.setMeta(null);
+            y.setMeta(null);
+            return ctx.newJsonParser().encodeResourceToString(x).equals(ctx.newJsonParser().encodeResourceToString(y));
         }
     }
 
