@@ -165,6 +165,104 @@ public final class DeliveryService implements AutoCloseable {
             LOG.infof("resuming %d pending result(s)", byId.size());
         }
         byId.values().forEach(this::timeWhenAllDelivered);
+        for (StudyHistory.Life l : history.unfinishedRetractions(destinationNames())) {
+            LOG.infof("study %s: resuming its retraction", l.studyInstanceUid());
+            deliverRetraction(l);
+        }
+    }
+
+    /** The study's life as delivery recorded it; empty when no result of it was handed over here. */
+    public java.util.Optional<StudyHistory.Life> life(String studyUid) {
+        return history.life(studyUid);
+    }
+
+    /** A retraction of nothing: no result of the study was ever handed over here. */
+    public static final class UnknownStudy extends Exception {
+        UnknownStudy(String study) {
+            super("no result of study " + study + " was handed over to delivery");
+        }
+    }
+
+    /**
+     * Withdraws the study's results: recorded durably first (a second retraction is refused and changes nothing),
+     * then each destination gets, with retries, a retraction SR per model naming every SR of that model as
+     * predecessor (and the IOCM note when configured) and the FHIR reports and Observations entered-in-error. A
+     * destination that fails throughout is retried at the next start. Results of the study that arrive later are
+     * not delivered.
+     *
+     * @return the recorded life and a future completed once every destination has settled the retraction
+     */
+    public Map.Entry<StudyHistory.Life, CompletableFuture<Void>> retract(String studyUid, String reason, String by)
+            throws UnknownStudy, StudyHistory.AlreadyRetracted {
+        StudyHistory.Life l = history.retract(studyUid, UUID.randomUUID().toString(), reason, by)
+                .orElseThrow(() -> new UnknownStudy(studyUid));
+        Audit.record(Audit.Event.RETRACTED, studyUid, String.format("by=%s revisions=%d reason_chars=%d",
+                by, l.issues().size(), reason.length()));
+        metrics.counter("cxr.delivery.retractions").increment();
+        return Map.entry(l, deliverRetraction(l));
+    }
+
+    private CompletableFuture<Void> deliverRetraction(StudyHistory.Life l) {
+        StudyHistory.Retraction r = l.retraction();
+        Map<String, IssuedSr> latest = new LinkedHashMap<>();
+        Map<String, List<InstanceRef>> allSrs = new LinkedHashMap<>();
+        List<InstanceRef> issued = new ArrayList<>();
+        for (StudyHistory.Issue i : l.issues()) {
+            for (StudyHistory.Sr sr : i.srs()) {
+                InstanceRef ref = new InstanceRef(sr.sr().sopClassUid(), sr.sr().sopInstanceUid(), sr.sr().seriesInstanceUid());
+                latest.put(sr.modelId(), new IssuedSr(sr.modelId(), sr.modelVersion(), sr.diagnostic(), ref, sr.images().stream()
+                        .map(x -> new InstanceRef(x.sopClassUid(), x.sopInstanceUid(), x.seriesInstanceUid())).toList()));
+                List<InstanceRef> list = allSrs.computeIfAbsent(sr.modelId(), k -> new ArrayList<>());
+                if (!list.contains(ref)) {
+                    list.add(ref);
+                }
+                issued.add(ref);
+            }
+            i.objects().forEach(o -> issued.add(new InstanceRef(o.sopClassUid(), o.sopInstanceUid(), o.seriesInstanceUid())));
+        }
+        ReportSet set;
+        try {
+            set = builder.buildRetraction(l.study(), r.id(), l.issues().size() + 1, List.copyOf(latest.values()), allSrs,
+                    issued.stream().distinct().toList(), r.reason(), r.atEpochMs(), history.lastBundle(l.studyInstanceUid()).orElse(null));
+        } catch (ReportException | RuntimeException e) {
+            LOG.errorf("study %s: retraction cannot be built: %s", l.studyInstanceUid(), e.getMessage());
+            return CompletableFuture.failedFuture(e);
+        }
+        List<CompletableFuture<Boolean>> all = new ArrayList<>();
+        for (Destination d : destinations.values()) {
+            if (r.deliveredTo().contains(d.name())) {
+                continue;
+            }
+            CompletableFuture<Boolean> f = new CompletableFuture<>();
+            all.add(f);
+            executors.get(d.name()).execute(() -> attemptRetraction(d, set, 1, f));
+        }
+        return CompletableFuture.allOf(all.toArray(new CompletableFuture[0]));
+    }
+
+    private void attemptRetraction(Destination d, ReportSet set, int n, CompletableFuture<Boolean> done) {
+        try {
+            d.deliver(set, ledger.view(d.name()));
+            history.retractionDelivered(set.studyInstanceUid(), d.name());
+            LOG.infof("study %s: retraction delivered to %s (attempt %d)", set.studyInstanceUid(), d.name(), n);
+            Audit.record(Audit.Event.DELIVERED, set.studyInstanceUid(), String.format("destination=%s retraction objects=%d attempt=%d",
+                    d.name(), set.dicom().size(), n));
+            done.complete(true);
+        } catch (DeliveryException | RuntimeException e) {
+            boolean retryable = !(e instanceof DeliveryException de) || de.retryable();
+            if (retryable && n < retry.maxAttempts()) {
+                long delay = retry.delayMillis(n + 1);
+                LOG.warnf("study %s: retraction to %s failed (attempt %d), retry in %d ms: %s", set.studyInstanceUid(),
+                        d.name(), n, delay, e.getMessage());
+                executors.get(d.name()).schedule(() -> attemptRetraction(d, set, n + 1, done), delay, TimeUnit.MILLISECONDS);
+            } else {
+                // kept as not delivered in the history: the next start tries again
+                LOG.errorf("study %s: retraction to %s failed after %d attempt(s), retried at the next start: %s",
+                        set.studyInstanceUid(), d.name(), n, e.getMessage());
+                metrics.counter("cxr.delivery.retraction.failures", "destination", d.name()).increment();
+                done.complete(false);
+            }
+        }
     }
 
     private List<CompletableFuture<Outcome>> handOver(byte[] original, Collection<String> targets) {
@@ -265,6 +363,14 @@ public final class DeliveryService implements AutoCloseable {
             result = MessageCodec.decodeResult(original);
             String study = result.getStudy().getStudyInstanceUid();
             key = StudyHistory.key(result.getJobId(), result.getRevision());
+            if (history.life(study).map(l -> l.retraction() != null).orElse(false)) {
+                LOG.infof("study %s revision %d not sent to %s: the study's results were retracted", study,
+                        result.getRevision(), d.name());
+                metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "retracted").increment();
+                history.delivered(study, d.name(), key, "retracted");
+                finish(item, done, new Outcome(true, 0));
+                return;
+            }
             if (history.staleFor(study, key, d.name())) {
                 // a later result of the study is there already: sending this one would put an older answer back
                 LOG.infof("study %s revision %d not sent to %s: a later revision was delivered there", study,

@@ -193,6 +193,52 @@ class SupersessionTest {
         }
     }
 
+    @Test
+    void aRetractionWithdrawsTheResultsOnceAndASecondChangesNothing() throws Exception {
+        Path state = work.resolve("state");
+        StudyResult first = TestResults.study("64").build();
+        String study = first.getStudy().getStudyInstanceUid();
+        try (DeliveryService svc = service(state, pacsAndHapi(state), true)) {
+            svc.submit(first).get(60, TimeUnit.SECONDS);
+            svc.submit(TestResults.lateInstance(first, 1)).get(60, TimeUnit.SECONDS);
+            int pacsObjects = JSON.readTree(orthanc.post("/tools/find", """
+                    {"Level":"Instance","Query":{"StudyInstanceUID":"%s"}}""".formatted(study))).size();
+            svc.retract(study, "model recalled by its vendor", "ops").getValue().get(60, TimeUnit.SECONDS);
+            DiagnosticReport report = onlyReport();
+            assertEquals(DiagnosticReport.DiagnosticReportStatus.ENTEREDINERROR, report.getStatus());
+            assertEquals("3", report.getMeta().getVersionId(), "preliminary, amended, entered-in-error");
+            assertTrue(report.getConclusion().contains("model recalled by its vendor"), report.getConclusion());
+            assertTrue(fhir.stored.values().stream().filter(r -> r instanceof Observation).allMatch(r ->
+                    ((Observation) r).getStatus() == Observation.ObservationStatus.ENTEREDINERROR));
+            List<JsonNode> srs = instances(study, "SR");
+            assertEquals(3, srs.size(), "two reports and the retraction");
+            JsonNode retraction = srs.stream().filter(s -> s.path("PredecessorDocumentsSequence").path(0)
+                    .path("ReferencedSeriesSequence").path(0).path("ReferencedSOPSequence").size() == 2).findFirst().orElseThrow();
+            Path f = file(retraction);
+            assertEquals(List.of(), Tools.dciodvfyErrors(f), "dciodvfy retraction SR");
+            Tools.Result dump = Tools.run("dsrdump", "+Pl", f.toString());
+            assertEquals(0, dump.exit(), dump.out());
+            assertTrue(dump.out().contains("RETRACTED") && dump.out().contains("model recalled by its vendor"), dump.out());
+            assertEquals(2, instances(study, "KO").size(), "the supersession's note and the retraction's");
+            int after = JSON.readTree(orthanc.post("/tools/find", """
+                    {"Level":"Instance","Query":{"StudyInstanceUID":"%s"}}""".formatted(study))).size();
+            assertEquals(pacsObjects + 2, after, "one retraction SR and one rejection note");
+
+            int updates = fhir.updates.get();
+            int bundles = fhir.receivedBundles.size();
+            StudyHistory.AlreadyRetracted again = org.junit.jupiter.api.Assertions.assertThrows(StudyHistory.AlreadyRetracted.class,
+                    () -> svc.retract(study, "again", "ops"));
+            assertEquals("model recalled by its vendor", again.retraction.reason());
+            // a result arriving after the retraction is not delivered either
+            svc.submit(TestResults.lateInstance(first, 2)).get(60, TimeUnit.SECONDS);
+            Thread.sleep(500);
+            assertEquals(updates, fhir.updates.get());
+            assertEquals(bundles, fhir.receivedBundles.size());
+            assertEquals(after, JSON.readTree(orthanc.post("/tools/find", """
+                    {"Level":"Instance","Query":{"StudyInstanceUID":"%s"}}""".formatted(study))).size());
+        }
+    }
+
     private static String reportIdentifier(StudyResult r) {
         return org.cxrgateway.report.FhirBundleBuilder.reportIdentifier(r.getStudy().getStudyInstanceUid(),
                 r.getImages().get(0).getRuns().get(0).getModelId()).getValue();
