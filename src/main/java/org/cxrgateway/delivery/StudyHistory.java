@@ -277,7 +277,13 @@ public final class StudyHistory {
                 return;
             }
             try {
-                DurableFiles.write(bundleFile(study), json.getBytes(StandardCharsets.UTF_8));
+                byte[] bytes = json.getBytes(StandardCharsets.UTF_8);
+                Path f = bundleFile(study);
+                // each destination builds the same bundle: one durable write, not one per destination
+                if (Files.exists(f) && Files.size(f) == bytes.length && java.util.Arrays.equals(Files.readAllBytes(f), bytes)) {
+                    return;
+                }
+                DurableFiles.write(f, bytes);
             } catch (IOException e) {
                 throw new UncheckedIOException("cannot record the study's FHIR bundle", e);
             }

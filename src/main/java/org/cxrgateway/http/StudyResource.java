@@ -47,6 +47,9 @@ public class StudyResource {
     @Inject
     SecurityIdentity identity;
 
+    @Inject
+    io.micrometer.core.instrument.MeterRegistry metrics;
+
     public record RetractRequest(String reason) {
     }
 
@@ -57,6 +60,7 @@ public class StudyResource {
         Optional<StudyHistory.Life> life = delivery.life(uid);
         Optional<StudyAssembler.SpooledStudy> spooled = spooled(uid);
         if (life.isEmpty() && spooled.isEmpty()) {
+            refused("not_found");
             throw error(Response.Status.NOT_FOUND, "study " + uid + " is neither spooled nor delivered here");
         }
         Map<String, Object> out = new LinkedHashMap<>();
@@ -97,6 +101,7 @@ public class StudyResource {
         String reason = request == null || request.reason() == null ? "" : request.reason().strip();
         if (reason.isEmpty() || reason.length() > MAX_REASON || reason.chars().anyMatch(c -> c < 0x20)) {
             LOG.warnf("retraction of study %s refused: reason missing, over %d characters or not one line", uid, MAX_REASON);
+            refused("bad_reason");
             throw error(Response.Status.BAD_REQUEST, "a reason of 1 to " + MAX_REASON + " characters on one line is required");
         }
         String by = identity == null || identity.isAnonymous() ? "anonymous" : identity.getPrincipal().getName();
@@ -105,9 +110,12 @@ public class StudyResource {
             return Response.accepted(Map.of("studyInstanceUid", uid, "retraction", l.retraction(), "revisions", l.issues().size()))
                     .build();
         } catch (DeliveryService.UnknownStudy e) {
+            refused("not_found");
+            LOG.infof("retraction of study %s refused: nothing delivered for it here", uid);
             throw error(Response.Status.NOT_FOUND, e.getMessage());
         } catch (StudyHistory.AlreadyRetracted e) {
             LOG.infof("retraction of study %s refused: already retracted", uid);
+            refused("already_retracted");
             throw error(Response.Status.CONFLICT, "study " + uid + " was already retracted at " + e.retraction.atEpochMs()
                     + " by " + e.retraction.by());
         }
@@ -120,13 +128,18 @@ public class StudyResource {
         checkUid(uid);
         StudyAssembler a = ingest.assembler();
         if (a == null) {
+            refused("conflict");
             throw error(Response.Status.CONFLICT, "the listener role (and its spool) does not run in this process");
         }
         if (delivery.life(uid).map(l -> l.retraction() != null).orElse(false)) {
+            refused("conflict");
+            LOG.infof("re-score of study %s refused: retracted", uid);
             throw error(Response.Status.CONFLICT, "study " + uid + " was retracted: its results are not sent again");
         }
         String refused = a.rescore(uid);
         if (refused != null) {
+            refused(refused.contains("not in the spool") ? "not_found" : "conflict");
+            LOG.infof("re-score of study %s refused: %s", uid, refused);
             throw error(refused.contains("not in the spool") ? Response.Status.NOT_FOUND : Response.Status.CONFLICT, refused);
         }
         return Response.accepted(Map.of("studyInstanceUid", uid, "rescore", "queued")).build();
@@ -137,10 +150,16 @@ public class StudyResource {
         return a == null ? Optional.empty() : a.spooled(uid);
     }
 
-    private static void checkUid(String uid) {
+    private void checkUid(String uid) {
         if (uid == null || uid.length() > 64 || !uid.matches(UID)) {
+            refused("bad_uid");
+            LOG.warn("/admin/studies request refused: the path does not hold a UID");
             throw error(Response.Status.BAD_REQUEST, "not a UID");
         }
+    }
+
+    private void refused(String reason) {
+        metrics.counter("cxr.admin.studies.refused", "reason", reason).increment();
     }
 
     private static WebApplicationException error(Response.Status status, String message) {

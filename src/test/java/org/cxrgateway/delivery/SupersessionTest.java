@@ -189,6 +189,17 @@ class SupersessionTest {
                 assertEquals(2, history.path("entry").size(), "two versions of the one report");
                 assertEquals(8, medplum.count("Observation"));
                 assertEquals(8, report.path("result").size());
+
+                // a retraction through the same ordered writes: the one report and its findings entered-in-error
+                svc.retract(first.getStudy().getStudyInstanceUid(), "model recalled", "ops").getValue().get(60, TimeUnit.SECONDS);
+                JsonNode retracted = medplum.search("DiagnosticReport", "identifier", URN + "|" + reportIdentifier(first))
+                        .path("entry").get(0).path("resource");
+                assertEquals("entered-in-error", retracted.path("status").asText());
+                assertEquals(report.path("id").asText(), retracted.path("id").asText());
+                assertEquals(1, medplum.count("DiagnosticReport"));
+                for (JsonNode ref : retracted.path("result")) {
+                    assertEquals("entered-in-error", medplum.read(ref.path("reference").asText()).path("status").asText());
+                }
             }
         }
     }

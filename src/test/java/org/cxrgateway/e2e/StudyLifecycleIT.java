@@ -175,6 +175,12 @@ class StudyLifecycleIT {
             assertFalse(life.body().contains("LIFE-") || life.body().contains("Jane") || life.body().contains("19700101"),
                     "no patient attribute: " + life.body());
             assertEquals(401, get(gw, "/admin/studies/" + study, TOKEN + "x").statusCode());
+            assertEquals(400, get(gw, "/admin/studies/not-a-uid", TOKEN).statusCode());
+            assertEquals(400, post(gw, "/admin/studies/" + study + "/retract", "{\"reason\":\"\"}", TOKEN).statusCode(),
+                    "a retraction needs a reason");
+            assertEquals(404, post(gw, "/admin/studies/" + uid() + "/rescore", null, TOKEN).statusCode());
+            assertTrue(get(gw, "/q/metrics", TOKEN).body().contains("cxr_admin_studies_refused_total{reason=\"bad_reason\"}"),
+                    "refusals are counted");
 
             // 4. retract: entered-in-error, a retraction SR per model, an audit line; a second retract is 409
             int before = instances(study, null).size();
