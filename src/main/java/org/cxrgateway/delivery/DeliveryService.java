@@ -40,6 +40,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  * leaves the pending store when its destination acknowledged it (and the ledger recorded it) or when its dead
  * letter is written.
  *
+ * <p>Each result is entered in its study's {@link StudyHistory} at hand-over; what it supersedes (the SRs of the
+ * same model handed over before it) is read from there when its reports are built, an older result is not sent
+ * where a later one was already delivered, and a retraction ({@link #retract}) withdraws everything issued.
+ *
  * <p>Metrics: cxr_delivery_total{destination,outcome=delivered|dead_lettered}, cxr_delivery_retries_total
  * {destination}, cxr_delivery_pending{destination} and cxr_study_end_to_end_seconds (from the reception of the
  * study's last instance, or the result's creation when that is unknown, to the acknowledgement by its last
