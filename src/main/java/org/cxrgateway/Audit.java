@@ -4,7 +4,8 @@ import org.jboss.logging.Logger;
 import org.jboss.logging.MDC;
 
 /**
- * The audit trail of a study's life: received, queued (or quarantined, retried), scored, delivered, failed. One line per
+ * The audit trail of a study's life: received, queued (or quarantined, retried, re-scored), scored, delivered (or
+ * superseded), retracted, failed. One line per
  * event on the {@code cxr.audit} logger, with UIDs and timings only, never patient names. Every
  * log line written inside {@link #correlate(String)} carries the study as its correlation id.
  */
@@ -13,7 +14,7 @@ public final class Audit {
     private static final Logger LOG = Logger.getLogger("cxr.audit");
     static final String MDC_KEY = "study";
 
-    public enum Event { RECEIVED, REJECTED, SKIPPED, QUEUED, QUARANTINED, RETRIED, SCORED, DELIVERED, DEAD_LETTERED, REPLAYED, FAILED }
+    public enum Event { RECEIVED, REJECTED, SKIPPED, QUEUED, QUARANTINED, RETRIED, SCORED, DELIVERED, DEAD_LETTERED, REPLAYED, FAILED, SUPERSEDED, RETRACTED, RESCORED }
 
     private Audit() {
     }

@@ -8,6 +8,8 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import org.cxrgateway.message.MessageCodec;
 import org.cxrgateway.message.PoisonMessageException;
+import org.cxrgateway.dicom.SrModel.InstanceRef;
+import org.cxrgateway.report.IssuedSr;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportWarmUp;
 import org.cxrgateway.report.ReportException;
@@ -38,6 +40,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  * leaves the pending store when its destination acknowledged it (and the ledger recorded it) or when its dead
  * letter is written.
  *
+ * <p>Each result is entered in its study's {@link StudyHistory} at hand-over; what it supersedes (the SRs of the
+ * same model handed over before it) is read from there when its reports are built, an older result is not sent
+ * where a later one was already delivered, and a retraction ({@link #retract}) withdraws everything issued.
+ *
  * <p>Metrics: cxr_delivery_total{destination,outcome=delivered|dead_lettered}, cxr_delivery_retries_total
  * {destination}, cxr_delivery_pending{destination} and cxr_study_end_to_end_seconds (from the reception of the
  * study's last instance, or the result's creation when that is unknown, to the acknowledgement by its last
@@ -63,6 +69,7 @@ public final class DeliveryService implements AutoCloseable {
     private final DeadLetterStore deadLetters;
     private final RetryPolicy retry;
     private final PendingStore pending;
+    private final StudyHistory history;
     private final MeterRegistry metrics;
     private final Timer endToEnd;
     private final AtomicInteger delivered = new AtomicInteger();
@@ -75,6 +82,8 @@ public final class DeliveryService implements AutoCloseable {
         this.deadLetters = deadLetters;
         this.retry = retry;
         this.pending = pending;
+        // beside the pending store, so every way of building the service keeps a study's life
+        this.history = new StudyHistory(pending.dir().resolveSibling("studies"));
         this.metrics = metrics;
         for (Destination d : destinations) {
             this.destinations.put(d.name(), d);
@@ -160,10 +169,111 @@ public final class DeliveryService implements AutoCloseable {
             LOG.infof("resuming %d pending result(s)", byId.size());
         }
         byId.values().forEach(this::timeWhenAllDelivered);
+        for (StudyHistory.Life l : history.unfinishedRetractions(destinationNames())) {
+            LOG.infof("study %s: resuming its retraction", l.studyInstanceUid());
+            deliverRetraction(l);
+        }
+    }
+
+    /** The study's life as delivery recorded it; empty when no result of it was handed over here. */
+    public java.util.Optional<StudyHistory.Life> life(String studyUid) {
+        return history.life(studyUid);
+    }
+
+    /** A retraction of nothing: no result of the study was ever handed over here. */
+    public static final class UnknownStudy extends Exception {
+        UnknownStudy(String study) {
+            super("no result of study " + study + " was handed over to delivery");
+        }
+    }
+
+    /**
+     * Withdraws the study's results: recorded durably first (a second retraction is refused and changes nothing),
+     * then each destination gets, with retries, a retraction SR per model naming every SR of that model as
+     * predecessor (and the IOCM note when configured) and the FHIR reports and Observations entered-in-error. A
+     * destination that fails throughout is retried at the next start. Results of the study that arrive later are
+     * not delivered.
+     *
+     * @return the recorded life and a future completed once every destination has settled the retraction
+     */
+    public Map.Entry<StudyHistory.Life, CompletableFuture<Void>> retract(String studyUid, String reason, String by)
+            throws UnknownStudy, StudyHistory.AlreadyRetracted {
+        StudyHistory.Life l = history.retract(studyUid, UUID.randomUUID().toString(), reason, by)
+                .orElseThrow(() -> new UnknownStudy(studyUid));
+        Audit.record(Audit.Event.RETRACTED, studyUid, String.format("by=%s revisions=%d reason_chars=%d",
+                by, l.issues().size(), reason.length()));
+        metrics.counter("cxr.delivery.retractions").increment();
+        return Map.entry(l, deliverRetraction(l));
+    }
+
+    private CompletableFuture<Void> deliverRetraction(StudyHistory.Life l) {
+        StudyHistory.Retraction r = l.retraction();
+        Map<String, IssuedSr> latest = new LinkedHashMap<>();
+        Map<String, List<InstanceRef>> allSrs = new LinkedHashMap<>();
+        List<InstanceRef> issued = new ArrayList<>();
+        for (StudyHistory.Issue i : l.issues()) {
+            for (StudyHistory.Sr sr : i.srs()) {
+                InstanceRef ref = new InstanceRef(sr.sr().sopClassUid(), sr.sr().sopInstanceUid(), sr.sr().seriesInstanceUid());
+                latest.put(sr.modelId(), new IssuedSr(sr.modelId(), sr.modelVersion(), sr.diagnostic(), ref, sr.images().stream()
+                        .map(x -> new InstanceRef(x.sopClassUid(), x.sopInstanceUid(), x.seriesInstanceUid())).toList()));
+                List<InstanceRef> list = allSrs.computeIfAbsent(sr.modelId(), k -> new ArrayList<>());
+                if (!list.contains(ref)) {
+                    list.add(ref);
+                }
+                issued.add(ref);
+            }
+            i.objects().forEach(o -> issued.add(new InstanceRef(o.sopClassUid(), o.sopInstanceUid(), o.seriesInstanceUid())));
+        }
+        ReportSet set;
+        try {
+            set = builder.buildRetraction(l.study(), r.id(), l.issues().size() + 1, List.copyOf(latest.values()), allSrs,
+                    issued.stream().distinct().toList(), r.reason(), r.atEpochMs(), history.lastBundle(l.studyInstanceUid()).orElse(null));
+        } catch (ReportException | RuntimeException e) {
+            LOG.errorf("study %s: retraction cannot be built: %s", l.studyInstanceUid(), e.getMessage());
+            return CompletableFuture.failedFuture(e);
+        }
+        List<CompletableFuture<Boolean>> all = new ArrayList<>();
+        for (Destination d : destinations.values()) {
+            if (r.deliveredTo().contains(d.name())) {
+                continue;
+            }
+            CompletableFuture<Boolean> f = new CompletableFuture<>();
+            all.add(f);
+            executors.get(d.name()).execute(() -> attemptRetraction(d, set, 1, f));
+        }
+        return CompletableFuture.allOf(all.toArray(new CompletableFuture[0]));
+    }
+
+    private void attemptRetraction(Destination d, ReportSet set, int n, CompletableFuture<Boolean> done) {
+        try {
+            d.deliver(set, ledger.view(d.name()));
+            history.retractionDelivered(set.studyInstanceUid(), d.name());
+            LOG.infof("study %s: retraction delivered to %s (attempt %d)", set.studyInstanceUid(), d.name(), n);
+            Audit.record(Audit.Event.DELIVERED, set.studyInstanceUid(), String.format("destination=%s retraction objects=%d attempt=%d",
+                    d.name(), set.dicom().size(), n));
+            done.complete(true);
+        } catch (DeliveryException | RuntimeException e) {
+            boolean retryable = !(e instanceof DeliveryException de) || de.retryable();
+            if (retryable && n < retry.maxAttempts()) {
+                long delay = retry.delayMillis(n + 1);
+                LOG.warnf("study %s: retraction to %s failed (attempt %d), retry in %d ms: %s", set.studyInstanceUid(),
+                        d.name(), n, delay, e.getMessage());
+                executors.get(d.name()).schedule(() -> attemptRetraction(d, set, n + 1, done), delay, TimeUnit.MILLISECONDS);
+            } else {
+                // kept as not delivered in the history: the next start tries again
+                LOG.errorf("study %s: retraction to %s failed after %d attempt(s), retried at the next start: %s",
+                        set.studyInstanceUid(), d.name(), n, e.getMessage());
+                metrics.counter("cxr.delivery.retraction.failures", "destination", d.name()).increment();
+                done.complete(false);
+            }
+        }
     }
 
     private List<CompletableFuture<Outcome>> handOver(byte[] original, Collection<String> targets) {
         String id = PendingStore.idOf(original);
+        if (!recordHandOver(original)) {
+            return List.of();
+        }
         List<String> fresh = targets.stream().filter(t -> !inFlight.containsKey(key(t, id))).toList();
         List<CompletableFuture<Outcome>> all = new ArrayList<>();
         // durable first: only then may the caller commit or drop its copy
@@ -177,6 +287,35 @@ public final class DeliveryService implements AutoCloseable {
             }
         }
         return all;
+    }
+
+    /**
+     * Records the result in its study's history before it becomes pending, so that its place among the study's
+     * results (what it supersedes) is fixed at hand-over. A result of a retracted study is not delivered.
+     *
+     * @return false when the result must not be delivered
+     */
+    private boolean recordHandOver(byte[] original) {
+        StudyResult result;
+        List<IssuedSr> srs;
+        try {
+            result = MessageCodec.decodeResult(original);
+            srs = ReportBuilder.issuedSrs(result);
+        } catch (PoisonMessageException | ReportException | RuntimeException e) {
+            // unreadable or unrenderable: attempt() dead-letters it with the reason
+            return true;
+        }
+        String study = result.getStudy().getStudyInstanceUid();
+        if (history.life(study).map(l -> l.retraction() != null).orElse(false)) {
+            LOG.warnf("study %s: result revision %d not delivered, the study's results were retracted", study,
+                    result.getRevision());
+            metrics.counter("cxr.delivery.retracted.dropped").increment();
+            Audit.record(Audit.Event.SUPERSEDED, study, "job=" + result.getJobId() + " revision=" + result.getRevision()
+                    + " not delivered: retracted");
+            return false;
+        }
+        history.handedOver(result.getStudy(), result.getJobId(), result.getRevision(), srs);
+        return true;
     }
 
     private static long startOf(StudyResult result) {
@@ -223,9 +362,34 @@ public final class DeliveryService implements AutoCloseable {
         }
         StudyResult result;
         ReportSet set;
+        String key;
         try {
             result = MessageCodec.decodeResult(original);
-            set = builder.build(result);
+            String study = result.getStudy().getStudyInstanceUid();
+            key = StudyHistory.key(result.getJobId(), result.getRevision());
+            if (history.life(study).map(l -> l.retraction() != null).orElse(false)) {
+                LOG.infof("study %s revision %d not sent to %s: the study's results were retracted", study,
+                        result.getRevision(), d.name());
+                metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "retracted").increment();
+                history.delivered(study, d.name(), key, "retracted");
+                finish(item, done, new Outcome(true, 0));
+                return;
+            }
+            if (history.staleFor(study, key, d.name())) {
+                // a later result of the study is there already: sending this one would put an older answer back
+                LOG.infof("study %s revision %d not sent to %s: a later revision was delivered there", study,
+                        result.getRevision(), d.name());
+                metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "stale").increment();
+                history.delivered(study, d.name(), key, "stale");
+                Audit.record(Audit.Event.SUPERSEDED, study, "destination=" + d.name() + " revision=" + result.getRevision()
+                        + " not sent: a later revision was delivered");
+                finish(item, done, new Outcome(true, 0));
+                return;
+            }
+            set = builder.build(result, history.supersession(study, key));
+            history.built(study, key, set.dicom().stream().map(o -> new InstanceRef(o.sopClassUid(), o.sopInstanceUid(),
+                    o.seriesInstanceUid())).toList());
+            history.bundle(study, key, set.fhirBundleJson());
         } catch (PoisonMessageException | ReportException | RuntimeException e) {
             // bad content will not improve with retries
             LOG.warnf("pending item %s cannot be rendered for %s: %s", item.id(), d.name(), e.getMessage());
@@ -234,6 +398,7 @@ public final class DeliveryService implements AutoCloseable {
         }
         try {
             d.deliver(set, ledger.view(d.name()));
+            history.delivered(set.studyInstanceUid(), d.name(), key, "delivered");
             delivered.incrementAndGet();
             metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "delivered").increment();
             LOG.infof("study %s delivered to %s (attempt %d)", set.studyInstanceUid(), d.name(), n);

@@ -111,6 +111,9 @@ public final class FhirDestination implements Destination {
 
     @Override
     public void deliver(ReportSet set, DeliveryLedger.View ledger) throws DeliveryException {
+        if (set.fhirBundleJson() == null) {
+            return; // a retraction of a study whose report never reached FHIR
+        }
         String key = "bundle-" + sha256(set.fhirBundleJson());
         if (ledger.acked(key)) {
             return;
@@ -143,11 +146,11 @@ public final class FhirDestination implements Destination {
 
     /**
      * Ordered mode: the bundle's own entries, in dependency order. Foundations one by one (conditional
-     * create, If-None-Exist as the bundle states it), then the other resources in transactions of at most
-     * maxTransactionEntries conditional creates, then the DiagnosticReport by conditional update. Each
-     * urn:uuid reference is replaced by the server's Type/id once that is known. Each step done is recorded
-     * in the ledger under the bundle's key (fullUrl -> Type/id), so that a retry resumes at the first unfinished
-     * step, its references made with the ids recorded.
+     * create, If-None-Exist as the bundle states it), then the other conditional creates in transactions of at
+     * most maxTransactionEntries, then the conditional updates (Observations, then their DiagnosticReport) one
+     * request each, in bundle order. Each urn:uuid reference is replaced by the server's Type/id once that is known.
+     * Each step done is recorded in the ledger under the bundle's key (fullUrl -> Type/id), so that a retry
+     * resumes at the first unfinished step, its references made with the ids recorded.
      */
     void writeOrdered(String bundleJson, DeliveryLedger.View ledger, String key) throws DeliveryException {
         JsonNode bundle;
@@ -161,7 +164,8 @@ public final class FhirDestination implements Destination {
         List<ObjectNode> reports = new ArrayList<>();
         for (JsonNode e : bundle.path("entry")) {
             String type = e.path("resource").path("resourceType").asText();
-            (FOUNDATIONS.contains(type) ? foundations : "DiagnosticReport".equals(type) ? reports : middle).add((ObjectNode) e);
+            boolean update = "PUT".equals(e.path("request").path("method").asText());
+            (FOUNDATIONS.contains(type) ? foundations : update ? reports : middle).add((ObjectNode) e);
         }
         foundations.sort((a, b) -> FOUNDATIONS.indexOf(type(a)) - FOUNDATIONS.indexOf(type(b)));
         Map<String, String> ids = new HashMap<>(ledger.steps(key));
@@ -208,12 +212,13 @@ public final class FhirDestination implements Destination {
         }
         for (ObjectNode e : reports) {
             ObjectNode resource = rewritten(e, ids, Set.of());
-            String condition = e.path("request").path("ifNoneExist").asText();
-            Answer a = send("PUT", URI.create(base + "/DiagnosticReport?" + query(condition)), resource.toString(), Map.of());
+            String url = e.path("request").path("url").asText();
+            int q = url.indexOf('?');
+            Answer a = send("PUT", URI.create(base + "/" + type(e) + "?" + query(url.substring(q + 1))), resource.toString(), Map.of());
             if (!a.ok()) {
-                throw a.failure("conditional update of the DiagnosticReport");
+                throw a.failure("conditional update of " + type(e));
             }
-            ids.put(e.path("fullUrl").asText(), "DiagnosticReport?" + condition); // referenced by none: its condition
+            ids.put(e.path("fullUrl").asText(), type(e) + "/" + a.resourceId(type(e)));
             ledger.steps(key, ids);
         }
     }

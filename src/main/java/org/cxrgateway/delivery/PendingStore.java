@@ -29,6 +29,10 @@ public final class PendingStore {
         this.dir = dir;
     }
 
+    public Path dir() {
+        return dir;
+    }
+
     /** One result waiting for one destination. */
     public record Item(String destination, String id, Path file) {
         public byte[] read() throws IOException {

@@ -42,6 +42,10 @@ public final class DicomObjectWriter {
     public static final String COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34";
     public static final String SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7";
     public static final String PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30";
+    public static final String KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59";
+    /** IHE IOCM's default rejection note title (CID 7011). */
+    public static final Coded REJECTED_FOR_QUALITY_REASONS = new Coded("113001", "DCM", "Rejected for Quality Reasons");
+    static final Coded KEY_OBJECT_DESCRIPTION = new Coded("113012", "DCM", "Key Object Description");
 
     static final Coded PROCESSING_ALGORITHM = new Coded("Newcode1", "99IHE", "Processing Algorithm");
     static final Coded QUANTITY = new Coded("246205007", "SCT", "Quantity");
@@ -98,9 +102,57 @@ public final class DicomObjectWriter {
                 g.explanations().forEach(e -> referenced.add(e.object()));
             }
             list.put(evidence(TagFromName.CurrentRequestedProcedureEvidenceSequence, h.studyInstanceUid(), referenced));
+            if (!r.predecessors().isEmpty()) {
+                // SR Document General: the reports this one replaces, all SRs of the same study
+                list.put(evidence(TagFromName.PredecessorDocumentsSequence, h.studyInstanceUid(), r.predecessors()));
+            }
             return toPart10(list, COMPREHENSIVE_3D_SR, h.sopInstanceUid());
         } catch (DicomException | IOException | RuntimeException e) {
             throw new DicomObjectException("cannot build the measurement report: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * A Key Object Selection document (TID 2010): the title, an optional description, then one IMAGE item per
+     * image object and one COMPOSITE item per other object (SRs), all listed in the evidence sequence too.
+     */
+    public static byte[] writeKeyObjectSelection(SrModel.KeyObjectSelection k) throws DicomObjectException {
+        if (k.objects().isEmpty()) {
+            throw new DicomObjectException("a key object selection needs at least one object", null);
+        }
+        try {
+            ContentItemFactory f = new ContentItemFactory();
+            ContentItem root = f.makeContainerContentItem(null, null, code(k.title()), true, "DCMR", "2010");
+            if (k.description() != null) {
+                f.makeTextContentItem(root, "CONTAINS", code(KEY_OBJECT_DESCRIPTION), k.description());
+            }
+            for (InstanceRef ref : k.objects()) {
+                if (ref.sopClassUid().startsWith("1.2.840.10008.5.1.4.1.1.88.")) {
+                    f.makeCompositeContentItem(root, "CONTAINS", null, ref.sopClassUid(), ref.sopInstanceUid());
+                } else {
+                    f.makeImageContentItem(root, "CONTAINS", null, ref.sopClassUid(), ref.sopInstanceUid(),
+                            0, 0, null, null, null, null);
+                }
+            }
+            AttributeList list = new StructuredReport(root).getAttributeList();
+            Header h = k.header();
+            addPatientStudy(list, h);
+            put(list, TagFromName.SOPClassUID, KEY_OBJECT_SELECTION);
+            put(list, TagFromName.SOPInstanceUID, h.sopInstanceUid());
+            // Key Object Document Series
+            put(list, TagFromName.Modality, "KO");
+            addSeries(list, h);
+            emptySequence(list, TagFromName.ReferencedPerformedProcedureStepSequence);
+            addEquipment(list, k.equipment());
+            // Key Object Document
+            put(list, TagFromName.InstanceNumber, Integer.toString(h.instanceNumber()));
+            put(list, TagFromName.ContentDate, h.contentDate());
+            put(list, TagFromName.ContentTime, h.contentTime());
+            // Referenced Request Sequence is 1C (only for a note made in response to a request): left out
+            list.put(evidence(TagFromName.CurrentRequestedProcedureEvidenceSequence, h.studyInstanceUid(), k.objects()));
+            return toPart10(list, KEY_OBJECT_SELECTION, h.sopInstanceUid());
+        } catch (DicomException | IOException | RuntimeException e) {
+            throw new DicomObjectException("cannot build the key object selection: " + e.getMessage(), e);
         }
     }
 

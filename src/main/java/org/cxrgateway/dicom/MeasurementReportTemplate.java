@@ -60,9 +60,16 @@ public final class MeasurementReportTemplate {
                     0, 0, null, null, null, null);
         }
 
-        ContentItem measurements = f.makeContainerContentItem(root, "CONTAINS", code(IMAGING_MEASUREMENTS), true);
-        for (FindingGroup g : r.groups()) {
-            MeasurementGroupTemplate.add(f, measurements, g);
+        // a retraction carries no measurements: the container is left out rather than sent empty
+        if (!r.groups().isEmpty()) {
+            ContentItem measurements = f.makeContainerContentItem(root, "CONTAINS", code(IMAGING_MEASUREMENTS), true);
+            for (FindingGroup g : r.groups()) {
+                MeasurementGroupTemplate.add(f, measurements, g);
+            }
+        }
+        if (r.statement() != null) {
+            // what this report does to its predecessors (supersedes, retracts), for a reader of the content
+            f.makeTextContentItem(root, "CONTAINS", code(COMMENT), r.statement());
         }
         if (r.disclaimer() != null) {
             f.makeTextContentItem(root, "CONTAINS", code(COMMENT), r.disclaimer());

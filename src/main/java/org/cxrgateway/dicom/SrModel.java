@@ -49,9 +49,33 @@ public final class SrModel {
         }
     }
 
-    /** A whole TID 1500 measurement report. {@code disclaimer} is non-null for non-diagnostic models. */
+    /**
+     * A whole TID 1500 measurement report. {@code disclaimer} is non-null for non-diagnostic models.
+     * {@code predecessors} are the SRs this one replaces (Predecessor Documents Sequence, PS3.3 C.17.2) and
+     * {@code statement} says so in the content (or that the results are retracted); empty and null for a first report.
+     */
     public record MeasurementReport(Header header, Equipment equipment, Coded procedureReported,
-                                    List<InstanceRef> imageLibrary, List<FindingGroup> groups, String disclaimer) {
+                                    List<InstanceRef> imageLibrary, List<FindingGroup> groups, String disclaimer,
+                                    List<InstanceRef> predecessors, String statement) {
+        public MeasurementReport {
+            predecessors = predecessors == null ? List.of() : List.copyOf(predecessors);
+        }
+
+        public MeasurementReport(Header header, Equipment equipment, Coded procedureReported,
+                                 List<InstanceRef> imageLibrary, List<FindingGroup> groups, String disclaimer) {
+            this(header, equipment, procedureReported, imageLibrary, groups, disclaimer, List.of(), null);
+        }
+    }
+
+    /**
+     * A Key Object Selection document (PS3.3 A.35.4, TID 2010) whose title says why the objects are selected,
+     * e.g. an IHE IOCM rejection note: (113001, DCM, "Rejected for Quality Reasons") and the rejected instances.
+     */
+    public record KeyObjectSelection(Header header, Equipment equipment, Coded title, String description,
+                                     List<InstanceRef> objects) {
+        public KeyObjectSelection {
+            objects = List.copyOf(objects);
+        }
     }
 
     /**

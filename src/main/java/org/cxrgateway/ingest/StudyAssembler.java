@@ -64,6 +64,8 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         int failures;
         /** Non-null while quarantined: the study is skipped by {@link #tick} and not pending. */
         Spool.Quarantined quarantined;
+        /** An operator asked for a new revision of an unchanged instance set (re-score by the models now loaded). */
+        boolean rescore;
     }
 
     /** A quarantined study, for operators. */
@@ -180,6 +182,50 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         return released;
     }
 
+    /** The spool's record of a study, for operators: UIDs and counts only. */
+    public record SpooledStudy(String studyInstanceUid, int instances, Integer lastPublishedRevision, String lastJobId,
+                               int eligible, String quarantineReason) {
+    }
+
+    public Optional<SpooledStudy> spooled(String studyUid) throws IOException {
+        List<String> instances = spool.instanceUids(studyUid);
+        if (instances.isEmpty()) {
+            return Optional.empty();
+        }
+        Optional<Spool.Published> last = spool.lastPublished(studyUid);
+        Optional<Spool.Quarantined> q = spool.quarantined(studyUid);
+        return Optional.of(new SpooledStudy(studyUid, instances.size(), last.map(Spool.Published::revision).orElse(null),
+                last.map(Spool.Published::jobId).orElse(null), last.map(p -> p.eligible().size()).orElse(0),
+                q.map(Spool.Quarantined::reason).orElse(null)));
+    }
+
+    /**
+     * Publishes the study again as a new revision even though its instances did not change, so that the models
+     * now loaded score it (after a model update). Asynchronous, at the next tick.
+     *
+     * @return null when accepted, else why not
+     */
+    public String rescore(String studyUid) throws IOException {
+        if (spool.instanceUids(studyUid).isEmpty()) {
+            return "study " + studyUid + " is not in the spool";
+        }
+        if (spool.lastPublished(studyUid).isEmpty()) {
+            return "study " + studyUid + " was never published: nothing to re-score";
+        }
+        synchronized (lock) {
+            Study s = studies.computeIfAbsent(studyUid, k -> new Study());
+            if (s.quarantined != null) {
+                return "study " + studyUid + " is quarantined: retry it instead";
+            }
+            s.rescore = true;
+            s.dirty = true;
+            s.notBeforeNanos = System.nanoTime();
+            s.lastActivityNanos = System.nanoTime() - quietPeriod.toNanos();
+        }
+        Audit.record(Audit.Event.RESCORED, studyUid, "requested by operator");
+        return null;
+    }
+
     @Override
     public void instanceStored(String studyUid, String sopInstanceUid, long associationId) {
         synchronized (lock) {
@@ -234,15 +280,17 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
     private void assembleAndPublish(String studyUid) {
         long activityAtStart;
         Set<String> counted;
+        boolean rescore;
         synchronized (lock) {
             Study s = studies.get(studyUid);
             activityAtStart = s.lastActivityNanos;
             counted = s.counted;
+            rescore = s.rescore;
         }
         boolean done;
         Exception failure = null;
         try {
-            done = assemble(studyUid, counted, activityAtStart);
+            done = assemble(studyUid, counted, activityAtStart, rescore);
         } catch (Exception e) {
             metrics.publishFailed();
             failure = e;
@@ -253,6 +301,7 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
             Study s = studies.get(studyUid);
             if (done) {
                 s.failures = 0;
+                s.rescore = false;
                 // instances that came in while we assembled make the study dirty again
                 if (s.lastActivityNanos == activityAtStart) {
                     s.dirty = false;
@@ -300,7 +349,7 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
     }
 
     /** @return true when the study needs nothing more (published, or nothing to publish). */
-    private boolean assemble(String studyUid, Set<String> counted, long activityAtStart) throws Exception {
+    private boolean assemble(String studyUid, Set<String> counted, long activityAtStart, boolean rescore) throws Exception {
         List<String> instanceUids = spool.instanceUids(studyUid);
         StudyJobBuilder builder = new StudyJobBuilder();
         for (String sop : instanceUids) {
@@ -324,7 +373,7 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         }
         List<String> eligible = builder.eligible();
         Optional<Spool.Published> last = spool.lastPublished(studyUid);
-        if (last.isPresent() && new HashSet<>(last.get().eligible()).equals(new HashSet<>(eligible))) {
+        if (!rescore && last.isPresent() && new HashSet<>(last.get().eligible()).equals(new HashSet<>(eligible))) {
             return true;
         }
         int revision = last.map(p -> p.revision() + 1).orElse(0);

@@ -28,8 +28,11 @@ import java.util.Locale;
 
 /**
  * One FHIR R4 transaction Bundle per result: Patient, ImagingStudy, Device per model, Observation per finding,
- * Media per heatmap, DiagnosticReport per model run. Every entry is a conditional create on a deterministic
- * identifier, so a retried or replayed Bundle creates nothing new.
+ * Media per heatmap, DiagnosticReport per model run. Every entry is conditional on a deterministic identifier,
+ * so a retried or replayed Bundle creates nothing new. There is one DiagnosticReport per study and model
+ * (identifier from the study UID and model id, not the revision) and one Observation per study, image, model
+ * and finding: both are written by conditional update, so a later revision updates them in place ("amended",
+ * meta.versionId moving forward) instead of adding a second live answer; the rest are conditional creates.
  */
 public final class FhirBundleBuilder {
 
@@ -50,8 +53,14 @@ public final class FhirBundleBuilder {
     record MediaOutput(String scSopInstanceUid, String title, byte[] png, String sourceSopInstanceUid) {
     }
 
+    /** {@code amended}: the run supersedes an earlier result of the same model for this study. */
     record RunOutputs(String modelId, String modelVersion, boolean diagnostic, String deviceUid, String srSopInstanceUid,
-                      List<FindingOutput> findings, List<MediaOutput> media) {
+                      List<FindingOutput> findings, List<MediaOutput> media, boolean amended) {
+    }
+
+    /** The identifier of the one DiagnosticReport of a study and model, whatever the revision. */
+    public static Identifier reportIdentifier(String studyUid, String modelId) {
+        return oid(DerivedUids.uid("report", studyUid, modelId));
     }
 
     private final ReportSettings settings;
@@ -111,9 +120,12 @@ public final class FhirBundleBuilder {
             Reference deviceRef = add(bundle, device, "Device", devId, DerivedUids.uuid("device", run.deviceUid()));
 
             DiagnosticReport report = new DiagnosticReport();
-            Identifier reportId = oid(run.srSopInstanceUid());
+            Identifier reportId = reportIdentifier(s.getStudyInstanceUid(), run.modelId());
             report.addIdentifier(reportId);
-            report.setStatus(DiagnosticReport.DiagnosticReportStatus.PRELIMINARY);
+            // the SR that renders this version of the report
+            report.addIdentifier(oid(run.srSopInstanceUid()));
+            report.setStatus(run.amended() ? DiagnosticReport.DiagnosticReportStatus.AMENDED
+                    : DiagnosticReport.DiagnosticReportStatus.PRELIMINARY);
             report.addCategory(new CodeableConcept(new Coding("http://terminology.hl7.org/CodeSystem/v2-0074", "RAD", "Radiology")));
             report.setCode(new CodeableConcept(coding(procedure)));
             report.setSubject(patientRef);
@@ -122,9 +134,12 @@ public final class FhirBundleBuilder {
             StringBuilder conclusion = new StringBuilder();
             for (FindingOutput f : run.findings()) {
                 Observation o = new Observation();
-                Identifier oid = oid(f.trackingUid());
+                Identifier oid = oid(DerivedUids.uid("observation", s.getStudyInstanceUid(), f.sourceSopInstanceUid(),
+                        run.modelId(), f.code().scheme() + ":" + f.code().value()));
                 o.addIdentifier(oid);
-                o.setStatus(Observation.ObservationStatus.PRELIMINARY);
+                // the SR measurement group's tracking UID
+                o.addIdentifier(oid(f.trackingUid()));
+                o.setStatus(run.amended() ? Observation.ObservationStatus.AMENDED : Observation.ObservationStatus.PRELIMINARY);
                 o.addCategory(new CodeableConcept(new Coding("http://terminology.hl7.org/CodeSystem/observation-category", "imaging", "Imaging")));
                 o.setCode(new CodeableConcept(coding(f.code())).setText(f.label()));
                 o.setSubject(patientRef);
@@ -139,7 +154,7 @@ public final class FhirBundleBuilder {
                 if (!run.diagnostic()) {
                     o.addNote().setText(ReportBuilder.NOT_FOR_DIAGNOSTIC_USE);
                 }
-                report.addResult(add(bundle, o, "Observation", oid, DerivedUids.uuid("observation", f.trackingUid())));
+                report.addResult(put(bundle, o, "Observation", oid, DerivedUids.uuid("observation", oid.getValue())));
                 if (f.positive()) {
                     report.addConclusionCode(new CodeableConcept(coding(f.code())));
                     conclusion.append(conclusion.length() == 0 ? "" : "; ")
@@ -164,7 +179,7 @@ public final class FhirBundleBuilder {
             report.setConclusion(prefix + (conclusion.length() == 0
                     ? "No finding above its operating threshold (" + run.modelId() + " " + run.modelVersion() + ")."
                     : "Positive: " + conclusion + " (" + run.modelId() + " " + run.modelVersion() + ")."));
-            add(bundle, report, "DiagnosticReport", reportId, DerivedUids.uuid("report", run.srSopInstanceUid()));
+            put(bundle, report, "DiagnosticReport", reportId, DerivedUids.uuid("report", reportId.getValue()));
         }
         if (s.getStudyDate() != null && s.getStudyDate().matches("\\d{8}")) {
             String d = s.getStudyDate();
@@ -180,6 +195,34 @@ public final class FhirBundleBuilder {
                 .setMethod(Bundle.HTTPVerb.POST).setUrl(type)
                 .setIfNoneExist("identifier=" + id.getSystem() + "|" + id.getValue());
         return new Reference(fullUrl);
+    }
+
+    /** A conditional update on the identifier: the resource is created, or updated in place when it exists. */
+    private static Reference put(Bundle bundle, Resource r, String type, Identifier id, String uuid) {
+        String fullUrl = "urn:uuid:" + uuid;
+        bundle.addEntry().setFullUrl(fullUrl).setResource(r).getRequest()
+                .setMethod(Bundle.HTTPVerb.PUT).setUrl(type + "?identifier=" + id.getSystem() + "|" + id.getValue());
+        return new Reference(fullUrl);
+    }
+
+    /**
+     * The bundle as sent before, with its DiagnosticReports and Observations marked entered-in-error and the
+     * reports' conclusions replaced by {@code statement}: written again, it withdraws them in place.
+     */
+    static String enteredInError(String bundleJson, String statement) {
+        Bundle b = FHIR.newJsonParser().parseResource(Bundle.class, bundleJson);
+        b.setIdentifier(oid(DerivedUids.uid("bundle-retraction", b.getIdentifier().getValue(), statement)));
+        for (Bundle.BundleEntryComponent e : b.getEntry()) {
+            if (e.getResource() instanceof DiagnosticReport r) {
+                r.setStatus(DiagnosticReport.DiagnosticReportStatus.ENTEREDINERROR);
+                r.setConclusion(statement);
+                r.getConclusionCode().clear();
+            } else if (e.getResource() instanceof Observation o) {
+                o.setStatus(Observation.ObservationStatus.ENTEREDINERROR);
+                o.addNote().setText(statement);
+            }
+        }
+        return FHIR.newJsonParser().encodeResourceToString(b);
     }
 
     private String patientSystem(StudyInfo s) {

@@ -69,6 +69,58 @@ public final class ReportBuilder {
     }
 
     public ReportSet build(StudyResult result) throws ReportException {
+        return build(result, Supersession.NONE);
+    }
+
+    /** The SR UID of one model run: a later revision gets its own even when the instance set is the same (re-score). */
+    static String srUid(String studyUid, String sopList, ModelRun run, int revision) {
+        return revision <= 0 ? DerivedUids.uid("sr", studyUid, sopList, run.getModelId(), run.getModelVersion())
+                : DerivedUids.uid("sr", studyUid, sopList, run.getModelId(), run.getModelVersion(), "revision " + revision);
+    }
+
+    /**
+     * One SR series per study and model, whatever the version: a re-score by a new version supersedes in the same
+     * series, so a viewer that groups by series shows the newest report there.
+     */
+    static String srSeriesUid(String studyUid, String modelId) {
+        return DerivedUids.uid("sr-series", studyUid, modelId);
+    }
+
+    /** Series-level, so the same for every version; the version is in each SR's equipment. */
+    static String srSeriesDescription(String modelId, boolean diagnostic) {
+        String suffix = diagnostic ? "" : " - NOT FOR DIAGNOSTIC USE";
+        return truncate("AI SR " + modelId, 64 - suffix.length()) + suffix;
+    }
+
+    private static String sopList(StudyResult result) {
+        return String.join(",", result.getImages().stream().map(ImageResult::getSopInstanceUid).sorted().toList());
+    }
+
+    /** The SR each model run of this result issues, without rendering anything: what delivery records on hand-over. */
+    public static List<IssuedSr> issuedSrs(StudyResult result) throws ReportException {
+        if (result.getStudy() == null || blank(result.getStudy().getStudyInstanceUid()) || result.getImages() == null
+                || result.getImages().isEmpty()) {
+            throw new ReportException("result has no StudyInstanceUID or no images");
+        }
+        String studyUid = result.getStudy().getStudyInstanceUid();
+        List<IssuedSr> out = new ArrayList<>();
+        for (RunGroup g : groupRuns(result).values()) {
+            ModelRun run = g.first;
+            List<InstanceRef> images = g.images.stream()
+                    .map(i -> new InstanceRef(i.getSopClassUid(), i.getSopInstanceUid(), i.getSeriesInstanceUid())).toList();
+            out.add(new IssuedSr(run.getModelId(), run.getModelVersion(), run.getDiagnostic(), new InstanceRef(DicomObjectWriter.COMPREHENSIVE_3D_SR,
+                    srUid(studyUid, sopList(result), run, result.getRevision()),
+                    srSeriesUid(studyUid, run.getModelId())), images));
+        }
+        return out;
+    }
+
+    /**
+     * The reports of one result. A model run with predecessors in {@code supersession} gets an SR that names them
+     * (Predecessor Documents Sequence) and says it supersedes them, and an "amended" FHIR report; with
+     * rejection notes on, the earlier objects this result does not re-issue are listed in an IOCM rejection note.
+     */
+    public ReportSet build(StudyResult result, Supersession supersession) throws ReportException {
         StudyInfo study = result.getStudy();
         if (study == null || blank(study.getStudyInstanceUid())) {
             throw new ReportException("result has no StudyInstanceUID");
@@ -78,7 +130,7 @@ public final class ReportBuilder {
         }
         String studyUid = study.getStudyInstanceUid();
         Map<RunKey, RunGroup> runs = groupRuns(result);
-        String sopList = String.join(",", result.getImages().stream().map(ImageResult::getSopInstanceUid).sorted().toList());
+        String sopList = sopList(result);
         Instant created = Instant.ofEpochMilli(result.getCreatedAtEpochMs());
         String date = DateTimeFormatter.ofPattern("yyyyMMdd").withZone(ZoneOffset.UTC).format(created);
         String time = DateTimeFormatter.ofPattern("HHmmss").withZone(ZoneOffset.UTC).format(created);
@@ -107,14 +159,16 @@ public final class ReportBuilder {
         List<FhirBundleBuilder.RunOutputs> fhirRuns = new ArrayList<>();
         for (RunGroup g : runs.values()) {
             ModelRun run = g.first;
-            String srSeries = DerivedUids.uid("sr-series", studyUid, run.getModelId(), run.getModelVersion());
-            String srUid = DerivedUids.uid("sr", studyUid, sopList, run.getModelId(), run.getModelVersion());
+            String srSeries = srSeriesUid(studyUid, run.getModelId());
+            String srUid = srUid(studyUid, sopList, run, result.getRevision());
+            List<InstanceRef> predecessors = supersession.predecessorsOf(run.getModelId()).stream()
+                    .filter(p -> !p.sopInstanceUid().equals(srUid)).toList();
             String deviceUid = DerivedUids.uid("device", run.getModelId(), run.getModelVersion());
             SrModel.Equipment eq = equipment(run, deviceUid);
             String disclaimer = run.getDiagnostic() ? null
                     : NOT_FOR_DIAGNOSTIC_USE + (blank(run.getIntendedUse()) ? "" : ": " + run.getIntendedUse());
             SrModel.Header h = header(study, srSeries, settings.seriesNumberBase() + 10 * g.index,
-                    seriesDescription("AI SR", run), srUid, 1, date, time);
+                    srSeriesDescription(run.getModelId(), run.getDiagnostic()), srUid, result.getRevision() + 1, date, time);
             List<InstanceRef> library = new ArrayList<>();
             List<SrModel.FindingGroup> groups = new ArrayList<>();
             List<FhirBundleBuilder.FindingOutput> fhirFindings = new ArrayList<>();
@@ -138,13 +192,14 @@ public final class ReportBuilder {
             }
             byte[] sr;
             try {
-                sr = DicomObjectWriter.writeMeasurementReport(new SrModel.MeasurementReport(h, eq, procedure, library, groups, disclaimer));
+                sr = DicomObjectWriter.writeMeasurementReport(new SrModel.MeasurementReport(h, eq, procedure, library, groups,
+                        disclaimer, predecessors, predecessors.isEmpty() ? null : supersedes(run, predecessors.size(), result)));
             } catch (DicomObjectException e) {
                 throw new ReportException(e.getMessage(), e);
             }
             objects.add(new ReportSet.DicomObject("SR", DicomObjectWriter.COMPREHENSIVE_3D_SR, srUid, srSeries, sr));
             fhirRuns.add(new FhirBundleBuilder.RunOutputs(run.getModelId(), run.getModelVersion(), run.getDiagnostic(),
-                    deviceUid, srUid, fhirFindings, new ArrayList<>()));
+                    deviceUid, srUid, fhirFindings, new ArrayList<>(), !predecessors.isEmpty()));
         }
 
         int scInstance = 0;
@@ -167,7 +222,92 @@ public final class ReportBuilder {
             }
         }
         String bundle = new FhirBundleBuilder(settings).build(result, procedure, fhirRuns);
+        if (settings.rejectSuperseded()) {
+            java.util.Set<String> current = new java.util.HashSet<>();
+            objects.forEach(o -> current.add(o.sopInstanceUid()));
+            List<InstanceRef> rejected = supersession.earlierObjects().stream()
+                    .filter(o -> !current.contains(o.sopInstanceUid())).distinct().toList();
+            if (!rejected.isEmpty()) {
+                RunGroup g = runs.values().iterator().next();
+                objects.add(rejectionNote(study, g.first, rejected, "superseded by revision " + result.getRevision()
+                        + " of the AI results", DerivedUids.uid("ko", studyUid, result.getJobId(),
+                        Integer.toString(result.getRevision())), date, time));
+            }
+        }
         return new ReportSet(studyUid, result.getJobId(), List.copyOf(objects), bundle);
+    }
+
+    /** The SR's own words for what it does to its predecessors. */
+    private static String supersedes(ModelRun run, int count, StudyResult result) {
+        return "This report (revision " + result.getRevision() + ", " + result.getImages().size() + " image(s)) supersedes "
+                + (count == 1 ? "the earlier AI report" : "the " + count + " earlier AI reports") + " of this study by "
+                + run.getModelId() + ": only this report stands.";
+    }
+
+    /** An IHE IOCM rejection note for {@code rejected}, in the study's AI rejection-note series. */
+    private ReportSet.DicomObject rejectionNote(StudyInfo study, ModelRun run, List<InstanceRef> rejected, String why,
+                                               String sop, String date, String time) throws ReportException {
+        String series = DerivedUids.uid("ko-series", study.getStudyInstanceUid());
+        SrModel.Header h = header(study, series, settings.seriesNumberBase() + 9, "AI rejection notes", sop, 1, date, time);
+        try {
+            byte[] ko = DicomObjectWriter.writeKeyObjectSelection(new SrModel.KeyObjectSelection(h,
+                    equipment(run, DerivedUids.uid("device", run.getModelId(), run.getModelVersion())),
+                    settings.rejectionTitle(), truncate("AI objects " + why, 1024), rejected));
+            return new ReportSet.DicomObject("KO", DicomObjectWriter.KEY_OBJECT_SELECTION, sop, series, ko);
+        } catch (DicomObjectException e) {
+            throw new ReportException(e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The reports that withdraw a study's AI results: per model, an SR in the same AI series that names every
+     * SR of that model as predecessor, carries no measurements and states the retraction; with rejection notes
+     * on, a note rejecting every object issued; and the last FHIR bundle sent with its DiagnosticReports and
+     * Observations turned "entered-in-error" (null when no bundle was sent).
+     *
+     * @param latest  the latest SR of each model, with the images it covered
+     * @param allSrs  every SR issued for the study, by model id
+     * @param issued  every object issued for the study (for the rejection note)
+     */
+    public ReportSet buildRetraction(StudyInfo study, String retractionId, int instanceNumber, List<IssuedSr> latest,
+                                     Map<String, List<InstanceRef>> allSrs, List<InstanceRef> issued, String reason,
+                                     long atEpochMs, String lastBundleJson) throws ReportException {
+        if (study == null || blank(study.getStudyInstanceUid()) || latest.isEmpty()) {
+            throw new ReportException("nothing issued to retract");
+        }
+        String studyUid = study.getStudyInstanceUid();
+        Instant at = Instant.ofEpochMilli(atEpochMs);
+        String date = DateTimeFormatter.ofPattern("yyyyMMdd").withZone(ZoneOffset.UTC).format(at);
+        String time = DateTimeFormatter.ofPattern("HHmmss").withZone(ZoneOffset.UTC).format(at);
+        String statement = "RETRACTED on " + DateTimeFormatter.ISO_INSTANT.format(at) + ": " + reason
+                + ". The AI results of this study no longer stand; do not use them.";
+        List<ReportSet.DicomObject> objects = new ArrayList<>();
+        int index = 0;
+        ModelRun firstRun = null;
+        for (IssuedSr l : latest) {
+            ModelRun run = ModelRun.newBuilder().setModelId(l.modelId()).setModelVersion(l.modelVersion()).setDiagnostic(true)
+                    .setIntendedUse("").setEngine("retraction").setFindings(List.of()).build();
+            firstRun = firstRun == null ? run : firstRun;
+            String sop = DerivedUids.uid("sr-retraction", studyUid, l.modelId(), retractionId);
+            SrModel.Header h = header(study, l.sr().seriesInstanceUid(), settings.seriesNumberBase() + 10 * index++,
+                    srSeriesDescription(l.modelId(), l.diagnostic()), sop, instanceNumber, date, time);
+            byte[] sr;
+            try {
+                sr = DicomObjectWriter.writeMeasurementReport(new SrModel.MeasurementReport(h,
+                        equipment(run, DerivedUids.uid("device", l.modelId(), l.modelVersion())),
+                        MeasurementReportTemplate.DEFAULT_PROCEDURE, l.images(), List.of(), null,
+                        allSrs.getOrDefault(l.modelId(), List.of(l.sr())), statement));
+            } catch (DicomObjectException e) {
+                throw new ReportException(e.getMessage(), e);
+            }
+            objects.add(new ReportSet.DicomObject("SR", DicomObjectWriter.COMPREHENSIVE_3D_SR, sop, l.sr().seriesInstanceUid(), sr));
+        }
+        if (settings.rejectSuperseded() && !issued.isEmpty()) {
+            objects.add(rejectionNote(study, firstRun, issued.stream().distinct().toList(), "retracted: " + reason,
+                    DerivedUids.uid("ko-retraction", studyUid, retractionId), date, time));
+        }
+        String bundle = lastBundleJson == null ? null : FhirBundleBuilder.enteredInError(lastBundleJson, statement);
+        return new ReportSet(studyUid, "retraction-" + retractionId, List.copyOf(objects), bundle);
     }
 
     /**
@@ -370,7 +510,7 @@ public final class ReportBuilder {
         }
     }
 
-    private Map<RunKey, RunGroup> groupRuns(StudyResult result) throws ReportException {
+    private static Map<RunKey, RunGroup> groupRuns(StudyResult result) throws ReportException {
         Map<RunKey, RunGroup> runs = new LinkedHashMap<>();
         for (ImageResult img : result.getImages()) {
             if (blank(img.getSopInstanceUid()) || blank(img.getSopClassUid()) || blank(img.getSeriesInstanceUid())) {

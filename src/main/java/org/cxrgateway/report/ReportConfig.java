@@ -41,4 +41,26 @@ public interface ReportConfig {
     /** Manufacturer written into Enhanced General / Contributing Equipment. */
     @WithDefault("cxr-gateway")
     String manufacturer();
+
+    /**
+     * With a result that supersedes an earlier one, and with a retraction, also send an IHE IOCM rejection note
+     * (Key Object Selection titled {@link #rejectionTitle()}) listing the superseded SR, SC and PM instances, for
+     * archives that act on it (dcm4chee hides them; Orthanc stores the note and does nothing). Default false.
+     */
+    @WithDefault("false")
+    boolean rejectSuperseded();
+
+    /** The rejection note's title (CID 7011); default (113001, DCM, "Rejected for Quality Reasons"). */
+    RejectionTitle rejectionTitle();
+
+    interface RejectionTitle {
+        @WithDefault("113001")
+        String value();
+
+        @WithDefault("DCM")
+        String scheme();
+
+        @WithDefault("Rejected for Quality Reasons")
+        String meaning();
+    }
 }

@@ -114,7 +114,7 @@ class FhirAnswerTest {
 
     /**
      * The peer answers every write with the whole resource and 64 KiB more (it ignores return=minimal): the ordered
-     * write still takes each entry's location, and the DiagnosticReport references the ids the peer assigned.
+     * write still takes each entry's location or id, and the DiagnosticReport references the ids the peer assigned.
      */
     @Test
     void aTransactionResponseCarryingEveryResourceIsReadForItsLocations() throws Exception {
@@ -138,6 +138,11 @@ class FhirAnswerTest {
                         .put("location", type + "/" + type.toLowerCase() + ids.incrementAndGet() + "/_history/1");
             }
             send(x, 200, out.toString());
+        });
+        routes.put("PUT /fhir/Observation", (x, body) -> {
+            ObjectNode r = (ObjectNode) JSON.readTree(body);
+            r.put("id", "observation" + ids.incrementAndGet()).put("text", PAD);
+            send(x, 200, r.toString()); // the whole resource back, no Location
         });
         routes.put("PUT /fhir/DiagnosticReport", (x, body) -> send(x, 200, "{\"resourceType\":\"DiagnosticReport\",\"id\":\"r1\"}"));
         d.writeOrdered(new ReportBuilder(ReportSettings.defaults()).build(TestResults.study("61").build()).fhirBundleJson(), ledger(), "bundle");

@@ -12,8 +12,8 @@ import java.util.Optional;
 
 /**
  * The delivery side of MedplumDeliveryTest's crash test, in its own JVM so that it can be killed -9:
- * {@code submit STATE URL STUDY} hands one report to an ordered FHIR destination (transactions of at most 4
- * entries, so that the 8 findings and heatmaps take two) and waits;
+ * {@code submit STATE URL STUDY} hands one report to an ordered FHIR destination (transactions of at most 2
+ * entries, so that the 4 heatmaps take two) and waits;
  * {@code resume STATE URL} resumes what is pending, prints "delivered N" when nothing is left, and exits.
  */
 public final class OrderedDeliveryChild {
@@ -22,7 +22,7 @@ public final class OrderedDeliveryChild {
         Path state = Path.of(args[1]);
         DeliveryService svc = new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
                 List.of(new FhirDestination(args[2], Optional.empty(), Optional.empty(), Optional.empty(), Duration.ofSeconds(30),
-                        FhirWriteMode.ORDERED, 4, null)),
+                        FhirWriteMode.ORDERED, 2, null)),
                 new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
                 new RetryPolicy(5, Duration.ofMillis(100), Duration.ofSeconds(1)), new PendingStore(state.resolve("pending")),
                 new SimpleMeterRegistry());

@@ -66,11 +66,12 @@ final class PeerQueries {
     /** The DiagnosticReports in the FHIR server whose identifier is one of these SR SOP Instance UIDs. */
     static Map<String, DiagnosticReport> reportsFor(Collection<String> srSopInstanceUids) {
         Map<String, DiagnosticReport> out = new LinkedHashMap<>();
+        // a report is kept per study and model; it names the SR of its current version as a second identifier
         for (String sop : srSopInstanceUids) {
-            Resource r = EndToEndPeers.fhir.stored.get("DiagnosticReport|" + URN + "|urn:oid:" + sop);
-            if (r != null) {
-                out.put(sop, (DiagnosticReport) r);
-            }
+            EndToEndPeers.fhir.stored.values().stream()
+                    .filter(r -> r instanceof DiagnosticReport d && d.getIdentifier().stream()
+                            .anyMatch(i -> URN.equals(i.getSystem()) && ("urn:oid:" + sop).equals(i.getValue())))
+                    .findFirst().ifPresent(r -> out.put(sop, (DiagnosticReport) r));
         }
         return out;
     }

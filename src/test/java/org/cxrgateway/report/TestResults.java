@@ -64,6 +64,30 @@ public final class TestResults {
                 .setImages(List.of(img)).setInferenceMs(12.5).setBatchSize(1).build();
     }
 
+    /**
+     * The result of the same study after a late instance: revision {@code revision}, a second image (same pixels
+     * and scores, another SOP Instance UID) beside the first, a new job id, created a minute later.
+     */
+    public static StudyResult lateInstance(StudyResult first, int revision) {
+        ImageResult one = first.getImages().get(0);
+        ImageResult two = ImageResult.newBuilder(one).setSopInstanceUid(one.getSopInstanceUid() + "9" + revision).build();
+        List<ImageResult> images = new ArrayList<>(first.getImages());
+        images.add(two);
+        return StudyResult.newBuilder(first).setJobId(first.getJobId() + "-r" + revision).setRevision(revision)
+                .setCreatedAtEpochMs(first.getCreatedAtEpochMs() + 60_000L * revision).setImages(images).build();
+    }
+
+    /** The same images scored again by another version of the model (a re-score): revision {@code revision}. */
+    public static StudyResult rescored(StudyResult previous, int revision, String modelVersion) {
+        List<ImageResult> images = new ArrayList<>();
+        for (ImageResult img : previous.getImages()) {
+            List<ModelRun> runs = img.getRuns().stream().map(r -> ModelRun.newBuilder(r).setModelVersion(modelVersion).build()).toList();
+            images.add(ImageResult.newBuilder(img).setRuns(runs).build());
+        }
+        return StudyResult.newBuilder(previous).setRevision(revision)
+                .setCreatedAtEpochMs(previous.getCreatedAtEpochMs() + 60_000L).setImages(images).build();
+    }
+
     static Finding finding(String label, String code, String meaning, float p, float thr, int cx, int cy, boolean guided) {
         Finding.Builder b = Finding.newBuilder().setLabel(label).setCode(Code.newBuilder().setValue(code).setScheme("SCT")
                 .setMeaning(meaning).build()).setProbability(p).setThreshold(thr).setPositive(p >= thr);

@@ -52,7 +52,9 @@ import java.util.function.Predicate;
 
 /**
  * A real HAPI FHIR RestfulServer on Jetty (loopback, ephemeral port) whose transaction operation honours
- * conditional create (ifNoneExist on identifier), resolves the Bundle's urn:uuid references to the ids it
+ * conditional create (ifNoneExist on identifier) and conditional update (PUT Type?identifier=...: created at
+ * version 1, or updated in place with meta.versionId + 1 when the content changed, as HAPI's JPA server does,
+ * which skips an update that changes nothing), resolves the Bundle's urn:uuid references to the ids it
  * assigned (as a FHIR server must, R4 3.1.0.11.2), keeps what it created, and can be told to fail.
  * <p>
  * HAPI's plain server has no storage and so no searches of its own: it answers the reads and searches
@@ -74,6 +76,8 @@ public final class FhirTestServer implements AutoCloseable, FhirPeer {
     public final List<String> authorizations = Collections.synchronizedList(new ArrayList<>());
     public final AtomicInteger failNext = new AtomicInteger();
     public final AtomicInteger creates = new AtomicInteger();
+    /** Conditional updates that changed a resource (a new version). */
+    public final AtomicInteger updates = new AtomicInteger();
     private final AtomicInteger ids = new AtomicInteger();
 
     public FhirTestServer() throws Exception {
@@ -145,40 +149,92 @@ public final class FhirTestServer implements AutoCloseable, FhirPeer {
             }
             Bundle out = new Bundle().setType(Bundle.BundleType.TRANSACTIONRESPONSE);
             synchronized (stored) {
-                // first every entry's server id (found or new), then the new resources with their references resolved
+                // first every entry's server id (found or new), then each resource written with its references
+                // resolved (so that an unchanged update compares equal to what is stored)
                 Map<String, String> resolved = new HashMap<>();
-                List<Resource> created = new ArrayList<>();
+                List<String> keys = new ArrayList<>();
                 for (Bundle.BundleEntryComponent e : in.getEntry()) {
-                    String cond = e.getRequest().getIfNoneExist();
-                    if (cond == null || !cond.startsWith("identifier=")) {
-                        throw new InvalidRequestException("every entry must be a conditional create on identifier");
-                    }
                     String type = e.getResource().fhirType();
-                    String key = type + "|" + cond.substring("identifier=".length());
+                    String key = type + "|" + identifierOf(e);
+                    keys.add(key);
                     Resource existing = stored.get(key);
-                    if (existing != null) {
-                        out.addEntry().getResponse().setStatus("200 OK").setLocation(type + "/" + existing.getIdElement().getIdPart());
-                        resolved.put(e.getFullUrl(), type + "/" + existing.getIdElement().getIdPart());
-                    } else {
-                        Resource r = e.getResource().copy();
-                        r.setId(type + "/" + ids.incrementAndGet());
-                        stored.put(key, r);
-                        created.add(r);
-                        creates.incrementAndGet();
-                        out.addEntry().getResponse().setStatus("201 Created").setLocation(r.getId());
-                        resolved.put(e.getFullUrl(), r.getId());
-                    }
+                    resolved.put(e.getFullUrl(), type + "/" + (existing != null
+                            ? existing.getIdElement().getIdPart() : Long.toString(ids.incrementAndGet())));
                 }
-                for (Resource r : created) {
+                for (int i = 0; i < in.getEntry().size(); i++) {
+                    Bundle.BundleEntryComponent e = in.getEntry().get(i);
+                    Resource r = e.getResource().copy();
                     for (Reference ref : ctx.newTerser().getAllPopulatedChildElementsOfType(r, Reference.class)) {
                         String target = resolved.get(ref.getReference());
                         if (target != null) {
                             ref.setReference(target);
                         }
                     }
+                    r.setId(resolved.get(e.getFullUrl()));
+                    boolean update = e.getRequest().getMethod() == Bundle.HTTPVerb.PUT;
+                    out.addEntry().setResponse(write(keys.get(i), r, update));
                 }
             }
             return out;
+        }
+
+        /** The identifier (system|value) a conditional create's ifNoneExist or a conditional update's URL names. */
+        private String identifierOf(Bundle.BundleEntryComponent e) {
+            if (e.getRequest().getMethod() == Bundle.HTTPVerb.PUT) {
+                String url = e.getRequest().getUrl();
+                int q = url.indexOf("?identifier=");
+                if (q < 0) {
+                    throw new InvalidRequestException("a PUT entry must be a conditional update on identifier: " + url);
+                }
+                if (!url.substring(0, q).equals(e.getResource().fhirType())) {
+                    throw new InvalidRequestException("PUT " + url + " carries a " + e.getResource().fhirType());
+                }
+                return url.substring(q + "?identifier=".length());
+            }
+            String cond = e.getRequest().getIfNoneExist();
+            if (cond == null || !cond.startsWith("identifier=")) {
+                throw new InvalidRequestException("every entry must be a conditional create or update on identifier");
+            }
+            return cond.substring("identifier=".length());
+        }
+
+        /**
+         * Stores r (its id already assigned): a new resource at version 1; an existing one is kept by a
+         * conditional create and replaced by a conditional update when the content changed (version + 1).
+         */
+        private Bundle.BundleEntryResponseComponent write(String key, Resource r, boolean update) {
+            String type = r.fhirType();
+            String id = r.getIdElement().getIdPart();
+            Resource existing = stored.get(key);
+            if (existing == null) {
+                r.getMeta().setVersionId("1");
+                stored.put(key, r);
+                creates.incrementAndGet();
+                return new Bundle.BundleEntryResponseComponent().setStatus("201 Created")
+                        .setLocation(type + "/" + id + (update ? "/_history/1" : ""));
+            }
+            if (!update) {
+                return new Bundle.BundleEntryResponseComponent().setStatus("200 OK").setLocation(type + "/" + id);
+            }
+            int version = Integer.parseInt(existing.getMeta().getVersionId());
+            if (!sameContent(existing, r)) {
+                version++;
+                r.getMeta().setVersionId(Integer.toString(version));
+                stored.put(key, r);
+                updates.incrementAndGet();
+            }
+            return new Bundle.BundleEntryResponseComponent().setStatus("200 OK")
+                    .setLocation(type + "/" + id + "/_history/" + version);
+        }
+
+        private boolean sameContent(Resource a, Resource b) {
+            Resource x = a.copy();
+            Resource y = b.copy();
+            x.setId((String) null);
+            y.setId((String) null);
+            x.setMeta(null);
+            y.setMeta(null);
+            return ctx.newJsonParser().encodeResourceToString(x).equals(ctx.newJsonParser().encodeResourceToString(y));
         }
     }
 
