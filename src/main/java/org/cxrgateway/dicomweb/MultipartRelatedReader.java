@@ -33,6 +33,11 @@ final class MultipartRelatedReader {
     private static final int BUFFER = 64 * 1024;
     private static final int MAX_HEADER_BYTES = 16 * 1024;
     private static final int MAX_PADDING = 256;
+    /**
+     * RFC 2046 allows 70 characters; Orthanc's STOW-RS client sends two UUIDs joined by '-' (73), so the bound is
+     * looser than the letter, and still small.
+     */
+    private static final int MAX_BOUNDARY = 200;
 
     private final InputStream in;
     private final long maxBytes;
@@ -47,8 +52,8 @@ final class MultipartRelatedReader {
     private boolean started;
 
     MultipartRelatedReader(InputStream in, String boundary, long maxBytes) throws MalformedException {
-        if (boundary == null || boundary.isEmpty() || boundary.length() > 70) {
-            throw new MalformedException("boundary missing or longer than 70 characters");
+        if (boundary == null || boundary.isEmpty() || boundary.length() > MAX_BOUNDARY) {
+            throw new MalformedException("boundary missing or longer than " + MAX_BOUNDARY + " characters");
         }
         this.in = in;
         this.maxBytes = maxBytes;

@@ -33,6 +33,7 @@ import org.cxrgateway.ingest.Spool;
 import org.cxrgateway.queue.EmbeddedKafkaTestResource;
 import org.cxrgateway.testing.HttpTokens;
 import org.cxrgateway.testing.Multipart;
+import org.cxrgateway.testing.OrthancPeer;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -191,6 +192,31 @@ class StowTest {
         assertEquals(403, post("/dicomweb/studies", Multipart.CONTENT_TYPE, body, HttpTokens.ADMIN, null).statusCode());
         assertEquals(missing + 1, metric("cxr_http_auth_failures_total{path=\"dicomweb\",reason=\"missing-token\"}"));
         assertEquals(forbidden + 1, metric("cxr_http_auth_failures_total{path=\"dicomweb\",reason=\"forbidden\"}"));
+    }
+
+    @Test
+    void orthancPushesToUsAsAStowRsClient() throws Exception {
+        Path work = Files.createTempDirectory(Path.of("target/test-data"), "stow-orthanc-").toAbsolutePath();
+        try (OrthancPeer orthanc = new OrthancPeer(work, "CXRGATEWAY", 11112)
+                .withDicomWeb("cxr", base.toString().replaceAll("/$", "") + "/dicomweb/", HttpTokens.INGEST)) {
+            orthanc.start();
+            List<String> names = List.of("mono2_12bit_voilut.dcm", "signed_16bit_sigmoid.dcm");
+            StringBuilder ids = new StringBuilder();
+            for (String name : names) {
+                JsonNode uploaded = JSON.readTree(orthanc.postBytes("/instances",
+                        Files.readAllBytes(cases.resolve(name)), "application/dicom"));
+                ids.append(ids.length() == 0 ? "" : ",").append('"').append(uploaded.get("ID").asText()).append('"');
+            }
+            double ok = metric("cxr_dicomweb_stow_requests_total{reason=\"stored\",status=\"200\"}");
+            // Orthanc's own STOW-RS client (DICOMweb plugin), with the bearer token of its HttpHeaders
+            orthanc.post("/dicom-web/servers/cxr/stow", "{\"Resources\": [" + ids + "], \"Synchronous\": true}");
+            assertEquals(ok + 1, metric("cxr_dicomweb_stow_requests_total{reason=\"stored\",status=\"200\"}"),
+                    "one request, all stored");
+            for (String name : names) {
+                String sop = sopOf(Files.readAllBytes(cases.resolve(name)));
+                assertTrue(Files.isRegularFile(ingest.spool().instanceFile(study, sop)), name + " spooled");
+            }
+        }
     }
 
     private HttpResponse<String> post(String path, String contentType, byte[] body, String token, String accept)
