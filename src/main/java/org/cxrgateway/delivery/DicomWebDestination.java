@@ -14,6 +14,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.Set;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -146,52 +148,69 @@ public final class DicomWebDestination implements Destination {
     /** A 202 or 409: what the Referenced and Failed SOP Sequences say, instance by instance. */
     private void settle(int status, String body, Map<String, ReportSet.DicomObject> unsent, DeliveryLedger.View ledger,
                         Duration retryAfter) throws DeliveryException {
+        Verdict v = interpret(status, body, unsent.keySet());
+        v.delivered().forEach(ledger::ack);
+        if (!v.permanent().isEmpty()) {
+            throw new DeliveryException("STOW-RS to " + studies + " answered " + status + ", refused " + v.permanent().size()
+                    + " of " + unsent.size() + " objects: " + String.join(", ", v.permanent()), false, null, Duration.ZERO,
+                    v.firstPermanentReason());
+        }
+        if (!v.retry().isEmpty() || unsent.keySet().stream().anyMatch(s -> !ledger.acked(s))) {
+            throw new DeliveryException("STOW-RS to " + studies + " answered " + status + ", not stored for now: "
+                    + (v.retry().isEmpty() ? "instances not named in the answer" : String.join(", ", v.retry())),
+                    true, null, retryAfter);
+        }
+    }
+
+    /**
+     * What a 202 or 409 answer means for the instances sent.
+     *
+     * @param delivered stored, or already stored there
+     * @param permanent refused for what they are ("SOP reason" each)
+     * @param retry refused for now
+     * @param firstPermanentReason the first permanent Failure Reason as 0xNNNN, for the dead letter; null if none
+     */
+    record Verdict(Set<String> delivered, List<String> permanent, List<String> retry, String firstPermanentReason) {
+    }
+
+    static Verdict interpret(int status, String body, Set<String> sent) {
         JsonNode root;
         try {
             root = JSON.readTree(body == null || body.isBlank() ? "{}" : body);
         } catch (IOException e) {
             root = JSON.createObjectNode();
         }
+        Set<String> delivered = new LinkedHashSet<>();
         for (JsonNode item : root.path(REFERENCED_SOP_SEQUENCE).path("Value")) {
             String sop = item.path(REFERENCED_SOP_INSTANCE).path("Value").path(0).asText("");
-            if (unsent.containsKey(sop)) {
-                ledger.ack(sop);
+            if (sent.contains(sop)) {
+                delivered.add(sop);
             }
         }
         JsonNode failed = root.path(FAILED_SOP_SEQUENCE).path("Value");
         if (status == 409 && failed.isEmpty()) {
             // a conflict that names no instance: what the request conflicts with is what it would store
-            unsent.keySet().forEach(ledger::ack);
-            return;
+            return new Verdict(new LinkedHashSet<>(sent), List.of(), List.of(), null);
         }
         List<String> permanent = new ArrayList<>();
-        List<String> transientFailures = new ArrayList<>();
+        List<String> retry = new ArrayList<>();
         String firstPermanent = null;
         for (JsonNode item : failed) {
             String sop = item.path(REFERENCED_SOP_INSTANCE).path("Value").path(0).asText("");
             int reason = item.path(FAILURE_REASON).path("Value").path(0).asInt(-1);
             String shown = sop + " " + String.format("%04X", reason & 0xFFFF);
             if (reason == DUPLICATE_SOP_INSTANCE || reason == AZURE_ALREADY_EXISTS) {
-                if (unsent.containsKey(sop)) {
-                    ledger.ack(sop);
+                if (sent.contains(sop)) {
+                    delivered.add(sop);
                 }
             } else if ((reason & 0xFF00) == 0xA700 || reason == 0x0213) {
-                transientFailures.add(shown);
+                retry.add(shown);
             } else {
                 permanent.add(shown);
                 firstPermanent = firstPermanent == null ? String.format("0x%04X", reason & 0xFFFF) : firstPermanent;
             }
         }
-        if (!permanent.isEmpty()) {
-            throw new DeliveryException("STOW-RS to " + studies + " answered " + status + ", refused " + permanent.size()
-                    + " of " + unsent.size() + " objects: " + String.join(", ", permanent), false, null, Duration.ZERO,
-                    firstPermanent);
-        }
-        if (!transientFailures.isEmpty() || unsent.keySet().stream().anyMatch(s -> !ledger.acked(s))) {
-            throw new DeliveryException("STOW-RS to " + studies + " answered " + status + ", not stored for now: "
-                    + (transientFailures.isEmpty() ? "instances not named in the answer" : String.join(", ", transientFailures)),
-                    true, null, retryAfter);
-        }
+        return new Verdict(delivered, permanent, retry, firstPermanent);
     }
 
     private void count(String outcome) {
