@@ -19,6 +19,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicLong;
 import org.cxrgateway.dicom.AssociationInfo;
 import org.cxrgateway.dicom.DicomUids;
@@ -35,7 +38,8 @@ import org.jboss.logging.Logger;
  * {@code multipart/related; type="application/dicom"}. The body is read as it arrives (a blocking endpoint's
  * InputStream: Quarkus REST hands over the network chunks and holds none beyond its input buffer), each part
  * streamed to a spool temporary file and then checked and committed by {@link StowService}, the C-STORE path's
- * twin; the response is written only after every stored part is durable. One request is one burst for study
+ * twin, on a small commit pool while the next part is read; the response is written only after every stored
+ * part is durable. One request is one burst for study
  * assembly: when it ends, the quiet period of every study it touched starts, as after an association release.
  *
  * <p>Statuses: 200 all stored (duplicates included), 202 some stored and some failed (Warning header), 409 none
@@ -54,6 +58,15 @@ public class StowResource {
     private static final String APPLICATION_DICOM = "application/dicom";
     private static final String DICOM_JSON = "application/dicom+json";
     private static final String DICOM_XML = "application/dicom+xml";
+    /**
+     * Checks and commits of parts, across requests: a few threads, so that fsyncs overlap each other and the
+     * reading of the next part; what waits for them is a temporary file on disk, not memory.
+     */
+    private static final ExecutorService COMMITS = Executors.newFixedThreadPool(4, r -> {
+        Thread t = new Thread(r, "stow-commit");
+        t.setDaemon(true);
+        return t;
+    });
     /** Negative, so a request never shares an id with an association (DimseDispatcher counts up from 1). */
     private static final AtomicLong REQUESTS = new AtomicLong();
 
@@ -125,24 +138,29 @@ public class StowResource {
         StowService service = new StowService(spool, ingest.metrics());
         AssociationInfo burst = new AssociationInfo(-REQUESTS.incrementAndGet(), principal(), "DICOMWEB",
                 remote(request));
-        List<StowService.Result> results = new ArrayList<>();
+        List<CompletableFuture<StowService.Result>> pending = new ArrayList<>();
+        List<StowService.Result> results;
         try {
             int part = 0;
             Map<String, String> headers;
             while ((headers = reader.nextPart()) != null) {
                 part++;
-                results.add(storePart(reader, headers, service, study, burst, part));
+                pending.add(storePart(reader, headers, service, study, burst, part));
             }
         } catch (MultipartRelatedReader.TooLargeException e) {
-            return refuse(413, "too-large", e.getMessage() + " (" + stored(results) + " parts stored before)", request);
+            return refuse(413, "too-large", e.getMessage() + " (" + stored(settle(pending)) + " parts stored before)", request);
         } catch (MultipartRelatedReader.MalformedException e) {
-            return refuse(400, "malformed", e.getMessage() + " (" + stored(results) + " parts stored before)", request);
+            return refuse(400, "malformed", e.getMessage() + " (" + stored(settle(pending)) + " parts stored before)", request);
         } catch (IOException e) {
             // the client went away or the connection broke: no one reads an answer, but it is counted and logged
+            settle(pending);
             return refuse(400, "incomplete", "body not received: " + e.getMessage(), request);
         } finally {
+            // every commit has ended (settle) before the burst ends and before any answer is written
+            settle(pending);
             spool.associationEnded(burst);
         }
+        results = settle(pending);
         if (results.isEmpty()) {
             return refuse(400, "malformed", "no parts", request);
         }
@@ -160,21 +178,36 @@ public class StowResource {
         return r.build();
     }
 
-    private StowService.Result storePart(MultipartRelatedReader reader, Map<String, String> headers,
+    /** Waits for every part's commit; each ends in a Result (StowService never throws for a part). */
+    private static List<StowService.Result> settle(List<CompletableFuture<StowService.Result>> pending) {
+        List<StowService.Result> out = new ArrayList<>(pending.size());
+        for (CompletableFuture<StowService.Result> f : pending) {
+            out.add(f.join());
+        }
+        return out;
+    }
+
+    /**
+     * Streams one part to a spool temporary file on this (the request's) thread, and hands its check and commit
+     * (parse, fsync, rename, directory fsync) to the commit pool, so that the next part is read from the network
+     * while this one is made durable. Parts refused before they reach the disk end here.
+     */
+    private CompletableFuture<StowService.Result> storePart(MultipartRelatedReader reader, Map<String, String> headers,
                                          StowService service, String study, AssociationInfo burst, int part)
             throws IOException {
         MediaTypes partType = MediaTypes.parse(headers.get("content-type"));
         if (partType != null && !partType.type().equals(APPLICATION_DICOM)) {
             reader.copyBody(OutputStream.nullOutputStream());
-            return service.refused(StoreOutcome.NOT_APPLICATION_DICOM, "Content-Type " + partType.type(), part);
+            return CompletableFuture.completedFuture(
+                    service.refused(StoreOutcome.NOT_APPLICATION_DICOM, "Content-Type " + partType.type(), part));
         }
         java.nio.file.Path temporary;
         try {
             temporary = service.newTemporaryFile();
         } catch (IOException e) {
             reader.copyBody(OutputStream.nullOutputStream());
-            return service.refused(e instanceof InstanceStore.InsufficientStorageException
-                    ? StoreOutcome.OUT_OF_RESOURCES : StoreOutcome.IO_ERROR, e.getMessage(), part);
+            return CompletableFuture.completedFuture(service.refused(e instanceof InstanceStore.InsufficientStorageException
+                    ? StoreOutcome.OUT_OF_RESOURCES : StoreOutcome.IO_ERROR, e.getMessage(), part));
         }
         WriteGuard sink = new WriteGuard(new BufferedOutputStream(Files.newOutputStream(temporary), 64 * 1024));
         long bytes;
@@ -189,10 +222,12 @@ public class StowResource {
         if (sink.failure != null) {
             Files.deleteIfExists(temporary);
             String m = String.valueOf(sink.failure.getMessage()).toLowerCase(Locale.ROOT);
-            return service.refused(m.contains("no space left") ? StoreOutcome.OUT_OF_RESOURCES : StoreOutcome.IO_ERROR,
-                    sink.failure.toString(), part);
+            return CompletableFuture.completedFuture(service.refused(
+                    m.contains("no space left") ? StoreOutcome.OUT_OF_RESOURCES : StoreOutcome.IO_ERROR,
+                    sink.failure.toString(), part));
         }
-        return service.store(temporary, bytes, study, burst, part);
+        long size = bytes;
+        return CompletableFuture.supplyAsync(() -> service.store(temporary, size, study, burst, part), COMMITS);
     }
 
     /**
