@@ -16,7 +16,9 @@ import org.cxrgateway.report.ReportSettings;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
 
+import java.io.IOException;
 import java.nio.file.Path;
+import javax.net.ssl.SSLContext;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -45,6 +47,21 @@ public class DeliveryBeans {
             destinations.add(new PacsDestination(e.getKey(), p.host(), p.port(), p.calledAe(),
                     p.callingAe().orElse(listenerAe), state.resolve("spool"), tls));
         }
+        for (Map.Entry<String, DeliveryConfig.DicomWeb> e : cfg.dicomweb().entrySet()) {
+            DeliveryConfig.DicomWeb w = e.getValue();
+            SSLContext ssl = null;
+            if (w.trustStore().isPresent() || w.keyStore().isPresent()) {
+                try {
+                    ssl = DicomTls.context(new DicomTls.Settings(w.keyStore().orElse(null), w.keyStorePassword().orElse(null),
+                            w.keyStoreType(), w.trustStore().orElse(null), w.trustStorePassword().orElse(null),
+                            w.trustStoreType(), DicomTls.ClientAuth.NONE, null, null, true));
+                } catch (IOException ex) {
+                    throw new IllegalStateException("cxr.delivery.dicomweb." + e.getKey() + ": " + ex.getMessage(), ex);
+                }
+            }
+            destinations.add(new DicomWebDestination(e.getKey(), w.url(), w.bearerToken(), w.username(), w.password(),
+                    w.timeout(), ssl, metrics));
+        }
         for (Map.Entry<String, DeliveryConfig.Fhir> e : new java.util.TreeMap<>(cfg.fhir()).entrySet()) {
             DeliveryConfig.Fhir f = e.getValue();
             String name = e.getKey().equals(FhirDestination.UNNAMED) ? "fhir" : "fhir-" + e.getKey();
@@ -53,7 +70,7 @@ public class DeliveryBeans {
         }
         if (destinations.isEmpty()) {
             Path outbox = cfg.outboxDir().orElse(gateway.dataDir().resolve("outbox"));
-            LOG.infof("no PACS or FHIR destination configured: reports go to the outbox %s", outbox.toAbsolutePath());
+            LOG.infof("no PACS, DICOMweb or FHIR destination configured: reports go to the outbox %s", outbox.toAbsolutePath());
             destinations.add(new OutboxDestination(outbox));
         }
         DeadLetterStore store = new FileDeadLetterStore(state.resolve("dead-letters"));

@@ -18,6 +18,12 @@ public interface DeliveryConfig {
     Map<String, Pacs> pacs();
 
     /**
+     * DICOMweb (STOW-RS) destinations by name: {@code cxr.delivery.dicomweb.archive.url=https://vna/dicom-web}.
+     * None configured: none used.
+     */
+    Map<String, DicomWeb> dicomweb();
+
+    /**
      * FHIR servers, each its own destination with its own write mode: the unnamed one
      * ({@code cxr.delivery.fhir.base-url=...}, destination {@code fhir}) and any named ones
      * ({@code cxr.delivery.fhir.registry.base-url=...}, destination {@code fhir-registry}), e.g. the EHR's
@@ -93,6 +99,45 @@ public interface DeliveryConfig {
 
         /** Cipher suites (JSSE names). Unset: the JDK's enabled suites without TLS_RSA_* (no forward secrecy). */
         Optional<List<String>> cipherSuites();
+    }
+
+    /** One DICOMweb origin server that receives the SR and SCs by STOW-RS. */
+    interface DicomWeb {
+        /** The server's DICOMweb root; STOW-RS posts to {@code <url>/studies}. Required. */
+        String url();
+
+        /** Bearer token (preferred over basic auth when both are set). Never logged. */
+        Optional<String> bearerToken();
+
+        /** Basic auth user. */
+        Optional<String> username();
+
+        /** Basic auth password. Never logged. */
+        Optional<String> password();
+
+        /** Connect timeout, and the whole request's. Default 30s. */
+        @WithDefault("30s")
+        Duration timeout();
+
+        /** CAs the server certificate must chain to (https). Unset: the JDK's default CA certificates. */
+        Optional<Path> trustStore();
+
+        /** Trust store password. Never logged. */
+        Optional<String> trustStorePassword();
+
+        /** Trust store type. Default PKCS12. */
+        @WithDefault("PKCS12")
+        String trustStoreType();
+
+        /** Our certificate and key, for a server that requires client certificates. Unset: none presented. */
+        Optional<Path> keyStore();
+
+        /** Key store (and key) password. Never logged. */
+        Optional<String> keyStorePassword();
+
+        /** Key store type. Default PKCS12. */
+        @WithDefault("PKCS12")
+        String keyStoreType();
     }
 
     interface Fhir {

@@ -44,6 +44,7 @@ public class IngestService {
 
     private Spool spool;
     private StudyAssembler assembler;
+    private IngestMetrics metrics;
 
     /** True when the comma-separated role list contains the role or "all". */
     public static boolean hasRole(String roles, String role) {
@@ -84,6 +85,7 @@ public class IngestService {
         listener.start(s, metrics);
         spool = s;
         assembler = a;
+        this.metrics = metrics;
     }
 
     public synchronized void stop() {
@@ -93,6 +95,7 @@ public class IngestService {
             assembler = null;
         }
         spool = null;
+        metrics = null;
     }
 
     /** Keeps the spool bounded: settled studies leave it once their retention has passed. */
@@ -133,6 +136,11 @@ public class IngestService {
     /** The study assembler (quarantine), or null when the listener role is not active. */
     public synchronized StudyAssembler assembler() {
         return assembler;
+    }
+
+    /** The ingest metrics (C-STORE and STOW-RS count instances alike), or null when the listener role is not active. */
+    public synchronized IngestMetrics metrics() {
+        return metrics;
     }
 
     /** The spool, or null when the listener role is not active. */

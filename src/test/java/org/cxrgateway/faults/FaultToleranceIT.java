@@ -17,6 +17,8 @@ import org.cxrgateway.schema.v1.StudyJob;
 import org.cxrgateway.schema.v1.StudyResult;
 import org.cxrgateway.schema.v1.WorkingImage;
 import org.cxrgateway.testing.GatewayProcess;
+import org.cxrgateway.testing.HttpTokens;
+import org.cxrgateway.testing.Multipart;
 import org.cxrgateway.testing.OrthancPeer;
 import org.cxrgateway.testing.RawStoreScu;
 import org.cxrgateway.testing.Tools;
@@ -26,6 +28,10 @@ import org.junit.jupiter.api.Test;
 
 import java.math.BigInteger;
 import java.nio.ByteBuffer;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -92,20 +98,47 @@ class FaultToleranceIT {
         void strike(GatewayProcess gw) throws Exception;
     }
 
+    /** How a test has the listener acknowledge the study: it returns once the sender was told it is stored. */
+    private interface Sender {
+        void send(GatewayProcess gw, Map<String, String> config, Path file) throws Exception;
+    }
+
+    /** storescu, and its C-STORE Success. */
+    private static final Sender C_STORE = (gw, config, file) -> {
+        Tools.Result sent = Tools.run("storescu", "-aec", "CXRGATEWAY", "127.0.0.1",
+                config.get("cxr.listener.port"), file.toString());
+        assertEquals(0, sent.exit(), "C-STORE succeeded before the fault: " + sent.out());
+    };
+
+    /** STOW-RS with the ingest token (its SHA-256 configured below), and its 200. */
+    private static final Sender STOW_RS = (gw, config, file) -> {
+        HttpResponse<String> r = HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create(gw.url("/dicomweb/studies")))
+                .header("Content-Type", Multipart.CONTENT_TYPE).header("Authorization", "Bearer " + HttpTokens.INGEST)
+                .timeout(Duration.ofSeconds(60))
+                .POST(HttpRequest.BodyPublishers.ofByteArray(Multipart.of(List.of(Files.readAllBytes(file))))).build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, r.statusCode(), "STOW-RS stored before the fault: " + r.body());
+    };
+
     /**
-     * Starts a listener, has storescu store one study and see Success, then strikes the fault while the study
+     * Starts a listener, has the sender store one study and see Success, then strikes the fault while the study
      * waits in the spool (a long quiet period holds it there). Returns the config for a restart on the same
      * data, quiet period shortened, once it is clear nothing was published before the fault.
      */
     private Map<String, String> acknowledgedThenFault(String study, String log, Fault fault) throws Exception {
+        return acknowledgedThenFault(study, log, C_STORE, fault);
+    }
+
+    private Map<String, String> acknowledgedThenFault(String study, String log, Sender sender, Fault fault) throws Exception {
         Map<String, String> config = gatewayConfig("listener");
         config.put("cxr.assembly.quiet-period", "60s");
+        // the ingest test token (org.cxrgateway.testing.HttpTokens.INGEST), by its SHA-256
+        config.put("cxr.http.auth.tokens.stow.sha256", "12c9d8eb671641ca114db94b4bd7cea966626f0d9492a996808b1c6ee8ad6739");
+        config.put("cxr.http.auth.tokens.stow.roles", "ingest");
         Path file = sourceDx(study);
         try (GatewayProcess gw = new GatewayProcess(work.resolve(log), config).start()) {
             gw.awaitReady(Duration.ofSeconds(120));
-            Tools.Result sent = Tools.run("storescu", "-aec", "CXRGATEWAY", "127.0.0.1",
-                    config.get("cxr.listener.port"), file.toString());
-            assertEquals(0, sent.exit(), "C-STORE succeeded before the fault: " + sent.out());
+            sender.send(gw, config, file);
             fault.strike(gw);
         }
         assertEquals(0, jobsFor(study, Duration.ofSeconds(3)).size(), "nothing was published before the fault");
@@ -132,6 +165,20 @@ class FaultToleranceIT {
             gw.awaitReady(Duration.ofSeconds(120));
             Thread.sleep(4000);
             assertEquals(1, jobsFor(study, Duration.ofSeconds(3)).size(), "restart did not publish again");
+        }
+    }
+
+    @Test
+    void listenerKilledBetweenStowRs200AndPublishPublishesExactlyOnceAfterRestart() throws Exception {
+        String study = uid();
+        Map<String, String> config = acknowledgedThenFault(study, "stow-1.log", STOW_RS, GatewayProcess::kill9);
+        try (GatewayProcess gw = new GatewayProcess(work.resolve("stow-2.log"), config).start()) {
+            gw.awaitReady(Duration.ofSeconds(120));
+            List<StudyJob> jobs = awaitJobs(study, 1, Duration.ofSeconds(60));
+            assertEquals(1, jobs.size());
+            assertEquals(1, jobs.get(0).getImages().size());
+            Thread.sleep(3000);
+            assertEquals(1, jobsFor(study, Duration.ofSeconds(3)).size(), "published once");
         }
     }
 

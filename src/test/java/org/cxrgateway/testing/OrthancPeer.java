@@ -13,6 +13,9 @@ import java.time.Duration;
 /** Debian's Orthanc, started on loopback with ephemeral ports and a temp storage folder; our AE is registered. */
 public final class OrthancPeer implements AutoCloseable {
 
+    /** Debian's orthanc-dicomweb. */
+    public static final String DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
+
     public final int dicomPort;
     public final int httpPort;
     public final Path dir;
@@ -20,6 +23,7 @@ public final class OrthancPeer implements AutoCloseable {
     private final int ourPort;
     private Process process;
     private String luaScript;
+    private String dicomWebServers;
     private final HttpClient http = HttpClient.newHttpClient();
 
     public OrthancPeer(Path parent, String ourAe, int ourPort) throws IOException {
@@ -43,6 +47,23 @@ public final class OrthancPeer implements AutoCloseable {
         return this;
     }
 
+    /**
+     * Loads Debian's DICOMweb plugin (orthanc-dicomweb): Orthanc then serves QIDO-RS / STOW-RS under /dicom-web/
+     * and knows one DICOMweb server, {@code name} at {@code url} (a base ending in '/', STOW-RS posts to
+     * url + "studies"), sending {@code Authorization: Bearer token} when a token is given. Call before start().
+     */
+    public OrthancPeer withDicomWeb(String name, String url, String bearerToken) {
+        String headers = bearerToken == null ? "" : ", \"HttpHeaders\": { \"Authorization\": \"Bearer " + bearerToken + "\" }";
+        this.dicomWebServers = "{ \"" + name + "\": { \"Url\": \"" + url + "\"" + headers + " } }";
+        return this;
+    }
+
+    /** Loads the DICOMweb plugin with no server of its own to push to (QIDO-RS and STOW-RS server only). */
+    public OrthancPeer withDicomWeb() {
+        this.dicomWebServers = "{}";
+        return this;
+    }
+
     public void start() throws Exception {
         Path config = dir.resolve("orthanc.json");
         Path lua = dir.resolve("scripts.lua");
@@ -59,11 +80,15 @@ public final class OrthancPeer implements AutoCloseable {
                   "AuthenticationEnabled": false,
                   "DicomCheckCalledAet": false,
                   "DicomModalities": { "cxr": ["%s", "127.0.0.1", %d] },
-                  "Plugins": [],
+                  "Plugins": [%s],
                   "LuaScripts": ["%s"],
-                  "StableAge": 1
+                  "StableAge": 1%s
                 }
-                """.formatted(dir.resolve("storage"), dir.resolve("index"), dicomPort, httpPort, ourAe, ourPort, lua.toAbsolutePath()));
+                """.formatted(dir.resolve("storage"), dir.resolve("index"), dicomPort, httpPort, ourAe, ourPort,
+                dicomWebServers == null ? "" : "\"" + DICOMWEB_PLUGIN + "\"", lua.toAbsolutePath(),
+                dicomWebServers == null ? "" : """
+                        ,
+                          "DicomWeb": { "Enable": true, "Root": "/dicom-web/", "Servers": %s }""".formatted(dicomWebServers)));
         process = new ProcessBuilder("/usr/sbin/Orthanc", config.toString())
                 .redirectErrorStream(true).redirectOutput(dir.resolve("orthanc.log").toFile()).start();
         long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
@@ -92,6 +117,20 @@ public final class OrthancPeer implements AutoCloseable {
         HttpResponse<String> r = send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path))
                 .timeout(Duration.ofSeconds(10)).POST(HttpRequest.BodyPublishers.ofString(body)).build(),
                 HttpResponse.BodyHandlers.ofString());
+        if (r.statusCode() != 200) {
+            throw new IOException(path + " -> " + r.statusCode() + " " + r.body());
+        }
+        return r.body();
+    }
+
+    /**
+     * POSTs bytes (e.g. a DICOM file to /instances, which Orthanc stores once however often it is sent, so the
+     * one retry of {@link #send} is safe) and returns the answer's body; anything but 200 throws.
+     */
+    public String postBytes(String path, byte[] body, String contentType) throws IOException, InterruptedException {
+        HttpResponse<String> r = send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort + path))
+                .timeout(Duration.ofSeconds(60)).header("Content-Type", contentType)
+                .POST(HttpRequest.BodyPublishers.ofByteArray(body)).build(), HttpResponse.BodyHandlers.ofString());
         if (r.statusCode() != 200) {
             throw new IOException(path + " -> " + r.statusCode() + " " + r.body());
         }
