@@ -75,6 +75,10 @@ def generate(seed, name, shape, scale, offset):
 
 ARCHS = ("densenet121", "densenet169", "densenet201", "resnet50", "vgg16_bn")
 TEST_ARCHS = ("tiny",)  # a few dense layers: fast unit tests
+# the COVID-19 paper's custom CNN, as a small VGG-style network (5 conv-BN-ReLU + 2x2 max-pool stages, stride 32):
+# served and explained by the VGG path (flattened head, guided max-pools)
+CUSTOM_CNN_CFG = [16, "M", 32, "M", 64, "M", 128, "M", 128, "M"]
+EXTRA_ARCHS = ("cnn",)
 DENSENETS = ("densenet121", "densenet169", "densenet201", "tiny")
 
 
@@ -83,9 +87,9 @@ def family(arch):
         return "densenet"
     if arch.startswith("resnet"):
         return "resnet"
-    if arch.startswith("vgg"):
+    if arch.startswith("vgg") or arch == "cnn":
         return "vgg"
-    raise ValueError("unknown arch %s (one of %s)" % (arch, ", ".join(ARCHS + TEST_ARCHS)))
+    raise ValueError("unknown arch %s (one of %s)" % (arch, ", ".join(ARCHS + EXTRA_ARCHS + TEST_ARCHS)))
 
 
 def parse_head(text):
@@ -151,6 +155,10 @@ class TwoHead(torch.nn.Module):
     def head(self):
         return getattr(self, self.head_name)
 
+    def backbone(self):
+        """The modules before the head (what --freeze-backbone-epochs freezes)."""
+        return [m for n, m in self.named_children() if n != self.head_name]
+
     def body(self, x):
         if self.family == "densenet":
             return self.final_relu(self.features(x))
@@ -197,6 +205,8 @@ def densenet(arch, num_classes, in_channels=3, head=(), size=224):
     fam = family(arch)
     if arch == "tiny":
         net = torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2)
+    elif arch == "cnn":
+        net = torchvision.models.vgg.VGG(torchvision.models.vgg.make_layers(CUSTOM_CNN_CFG, batch_norm=True), init_weights=False)
     else:
         net = getattr(torchvision.models, arch)(weights=None)
     if in_channels != 3:
@@ -215,7 +225,8 @@ def densenet(arch, num_classes, in_channels=3, head=(), size=224):
     else:
         if size % 32:
             raise ValueError("vgg: input size must be a multiple of 32, not %d" % size)
-        flat = 512 * (size // 32) ** 2
+        last = [m for m in net.features if isinstance(m, torch.nn.Conv2d)][-1].out_channels
+        flat = last * (size // 32) ** 2
         if head == "torchvision":  # the ImageNet classifier layout (dropouts as identities: indices 0, 3, 6 kept)
             net.classifier = torch.nn.Sequential(torch.nn.Linear(flat, 4096), torch.nn.ReLU(), torch.nn.Identity(),
                                                  torch.nn.Linear(4096, 4096), torch.nn.ReLU(), torch.nn.Identity(),
@@ -278,6 +289,11 @@ def load_package_model(package_dir, arch=None):
     manifest = json.load(open(os.path.join(package_dir, "manifest.json")))
     m = onnx.load(os.path.join(package_dir, manifest.get("model", "model.onnx")))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    # the exporter keeps one copy of equal tensors (zero BN biases, equal trained ones) and names the others
+    # through Identity nodes: resolve those aliases to the state-dict names
+    for n in m.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in inits:
+            inits[n.output[0]] = inits[n.input[0]]
     arch = arch or manifest.get("architecture", "densenet121")
     h = manifest["head"]
     hidden = tuple(int(inits[l["weight"]].shape[0]) for l in h["layers"][:-1]) if h.get("kind") == "mlp" else ()

@@ -141,7 +141,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="src/main/resources/models")
     ap.add_argument("--only", choices=sorted(PACKAGES) + sorted(EXTRA), help="build one package")
-    ap.add_argument("--arch", default="densenet121", choices=list(cxr_models.ARCHS + cxr_models.TEST_ARCHS))
+    ap.add_argument("--arch", default="densenet121", choices=list(cxr_models.ARCHS + cxr_models.EXTRA_ARCHS + cxr_models.TEST_ARCHS))
     ap.add_argument("--head", default="linear", help="linear | mlp:W1,W2 (ResNet50+: mlp:32,32)")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--embed", action="store_true", help="weights inside model.onnx instead of a recipe")
