@@ -71,7 +71,7 @@ def main():
         if split_from is None:
             split_from = os.path.join(out, "training.json")
         results.append(dict(evaluate(out, data, csv), id=rid, title=title, arch=arch, head=head, activation=activation,
-                            paper_accuracy=paper, train_seconds=train_s))
+                            paper_accuracy=paper, train_seconds=train_s, patients=a.patients, epochs=a.epochs, size=a.size))
         r = results[-1]
         print("%-24s AUROC %.3f  accuracy %.3f  precision %.3f  recall %.3f  F1 %.3f  (test n=%d, %d COVID; trained in %.0f s)"
               % (title, r["auroc"] or float("nan"), r["accuracy"], r["precision"], r["recall"], r["f1"], r["n"], r["positives"], train_s),
