@@ -16,13 +16,14 @@ import cxr_models  # noqa: E402
 
 pkg, n, batch, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
-model, _ = cxr_models.load_package_model(pkg)
+model, manifest = cxr_models.load_package_model(pkg)
+c, size = manifest["input"]["channels"], manifest["input"]["size"]
 model.eval()
 rounds = max(1, n // batch)
 best = 0.0
 for fmt_name, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
     m = model.to(memory_format=fmt)
-    x = torch.randn(batch, 3, 224, 224).to(memory_format=fmt)
+    x = torch.randn(batch, c, size, size).to(memory_format=fmt)
     with torch.inference_mode():
         m(x)  # warm-up: oneDNN primitive creation
         t0 = time.perf_counter()

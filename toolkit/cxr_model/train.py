@@ -36,7 +36,10 @@ def add_arguments(ap):
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (GPU; the loss stays float32)")
     ap.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster convolutions on GPU)")
-    ap.add_argument("--arch", default="densenet121", choices=["densenet121", "tiny"])
+    ap.add_argument("--arch", default="densenet121", choices=list(cxr_models.ARCHS + cxr_models.EXTRA_ARCHS + cxr_models.TEST_ARCHS),
+                    help="the backbone (tiny: tests); the lecture's DenseNet family, ResNet-50, VGG16-BN")
+    ap.add_argument("--head", default="linear", help="linear (over pooled features; VGG: over the flattened map) or "
+                    "mlp:W1,W2,... hidden ReLU layers (the COVID-19 paper's ResNet50+: mlp:32,32)")
     ap.add_argument("--activation", choices=["sigmoid", "softmax"], default="sigmoid",
                     help="sigmoid: multi-label, weighted BCE; softmax: one class per image (e.g. Normal / Pneumonia / COVID-19)")
     ap.add_argument("--only", help="comma-separated label names to train (default: every finding column)")
@@ -52,6 +55,7 @@ def add_arguments(ap):
     ap.add_argument("--lr", type=float, default=None, help="default 1e-3, 1e-4 with --init")
     ap.add_argument("--weight-decay", type=float, default=1e-5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split-from", metavar="TRAINING.json", help="reuse the patient split of an earlier run (its training.json)")
     ap.add_argument("--val", type=float, default=0.15, help="validation share of patients' positives (default 0.15)")
     ap.add_argument("--test", type=float, default=0.15, help="test share (default 0.15)")
     ap.add_argument("--patience", type=int, default=6, help="early stopping: epochs without a better mean validation AUROC")
@@ -186,8 +190,8 @@ def probabilities(model, x, activation, device, batch=32):
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-def load_init(path, arch, n_labels, channels, names):
-    """(model, init manifest or None, note). Head kept when the label names match, new otherwise."""
+def load_init(path, arch, n_labels, channels, names, head=(), size=224):
+    """(model, init manifest or None, note). Head kept when the label names and the head's shapes match, new otherwise."""
     if os.path.isdir(path):
         src, manifest = cxr_models.load_package_model(path)
         src_names = [l["name"] for l in manifest["labels"]]
@@ -199,14 +203,17 @@ def load_init(path, arch, n_labels, channels, names):
         sd = obj.get("model", obj) if isinstance(obj, dict) else obj.state_dict()
         manifest = obj.get("manifest") if isinstance(obj, dict) else None
         src_names = obj.get("names") if isinstance(obj, dict) else None
-    model = cxr_models.densenet(arch, n_labels, channels)
+    model = cxr_models.densenet(arch, n_labels, channels, head, size)
     own = model.state_dict()
-    keep_head = src_names == names and sd.get("classifier.weight") is not None and sd["classifier.weight"].shape == own["classifier.weight"].shape
-    load = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape and (keep_head or not k.startswith("classifier."))}
-    missing = [k for k in own if k not in load and not k.startswith("classifier.")]
+    prefix = model.head_name + "."
+    head_keys = [k for k in own if k.startswith(prefix)]
+    keep_head = src_names == names and all(k in sd and sd[k].shape == own[k].shape for k in head_keys) and not any(
+        k.startswith(prefix) and k not in own for k in sd)
+    load = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape and (keep_head or not k.startswith(prefix))}
+    missing = [k for k in own if k not in load and not k.startswith(prefix)]
     if missing:
-        raise SystemExit("--init %s: %d backbone tensors missing or of another shape (e.g. %s): another architecture?"
-                         % (path, len(missing), missing[0]))
+        raise SystemExit("--init %s: %d backbone tensors missing or of another shape (e.g. %s): another architecture than %s?"
+                         % (path, len(missing), missing[0], arch))
     own.update(load)
     model.load_state_dict(own)
     return model, manifest, ("head kept" if keep_head else "new head for %d labels" % n_labels)
@@ -273,6 +280,14 @@ def run(a, log=print):
     # split by patient, minority shares equal in validation and test
     rows = [{"patient_id": it.patient_id, "y": it.y} for it in items]
     assign = split.patient_split(rows, len(names), a.val, a.test, a.seed)
+    if getattr(a, "split_from", None):
+        # another run's patient split (its training.json): models compared on one task see the same patients
+        prev = json.load(open(a.split_from))["split"]["patients"]
+        given = {p: s for s, ps in prev.items() for p in ps}
+        absent = sorted(set(assign) - set(given))
+        if absent:
+            raise SystemExit("--split-from %s: %d patient(s) of this data set are not in its split (e.g. %s)" % (a.split_from, len(absent), absent[0]))
+        assign = {p: given[p] for p in assign}
     summ = split.summary(rows, names, assign)
     log("split by patient (seed %d):\n%s" % (a.seed, split.format_summary(summ, names)))
     for s in ("validation", "test"):
@@ -305,12 +320,17 @@ def run(a, log=print):
         loss_fn = lambda logits, t: losses.weighted_ce(logits, t, cw.to(device))  # noqa: E731
     log("class weights (training set): " + json.dumps(weights_record))
 
+    try:
+        head = cxr_models.parse_head(getattr(a, "head", "linear"))
+        cxr_models.densenet(a.arch, 1, channels, head, a.size) if cxr_models.family(a.arch) == "vgg" else None
+    except ValueError as e:
+        raise SystemExit(str(e))
     set_seed(a.seed)
     if a.init:
-        model, _, note = load_init(a.init, a.arch, len(names), channels, names)
+        model, _, note = load_init(a.init, a.arch, len(names), channels, names, head, a.size)
         log("init from %s (%s)" % (a.init, note))
     else:
-        model = cxr_models.densenet(a.arch, len(names), channels)
+        model = cxr_models.densenet(a.arch, len(names), channels, head, a.size)
     model = model.to(device)
     memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.channels_last:
@@ -357,11 +377,13 @@ def run(a, log=print):
         if stale >= a.patience:
             break
         frozen = epoch < a.freeze_backbone_epochs
-        for p in model.features.parameters():
-            p.requires_grad_(not frozen)
+        for mod in model.backbone():
+            for p in mod.parameters():
+                p.requires_grad_(not frozen)
         model.train()
         if frozen:
-            model.features.eval()  # frozen means frozen: batch-norm statistics stay too
+            for mod in model.backbone():
+                mod.eval()  # frozen means frozen: batch-norm statistics stay too
         if sample_w is not None:
             order = torch.multinomial(torch.from_numpy(sample_w), n_train, replacement=True)
         else:
@@ -469,6 +491,7 @@ def write_package(model, manifest, a, names, thresholds, log, calibration=None):
     # the guided-backpropagation adjoint of the trained weights: guided Grad-CAM in the worker
     guided_backprop.export(model.eval(), os.path.join(a.out, "guided.onnx"), ch, size, manifest["input"]["name"])
     manifest["guided"] = guided_backprop.manifest_entry(model, input_name=manifest["input"]["name"])
+    manifest["head"] = cxr_models.head_entry(model)
     with torch.no_grad():
         feats = model(torch.zeros(1, ch, size, size))[1]
     manifest["outputs"]["featureChannels"] = int(feats.shape[1])

@@ -121,3 +121,52 @@ class CoreTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ArchitectureTest(unittest.TestCase):
+    """--arch / --head: the package states the head the gateway runs for Grad-CAM (cxr_models.head_entry)."""
+
+    def test_heads_parse_and_bad_ones_are_refused(self):
+        import cxr_models
+        self.assertEqual(cxr_models.parse_head("linear"), ())
+        self.assertEqual(cxr_models.parse_head("mlp:32,32"), (32, 32))
+        for bad in ("mlp:", "mlp:0,4", "mlp:a", "conv"):
+            with self.assertRaises(ValueError):
+                cxr_models.parse_head(bad)
+
+    def test_every_arch_and_head_has_its_manifest_head(self):
+        import cxr_models
+        for arch, head, kind, pool in (("densenet169", (), None, None), ("resnet50", (32, 32), "mlp", "avg"),
+                                       ("resnet50", (), None, None), ("vgg16_bn", (32, 32), "mlp", "flatten")):
+            m = cxr_models.densenet(arch, 2, 3, head, 64)
+            e = cxr_models.head_entry(m)
+            self.assertEqual(e.get("kind"), kind, arch)
+            self.assertEqual(e.get("pool"), pool, arch)
+            logits, f = m(torch.zeros(1, 3, 64, 64))
+            self.assertEqual(tuple(logits.shape), (1, 2))
+            self.assertEqual(f.shape[2], 2, "64 px: a 2 x 2 feature map (stride 32)")
+            if kind:
+                self.assertEqual([l["activation"] for l in e["layers"]], ["relu", "relu", "none"])
+
+    def test_train_resnet50_plus(self):
+        """The COVID-19 paper's ResNet50+ (GAP + Dense(32) + Dense(32) + sigmoid) trains and writes an mlp package."""
+        import json
+        d = tempfile.mkdtemp()
+        synth.generate(os.path.join(d, "data"), patients=8, size=80, seed=3, task="covid3", log=lambda *a: None)
+        cli = os.path.join(os.path.dirname(__file__), "..", "..", "bin", "cxr-model")
+        t = subprocess.run([cli, "train", "--data", os.path.join(d, "data"), "--labels", os.path.join(d, "data", "LABELS.csv"),
+                            "--out", os.path.join(d, "pkg"), "--arch", "resnet50", "--head", "mlp:32,32", "--size", "64",
+                            "--epochs", "1", "--only", "COVID-19", "--threads", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+        self.assertEqual(t.returncode, 0, t.stdout.decode()[-2000:])
+        m = json.load(open(os.path.join(d, "pkg", "manifest.json")))
+        self.assertEqual(m["architecture"], "resnet50")
+        self.assertEqual(m["head"]["kind"], "mlp")
+        self.assertEqual([l["weight"] for l in m["head"]["layers"]], ["fc.0.weight", "fc.2.weight", "fc.4.weight"])
+        self.assertEqual(m["outputs"]["featureChannels"], 2048)
+        self.assertEqual(m["guided"]["classes"], 1)
+        bad = subprocess.run([cli, "train", "--data", os.path.join(d, "data"), "--labels", os.path.join(d, "data", "LABELS.csv"),
+                              "--out", os.path.join(d, "bad"), "--arch", "vgg16_bn", "--head", "mlp:32,32", "--size", "72"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("multiple of 32", bad.stdout.decode())

@@ -73,40 +73,172 @@ def generate(seed, name, shape, scale, offset):
     return (u * np.float32(scale) + np.float32(offset)).astype(np.float32).reshape(shape)
 
 
-class TwoHead(torch.nn.Module):
-    """DenseNet with outputs (logits, features); features are taken AFTER the final ReLU, which is
-    the tensor torchvision pools, so Grad-CAM on it equals CAM with alpha = W[c] / (H*W)."""
+ARCHS = ("densenet121", "densenet169", "densenet201", "resnet50", "vgg16_bn")
+TEST_ARCHS = ("tiny",)  # a few dense layers: fast unit tests
+# the COVID-19 paper's custom CNN, as a small VGG-style network (5 conv-BN-ReLU + 2x2 max-pool stages, stride 32):
+# served and explained by the VGG path (flattened head, guided max-pools)
+CUSTOM_CNN_CFG = [16, "M", 32, "M", 64, "M", 128, "M", 128, "M"]
+EXTRA_ARCHS = ("cnn",)
+DENSENETS = ("densenet121", "densenet169", "densenet201", "tiny")
 
-    def __init__(self, densenet):
+
+def family(arch):
+    if arch in DENSENETS:
+        return "densenet"
+    if arch.startswith("resnet"):
+        return "resnet"
+    if arch.startswith("vgg") or arch == "cnn":
+        return "vgg"
+    raise ValueError("unknown arch %s (one of %s)" % (arch, ", ".join(ARCHS + EXTRA_ARCHS + TEST_ARCHS)))
+
+
+def parse_head(text):
+    """--head linear | mlp:32,32  ->  () or (32, 32): the hidden widths of the head."""
+    if text in (None, "", "linear"):
+        return ()
+    if text.startswith("mlp:"):
+        try:
+            widths = tuple(int(v) for v in text[4:].split(","))
+        except ValueError:
+            widths = ()
+        if widths and all(w > 0 for w in widths):
+            return widths
+    raise ValueError("--head must be linear or mlp:W1,W2,... (positive widths), not %r" % text)
+
+
+def head_module(in_features, hidden, num_classes):
+    """linear: one Linear; mlp: Linear + ReLU per hidden width, then the logit Linear (ResNet50+: GAP + Dense(32) +
+    Dense(32) + a sigmoid output unit; the sigmoid is the manifest's activation)."""
+    if not hidden:
+        return torch.nn.Linear(in_features, num_classes)
+    layers, width = [], in_features
+    for h in hidden:
+        layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+        width = h
+    return torch.nn.Sequential(*layers, torch.nn.Linear(width, num_classes))
+
+
+class TwoHead(torch.nn.Module):
+    """A torchvision classifier with outputs (logits, features): features is the last convolutional feature map the
+    head reads (Grad-CAM's layer), logits the head's output. Submodules keep torchvision's names (features/classifier,
+    conv1..layer4/fc), so torchvision state dicts load unchanged.
+
+      densenet  features -> ReLU (final_relu) = A -> global average pool -> classifier
+      resnet    conv1 .. layer4 = A (post-ReLU) -> global average pool -> fc
+      vgg       features (ends with the 5th max-pool) = A -> flatten -> classifier
+    For DenseNet and ResNet, Grad-CAM on A with a linear head is CAM with alpha = W[c] / (H*W)."""
+
+    def __init__(self, net, arch):
         super().__init__()
-        self.features = densenet.features
-        self.classifier = densenet.classifier
+        self.arch = arch
+        self.family = family(arch)
+        if self.family == "densenet":
+            self.features = net.features
+            self.final_relu = torch.nn.ReLU()
+            self.classifier = net.classifier
+        elif self.family == "resnet":
+            for n in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "fc"):
+                setattr(self, n, getattr(net, n))
+        else:
+            self.features = net.features
+            self.classifier = net.classifier
+
+    @property
+    def pool(self):
+        return "flatten" if self.family == "vgg" else "avg"
+
+    @property
+    def head_name(self):
+        return "fc" if self.family == "resnet" else "classifier"
+
+    @property
+    def head(self):
+        return getattr(self, self.head_name)
+
+    def backbone(self):
+        """The modules before the head (what --freeze-backbone-epochs freezes)."""
+        return [m for n, m in self.named_children() if n != self.head_name]
+
+    def body(self, x):
+        if self.family == "densenet":
+            return self.final_relu(self.features(x))
+        if self.family == "resnet":
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.features(x)
 
     def forward(self, x):
-        f = torch.relu(self.features(x))
-        pooled = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(f, 1), 1)
-        return self.classifier(pooled), f
+        f = self.body(x)
+        pooled = torch.flatten(f, 1) if self.pool == "flatten" else torch.flatten(
+            torch.nn.functional.adaptive_avg_pool2d(f, 1), 1)
+        return self.head(pooled), f
 
 
-def densenet(arch, num_classes, in_channels=3):
-    if arch == "densenet121":
-        net = torchvision.models.densenet121(weights=None)
-    elif arch == "tiny":
-        # a few dense layers: same building blocks (pre-activation BN-ReLU-Conv, transitions,
-        # final norm5 + ReLU), small enough for fast unit tests
+def head_layers(model):
+    """The manifest's head.layers: each Linear of the head by state-dict name, with the activation after it."""
+    head, prefix = model.head, model.head_name
+    if isinstance(head, torch.nn.Linear):
+        return [{"weight": prefix + ".weight", "bias": prefix + ".bias", "activation": "none"}]
+    mods = list(head.named_children())
+    out = []
+    for i, (name, m) in enumerate(mods):
+        if isinstance(m, torch.nn.Linear):
+            nxt = [n for _, n in mods[i + 1:] if not isinstance(n, (torch.nn.Identity, torch.nn.Dropout))]
+            act = "relu" if nxt and isinstance(nxt[0], torch.nn.ReLU) else "none"
+            out.append({"weight": "%s.%s.weight" % (prefix, name), "bias": "%s.%s.bias" % (prefix, name), "activation": act})
+        elif not isinstance(m, (torch.nn.ReLU, torch.nn.Identity, torch.nn.Dropout)):
+            raise ValueError("head module %s.%s (%s) is not Linear/ReLU/Dropout" % (prefix, name, type(m).__name__))
+    return out
+
+
+def head_entry(model):
+    """The manifest's head field: linear (one layer over global-average-pooled features, the CAM head) or mlp."""
+    layers = head_layers(model)
+    if len(layers) == 1 and model.pool == "avg":
+        return {"source": "initializer", "weight": layers[0]["weight"], "bias": layers[0]["bias"]}
+    return {"source": "initializer", "kind": "mlp", "pool": model.pool, "layers": layers}
+
+
+def densenet(arch, num_classes, in_channels=3, head=(), size=224):
+    """Any supported architecture (the name is historic: it was DenseNet only). head: hidden widths of an MLP head,
+    () for linear; size: the input side, which fixes VGG's flattened width."""
+    fam = family(arch)
+    if arch == "tiny":
         net = torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2)
+    elif arch == "cnn":
+        net = torchvision.models.vgg.VGG(torchvision.models.vgg.make_layers(CUSTOM_CNN_CFG, batch_norm=True), init_weights=False)
     else:
-        raise ValueError("unknown arch " + arch)
+        net = getattr(torchvision.models, arch)(weights=None)
     if in_channels != 3:
-        old = net.features.conv0
-        net.features.conv0 = torch.nn.Conv2d(in_channels, old.out_channels, kernel_size=7, stride=2, padding=3, bias=False)
-    net.classifier = torch.nn.Linear(net.classifier.in_features, num_classes)
-    return TwoHead(net).eval()
+        if fam == "densenet":
+            old = net.features.conv0
+            net.features.conv0 = torch.nn.Conv2d(in_channels, old.out_channels, kernel_size=7, stride=2, padding=3, bias=False)
+        elif fam == "resnet":
+            net.conv1 = torch.nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        else:
+            old = net.features[0]
+            net.features[0] = torch.nn.Conv2d(in_channels, old.out_channels, kernel_size=3, padding=1)
+    if fam == "densenet":
+        net.classifier = head_module(net.classifier.in_features, head, num_classes)
+    elif fam == "resnet":
+        net.fc = head_module(net.fc.in_features, head, num_classes)
+    else:
+        if size % 32:
+            raise ValueError("vgg: input size must be a multiple of 32, not %d" % size)
+        last = [m for m in net.features if isinstance(m, torch.nn.Conv2d)][-1].out_channels
+        flat = last * (size // 32) ** 2
+        if head == "torchvision":  # the ImageNet classifier layout (dropouts as identities: indices 0, 3, 6 kept)
+            net.classifier = torch.nn.Sequential(torch.nn.Linear(flat, 4096), torch.nn.ReLU(), torch.nn.Identity(),
+                                                 torch.nn.Linear(4096, 4096), torch.nn.ReLU(), torch.nn.Identity(),
+                                                 torch.nn.Linear(4096, num_classes))
+        else:
+            net.classifier = head_module(flat, head, num_classes)
+    return TwoHead(net, arch).eval()
 
 
-def seeded_model(arch, num_classes, seed, in_channels=3):
+def seeded_model(arch, num_classes, seed, in_channels=3, head=(), size=224):
     """The model plus its recipe: one entry per floating tensor of the state dict."""
-    model = densenet(arch, num_classes, in_channels)
+    model = densenet(arch, num_classes, in_channels, head, size)
     sd = model.state_dict()
     recipe = []
     new = {}
@@ -157,8 +289,17 @@ def load_package_model(package_dir, arch=None):
     manifest = json.load(open(os.path.join(package_dir, "manifest.json")))
     m = onnx.load(os.path.join(package_dir, manifest.get("model", "model.onnx")))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    # the exporter keeps one copy of equal tensors (zero BN biases, equal trained ones) and names the others
+    # through Identity nodes: resolve those aliases to the state-dict names
+    for n in m.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in inits:
+            inits[n.output[0]] = inits[n.input[0]]
     arch = arch or manifest.get("architecture", "densenet121")
-    model = densenet(arch, len(manifest["labels"]), manifest["input"]["channels"])
+    h = manifest["head"]
+    hidden = tuple(int(inits[l["weight"]].shape[0]) for l in h["layers"][:-1]) if h.get("kind") == "mlp" else ()
+    if h.get("kind") == "mlp" and family(arch) == "vgg" and hidden == (4096, 4096):
+        hidden = "torchvision"
+    model = densenet(arch, len(manifest["labels"]), manifest["input"]["channels"], hidden, manifest["input"]["size"])
     sd = model.state_dict()
     new = {}
     for name, t in sd.items():

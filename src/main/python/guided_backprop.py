@@ -1,4 +1,4 @@
-"""Guided backpropagation of a torchvision DenseNet as a second, forward-only ONNX graph.
+"""Guided backpropagation of a torchvision DenseNet, ResNet or VGG as a second, forward-only ONNX graph.
 
 ONNX Runtime has no backward pass, so the package carries the explicit adjoint of the network,
 written with forward operators only and built from the same weights (same initializer names):
@@ -9,7 +9,13 @@ written with forward operators only and built from the same weights (same initia
     concatenation        -> slices of the gradient, summed into the inputs' gradients
     2x2 average pool     -> nearest upsample x 1/4
     first max-pool       -> its indices + ScatterElements(reduction=add)   (opset 16; MaxUnpool does not sum)
-    head (GAP + linear)  -> seed W[c] / HW at every feature position
+    residual add (ResNet) -> the gradient goes to both branches, the shortcut's (identity or 1x1 conv +
+                           BN downsample) and the bottleneck's (1x1, 3x3 strided, 1x1 convs), and is summed
+    VGG's 2x2 max-pools  -> as the first max-pool (indices + ScatterElements)
+    head                 -> seed: the head's own adjoint for class c, computed in the graph:
+                            linear over GAP: W[c] / HW at every feature position;
+                            mlp: W_last[c], back through each hidden layer (ReLU rule as above, then W^T),
+                            then / HW at every position (GAP) or reshaped onto the map (flatten, VGG)
 
 The guided rule is applied at EVERY ReLU, DenseNet's final functional ReLU (F.relu before the global
 pool) included. captum's GuidedBackprop and pytorch-grad-cam's GuidedBackpropReLUModel only replace
@@ -26,7 +32,10 @@ Graph signature (N = 1 image, K class selectors, dynamic):
 import numpy as np
 import onnx
 import torch
+import torchvision
 from onnx import TensorProto, helper, numpy_helper
+
+import cxr_models
 
 OPSET = 16
 
@@ -70,11 +79,14 @@ class _Builder:
     # every forward helper returns (output, spatial size, backward closure gradient -> gradient)
 
     def conv(self, x, hw, prefix, mod):
-        assert mod.bias is None and mod.groups == 1 and tuple(mod.dilation) == (1, 1)
+        assert mod.groups == 1 and tuple(mod.dilation) == (1, 1)
+        assert mod.kernel_size[0] == mod.kernel_size[1] and mod.stride[0] == mod.stride[1] and mod.padding[0] == mod.padding[1]
         g = self.g
         k, s, p = mod.kernel_size[0], mod.stride[0], mod.padding[0]
         w = g.weight(prefix + ".weight")
-        y = g.op("Conv", [x, w], kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])
+        # a bias (VGG) shifts the forward only; the adjoint of x -> conv(x) + b is the transposed conv alone
+        ins = [x, w] + ([g.weight(prefix + ".bias")] if mod.bias is not None else [])
+        y = g.op("Conv", ins, kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])
         out = (hw + 2 * p - k) // s + 1
         # ConvTranspose(out) is (out-1)*s - 2p + k; conv0 (7x7/2, 224 -> 112) gives 223, one short of 224
         extra = hw - ((out - 1) * s - 2 * p + k)
@@ -106,7 +118,7 @@ class _Builder:
     def maxpool(self, x, hw, mod, channels):
         g = self.g
         k, s, p = mod.kernel_size, mod.stride, mod.padding
-        assert not mod.ceil_mode and mod.dilation == 1
+        assert not mod.ceil_mode and mod.dilation == 1 and isinstance(k, int) and isinstance(s, int) and isinstance(p, int)
         y, idx = g.op("MaxPool", [x], outputs=2, kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])
         out = (hw + 2 * p - k) // s + 1
 
@@ -184,55 +196,130 @@ class _Builder:
             return gr
         return out, hw, c, back
 
-    def build(self, input_name, channels):
+    def bottleneck(self, x, hw, prefix, blk):
+        """torchvision Bottleneck: relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))) + shortcut(x))."""
         g = self.g
-        feats = self.model.features
+        y, out_hw, branch = self.chain(x, hw, [("conv", prefix + ".conv1", blk.conv1), ("bn", prefix + ".bn1", blk.bn1),
+                                               ("relu", None, None), ("conv", prefix + ".conv2", blk.conv2),
+                                               ("bn", prefix + ".bn2", blk.bn2), ("relu", None, None),
+                                               ("conv", prefix + ".conv3", blk.conv3), ("bn", prefix + ".bn3", blk.bn3)])
+        if blk.downsample is not None:
+            ds = blk.downsample
+            assert len(ds) == 2 and isinstance(ds[0], torch.nn.Conv2d) and isinstance(ds[1], torch.nn.BatchNorm2d)
+            short, _, short_back = self.chain(x, hw, [("conv", prefix + ".downsample.0", ds[0]),
+                                                      ("bn", prefix + ".downsample.1", ds[1])])
+        else:
+            short, short_back = x, (lambda gr: gr)
+        y, _, relu_back = self.relu(g.op("Add", [y, short]), out_hw)
+
+        def back(gr):
+            gr = relu_back(gr)
+            # the sum's adjoint: the same gradient into the bottleneck and into the shortcut, added at x
+            return g.op("Add", [branch(gr), short_back(gr)])
+        return y, out_hw, blk.conv3.out_channels, back
+
+    def backbone(self, input_name, channels):
+        """The feature map A and its backward; by family."""
+        m = self.model
         x, hw, c = input_name, self.size, channels
         backs = []
-        for name, mod in feats.named_children():
-            p = "features." + name
-            if isinstance(mod, torch.nn.Conv2d):
-                x, hw, b = self.conv(x, hw, p, mod)
-                c = mod.out_channels
-            elif isinstance(mod, torch.nn.BatchNorm2d):
-                x, hw, b = self.bn(x, hw, p, mod)
-            elif isinstance(mod, torch.nn.ReLU):
-                x, hw, b = self.relu(x, hw)
-            elif isinstance(mod, torch.nn.MaxPool2d):
-                x, hw, b = self.maxpool(x, hw, mod, c)
-            elif name.startswith("denseblock"):
-                x, hw, c, b = self.dense_block(x, hw, p, mod, c)
-            elif name.startswith("transition"):
-                x, hw, b = self.chain(x, hw, [("bn", p + ".norm", mod.norm), ("relu", None, None),
-                                              ("conv", p + ".conv", mod.conv), ("avgpool", None, mod.pool)])
-                c = mod.conv.out_channels
-            else:
-                raise ValueError("unexpected DenseNet feature module " + name)
+        if m.family == "densenet":
+            for name, mod in m.features.named_children():
+                p = "features." + name
+                if isinstance(mod, torch.nn.Conv2d):
+                    x, hw, b = self.conv(x, hw, p, mod)
+                    c = mod.out_channels
+                elif isinstance(mod, torch.nn.BatchNorm2d):
+                    x, hw, b = self.bn(x, hw, p, mod)
+                elif isinstance(mod, torch.nn.ReLU):
+                    x, hw, b = self.relu(x, hw)
+                elif isinstance(mod, torch.nn.MaxPool2d):
+                    x, hw, b = self.maxpool(x, hw, mod, c)
+                elif name.startswith("denseblock"):
+                    x, hw, c, b = self.dense_block(x, hw, p, mod, c)
+                elif name.startswith("transition"):
+                    x, hw, b = self.chain(x, hw, [("bn", p + ".norm", mod.norm), ("relu", None, None),
+                                                  ("conv", p + ".conv", mod.conv), ("avgpool", None, mod.pool)])
+                    c = mod.conv.out_channels
+                else:
+                    raise ValueError("unexpected DenseNet feature module " + name)
+                backs.append(b)
+            # TwoHead.final_relu (torchvision's F.relu before the pool): A is its output
+            x, hw, b = self.relu(x, hw)
             backs.append(b)
-        # TwoHead / torchvision DenseNet.forward: F.relu(features) -> global average pool -> linear
-        x, hw, b = self.relu(x, hw)
-        backs.append(b)
-        pooled = g.op("Flatten", [g.op("GlobalAveragePool", [x])], axis=1)
-        logits = g.op("Gemm", [pooled, g.weight("classifier.weight"), g.weight("classifier.bias")], transB=1)
-        logits = g.op("Identity", [logits])
+        elif m.family == "resnet":
+            x, hw, b = self.chain(x, hw, [("conv", "conv1", m.conv1), ("bn", "bn1", m.bn1), ("relu", None, None)])
+            backs.append(b)
+            c = m.conv1.out_channels
+            x, hw, b = self.maxpool(x, hw, m.maxpool, c)
+            backs.append(b)
+            for lname in ("layer1", "layer2", "layer3", "layer4"):
+                for bname, blk in getattr(m, lname).named_children():
+                    if not isinstance(blk, torchvision.models.resnet.Bottleneck):
+                        raise ValueError("%s.%s: only torchvision Bottleneck blocks (ResNet-50/101/152)" % (lname, bname))
+                    x, hw, c, b = self.bottleneck(x, hw, "%s.%s" % (lname, bname), blk)
+                    backs.append(b)
+        else:
+            for name, mod in m.features.named_children():
+                p = "features." + name
+                if isinstance(mod, torch.nn.Conv2d):
+                    x, hw, b = self.conv(x, hw, p, mod)
+                    c = mod.out_channels
+                elif isinstance(mod, torch.nn.BatchNorm2d):
+                    x, hw, b = self.bn(x, hw, p, mod)
+                elif isinstance(mod, torch.nn.ReLU):
+                    x, hw, b = self.relu(x, hw)
+                elif isinstance(mod, torch.nn.MaxPool2d):
+                    x, hw, b = self.maxpool(x, hw, mod, c)
+                else:
+                    raise ValueError("unexpected VGG feature module %s (%s)" % (name, type(mod).__name__))
+                backs.append(b)
+
+        def back(gr):
+            for b in reversed(backs):
+                gr = b(gr)
+            return gr
+        return x, hw, c, back
+
+    def head(self, a, hw, c):
+        """Forward logits from A, and the seed d logit_c / d A [K, C, hw, hw] for the requested classes."""
+        g, m = self.g, self.model
+        layers = cxr_models.head_layers(m)
+        if m.pool == "avg":
+            x = g.op("Flatten", [g.op("GlobalAveragePool", [a])], axis=1)
+        else:
+            x = g.op("Flatten", [a], axis=1)
+        masks = []
+        for layer in layers:
+            x = g.op("Gemm", [x, g.weight(layer["weight"]), g.weight(layer["bias"])], transB=1)
+            if layer["activation"] == "relu":
+                masks.append(g.op("Cast", [g.op("Greater", [x, g.const(0.0)])], to=TensorProto.FLOAT))
+                x = g.op("Relu", [x])
+        g.op("Identity", [x])
         g.nodes[-1].output[0] = "logits"
-        # head seed: d logit_c / d A(k, i, j) = W[c, k] / HW at every position
-        wc = g.op("Gather", [g.weight("classifier.weight"), "classes"], axis=0)
-        wc = g.op("Mul", [wc, g.const(1.0 / (hw * hw))])
-        seed = g.op("Expand", [g.op("Reshape", [wc, g.const([0, c, 1, 1], np.int64)]),
-                               g.const([1, 1, hw, hw], np.int64)])
-        gr = seed
-        for b in reversed(backs):
-            gr = b(gr)
-        g.op("Identity", [gr])
-        g.nodes[-1].output[0] = "gradient"
+        # seed: row c of the last layer, then back through the hidden layers (guided rule at their ReLUs too)
+        gr = g.op("Gather", [g.weight(layers[-1]["weight"]), "classes"], axis=0)
+        for layer, mask in zip(reversed(layers[:-1]), reversed(masks)):
+            gr = g.op("Mul", [g.op("Relu", [gr]) if self.guided else gr, mask])
+            gr = g.op("MatMul", [gr, g.weight(layer["weight"])])
+        if m.pool == "avg":
+            gr = g.op("Mul", [gr, g.const(1.0 / (hw * hw))])
+            return g.op("Expand", [g.op("Reshape", [gr, g.const([0, c, 1, 1], np.int64)]),
+                                   g.const([1, 1, hw, hw], np.int64)])
+        return g.op("Reshape", [gr, g.const([-1, c, hw, hw], np.int64)])
+
+    def build(self, input_name, channels):
+        a, hw, c, back = self.backbone(input_name, channels)
+        gr = back(self.head(a, hw, c))
+        self.g.op("Identity", [gr])
+        self.g.nodes[-1].output[0] = "gradient"
         return hw, c
 
 
 def build_graph(model, channels, size, input_name="input", guided=True):
-    """The adjoint graph of a cxr_models.TwoHead (torchvision DenseNet features + linear classifier)."""
+    """The adjoint graph of a cxr_models.TwoHead (torchvision DenseNet, ResNet-50 or VGG; linear or MLP head)."""
     model = model.eval()
-    labels = model.classifier.out_features
+    labels = _labels(model)
     b = _Builder(model, size, guided)
     b.build(input_name, channels)
     g = b.g
@@ -276,4 +363,9 @@ def manifest_entry(model, file="guided.onnx", input_name="input"):
     """The package manifest's guided field (schemas/model/manifest.schema.json)."""
     return {"file": file, "inputs": {"image": input_name, "classes": "classes"},
             "outputs": {"gradient": "gradient", "logits": "logits"},
-            "classes": int(model.classifier.out_features), "rule": "guided-relu-all"}
+            "classes": _labels(model), "rule": "guided-relu-all"}
+
+
+def _labels(model):
+    last = cxr_models.head_layers(model)[-1]["weight"]
+    return int(model.state_dict()[last].shape[0])

@@ -54,6 +54,12 @@ PACKAGES = {
                    title="Normal / pneumonia / COVID-19 (demo)"),
 }
 
+# not built into the app: the COVID-19 paper's binary task (one sigmoid output), for --only covid2
+EXTRA = {
+    "covid2": dict(labels=[("COVID-19", "840539006", "SCT", "COVID-19")], activation="sigmoid", reported=None,
+                   crop="center", seed=2_2024, title="COVID-19 vs not, binary (demo)"),
+}
+
 
 def manifest(pid, spec, arch, channels, size, feature_channels, feature_size, normalisation, weights=None,
              version="0.1.0-demo", intended_use=DEMO_USE, diagnostic=False, head=None):
@@ -82,10 +88,10 @@ def manifest(pid, spec, arch, channels, size, feature_channels, feature_size, no
     return m
 
 
-def build(out_dir, pid, spec, arch="densenet121", size=224, embed=False, seed=None, guided=True):
+def build(out_dir, pid, spec, arch="densenet121", size=224, embed=False, seed=None, guided=True, head=()):
     seed = spec["seed"] if seed is None else seed
     os.makedirs(out_dir, exist_ok=True)
-    model, recipe = cxr_models.seeded_model(arch, len(spec["labels"]), seed)
+    model, recipe = cxr_models.seeded_model(arch, len(spec["labels"]), seed, head=head, size=size)
     onnx_path = os.path.join(out_dir, "model.onnx")
     weights = None
     guided_path = os.path.join(out_dir, "guided.onnx")
@@ -122,7 +128,7 @@ def build(out_dir, pid, spec, arch="densenet121", size=224, embed=False, seed=No
         weights = {"recipe": "weights.recipe.json", "file": "weights.bin"}
     with_features = model(__import__("torch").zeros(1, 3, size, size))[1]
     m = manifest(pid, spec, arch, 3, size, int(with_features.shape[1]), int(with_features.shape[2]),
-                 "imagenet", weights)
+                 "imagenet", weights, head=cxr_models.head_entry(model))
     if guided:
         m["guided"] = guided_backprop.manifest_entry(model)
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
@@ -134,17 +140,21 @@ def build(out_dir, pid, spec, arch="densenet121", size=224, embed=False, seed=No
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="src/main/resources/models")
-    ap.add_argument("--only", choices=sorted(PACKAGES), help="build one package")
-    ap.add_argument("--arch", default="densenet121", choices=["densenet121", "tiny"])
+    ap.add_argument("--only", choices=sorted(PACKAGES) + sorted(EXTRA), help="build one package")
+    ap.add_argument("--arch", default="densenet121", choices=list(cxr_models.ARCHS + cxr_models.EXTRA_ARCHS + cxr_models.TEST_ARCHS))
+    ap.add_argument("--head", default="linear", help="linear | mlp:W1,W2 (ResNet50+: mlp:32,32)")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--embed", action="store_true", help="weights inside model.onnx instead of a recipe")
     ap.add_argument("--seed", type=int, help="override the package seed")
     ap.add_argument("--no-guided", action="store_true", help="no guided-backpropagation graph (Grad-CAM only)")
     a = ap.parse_args()
-    for pid, spec in PACKAGES.items():
-        if a.only and pid != a.only:
+    if (a.arch != "densenet121" or a.head != "linear") and not a.embed:
+        ap.error("the weight recipe (Java regeneration) covers the built-in DenseNet-121 packages: add --embed")
+    for pid, spec in {**PACKAGES, **EXTRA}.items():
+        if (a.only and pid != a.only) or (not a.only and pid in EXTRA):
             continue
-        d = build(os.path.join(a.out, pid), pid, spec, a.arch, a.size, a.embed, a.seed, not a.no_guided)
+        d = build(os.path.join(a.out, pid), pid, spec, a.arch, a.size, a.embed, a.seed, not a.no_guided,
+                  cxr_models.parse_head(a.head))
         print("wrote", d)
 
 

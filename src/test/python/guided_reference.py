@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch reference for org.cxrgateway.inference.GuidedBackpropFidelityTest.
 
-    guided_reference.py WORK [--arch densenet121] [--images 2] [--labels 3]
+    guided_reference.py WORK [--arch densenet121|resnet50|vgg16_bn|...] [--head linear|mlp:32,32] [--size 224] [--images 2] [--labels 3]
 
 Builds a seeded DenseNet (full-size densenet121 by default, 224 x 224) whose head is arranged so that
 its logits move with the input, writes into WORK:
@@ -26,6 +26,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "main", "python"))
+sys.path.insert(0, HERE)
 import cxr_models  # noqa: E402
 import guided_backprop  # noqa: E402
 
@@ -50,21 +51,20 @@ class GuidedModule(torch.nn.Module):
 
 
 class GuidedTwoHead(torch.nn.Module):
-    """A copy of a TwoHead with every nn.ReLU replaced; guide_final also guides the functional F.relu."""
+    """A copy of a TwoHead (any family) with every nn.ReLU replaced, the head's included; guide_final=False leaves
+    DenseNet's final ReLU before the pool (torchvision's functional F.relu) plain, as captum does."""
 
     def __init__(self, model, guide_final):
         super().__init__()
         m = copy.deepcopy(model)
         for parent in m.modules():
             for name, child in list(parent.named_children()):
-                if isinstance(child, torch.nn.ReLU):
+                if isinstance(child, torch.nn.ReLU) and (guide_final or not (parent is m and name == "final_relu")):
                     setattr(parent, name, GuidedModule())
-        self.features, self.classifier, self.guide_final = m.features, m.classifier, guide_final
+        self.m = m
 
     def forward(self, x):
-        f = self.features(x)
-        f = GuidedReLU.apply(f) if self.guide_final else torch.relu(f)
-        return self.classifier(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(f, 1), 1))
+        return self.m(x)[0]
 
 
 def test_images(n, size, seed):
@@ -83,6 +83,24 @@ def test_images(n, size, seed):
 
 
 def arrange_head(model, images):
+    """An MLP head (or any non-DenseNet head): spread_head.spread_layers over the chosen images. A DenseNet linear head:
+    the rule below (the figures of the DenseNet-121 test were measured with it)."""
+    if not (model.family == "densenet" and isinstance(model.head, torch.nn.Linear)):
+        import spread_head
+        with torch.no_grad():
+            f = torch.cat([model(x)[1] for x in images])
+            head_in = torch.flatten(f, 1) if model.pool == "flatten" else f.mean(dim=(2, 3))
+            sd = model.state_dict()
+            layers = cxr_models.head_layers(model)
+            new = spread_head.spread_layers(head_in.double().numpy(), [(sd[l["weight"]].double().numpy(), None) for l in layers])
+            for l, (w, b) in zip(layers, new):
+                sd[l["weight"]].copy_(torch.from_numpy(w))
+                sd[l["bias"]].copy_(torch.from_numpy(b))
+        return model
+    return _arrange_linear(model, images)
+
+
+def _arrange_linear(model, images):
     """Seeded weights give logits that barely depend on the input. Point each class's weight row along
     how one test image's pooled features differ from the others', so logits move with the input."""
     with torch.no_grad():
@@ -148,11 +166,12 @@ def main():
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--labels", type=int, default=3)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--head", default="linear", help="linear | mlp:W1,W2")
     ap.add_argument("--candidates", type=int, default=6)
     a = ap.parse_args()
     torch.set_num_threads(2)
     os.makedirs(a.work, exist_ok=True)
-    model, _ = cxr_models.seeded_model(a.arch, a.labels, 2017)
+    model, _ = cxr_models.seeded_model(a.arch, a.labels, 2017, head=cxr_models.parse_head(a.head), size=a.size)
     candidates = test_images(a.candidates, a.size, 15)
     images, fragile = screen(model, candidates, a.images)
     arrange_head(model, images)
@@ -177,9 +196,13 @@ def main():
             scale = float(ref[c].abs().max())
             final_rel_max.append(float(d.max()) / scale)
             final_rel_mean.append(float(d.mean()) / float(ref[c].abs().mean()))
+    # the float32 floor of the forward logits: PyTorch fp32 vs fp64 on the same weights and images
+    wide = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        logit_floor = [float((model(x)[0].double() - wide(x.double())[0]).abs().max()) for x in images]
     spread = np.std(np.stack(all_logits), axis=0)
-    json.dump({"images": a.images, "labels": a.labels, "channels": 3, "size": a.size, "arch": a.arch,
-               "screening": fragile,
+    json.dump({"images": a.images, "labels": a.labels, "channels": 3, "size": a.size, "arch": a.arch, "head": a.head,
+               "screening": fragile, "logitsFp32VsFp64": logit_floor,
                "logitStdAcrossImages": [float(s) for s in spread],
                "unguidedFinalRelu": {"maxAbsDiffOverMaxAbsRef": max(final_rel_max),
                                      "meanAbsDiffOverMeanAbsRef": float(np.mean(final_rel_mean))}},

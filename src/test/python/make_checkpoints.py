@@ -3,6 +3,13 @@
 so the test is fast), plus the original model's logits on a fixed input.
 
     make_checkpoints.py chexnet|xrv OUT_DIR  ->  checkpoint.pt, input.f32, logits.f32
+
+torchvision layouts (full size, 224 x 224, torchvision's own forward gives the reference logits):
+    resnet50plus   ResNet-50 with the COVID-19 paper's head, fc = Linear(2048, 32), ReLU, Linear(32, 32), ReLU,
+                   Linear(32, 1), saved from a DataParallel wrapper ('module.' keys)
+    vgg16_bn       VGG16-BN, classifier = Linear(25088, 32), ReLU, Linear(32, 32), ReLU, Linear(32, 3)
+    densenet169    DenseNet-169, classifier = Linear(1664, 2)
+    resnet18       not supported (BasicBlock): the import must refuse it naming the keys
 """
 import os
 import re
@@ -36,7 +43,39 @@ def save(net, kind, out, thresholds=None):
         torch.save(sd, os.path.join(out, "checkpoint.pt"))
 
 
+def torchvision_checkpoint(kind, out):
+    torch.manual_seed(16)
+    mlp = lambda n_in, n_out: torch.nn.Sequential(torch.nn.Linear(n_in, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32),  # noqa: E731
+                                                  torch.nn.ReLU(), torch.nn.Linear(32, n_out))
+    if kind == "resnet50plus":
+        net = torchvision.models.resnet50(weights=None)
+        net.fc = mlp(2048, 1)
+    elif kind == "vgg16_bn":
+        net = torchvision.models.vgg16_bn(weights=None)
+        net.classifier = mlp(25088, 3)
+    elif kind == "densenet169":
+        net = torchvision.models.densenet169(weights=None)
+        net.classifier = torch.nn.Linear(1664, 2)
+    else:
+        net = torchvision.models.resnet18(weights=None)
+        net.fc = torch.nn.Linear(512, 2)
+    randomise_batch_norm(net)
+    net.eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        logits = net(x)
+    x.numpy().astype("<f4").tofile(os.path.join(out, "input.f32"))
+    logits.numpy().astype("<f4").tofile(os.path.join(out, "logits.f32"))
+    sd = net.state_dict()
+    if kind == "resnet50plus":
+        sd = {"module." + k: v for k, v in sd.items()}
+    torch.save(sd, os.path.join(out, "checkpoint.pt"))
+
+
 def main(kind, out):
+    if kind not in ("chexnet", "xrv"):
+        os.makedirs(out, exist_ok=True)
+        return torchvision_checkpoint(kind, out)
     torch.manual_seed(7 if kind == "chexnet" else 8)
     os.makedirs(out, exist_ok=True)
     net = torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2)

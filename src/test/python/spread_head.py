@@ -6,7 +6,8 @@ standard deviation SD and mean 0 over the given model inputs (float32 [N, C, S, 
 
 An untrained head barely moves with the input, so probabilities sit near 0.5 and a quantisation or
 preprocessing error hides in them; spread, they cross the threshold across the images. The features
-come from the FP32 graph itself (quantize.evaluate); model.onnx is rewritten with the new head.
+come from the FP32 graph itself (quantize.evaluate); model.onnx is rewritten with the new head. An mlp head
+(manifest head.kind mlp) is spread layer by layer (spread_layers), its inputs from the package's torch model.
 """
 import json
 import os
@@ -29,8 +30,48 @@ def spread(pooled, w, sd=2.5):
     return w, -(pooled @ w.T).mean(0)
 
 
+def spread_layers(x, layers, sd=2.5):
+    """An mlp head, layer by layer: [(weight [out, in], bias)] over head inputs x [N, in]. Each hidden layer's
+    pre-activations get SD 1 and mean 0 over the inputs (so its ReLUs are on for some inputs and off for others:
+    the masks, which Grad-CAM's backward depends on, vary), the last layer's logits SD sd and mean 0 (float64)."""
+    x = np.asarray(x, np.float64)
+    out = []
+    for i, (w, _) in enumerate(layers):
+        last = i == len(layers) - 1
+        w, b = spread(x, w, sd if last else 1.0)
+        out.append((w, b))
+        x = np.maximum(x @ w.T + b, 0)
+    return out
+
+
+def spread_mlp(pkg, manifest, x, sd):
+    """Rewrites the mlp head's initializers in model.onnx; the head inputs come from the package's torch model."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "main", "python"))
+    import cxr_models
+    model, _ = cxr_models.load_package_model(pkg)
+    with torch.no_grad():
+        f = model(x)[1]
+    head_in = (torch.flatten(f, 1) if manifest["head"].get("pool") == "flatten" else f.mean(dim=(2, 3))).double().numpy()
+    path = os.path.join(pkg, manifest.get("model", "model.onnx"))
+    onnx_model = onnx.load(path)
+    inits = {t.name: t for t in onnx_model.graph.initializer}
+    h = manifest["head"]
+    layers = h["layers"] if h.get("kind") == "mlp" else [{"weight": h["weight"], "bias": h["bias"]}]
+    new = spread_layers(head_in, [(nh.to_array(inits[l["weight"]]), None) for l in layers], sd)
+    for l, (w, b) in zip(layers, new):
+        for name, v in ((l["weight"], w), (l["bias"], b)):
+            inits[name].CopyFrom(nh.from_array(v.astype(np.float32), name))
+    onnx.save(onnx_model, path)
+    print("head (%d layers) spread: hidden pre-activations SD 1, logit SD %g over %d inputs" % (len(layers), sd, len(x)))
+
+
 def main(pkg, inputs, sd=2.5):
     manifest = json.load(open(os.path.join(pkg, "manifest.json")))
+    torch_path = manifest["head"].get("kind") == "mlp" or manifest.get("architecture", "densenet121") not in (
+        "densenet121", "densenet169", "densenet201", "tiny")
+    if torch_path and not manifest.get("weights"):
+        c, s = manifest["input"]["channels"], manifest["input"]["size"]
+        return spread_mlp(pkg, manifest, torch.from_numpy(np.fromfile(inputs, dtype="<f4").reshape(-1, c, s, s)), sd)
     if manifest.get("weights") or manifest["head"]["source"] != "initializer" or not manifest["head"].get("bias"):
         raise SystemExit("spread_head needs embedded weights and a head with weight and bias initializers")
     path = os.path.join(pkg, manifest.get("model", "model.onnx"))

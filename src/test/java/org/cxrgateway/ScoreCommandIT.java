@@ -204,4 +204,43 @@ class ScoreCommandIT {
         assertEquals(2, run.exit(), run.out());
         assertTrue(run.out().contains("usage: score [--json FILE] [--no-reports] [--save-model-input] FILE.dcm..."), run.out());
     }
+
+    /**
+     * The COVID-19 paper's ResNet50+ (ResNet-50 + GAP + Dense(32) + Dense(32) + sigmoid) as a package of its own
+     * (seeded, 64 px, with its guided graph), served by score: the finding is made positive by a threshold of 0 so
+     * that every explanation object is written, and each SR, SC and Parametric Map passes dciodvfy without errors.
+     */
+    @Test
+    void servesAResNet50PlusPackage() throws Exception {
+        Path dir = Files.createDirectories(work.resolve("resnet50plus"));
+        Path packages = dir.resolve("packages");
+        Tools.Result made = Tools.run("/usr/bin/python3", "src/main/python/make_demo_models.py", "--out", packages.toString(),
+                "--only", "covid2", "--arch", "resnet50", "--head", "mlp:32,32", "--size", "64", "--embed");
+        assertEquals(0, made.exit(), made.out());
+        Path manifest = packages.resolve("covid2/manifest.json");
+        JsonNode m = JSON.readTree(manifest.toFile());
+        assertEquals("mlp", m.get("head").get("kind").asText());
+        ((com.fasterxml.jackson.databind.node.ObjectNode) m.get("labels").get(0)).put("threshold", 0.0);
+        JSON.writeValue(manifest.toFile(), m);
+        Path chest = dir.resolve("chest.dcm");
+        Tools.Result src = Tools.run("/usr/bin/python3", "src/test/resources/make_source_dx.py", chest.toString(), uid(), uid(), uid(), "SCORE-R50");
+        assertEquals(0, src.exit(), src.out());
+        List<String> cmd = List.of("java", "-Xmx1g", "-Dcxr.inference.packages-dir=" + packages, "-jar",
+                GatewayProcess.jar().toAbsolutePath().toString(), "score", chest.toString());
+        Path log = dir.resolve("score.out");
+        Process p = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        assertTrue(p.waitFor(180, TimeUnit.SECONDS), "score finishes");
+        String out = Files.readString(log);
+        assertEquals(0, p.exitValue(), out);
+        assertFalse(out.contains("Exception"), out);
+        assertTrue(out.contains("COVID-19") && out.contains("POSITIVE"), out);
+        List<Path> srs = written(dir, "chest.sr-*.dcm"), scs = written(dir, "chest.sc-*.dcm"), pms = written(dir, "chest.pm-*.dcm");
+        assertEquals(1, srs.size(), out);
+        assertEquals(2, scs.size(), "a Grad-CAM and a guided Grad-CAM SC: " + out);
+        assertEquals(1, pms.size(), out);
+        for (Path f : Stream.of(srs, scs, pms).flatMap(List::stream).toList()) {
+            assertEquals(List.of(), Tools.dciodvfyErrors(f), "dciodvfy " + f);
+        }
+        System.out.printf("[score-resnet50plus] %d SR, %d SC, %d PM, 0 dciodvfy errors%n", srs.size(), scs.size(), pms.size());
+    }
 }

@@ -52,7 +52,20 @@ public record ModelManifest(int formatVersion, String id, String version, String
     public record Outputs(String logits, String features, int featureChannels, int featureSize) {
     }
 
-    public record Head(String source, String weight, String bias, String file) {
+    /** kind linear (default): weight/bias or file; kind mlp: layers over pool avg|flatten (schema: head). */
+    public record Head(String source, String weight, String bias, String file, String kind, String pool, List<Layer> layers) {
+
+        public boolean mlp() {
+            return "mlp".equals(kind);
+        }
+
+        public boolean flatten() {
+            return "flatten".equals(pool);
+        }
+    }
+
+    /** One layer of an mlp head: initializer names, weight [out, in], and the activation after it (relu or none). */
+    public record Layer(String weight, String bias, String activation) {
     }
 
     public record Weights(String recipe, String file) {

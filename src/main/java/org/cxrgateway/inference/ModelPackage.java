@@ -11,8 +11,8 @@ import java.util.zip.ZipEntry;
 import java.util.zip.ZipInputStream;
 
 /**
- * A validated model package on disk: manifest, ONNX file and the classifier head used for CAM.
- * headWeight is [labels][featureChannels].
+ * A validated model package on disk: manifest, ONNX file and the classifier head run on the host for Grad-CAM
+ * ({@link ClassifierHead}: linear over pooled features, or an MLP over pooled or flattened features).
  */
 public final class ModelPackage {
 
@@ -22,14 +22,12 @@ public final class ModelPackage {
 
     private final Path dir;
     private final ModelManifest manifest;
-    private final float[][] headWeight;
-    private final float[] headBias;
+    private final ClassifierHead head;
 
-    private ModelPackage(Path dir, ModelManifest manifest, float[][] headWeight, float[] headBias) {
+    private ModelPackage(Path dir, ModelManifest manifest, ClassifierHead head) {
         this.dir = dir;
         this.manifest = manifest;
-        this.headWeight = headWeight;
-        this.headBias = headBias;
+        this.head = head;
     }
 
     public Path dir() {
@@ -64,12 +62,20 @@ public final class ModelPackage {
         return manifest;
     }
 
+    public ClassifierHead head() {
+        return head;
+    }
+
+    /** The weight [labels][featureChannels] of a linear head (Grad-CAM = CAM); an MLP head has none. */
     public float[][] headWeight() {
-        return headWeight;
+        if (!head.linear()) {
+            throw new IllegalStateException("model package " + manifest.id() + " has an mlp head: use head().camRow");
+        }
+        return head.lastWeight();
     }
 
     public float[] headBias() {
-        return headBias;
+        return head.lastBias();
     }
 
     /** Opens a package folder, or a .zip that is first unpacked under workDir. */
@@ -103,7 +109,10 @@ public final class ModelPackage {
             WeightRecipe.materialise(dir, m.weights().recipe());
         }
         int labels = m.labels().size();
-        int c = m.outputs().featureChannels();
+        int c = m.outputs().featureChannels(), fs = m.outputs().featureSize();
+        if (m.head().mlp()) {
+            return new ModelPackage(dir, m, mlpHead(dir, m, where));
+        }
         float[][] w;
         float[] b = null;
         if ("file".equals(m.head().source())) {
@@ -145,7 +154,49 @@ public final class ModelPackage {
                 }
             }
         }
-        return new ModelPackage(dir, m, w, b);
+        return new ModelPackage(dir, m, ClassifierHead.linear(w, b, c, fs * fs));
+    }
+
+    /**
+     * An mlp head from the model's initializers: each layer [out, in] as torch Linear exports it (Gemm transB=1),
+     * chained from C (pool avg) or C*H*W (pool flatten) to the labels; the errors name the layer and the shape.
+     */
+    private static ClassifierHead mlpHead(Path dir, ModelManifest m, String where) {
+        List<ModelManifest.Layer> layers = m.head().layers();
+        int c = m.outputs().featureChannels(), fs = m.outputs().featureSize();
+        boolean flatten = m.head().flatten();
+        int in = flatten ? c * fs * fs : c;
+        float[][][] w = new float[layers.size()][][];
+        float[][] b = new float[layers.size()][];
+        boolean[] relu = new boolean[layers.size()];
+        Path model = dir.resolve(m.modelFile());
+        for (int l = 0; l < layers.size(); l++) {
+            ModelManifest.Layer layer = layers.get(l);
+            String field = where + ": head.layers[" + l + "]";
+            OnnxInitializers.FloatTensor t = OnnxInitializers.read(model, layer.weight());
+            long[] d = t.dims();
+            boolean last = l == layers.size() - 1;
+            if (d.length != 2 || d[1] != in || (last && d[0] != m.labels().size())) {
+                throw new ModelPackageException(field + ".weight '" + layer.weight() + "' has shape " + Arrays.toString(d) + ", expected ["
+                        + (last ? String.valueOf(m.labels().size()) : "out") + ", " + in + "] (out x in, torch Linear layout; in = "
+                        + (l == 0 ? (flatten ? "featureChannels*featureSize^2" : "featureChannels") : "the previous layer's out") + ")");
+            }
+            int out = (int) d[0];
+            w[l] = new float[out][];
+            for (int j = 0; j < out; j++) {
+                w[l][j] = Arrays.copyOfRange(t.values(), j * in, (j + 1) * in);
+            }
+            b[l] = OnnxInitializers.read(model, layer.bias()).values();
+            if (b[l].length != out) {
+                throw new ModelPackageException(field + ".bias '" + layer.bias() + "' has " + b[l].length + " values, expected " + out);
+            }
+            relu[l] = "relu".equals(layer.activation());
+            if (last && relu[l]) {
+                throw new ModelPackageException(field + ".activation: the last layer gives the logits, its activation must be none");
+            }
+            in = out;
+        }
+        return new ClassifierHead(w, b, relu, flatten, c, fs * fs);
     }
 
     /** Copies a built-in demo package out of the app into workDir/<id> and opens it. */

@@ -116,7 +116,7 @@ public final class OrtModel implements AutoCloseable {
         }
         int fs = m.outputs().featureSize();
         expectShape(where, "outputs.features", features, new long[]{-1, m.outputs().featureChannels(), fs, fs});
-        if (pkg.headWeight()[0].length != m.outputs().featureChannels()) {
+        if (pkg.head().linear() && pkg.headWeight()[0].length != m.outputs().featureChannels()) {
             throw new ModelPackageException(where + ": head weights have " + pkg.headWeight()[0].length + " columns, outputs.featureChannels is " + m.outputs().featureChannels());
         }
     }
@@ -146,8 +146,31 @@ public final class OrtModel implements AutoCloseable {
         if (maxBatch > 1) {
             run(new float[inputLen * maxBatch], maxBatch);
         }
+        if (precision == Precision.fp32) {
+            checkHostHead(one);
+        }
         if (guided != null) {
             checkGuidedLogits(one);
+        }
+    }
+
+    /**
+     * The host head (Grad-CAM's) run on the warm-up features must give the model's logits: a manifest naming the
+     * wrong initializers, or a head that is not what the graph computes, would explain another function. FP32 only
+     * (an INT8 graph's logits carry its quantisation error).
+     */
+    private void checkHostHead(Output model) {
+        float[] host = pkg.head().logits(model.features(), 0);
+        double worst = 0;
+        for (int c = 0; c < labels; c++) {
+            double a = model.logits()[c];
+            worst = Math.max(worst, Math.abs(a - host[c]) / Math.max(1.0, Math.abs(a)));
+        }
+        if (!(worst <= GUIDED_LOGITS_BOUND)) {
+            close();
+            throw new ModelPackageException("model package " + pkg.manifest().id() + ": head: the host head (" + pkg.head() + ") gives logits "
+                    + String.format(java.util.Locale.ROOT, "%.3g", worst) + " (relative) from the model's on the warm-up image:"
+                    + " the manifest's head is not the one the graph runs, and Grad-CAM would explain another function");
         }
     }
 

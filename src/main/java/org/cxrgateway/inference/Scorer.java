@@ -196,10 +196,14 @@ public final class Scorer {
         return heatMap(rawCam(model, out, i, cls), model, p, im);
     }
 
-    /** Grad-CAM of class cls for image i of the batch, at feature resolution (= CAM for GAP + linear heads). */
+    /**
+     * Grad-CAM of class cls for image i of the batch, at feature resolution, from the feature map alone: the head's
+     * Grad-CAM weights by a host forward and backward (ClassifierHead; = CAM for GAP + linear heads).
+     */
     private static float[] rawCam(OrtModel model, OrtModel.Output out, int i, int cls) {
         int c = model.featureChannels(), fs = model.featureSize();
-        return GradCam.map(out.features(), i * c * fs * fs, c, fs, fs, model.pkg().headWeight()[cls]);
+        int offset = i * c * fs * fs;
+        return GradCam.map(out.features(), offset, c, fs, fs, model.pkg().head().camRow(out.features(), offset, cls));
     }
 
     private HeatMap heatMap(float[] raw, OrtModel model, Preprocessor p, Image im) {

@@ -91,7 +91,8 @@ final class Fidelity {
         double dCam = 0;
         for (int i = 0; i < n; i++) {
             for (int cls : camClasses) {
-                float[] raw = GradCam.map(out.features(), i * c * fs * fs, c, fs, fs, pkg.headWeight()[cls]);
+                int off = i * c * fs * fs;
+                float[] raw = GradCam.map(out.features(), off, c, fs, fs, pkg.head().camRow(out.features(), off, cls));
                 float[] cam = GradCam.upsampleNormalised(raw, fs, fs, CAM_H, CAM_W);
                 float[] ref = Fixtures.readFloats(work.resolve("cam_" + i + "_" + cls + ".f32"));
                 dCam = Math.max(dCam, Fixtures.maxAbsDiff(cam, 0, ref, 0, ref.length));

@@ -2,6 +2,7 @@ package org.cxrgateway.inference;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import java.nio.file.Files;
@@ -59,6 +60,55 @@ class ImportWeightsTest {
         System.out.printf("import %s fidelity: preprocessing %.3g (range-relative %.3g), logits %.3g, grad-cam %.3g%n",
                 kind, d.preprocessing(), d.preprocessing() / preScale, d.logits(), d.cam());
         assertTrue(d.preprocessing() / preScale < 1e-3 && d.logits() < 1e-4 && d.cam() < 1e-4, d.toString());
+    }
+
+    /**
+     * torchvision state dicts of the other architectures (full size, 224 x 224): the architecture and head are
+     * recognised from the keys, the package reproduces torchvision's own forward of the original model, and its
+     * Grad-CAM (host head forward and back) passes the fidelity check against autograd.
+     */
+    @ParameterizedTest
+    @CsvSource({"resnet50plus,resnet50,COVID-19,sigmoid,mlp", "vgg16_bn,vgg16_bn,'Normal,Pneumonia,COVID-19',softmax,mlp",
+            "densenet169,densenet169,'Pneumonia,COVID-19',sigmoid,linear"})
+    void torchvisionCheckpointReproducesTheOriginalModel(String kind, String arch, String labels, String activation, String head) throws Exception {
+        Path work = Path.of("target/test-work/import/" + kind).toAbsolutePath();
+        Py.run(300, Py.TEST.resolve("make_checkpoints.py").toString(), kind, work.toString());
+        Py.run(600, Py.MAIN.resolve("import_weights.py").toString(), "torchvision", work.resolve("checkpoint.pt").toString(),
+                "--out", work.resolve("pkg").toString(), "--labels", labels, "--activation", activation, "--id", kind);
+        ModelPackage pkg = ModelPackage.open(work.resolve("pkg"), work.resolve("unpacked"));
+        ModelManifest m = pkg.manifest();
+        assertEquals(arch, m.architecture());
+        assertEquals(head.equals("linear"), pkg.head().linear(), pkg.head().toString());
+        assertEquals(activation, m.activation());
+        assertEquals(labels.split(",").length, m.labels().size());
+        assertTrue(m.guided() != null, "the guided graph is written for every architecture");
+        float[] input = Fixtures.readFloats(work.resolve("input.f32"));
+        float[] ref = Fixtures.readFloats(work.resolve("logits.f32"));
+        try (OrtModel model = new OrtModel(pkg, EngineKind.cpu, 2, null)) {
+            model.warmUp(1); // host head and guided graph agree with the model
+            float[] logits = model.run(input, 2).logits();
+            double d = 0;
+            for (int i = 0; i < ref.length; i++) {
+                d = Math.max(d, Math.abs(logits[i] - ref[i]) / Math.max(1, Math.abs(ref[i])));
+            }
+            System.out.printf("import torchvision %s (%s, %s): logits vs torchvision's forward of the original, max rel diff %.3g%n",
+                    kind, arch, pkg.head(), d);
+            assertTrue(d < 1e-4, kind + " logits differ from the original checkpoint by " + d);
+        }
+        Fidelity.Diffs d = Fidelity.check(pkg, work.resolve("fidelity"), new int[]{0, m.labels().size() - 1}, Fidelity.images8());
+        System.out.printf("import torchvision %s fidelity: preprocessing %.3g, logits %.3g, grad-cam %.3g%n", kind, d.preprocessing(), d.logits(), d.cam());
+        assertTrue(d.preprocessing() < 1e-3 && d.cam() < 1e-4, d.toString());
+    }
+
+    @Test
+    void otherArchitecturesAreRefusedNamingTheKeys() throws Exception {
+        Path work = Path.of("target/test-work/import/resnet18").toAbsolutePath();
+        Py.run(300, Py.TEST.resolve("make_checkpoints.py").toString(), "resnet18", work.toString());
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> Py.run(300, Py.MAIN.resolve("import_weights.py").toString(),
+                "torchvision", work.resolve("checkpoint.pt").toString(), "--out", work.resolve("pkg").toString(), "--labels", "Pneumonia,COVID-19"));
+        assertTrue(e.getMessage().contains("not a supported torchvision architecture") && e.getMessage().contains("nearest is resnet50")
+                && e.getMessage().contains("layer1.0.conv1.weight [64, 64, 3, 3] vs [64, 64, 1, 1]"), e.getMessage());
+        assertTrue(!Files.exists(work.resolve("pkg/manifest.json")), "no package is written");
     }
 
     @Test
