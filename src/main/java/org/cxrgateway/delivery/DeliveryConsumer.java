@@ -17,7 +17,7 @@ import org.cxrgateway.queue.KafkaCluster;
 import org.cxrgateway.queue.KafkaConfig;
 import org.cxrgateway.message.MessageCodec;
 import org.cxrgateway.message.PoisonMessageException;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.jboss.logging.Logger;
 
 import java.time.Duration;

@@ -12,7 +12,7 @@ import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportWarmUp;
 import org.cxrgateway.report.ReportException;
 import org.cxrgateway.report.ReportSet;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;

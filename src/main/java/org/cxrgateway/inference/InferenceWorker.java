@@ -19,8 +19,8 @@ import org.cxrgateway.queue.KafkaCluster;
 import org.cxrgateway.message.MessageCodec;
 import org.cxrgateway.queue.JobPublisher;
 import org.cxrgateway.message.PoisonMessageException;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.jboss.logging.Logger;
 import org.jboss.logging.MDC;
 

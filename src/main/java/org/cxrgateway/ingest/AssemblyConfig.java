@@ -3,7 +3,7 @@ package org.cxrgateway.ingest;
 import io.smallrye.config.ConfigMapping;
 import io.smallrye.config.WithDefault;
 import java.time.Duration;
-import org.cxrgateway.schema.v1.PixelEncoding;
+import org.cxrgateway.schema.v2.PixelEncoding;
 
 /** Study assembly and the working images put into jobs. */
 @ConfigMapping(prefix = "cxr.assembly")

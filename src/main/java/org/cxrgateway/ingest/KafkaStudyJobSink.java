@@ -6,7 +6,7 @@ import org.apache.kafka.common.errors.RecordTooLargeException;
 import org.apache.kafka.common.errors.RetriableException;
 import org.cxrgateway.queue.JobPublisher;
 import org.cxrgateway.queue.KafkaConfig;
-import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v2.StudyJob;
 
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
