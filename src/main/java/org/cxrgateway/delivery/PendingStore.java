@@ -29,6 +29,11 @@ public final class PendingStore {
         this.dir = dir;
     }
 
+    /** The store's directory (the part store lives beside it). */
+    public Path dir() {
+        return dir;
+    }
+
     /** One result waiting for one destination. */
     public record Item(String destination, String id, Path file) {
         public byte[] read() throws IOException {

@@ -16,6 +16,7 @@ import org.apache.kafka.common.errors.WakeupException;
 import org.cxrgateway.GatewayConfig;
 import org.cxrgateway.queue.DeadLetters;
 import org.cxrgateway.queue.KafkaCluster;
+import org.cxrgateway.message.MessageBudget;
 import org.cxrgateway.message.MessageCodec;
 import org.cxrgateway.queue.JobPublisher;
 import org.cxrgateway.message.PoisonMessageException;
@@ -186,8 +187,14 @@ public class InferenceWorker {
     private void publish(TopicPartition tp, ConsumerRecord<String, byte[]> r, StudyJob job, StudyResult result) {
         MDC.put("study", job.getStudy().getStudyInstanceUid());
         try {
+            MessageBudget.Fitted fitted = MessageBudget.fit(result, cluster.config().maxMessageBytes());
+            if (fitted.droppedGuided() > 0) {
+                metrics.counter("cxr_inference_guided_dropped_total").increment(fitted.droppedGuided());
+                LOG.warnf("job %s part %d: %d guided Grad-CAM map(s) left out to keep the result within %d bytes",
+                        job.getJobId(), job.getPartIndex(), fitted.droppedGuided(), cluster.config().maxMessageBytes());
+            }
             // the publisher keys the result by study and sets the cxr.job-id header, as it does for jobs
-            publisher.publish(result).whenComplete((md, err) -> {
+            publisher.publish(result, fitted.encoded()).whenComplete((md, err) -> {
                 if (err != null) {
                     fatal = err;
                     LOG.errorf("result for job %s not acknowledged: %s", job.getJobId(), err.getMessage());

@@ -35,7 +35,12 @@ public class JobPublisher {
     }
 
     public CompletableFuture<RecordMetadata> publish(StudyResult result) {
+        return publish(result, MessageCodec.encode(result));
+    }
+
+    /** A result already encoded (e.g. fitted to the message limit by message/MessageBudget). */
+    public CompletableFuture<RecordMetadata> publish(StudyResult result, byte[] encoded) {
         return producer.send(config.topics().results(), result.getStudy().getStudyInstanceUid(),
-                MessageCodec.encode(result), List.of(DeadLetters.header("cxr.job-id", result.getJobId())));
+                encoded, List.of(DeadLetters.header("cxr.job-id", result.getJobId())));
     }
 }
