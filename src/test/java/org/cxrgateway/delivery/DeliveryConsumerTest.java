@@ -161,6 +161,29 @@ class DeliveryConsumerTest {
                 && Double.parseDouble(l.substring(l.lastIndexOf(' ') + 1)) >= 2));
     }
 
+    /**
+     * A study in parts, as workers publish it (one image per message), interleaved with another study: delivery
+     * holds the parts, commits their offsets, and delivers one SR over all images once the last part is in.
+     */
+    @Test
+    void aStudyInPartsIsDeliveredOnceAsAWholeWithItsOffsetsCommitted() throws Exception {
+        StudyResult whole = PartAssemblyTest.wholeStudy(Long.toString(UUID.randomUUID().getMostSignificantBits() & Long.MAX_VALUE));
+        List<StudyResult> parts = PartAssemblyTest.parts(whole);
+        StudyResult other = study().build();
+        for (int i = 0; i < parts.size(); i++) {
+            publisher.publish(parts.get(i)).get(30, TimeUnit.SECONDS);
+            if (i == 1) {
+                publisher.publish(other).get(30, TimeUnit.SECONDS);
+            }
+        }
+        awaitInOrthanc(other);
+        // exactly the objects of the whole-study report (its SR's UID covers the sorted list of all images), once each
+        awaitInOrthanc(org.cxrgateway.message.StudyParts.merge(parts));
+        awaitOffsetsCommitted();
+        String metrics = given().when().get("/q/metrics").then().statusCode(200).extract().asString();
+        assertTrue(metrics.contains("cxr_delivery_partial_jobs 0.0"), metrics);
+    }
+
     @Test
     void aDownPacsBlocksNeitherFhirNorNewStudiesAndItsDeadLettersReplayOnce() throws Exception {
         StudyResult a = study().build();

@@ -34,8 +34,8 @@ class PartAssemblyTest {
     static final int IMAGES = 5;
 
     /** A study of IMAGES images (each a TestResults image with its own SOP Instance UID). */
-    static StudyResult wholeStudy() {
-        TestResults t = TestResults.study("4242");
+    static StudyResult wholeStudy(String suffix) {
+        TestResults t = TestResults.study(suffix);
         List<ImageResult> images = new ArrayList<>();
         StudyResult first = null;
         for (int i = 0; i < IMAGES; i++) {
@@ -75,7 +75,7 @@ class PartAssemblyTest {
     @Test
     void aHalfAssembledStudySurvivesARestartAndIsDeliveredOnceWithOneSrOverAllImages() throws Exception {
         Path state = Files.createTempDirectory(Path.of("target"), "part-assembly");
-        StudyResult whole = wholeStudy();
+        StudyResult whole = wholeStudy("4242");
         List<StudyResult> parts = parts(whole);
         Path study = state.resolve("outbox").resolve(DeliveryLedger.safe(whole.getStudy().getStudyInstanceUid()));
 
