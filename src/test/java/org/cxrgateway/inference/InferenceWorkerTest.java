@@ -138,6 +138,12 @@ class InferenceWorkerTest {
         assertEquals(1, results.get(d).getImages().size());
         assertEquals("job-" + d, results.get(d).getJobId());
         assertEquals(1, results.get(d).getPartCount());
+        // the largest result the producer was given, from its gauge: within the 1 MiB bound
+        String metrics = given().when().get("/q/metrics").then().statusCode(200).extract().asString();
+        String gauge = metrics.lines().filter(l -> l.startsWith("cxr_kafka_largest_message_bytes{")
+                && l.contains("topic=\"" + cluster.config().topics().results() + "\"")).findFirst().orElseThrow();
+        double largest = Double.parseDouble(gauge.substring(gauge.lastIndexOf(' ') + 1));
+        assertTrue(largest > 0 && largest <= 1 << 20, gauge);
         assertEquals(2, reasons.size(), "both poison messages dead-lettered: " + reasons);
         assertTrue(reasons.get("v3-" + run).contains("schemaVersion 3"), reasons.toString());
         assertTrue(reasons.get("garbage-" + run).contains("StudyJob"), reasons.toString());
