@@ -135,10 +135,12 @@ def main():
         for i in range(args.studies):
             study = generate_uid()
             paths = []
+            # one phantom per study (its images differ by UIDs): a 3000x3000 phantom takes seconds to make
+            pixels = dicom_fixtures.phantom(args.size, args.size, 12, seed=i).tobytes()
             for k in range(cycle[i % len(cycle)]):
                 ds = dicom_fixtures.base(dicom_fixtures.DX, "DX", study, args.size, args.size, 12)
                 ds.InstanceNumber = k + 1
-                ds.PixelData = dicom_fixtures.phantom(args.size, args.size, 12, seed=i * 1000 + k).tobytes()
+                ds.PixelData = pixels
                 path = f"{work}/study-{i:04d}-{k:03d}.dcm"
                 ds.save_as(path, write_like_original=False)
                 paths.append(path)
