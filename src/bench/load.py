@@ -132,6 +132,7 @@ def main():
         cycle = [n for n, w in mix for _ in range(w)]
         files = []
         images = 0
+        sent_sops = set()
         for i in range(args.studies):
             study = generate_uid()
             paths = []
@@ -141,6 +142,7 @@ def main():
                 ds = dicom_fixtures.base(dicom_fixtures.DX, "DX", study, args.size, args.size, 12)
                 ds.InstanceNumber = k + 1
                 ds.PixelData = pixels
+                sent_sops.add(ds.SOPInstanceUID)
                 path = f"{work}/study-{i:04d}-{k:03d}.dcm"
                 ds.save_as(path, write_like_original=False)
                 paths.append(path)
@@ -166,6 +168,7 @@ def main():
         # --- watch the PACS for the SRs (two per study: chest14 and covid3) ---
         arrived = {}
         srs_per_study = {}
+        sr_images = {}
         seen = set()
         since = 0
 
@@ -179,6 +182,14 @@ def main():
                         tags = http_json(f"http://127.0.0.1:{o_http}/instances/{ch['ID']}/simplified-tags")
                         if tags.get("Modality") == "SR":
                             st = tags["StudyInstanceUID"]
+                            # the SR covers its whole study: count the images its evidence references
+                            full = http_json(f"http://127.0.0.1:{o_http}/instances/{ch['ID']}/tags?simplify")
+                            # (the evidence lists the derived SCs and maps too: count the images sent)
+                            refs = sum(1 for ev in full.get("CurrentRequestedProcedureEvidenceSequence", [])
+                                       for series in ev.get("ReferencedSeriesSequence", [])
+                                       for ref in series.get("ReferencedSOPSequence", [])
+                                       if ref.get("ReferencedSOPInstanceUID") in sent_sops)
+                            sr_images.setdefault(st, []).append(refs)
                             srs_per_study[st] = srs_per_study.get(st, 0) + 1
                             if srs_per_study[st] == 2:
                                 arrived[st] = time.time()
@@ -231,7 +242,12 @@ def main():
                         print(f"largest message produced by {role}: {line}")
                         largest = max(largest, int(float(line.rsplit(" ", 1)[1])))
         print(f"RESULT {mode}_largest_message_bytes={largest} (limit 1048576)")
-        ok = not failures and len(arrived) == args.studies and all(v == 2 for v in srs_per_study.values())
+        sizes = {study: len(paths) for study, paths in files}
+        partial = {s: refs for s, refs in sr_images.items() if any(r != sizes.get(s) for r in refs)}
+        print(f"every SR references all images of its study: {not partial}"
+              + (f" (mismatches: {dict(list(partial.items())[:5])})" if partial else ""))
+        ok = (not failures and len(arrived) == args.studies and all(v == 2 for v in srs_per_study.values())
+              and not partial)
         print("delivered == sent, exactly once" if ok else "MISMATCH: delivered != sent")
         return 0 if ok else 1
     finally:
