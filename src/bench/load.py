@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Load test of the whole product, scaled out by role, against a real PACS (Debian's Orthanc).
 
-    /usr/bin/python3 src/bench/load.py [--studies 200] [--senders 4] [--size 512]
+    /usr/bin/python3 src/bench/load.py [--studies 200] [--senders 4] [--size 512] [--mix 1:45,2:45,40:10]
 
 Starts Orthanc (the PACS that receives the results) and the packaged gateway as three processes,
 one per role: listener (with the embedded Kafka broker), worker (demo DenseNet-121 models) and
@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--size", type=int, default=512, help="rows and columns of each synthetic DX")
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--idle", action="store_true", help="one study at a time: latency at idle")
+    ap.add_argument("--mix", default="1:1",
+                    help="images per study and their share, e.g. 1:45,2:45,40:10 (each study is sent in one association)")
     ap.add_argument("--quiet-period", default="1s", help="cxr.assembly.quiet-period of the listener")
     args = ap.parse_args()
     if args.idle and "--studies" not in sys.argv:
@@ -126,14 +128,27 @@ def main():
         print(f"PACS and gateway roles ready (work dir {work})", flush=True)
 
         # --- the studies ---
+        mix = [(int(n), int(w)) for n, w in (part.split(":") for part in args.mix.split(","))]
+        cycle = [n for n, w in mix for _ in range(w)]
         files = []
+        images = 0
+        sent_sops = set()
         for i in range(args.studies):
             study = generate_uid()
-            ds = dicom_fixtures.base(dicom_fixtures.DX, "DX", study, args.size, args.size, 12)
-            ds.PixelData = dicom_fixtures.phantom(args.size, args.size, 12, seed=i).tobytes()
-            path = f"{work}/study-{i:04d}.dcm"
-            ds.save_as(path, write_like_original=False)
-            files.append((study, path))
+            paths = []
+            # one phantom per study (its images differ by UIDs): a 3000x3000 phantom takes seconds to make
+            pixels = dicom_fixtures.phantom(args.size, args.size, 12, seed=i).tobytes()
+            for k in range(cycle[i % len(cycle)]):
+                ds = dicom_fixtures.base(dicom_fixtures.DX, "DX", study, args.size, args.size, 12)
+                ds.InstanceNumber = k + 1
+                ds.PixelData = pixels
+                sent_sops.add(ds.SOPInstanceUID)
+                path = f"{work}/study-{i:04d}-{k:03d}.dcm"
+                ds.save_as(path, write_like_original=False)
+                paths.append(path)
+            images += len(paths)
+            files.append((study, paths))
+        print(f"{args.studies} studies, {images} images (mix {args.mix})", flush=True)
 
         sent_at = {}
         failures = []
@@ -141,8 +156,8 @@ def main():
         lock = threading.Lock()
 
         def send(item):
-            study, path = item
-            r = subprocess.run(["storescu", "-aec", "CXRGATEWAY", "127.0.0.1", str(listener_port), path],
+            study, paths = item
+            r = subprocess.run(["storescu", "-aec", "CXRGATEWAY", "127.0.0.1", str(listener_port)] + paths,
                                env=env, capture_output=True, text=True)
             with lock:
                 sent_at[study] = time.time()
@@ -153,6 +168,7 @@ def main():
         # --- watch the PACS for the SRs (two per study: chest14 and covid3) ---
         arrived = {}
         srs_per_study = {}
+        sr_images = {}
         seen = set()
         since = 0
 
@@ -166,6 +182,14 @@ def main():
                         tags = http_json(f"http://127.0.0.1:{o_http}/instances/{ch['ID']}/simplified-tags")
                         if tags.get("Modality") == "SR":
                             st = tags["StudyInstanceUID"]
+                            # the SR covers its whole study: count the images its evidence references
+                            full = http_json(f"http://127.0.0.1:{o_http}/instances/{ch['ID']}/tags?simplify")
+                            # (the evidence lists the derived SCs and maps too: count the images sent)
+                            refs = sum(1 for ev in full.get("CurrentRequestedProcedureEvidenceSequence", [])
+                                       for series in ev.get("ReferencedSeriesSequence", [])
+                                       for ref in series.get("ReferencedSOPSequence", [])
+                                       if ref.get("ReferencedSOPInstanceUID") in sent_sops)
+                            sr_images.setdefault(st, []).append(refs)
                             srs_per_study[st] = srs_per_study.get(st, 0) + 1
                             if srs_per_study[st] == 2:
                                 arrived[st] = time.time()
@@ -196,8 +220,9 @@ def main():
         p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
         print(f"studies sent {args.studies}, delivered {len(arrived)} "
               f"({stats['CountInstances']} instances in the PACS, unique SOP Instance UIDs)")
-        print(f"throughput {len(arrived) / elapsed * 60:.1f} studies/min over {elapsed:.1f} s "
-              f"with {args.senders} concurrent senders, {args.size}x{args.size} 12-bit DX")
+        print(f"throughput {len(arrived) / elapsed * 60:.1f} studies/min ({images / elapsed * 60:.0f} images/min) over "
+              f"{elapsed:.1f} s with {args.senders} concurrent senders, {args.size}x{args.size} 12-bit DX, mix {args.mix}")
+        print(f"RESULT {'idle' if args.idle else 'load'}_studies_per_min={len(arrived) / elapsed * 60:.1f}")
         print(f"end-to-end latency p50 {p(0.50):.2f} s, p95 {p(0.95):.2f} s"
               + (f" (one study at a time, quiet period {args.quiet_period}; target p95 <= quiet period + 1 s)" if args.idle else ""))
         mode = "idle" if args.idle else "load"
@@ -206,7 +231,23 @@ def main():
         for role, proc in procs:
             if role != "orthanc":
                 print(f"peak RSS {role}: {peak_rss_mb(proc.pid):.0f} MB")
-        ok = not failures and len(arrived) == args.studies and all(v == 2 for v in srs_per_study.values())
+        # the message-size bound, as the producers saw it (gauge cxr_kafka_largest_message_bytes{topic})
+        largest = 0
+        for role in ("listener", "worker"):
+            if role not in http_ports:
+                continue
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_ports[role]}/q/metrics", timeout=30) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("cxr_kafka_largest_message_bytes{"):
+                        print(f"largest message produced by {role}: {line}")
+                        largest = max(largest, int(float(line.rsplit(" ", 1)[1])))
+        print(f"RESULT {mode}_largest_message_bytes={largest} (limit 1048576)")
+        sizes = {study: len(paths) for study, paths in files}
+        partial = {s: refs for s, refs in sr_images.items() if any(r != sizes.get(s) for r in refs)}
+        print(f"every SR references all images of its study: {not partial}"
+              + (f" (mismatches: {dict(list(partial.items())[:5])})" if partial else ""))
+        ok = (not failures and len(arrived) == args.studies and all(v == 2 for v in srs_per_study.values())
+              and not partial)
         print("delivered == sent, exactly once" if ok else "MISMATCH: delivered != sent")
         return 0 if ok else 1
     finally:

@@ -11,12 +11,12 @@ import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportConfig;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
-import org.cxrgateway.schema.v1.Finding;
-import org.cxrgateway.schema.v1.ImageResult;
-import org.cxrgateway.schema.v1.ModelRun;
-import org.cxrgateway.schema.v1.SourceImage;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.ModelRun;
+import org.cxrgateway.schema.v2.SourceImage;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.StudyResult;
 
 import javax.imageio.ImageIO;
 import java.awt.image.BufferedImage;

@@ -4,14 +4,14 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import org.cxrgateway.schema.v1.Finding;
-import org.cxrgateway.schema.v1.HeatMap;
-import org.cxrgateway.schema.v1.ImageResult;
-import org.cxrgateway.schema.v1.ModelRun;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.report.CamMaps;
+import org.cxrgateway.report.ReportException;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.ModelRun;
+import org.cxrgateway.schema.v2.StudyResult;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.Map;
 
@@ -52,9 +52,15 @@ final class ScoreJson {
                     ObjectNode fo = findings.addObject().put("label", f.getLabel()).put("code", f.getCode().getValue())
                             .put("probability", f.getProbability()).put("threshold", f.getThreshold())
                             .put("positive", f.getPositive());
-                    if (f.getCam() != null) {
-                        double[] peak = peak(f.getCam());
-                        fo.putObject("camPeak").put("x", peak[0]).put("y", peak[1]);
+                    if (f.getActivation() != null) {
+                        try {
+                            // the peak of the heatmap grid the report renders, as cxr-model validate compares it
+                            double[] peak = peak(CamMaps.render(f.getActivation(), image.getImage().getWidth(),
+                                    image.getImage().getHeight()));
+                            fo.putObject("camPeak").put("x", peak[0]).put("y", peak[1]);
+                        } catch (ReportException e) {
+                            fo.put("camError", e.getMessage());
+                        }
                     }
                 }
             }
@@ -62,19 +68,19 @@ final class ScoreJson {
     }
 
     /** Centre of the first brightest cell, as fractions of width and height. */
-    static double[] peak(HeatMap map) {
-        ByteBuffer b = map.getValues().duplicate();
+    static double[] peak(CamMaps.Grid map) {
+        byte[] b = map.values();
         int best = -1;
         int at = 0;
-        for (int i = 0; b.hasRemaining(); i++) {
-            int v = b.get() & 0xff;
+        for (int i = 0; i < b.length; i++) {
+            int v = b[i] & 0xff;
             if (v > best) {
                 best = v;
                 at = i;
             }
         }
-        int w = Math.max(1, map.getWidth());
-        int h = Math.max(1, map.getHeight());
+        int w = Math.max(1, map.width());
+        int h = Math.max(1, map.height());
         return new double[] {(at % w + 0.5) / w, (at / w + 0.5) / h};
     }
 

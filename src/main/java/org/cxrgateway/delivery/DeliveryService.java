@@ -14,7 +14,7 @@ import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportWarmUp;
 import org.cxrgateway.report.ReportException;
 import org.cxrgateway.report.ReportSet;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
@@ -70,6 +70,8 @@ public final class DeliveryService implements AutoCloseable {
     private final RetryPolicy retry;
     private final PendingStore pending;
     private final StudyHistory history;
+    private final PartStore parts;
+    private final AtomicInteger partialJobs = new AtomicInteger();
     private final MeterRegistry metrics;
     private final Timer endToEnd;
     private final AtomicInteger delivered = new AtomicInteger();
@@ -84,7 +86,11 @@ public final class DeliveryService implements AutoCloseable {
         this.pending = pending;
         // beside the pending store, so every way of building the service keeps a study's life
         this.history = new StudyHistory(pending.dir().resolveSibling("studies"));
+        this.parts = new PartStore(pending.dir().resolveSibling("parts"));
         this.metrics = metrics;
+        Gauge.builder("cxr.delivery.partial.jobs", partialJobs, AtomicInteger::get)
+                .description("Multi-part results of which delivery holds some parts and awaits the rest")
+                .register(metrics);
         for (Destination d : destinations) {
             this.destinations.put(d.name(), d);
             this.executors.put(d.name(), Executors.newSingleThreadScheduledExecutor(r -> {
@@ -137,7 +143,52 @@ public final class DeliveryService implements AutoCloseable {
      * @throws java.io.UncheckedIOException when the hand-off could not be made durable: do not commit
      */
     public CompletableFuture<Void> accept(byte[] original, StudyResult result) {
+        if (result.getPartCount() > 1) {
+            return acceptPart(original, result);
+        }
         return timeWhenAllDelivered(handOver(original, destinations.keySet()));
+    }
+
+    /**
+     * One part of a multi-part result: held durably in the {@link PartStore}; the last one to arrive makes the
+     * whole-study result (one SR per model over all the study's images), which is handed over like a
+     * single-part result before the parts are forgotten. Returns at once (completed) for a part that completes
+     * nothing yet.
+     */
+    private CompletableFuture<Void> acceptPart(byte[] original, StudyResult result) {
+        int held = parts.put(result.getJobId(), result.getPartIndex(), original);
+        if (held < result.getPartCount()) {
+            if (held == 1) {
+                partialJobs.incrementAndGet();
+            }
+            return CompletableFuture.completedFuture(null);
+        }
+        CompletableFuture<Void> done = completeJob(parts.read(result.getJobId()));
+        partialJobs.updateAndGet(n -> Math.max(0, n - 1));
+        parts.remove(result.getJobId());
+        return done;
+    }
+
+    /** Merges all parts of a job and hands the whole-study result over; a bad set goes to the dead letters. */
+    private CompletableFuture<Void> completeJob(List<byte[]> originals) {
+        List<StudyResult> decoded = new ArrayList<>();
+        StudyResult whole;
+        try {
+            for (byte[] b : originals) {
+                decoded.add(MessageCodec.decodeResult(b));
+            }
+            whole = org.cxrgateway.message.StudyParts.merge(decoded);
+        } catch (PoisonMessageException | IllegalArgumentException e) {
+            // parts that decoded once (the consumer checked each) but do not fit together: keep them for an operator
+            LOG.errorf("result parts of job %s do not make a study, dead-lettered: %s",
+                    decoded.isEmpty() ? "?" : decoded.get(0).getJobId(), e.getMessage());
+            for (String d : destinations.keySet()) {
+                deadLetters.add(new DeadLetterStore.DeadLetter(UUID.randomUUID().toString(), d, "?",
+                        "result parts do not make a study: " + e.getMessage(), "", System.currentTimeMillis(), originals.get(0)));
+            }
+            return CompletableFuture.completedFuture(null);
+        }
+        return timeWhenAllDelivered(handOver(MessageCodec.encode(whole), destinations.keySet()));
     }
 
     /** {@link #accept} for a result at hand. */
@@ -159,6 +210,20 @@ public final class DeliveryService implements AutoCloseable {
 
     /** Restarts what a previous run handed over and did not settle; call once at startup. */
     public void resume() {
+        // a whole set of parts whose merged result may not have been handed over before a crash
+        for (java.nio.file.Path job : parts.jobs()) {
+            List<byte[]> held = PartStore.readDir(job);
+            try {
+                if (!held.isEmpty() && MessageCodec.decodeResult(held.get(0)).getPartCount() == held.size()) {
+                    completeJob(held);
+                    PartStore.removeDir(job);
+                } else if (!held.isEmpty()) {
+                    partialJobs.incrementAndGet();
+                }
+            } catch (PoisonMessageException e) {
+                LOG.errorf("result part in %s unreadable, left for an operator: %s", job, e.getMessage());
+            }
+        }
         Map<String, List<CompletableFuture<Outcome>>> byId = new LinkedHashMap<>();
         for (String name : destinations.keySet()) {
             for (PendingStore.Item item : pending.list(name)) {

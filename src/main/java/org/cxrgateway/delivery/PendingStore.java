@@ -29,6 +29,7 @@ public final class PendingStore {
         this.dir = dir;
     }
 
+    /** The store's directory (the part store lives beside it). */
     public Path dir() {
         return dir;
     }

@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import org.cxrgateway.dicom.SrModel.InstanceRef;
 import org.cxrgateway.report.IssuedSr;
 import org.cxrgateway.report.Supersession;
-import org.cxrgateway.schema.v1.StudyInfo;
+import org.cxrgateway.schema.v2.StudyInfo;
 import org.cxrgateway.storage.DurableFiles;
 
 import java.io.IOException;

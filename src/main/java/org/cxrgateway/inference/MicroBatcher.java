@@ -1,9 +1,9 @@
 package org.cxrgateway.inference;
 
-import org.cxrgateway.schema.v1.ImageResult;
-import org.cxrgateway.schema.v1.SourceImage;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.SourceImage;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.jboss.logging.Logger;
 
 import java.time.Duration;
@@ -213,8 +213,10 @@ public final class MicroBatcher implements AutoCloseable {
 
     private static StudyResult result(Study st) {
         return StudyResult.newBuilder()
-                .setSchemaVersion(1)
+                .setSchemaVersion(org.cxrgateway.message.MessageCodec.SCHEMA_VERSION)
                 .setJobId(st.job.getJobId())
+                .setPartIndex(st.job.getPartIndex())
+                .setPartCount(st.job.getPartCount())
                 .setRevision(st.job.getRevision())
                 .setCreatedAtEpochMs(System.currentTimeMillis())
                 .setReceivedAtEpochMs(st.job.getReceivedAtEpochMs())

@@ -25,8 +25,6 @@ public class ModelRegistry {
 
     private static final Logger LOG = Logger.getLogger(ModelRegistry.class);
 
-    /** Heatmaps are scaled so that their longer side is at most this many pixels (keeps result messages small). */
-    static final int CAM_MAX_SIDE = 256;
 
     private final InferenceConfig config;
     private final GatewayConfig gateway;
@@ -102,7 +100,7 @@ public class ModelRegistry {
                 LOG.infof("model %s %s loaded and warmed up on %s at %s in %d ms%s", p.manifest().id(), p.manifest().version(),
                         config.engine(), config.precision(), (System.nanoTime() - t0) / 1_000_000, p.manifest().diagnostic() ? "" : " (NOT FOR DIAGNOSTIC USE)");
             }
-            MicroBatcher b = new MicroBatcher(new Scorer(models, CAM_MAX_SIDE, maxGuided), config.maxBatch(), config.maxWait());
+            MicroBatcher b = new MicroBatcher(new Scorer(models, maxGuided), config.maxBatch(), config.maxWait());
             state = "ready";
             ready.complete(b);
             return b;

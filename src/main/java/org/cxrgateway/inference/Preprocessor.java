@@ -2,7 +2,7 @@ package org.cxrgateway.inference;
 
 import org.cxrgateway.message.WorkingImagePixels;
 
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.WorkingImage;
 
 import java.util.ArrayList;
 import java.util.List;

@@ -1,10 +1,10 @@
 package org.cxrgateway.inference;
 
-import org.cxrgateway.schema.v1.Code;
-import org.cxrgateway.schema.v1.Finding;
-import org.cxrgateway.schema.v1.GuidedMap;
-import org.cxrgateway.schema.v1.HeatMap;
-import org.cxrgateway.schema.v1.ModelRun;
+import org.cxrgateway.schema.v2.ActivationMap;
+import org.cxrgateway.schema.v2.Code;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.GuidedMap;
+import org.cxrgateway.schema.v2.ModelRun;
 import org.cxrgateway.xai.GradCam;
 import org.cxrgateway.xai.GuidedGradCam;
 
@@ -29,15 +29,14 @@ public final class Scorer {
 
     private final List<OrtModel> models;
     private final List<Preprocessor> pre = new ArrayList<>();
-    private final int camMaxSide;
     private final int maxGuided;
     private double guidedMs;
     private int guidedClasses;
     private float[] buffer = new float[0];
 
-    /** camMaxSide: heatmaps cover the whole working image, scaled down so the longer side is at most this; 0 = working resolution. */
-    public Scorer(List<OrtModel> models, int camMaxSide) {
-        this(models, camMaxSide, 0);
+    /** Without guided Grad-CAM. */
+    public Scorer(List<OrtModel> models) {
+        this(models, 0);
     }
 
     /**
@@ -47,9 +46,8 @@ public final class Scorer {
      * computes every guided map the report can use (a study's top n within one image and model is within that
      * image and model's top n) and no more than n per image and model.
      */
-    public Scorer(List<OrtModel> models, int camMaxSide, int maxGuided) {
+    public Scorer(List<OrtModel> models, int maxGuided) {
         this.models = List.copyOf(models);
-        this.camMaxSide = camMaxSide;
         this.maxGuided = Math.max(0, maxGuided);
         for (OrtModel m : models) {
             pre.add(new Preprocessor(m.pkg().manifest()));
@@ -143,7 +141,7 @@ public final class Scorer {
                     .setProbability((float) prob[c])
                     .setThreshold((float) l.threshold())
                     .setPositive(positive)
-                    .setCam(positive ? heatMap(cams.get(c), model, p, im) : null)
+                    .setActivation(positive ? activation(cams.get(c), model, p, im) : null)
                     .setGuided(positive ? guided.get(c) : null)
                     .build());
         }
@@ -189,11 +187,11 @@ public final class Scorer {
     }
 
     /**
-     * The CAM covers the whole working image: upsampled onto the region the model saw (the centre
-     * square for crop=center, everything otherwise), zero elsewhere, min-max normalised to 0..255.
+     * The raw CAM at feature resolution with the rectangle of the working image the model saw (the centre
+     * square for crop=center, everything otherwise); the report package renders it (report CamMaps).
      */
-    HeatMap heatMap(OrtModel model, Preprocessor p, OrtModel.Output out, int i, int cls, Image im) {
-        return heatMap(rawCam(model, out, i, cls), model, p, im);
+    ActivationMap activation(OrtModel model, Preprocessor p, OrtModel.Output out, int i, int cls, Image im) {
+        return activation(rawCam(model, out, i, cls), model, p, im);
     }
 
     /**
@@ -206,20 +204,15 @@ public final class Scorer {
         return GradCam.map(out.features(), offset, c, fs, fs, model.pkg().head().camRow(out.features(), offset, cls));
     }
 
-    private HeatMap heatMap(float[] raw, OrtModel model, Preprocessor p, Image im) {
+    private static ActivationMap activation(float[] raw, OrtModel model, Preprocessor p, Image im) {
         int fs = model.featureSize();
-        double scale = camMaxSide > 0 ? Math.min(1.0, (double) camMaxSide / Math.max(im.width(), im.height())) : 1.0;
-        int w = Math.max(1, (int) Math.round(im.width() * scale)), h = Math.max(1, (int) Math.round(im.height() * scale));
         Preprocessor.Crop crop = p.crop(im.width(), im.height());
-        int cx = (int) Math.round(crop.x() * scale), cy = (int) Math.round(crop.y() * scale);
-        int cw = Math.max(1, Math.min(w - cx, (int) Math.round(crop.width() * scale)));
-        int ch = Math.max(1, Math.min(h - cy, (int) Math.round(crop.height() * scale)));
-        float[] region = GradCam.upsampleNormalised(raw, fs, fs, ch, cw);
-        byte[] values = new byte[w * h];
-        byte[] rb = GradCam.toBytes(region);
-        for (int y = 0; y < ch; y++) {
-            System.arraycopy(rb, y * cw, values, (cy + y) * w + cx, cw);
+        List<Float> values = new ArrayList<>(raw.length);
+        for (float v : raw) {
+            values.add(v);
         }
-        return HeatMap.newBuilder().setWidth(w).setHeight(h).setValues(ByteBuffer.wrap(values)).build();
+        return ActivationMap.newBuilder().setWidth(fs).setHeight(fs)
+                .setRegionX(crop.x()).setRegionY(crop.y()).setRegionWidth(crop.width()).setRegionHeight(crop.height())
+                .setValues(values).build();
     }
 }

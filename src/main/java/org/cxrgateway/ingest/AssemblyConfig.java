@@ -3,7 +3,7 @@ package org.cxrgateway.ingest;
 import io.smallrye.config.ConfigMapping;
 import io.smallrye.config.WithDefault;
 import java.time.Duration;
-import org.cxrgateway.schema.v1.PixelEncoding;
+import org.cxrgateway.schema.v2.PixelEncoding;
 
 /** Study assembly and the working images put into jobs. */
 @ConfigMapping(prefix = "cxr.assembly")
@@ -25,8 +25,12 @@ public interface AssemblyConfig {
     @WithDefault("DEFLATE")
     PixelEncoding pixelEncoding();
 
-    /** Upper bound of one working image's payload; the image is shrunk until it fits. Default 1000000. */
-    @WithDefault("1000000")
+    /**
+     * Upper bound of one working image's payload; the image is shrunk until it fits. With one image per message
+     * this bounds every job and result message; 800000 leaves the rest of a 1 MiB message to the findings and
+     * their guided maps. Default 800000.
+     */
+    @WithDefault("800000")
     int maxPayloadBytes();
 
     /** Delay before retrying a job that could not be published. Default 5s. */

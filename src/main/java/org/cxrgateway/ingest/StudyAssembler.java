@@ -16,9 +16,9 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
-import org.cxrgateway.schema.v1.SkippedInstance;
-import org.cxrgateway.schema.v1.SourceImage;
-import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v2.SkippedInstance;
+import org.cxrgateway.schema.v2.SourceImage;
+import org.cxrgateway.schema.v2.StudyJob;
 import org.jboss.logging.Logger;
 
 /**

@@ -12,12 +12,12 @@ import java.util.Optional;
 import java.util.TreeSet;
 import org.cxrgateway.dicom.DicomFiles;
 import org.cxrgateway.dicom.DicomInstance;
-import org.cxrgateway.schema.v1.Code;
-import org.cxrgateway.schema.v1.SkippedInstance;
-import org.cxrgateway.schema.v1.SourceImage;
-import org.cxrgateway.schema.v1.StudyInfo;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.Code;
+import org.cxrgateway.schema.v2.SkippedInstance;
+import org.cxrgateway.schema.v2.SourceImage;
+import org.cxrgateway.schema.v2.StudyInfo;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.WorkingImage;
 
 /**
  * The one path from instance files to a study job, for the study assembler (spooled files) and the

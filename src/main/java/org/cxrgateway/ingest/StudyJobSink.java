@@ -1,6 +1,6 @@
 package org.cxrgateway.ingest;
 
-import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v2.StudyJob;
 
 /**
  * Where ready study jobs go (the Kafka producer in production). {@link #publish} returns only once

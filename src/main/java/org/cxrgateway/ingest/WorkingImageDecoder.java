@@ -3,8 +3,8 @@ package org.cxrgateway.ingest;
 import org.cxrgateway.message.WorkingImagePixels;
 
 import org.cxrgateway.dicom.PixelFrame;
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.WorkingImage;
 
 /**
  * Renders a stored grayscale frame into a display-ready working image: Modality LUT (rescale), then

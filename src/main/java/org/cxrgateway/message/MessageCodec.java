@@ -1,8 +1,9 @@
 package org.cxrgateway.message;
 
 import org.apache.avro.AvroRuntimeException;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.apache.avro.message.MissingSchemaException;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.StudyResult;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -10,33 +11,39 @@ import java.nio.ByteBuffer;
 
 /**
  * Wire format of our messages: Avro single-object encoding (a header with the writer schema's
- * fingerprint, then Avro binary). Anything that does not decode to the schema version we
- * understand is a {@link PoisonMessageException}, for the dead-letter topic.
+ * fingerprint, then Avro binary). Producers write {@link #SCHEMA_VERSION}; a message written with the
+ * version 1 schemas (schemas/kafka/messages-v1.avdl, recognised by its fingerprint) is read too and
+ * upgraded in memory ({@link V1Messages}), so that a rolling upgrade loses none in flight. Anything
+ * else is a {@link PoisonMessageException}, for the dead-letter topic.
  */
 public final class MessageCodec {
 
-    public static final int SCHEMA_VERSION = 1;
+    public static final int SCHEMA_VERSION = 2;
 
     private MessageCodec() {
     }
 
     public static byte[] encode(StudyJob job) {
-        return bytes(() -> job.toByteBuffer());
+        return bytes(job::toByteBuffer);
     }
 
     public static byte[] encode(StudyResult result) {
-        return bytes(() -> result.toByteBuffer());
+        return bytes(result::toByteBuffer);
     }
 
     public static StudyJob decodeJob(byte[] value) throws PoisonMessageException {
-        StudyJob job = decode(value, StudyJob::fromByteBuffer, "StudyJob");
+        StudyJob job = decode(value, StudyJob::fromByteBuffer,
+                b -> V1Messages.upgrade(org.cxrgateway.schema.v1.StudyJob.fromByteBuffer(b)), "StudyJob");
         checkVersion(job.getSchemaVersion(), "StudyJob");
+        checkPart(job.getPartIndex(), job.getPartCount(), "StudyJob");
         return job;
     }
 
     public static StudyResult decodeResult(byte[] value) throws PoisonMessageException {
-        StudyResult result = decode(value, StudyResult::fromByteBuffer, "StudyResult");
+        StudyResult result = decode(value, StudyResult::fromByteBuffer,
+                b -> V1Messages.upgrade(org.cxrgateway.schema.v1.StudyResult.fromByteBuffer(b)), "StudyResult");
         checkVersion(result.getSchemaVersion(), "StudyResult");
+        checkPart(result.getPartIndex(), result.getPartCount(), "StudyResult");
         return result;
     }
 
@@ -44,6 +51,15 @@ public final class MessageCodec {
         if (version != SCHEMA_VERSION) {
             throw new PoisonMessageException(type + " schemaVersion " + version + " is not supported (expected "
                     + SCHEMA_VERSION + ")");
+        }
+    }
+
+    /** Bounds the parts a consumer may be asked to gather (a study of 100,000 images is far beyond any CXR study). */
+    public static final int MAX_PARTS = 100_000;
+
+    private static void checkPart(int index, int count, String type) throws PoisonMessageException {
+        if (count < 1 || count > MAX_PARTS || index < 0 || index >= count) {
+            throw new PoisonMessageException(type + " part " + index + " of " + count + " is out of range");
         }
     }
 
@@ -55,14 +71,19 @@ public final class MessageCodec {
         ByteBuffer encode() throws IOException;
     }
 
-    private static <T> T decode(byte[] value, Decoder<T> decoder, String type) throws PoisonMessageException {
+    private static <T> T decode(byte[] value, Decoder<T> current, Decoder<T> v1, String type) throws PoisonMessageException {
         if (value == null || value.length == 0) {
             throw new PoisonMessageException("empty " + type + " message");
         }
         try {
-            return decoder.decode(ByteBuffer.wrap(value));
-        } catch (IOException | AvroRuntimeException | IndexOutOfBoundsException e) {
-            throw new PoisonMessageException("not a " + type + " v" + SCHEMA_VERSION + " message: " + e.getMessage());
+            try {
+                return current.decode(ByteBuffer.wrap(value));
+            } catch (MissingSchemaException e) {
+                // not the v2 fingerprint: a message written before the upgrade, or not ours at all
+                return v1.decode(ByteBuffer.wrap(value));
+            }
+        } catch (IOException | AvroRuntimeException | IndexOutOfBoundsException | IllegalArgumentException e) {
+            throw new PoisonMessageException("not a " + type + " v" + SCHEMA_VERSION + " or v1 message: " + e.getMessage());
         }
     }
 

@@ -5,8 +5,8 @@ import io.micrometer.core.instrument.Timer;
 import jakarta.enterprise.context.ApplicationScoped;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.cxrgateway.message.MessageCodec;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.StudyResult;
 
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -35,7 +35,12 @@ public class JobPublisher {
     }
 
     public CompletableFuture<RecordMetadata> publish(StudyResult result) {
+        return publish(result, MessageCodec.encode(result));
+    }
+
+    /** A result already encoded (e.g. fitted to the message limit by message/MessageBudget). */
+    public CompletableFuture<RecordMetadata> publish(StudyResult result, byte[] encoded) {
         return producer.send(config.topics().results(), result.getStudy().getStudyInstanceUid(),
-                MessageCodec.encode(result), List.of(DeadLetters.header("cxr.job-id", result.getJobId())));
+                encoded, List.of(DeadLetters.header("cxr.job-id", result.getJobId())));
     }
 }

@@ -26,8 +26,11 @@ public interface KafkaConfig {
     @WithDefault("1")
     short replicationFactor();
 
-    /** Largest message: jobs carry decoded pixels (up to ~1 MB per image). */
-    @WithDefault("16777216")
+    /**
+     * Largest message, bytes (producer max.request.size, consumer fetch sizes, embedded broker message.max.bytes).
+     * A study travels one image per message (message StudyParts), so 1 MiB holds any study. Default 1048576.
+     */
+    @WithDefault("1048576")
     int maxMessageBytes();
 
     /**

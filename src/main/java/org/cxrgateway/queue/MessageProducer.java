@@ -1,5 +1,7 @@
 package org.cxrgateway.queue;
 
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.runtime.ShutdownEvent;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
@@ -11,6 +13,9 @@ import org.apache.kafka.common.header.Header;
 
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -21,13 +26,29 @@ import java.util.concurrent.CompletableFuture;
 public class MessageProducer {
 
     private final KafkaCluster cluster;
+    private final MeterRegistry metrics;
+    private final Map<String, AtomicLong> largest = new ConcurrentHashMap<>();
     private volatile Producer<String, byte[]> producer;
 
-    MessageProducer(KafkaCluster cluster) {
+    MessageProducer(KafkaCluster cluster, MeterRegistry metrics) {
         this.cluster = cluster;
+        this.metrics = metrics;
+    }
+
+    /** The largest value sent to a topic so far, bytes (gauge cxr_kafka_largest_message_bytes{topic}). */
+    public long largestSent(String topic) {
+        AtomicLong l = largest.get(topic);
+        return l == null ? 0 : l.get();
     }
 
     public CompletableFuture<RecordMetadata> send(String topic, String key, byte[] value, List<Header> headers) {
+        // the message-size bound (1 MiB) made visible: what the producer was actually given, per topic
+        largest.computeIfAbsent(topic, t -> {
+            AtomicLong l = new AtomicLong();
+            Gauge.builder("cxr.kafka.largest.message.bytes", l, AtomicLong::get).tag("topic", t)
+                    .description("Largest message value this process sent to the topic").register(metrics);
+            return l;
+        }).accumulateAndGet(value == null ? 0 : value.length, Math::max);
         CompletableFuture<RecordMetadata> acked = new CompletableFuture<>();
         try {
             producer().send(new ProducerRecord<>(topic, null, key, value, headers), (metadata, error) -> {

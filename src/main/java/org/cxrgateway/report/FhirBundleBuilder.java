@@ -2,9 +2,9 @@ package org.cxrgateway.report;
 
 import ca.uhn.fhir.context.FhirContext;
 import org.cxrgateway.dicom.SrModel.Coded;
-import org.cxrgateway.schema.v1.ImageResult;
-import org.cxrgateway.schema.v1.StudyInfo;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.StudyInfo;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.hl7.fhir.r4.model.Attachment;
 import org.hl7.fhir.r4.model.Bundle;
 import org.hl7.fhir.r4.model.CodeableConcept;

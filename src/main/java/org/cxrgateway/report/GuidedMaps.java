@@ -1,6 +1,6 @@
 package org.cxrgateway.report;
 
-import org.cxrgateway.schema.v1.GuidedMap;
+import org.cxrgateway.schema.v2.GuidedMap;
 import org.cxrgateway.xai.Bilinear;
 
 import java.util.zip.DataFormatException;

@@ -7,13 +7,12 @@ import org.cxrgateway.dicom.MeasurementReportTemplate;
 import org.cxrgateway.dicom.SrModel;
 import org.cxrgateway.dicom.SrModel.Coded;
 import org.cxrgateway.dicom.SrModel.InstanceRef;
-import org.cxrgateway.schema.v1.Code;
-import org.cxrgateway.schema.v1.Finding;
-import org.cxrgateway.schema.v1.HeatMap;
-import org.cxrgateway.schema.v1.ImageResult;
-import org.cxrgateway.schema.v1.ModelRun;
-import org.cxrgateway.schema.v1.StudyInfo;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.Code;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.ModelRun;
+import org.cxrgateway.schema.v2.StudyInfo;
+import org.cxrgateway.schema.v2.StudyResult;
 
 import javax.imageio.ImageIO;
 import java.awt.image.BufferedImage;
@@ -142,7 +141,7 @@ public final class ReportBuilder {
         for (RunGroup g : runs.values()) {
             for (int i = 0; i < g.images.size(); i++) {
                 for (Finding f : g.findingsPerImage.get(i)) {
-                    if ((f.getPositive() || !settings.positiveOnly()) && f.getCam() != null) {
+                    if ((f.getPositive() || !settings.positiveOnly()) && f.getActivation() != null) {
                         candidates.add(new ScCandidate(g.images.get(i), g.first, f, g.index, studyUid));
                     }
                 }
@@ -378,16 +377,13 @@ public final class ReportBuilder {
         return lines;
     }
 
-    /** The CAM of a finding, checked against its stated size. */
-    private static byte[] camValues(Finding f) throws ReportException {
-        HeatMap cam = f.getCam();
-        byte[] camValues = org.cxrgateway.message.WorkingImagePixels.bytes(cam.getValues());
-        if (cam.getWidth() <= 0 || cam.getHeight() <= 0 || cam.getWidth() > 65535 || cam.getHeight() > 65535
-                || camValues.length != (long) cam.getWidth() * cam.getHeight()) {
-            throw new ReportException("heat map of " + f.getLabel() + " is " + camValues.length + " bytes for "
-                    + cam.getWidth() + "x" + cam.getHeight());
+    /** The heatmap grid of a finding's activation over its image (checked against the image: report CamMaps). */
+    private static CamMaps.Grid cam(ImageResult img, Finding f) throws ReportException {
+        try {
+            return CamMaps.render(f.getActivation(), img.getImage().getWidth(), img.getImage().getHeight());
+        } catch (ReportException e) {
+            throw new ReportException(f.getLabel() + ": " + e.getMessage(), e);
         }
-        return camValues;
     }
 
     private ScRendered renderSc(StudyInfo study, ScCandidate c, String sop, int instanceNumber, String date, String time)
@@ -399,9 +395,8 @@ public final class ReportBuilder {
         byte[] gray = WorkingImages.toGray8(img.getImage());
         int w = img.getImage().getWidth();
         int h = img.getImage().getHeight();
-        HeatMap cam = f.getCam();
-        byte[] camValues = camValues(f);
-        BufferedImage rendered = HeatmapRenderer.render(gray, w, h, camValues, cam.getWidth(), cam.getHeight(),
+        CamMaps.Grid cam = cam(img, f);
+        BufferedImage rendered = HeatmapRenderer.render(gray, w, h, cam.values(), cam.width(), cam.height(),
                 bannerLines(run, f, "Grad-CAM"), settings.sideBySide());
         String series = DerivedUids.uid("sc-series", studyUid, run.getModelId(), run.getModelVersion());
         SrModel.Header header = header(study, series, settings.seriesNumberBase() + 10 * c.runIndex() + 1,
@@ -468,10 +463,10 @@ public final class ReportBuilder {
         ImageResult img = c.image();
         ModelRun run = c.run();
         Finding f = c.finding();
-        HeatMap cam = f.getCam();
-        byte[] camValues = camValues(f);
-        int gw = cam.getWidth();
-        int gh = cam.getHeight();
+        CamMaps.Grid cam = cam(img, f);
+        byte[] camValues = cam.values();
+        int gw = cam.width();
+        int gh = cam.height();
         float[] gradCam = new float[camValues.length];
         for (int i = 0; i < gradCam.length; i++) {
             gradCam[i] = (camValues[i] & 0xff) / 255f;

@@ -1,14 +1,14 @@
 package org.cxrgateway.report;
 
-import org.cxrgateway.schema.v1.Code;
-import org.cxrgateway.schema.v1.Finding;
-import org.cxrgateway.schema.v1.HeatMap;
-import org.cxrgateway.schema.v1.ImageResult;
-import org.cxrgateway.schema.v1.ModelRun;
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.StudyInfo;
-import org.cxrgateway.schema.v1.StudyResult;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.Code;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.ActivationMap;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.ModelRun;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.StudyInfo;
+import org.cxrgateway.schema.v2.StudyResult;
+import org.cxrgateway.schema.v2.WorkingImage;
 
 import java.nio.ByteBuffer;
 import java.util.List;
@@ -33,12 +33,13 @@ public final class ReportWarmUp {
         for (int i = 0; i < px.length; i++) {
             px[i] = (byte) (i % n * 4);
         }
-        byte[] cam = new byte[49];
-        cam[24] = (byte) 255;
+        List<Float> cam = new java.util.ArrayList<>(java.util.Collections.nCopies(49, 0f));
+        cam.set(24, 1f);
         Finding positive = Finding.newBuilder().setLabel("warm-up")
                 .setCode(Code.newBuilder().setValue("WARMUP").setScheme("99CXR").setMeaning("warm-up").build())
                 .setProbability(0.9f).setThreshold(0.5f).setPositive(true)
-                .setCam(HeatMap.newBuilder().setWidth(7).setHeight(7).setValues(ByteBuffer.wrap(cam)).build())
+                .setActivation(ActivationMap.newBuilder().setWidth(7).setHeight(7).setRegionX(0).setRegionY(0).setRegionWidth(n)
+                        .setRegionHeight(n).setValues(cam).build())
                 .build();
         ModelRun run = ModelRun.newBuilder().setModelId("warm-up").setModelVersion("0").setDiagnostic(false)
                 .setIntendedUse("start-up warm-up, never sent").setEngine("cpu").setFindings(List.of(positive)).build();

@@ -2,8 +2,8 @@ package org.cxrgateway.report;
 
 import org.cxrgateway.message.WorkingImagePixels;
 
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.WorkingImage;
 
 
 /** Decodes the working image of a result message into 8-bit display grey levels. */

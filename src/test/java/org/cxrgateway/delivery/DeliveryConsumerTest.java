@@ -21,7 +21,7 @@ import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
 import org.cxrgateway.report.TestResults;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.cxrgateway.testing.FhirTestServer;
 import org.cxrgateway.testing.OrthancPeer;
 import org.junit.jupiter.api.Test;
@@ -159,6 +159,29 @@ class DeliveryConsumerTest {
         assertTrue(metrics.contains("cxr_study_end_to_end_seconds{quantile=\"0.95\"}"));
         assertTrue(metrics.lines().anyMatch(l -> l.startsWith("cxr_study_end_to_end_seconds_count")
                 && Double.parseDouble(l.substring(l.lastIndexOf(' ') + 1)) >= 2));
+    }
+
+    /**
+     * A study in parts, as workers publish it (one image per message), interleaved with another study: delivery
+     * holds the parts, commits their offsets, and delivers one SR over all images once the last part is in.
+     */
+    @Test
+    void aStudyInPartsIsDeliveredOnceAsAWholeWithItsOffsetsCommitted() throws Exception {
+        StudyResult whole = PartAssemblyTest.wholeStudy(Long.toString(UUID.randomUUID().getMostSignificantBits() & Long.MAX_VALUE));
+        List<StudyResult> parts = PartAssemblyTest.parts(whole);
+        StudyResult other = study().build();
+        for (int i = 0; i < parts.size(); i++) {
+            publisher.publish(parts.get(i)).get(30, TimeUnit.SECONDS);
+            if (i == 1) {
+                publisher.publish(other).get(30, TimeUnit.SECONDS);
+            }
+        }
+        awaitInOrthanc(other);
+        // exactly the objects of the whole-study report (its SR's UID covers the sorted list of all images), once each
+        awaitInOrthanc(org.cxrgateway.message.StudyParts.merge(parts));
+        awaitOffsetsCommitted();
+        String metrics = given().when().get("/q/metrics").then().statusCode(200).extract().asString();
+        assertTrue(metrics.contains("cxr_delivery_partial_jobs 0.0"), metrics);
     }
 
     @Test

@@ -5,7 +5,7 @@ import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSettings;
 import org.cxrgateway.report.TestResults;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.cxrgateway.testing.FhirTestServer;
 import org.cxrgateway.testing.MedplumPeer;
 

@@ -5,7 +5,7 @@ import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
 import org.cxrgateway.report.TestResults;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.cxrgateway.testing.FhirTestServer;
 import org.cxrgateway.testing.FhirValidation;
 import org.cxrgateway.testing.ReportSearches;

@@ -7,7 +7,7 @@ import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
 import org.cxrgateway.report.TestResults;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.cxrgateway.testing.OrthancPeer;
 import org.cxrgateway.testing.Tools;
 import org.junit.jupiter.api.AfterEach;

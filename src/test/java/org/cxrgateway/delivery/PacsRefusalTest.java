@@ -21,7 +21,7 @@ import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
 import org.cxrgateway.report.TestResults;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.cxrgateway.testing.StoreScpPeer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;

@@ -4,7 +4,7 @@ import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSettings;
 import org.cxrgateway.report.TestResults;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 
 import java.nio.file.Path;
 import java.time.Duration;

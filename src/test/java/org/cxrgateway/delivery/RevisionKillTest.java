@@ -2,7 +2,7 @@ package org.cxrgateway.delivery;
 
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.TestResults;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.cxrgateway.testing.FhirTestServer;
 import org.cxrgateway.testing.StoreScpPeer;
 import org.cxrgateway.testing.Tools;

@@ -24,7 +24,7 @@ import static org.cxrgateway.deploy.Manifests.str;
  */
 final class ManifestRules {
 
-    static final long SIXTEEN_MIB = 16L * 1024 * 1024;
+    static final long ONE_MIB = 1024L * 1024;
     static final List<String> TOPICS = List.of("cxr.study.jobs", "cxr.study.results", "cxr.dead-letters");
 
     private final List<Doc> docs;
@@ -320,8 +320,8 @@ final class ManifestRules {
             problem(d, "needs KafkaNodePools with the controller and broker roles");
         }
         Map<String, Object> config = map(o, "spec", "kafka", "config");
-        if (number(config.get("message.max.bytes")) < SIXTEEN_MIB) {
-            problem(d, "message.max.bytes below 16 MiB: study jobs carry pixels");
+        if (number(config.get("message.max.bytes")) < ONE_MIB) {
+            problem(d, "message.max.bytes below 1 MiB: a job part carries one working image");
         }
         for (String rf : List.of("default.replication.factor", "offsets.topic.replication.factor",
                 "transaction.state.log.replication.factor", "min.insync.replicas")) {
@@ -360,8 +360,9 @@ final class ManifestRules {
         if (number(get(spec, "config", "min.insync.replicas")) > replicas) {
             problem(d, "min.insync.replicas exceeds replicas: every write would fail");
         }
-        if (number(get(spec, "config", "max.message.bytes")) != SIXTEEN_MIB) {
-            problem(d, "max.message.bytes is not 16 MiB (16777216)");
+        // the gateway's producers send at most 1 MiB (cxr.kafka.max-message-bytes; a study travels one image per message)
+        if (number(get(spec, "config", "max.message.bytes")) != ONE_MIB) {
+            problem(d, "max.message.bytes is not 1 MiB (1048576), the gateway's message bound");
         }
     }
 

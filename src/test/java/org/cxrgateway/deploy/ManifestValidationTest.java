@@ -200,7 +200,7 @@ class ManifestValidationTest {
         }
         String all = String.join("\n", ManifestRules.problems(docs));
         for (String expected : List.of("scaleTargetRef names no existing Deployment: cxr-wrker",
-                "label strimzi.io/cluster=other names no Kafka CR", "max.message.bytes is not 16 MiB",
+                "label strimzi.io/cluster=other names no Kafka CR", "max.message.bytes is not 1 MiB",
                 "no volumeClaimTemplates", "has no readinessProbe",
                 "selector.matchLabels does not match the pod template's labels",
                 "uses TensorRT but has no nvidia.com/gpu limit")) {

@@ -10,12 +10,12 @@ import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.cxrgateway.queue.EmbeddedKafkaBroker;
 import org.cxrgateway.message.MessageCodec;
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.SourceImage;
-import org.cxrgateway.schema.v1.StudyInfo;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.StudyResult;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.SourceImage;
+import org.cxrgateway.schema.v2.StudyInfo;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.StudyResult;
+import org.cxrgateway.schema.v2.WorkingImage;
 import org.cxrgateway.testing.GatewayProcess;
 import org.cxrgateway.testing.HttpTokens;
 import org.cxrgateway.testing.Multipart;
@@ -347,14 +347,24 @@ class FaultToleranceIT {
 
     /** Distinct jobs (by job id, as consumers dedupe) for one study, read from the start of the topic. */
     private List<StudyJob> jobsFor(String study, Duration poll) throws Exception {
-        Map<String, StudyJob> byId = new HashMap<>();
+        // a job travels one image per message: its parts, by index, make the whole job
+        Map<String, java.util.TreeMap<Integer, StudyJob>> byId = new HashMap<>();
         for (ConsumerRecord<String, byte[]> r : readAll(JOBS, poll)) {
             if (study.equals(r.key())) {
                 StudyJob job = MessageCodec.decodeJob(r.value());
-                byId.put(job.getJobId(), job);
+                byId.computeIfAbsent(job.getJobId(), k -> new java.util.TreeMap<>()).put(job.getPartIndex(), job);
             }
         }
-        return new ArrayList<>(byId.values());
+        List<StudyJob> out = new ArrayList<>();
+        for (var parts : byId.values()) {
+            StudyJob first = parts.firstEntry().getValue();
+            if (parts.size() == first.getPartCount()) {
+                List<SourceImage> images = new ArrayList<>();
+                parts.values().forEach(p -> images.addAll(p.getImages()));
+                out.add(StudyJob.newBuilder(first).setImages(images).setPartCount(1).build());
+            }
+        }
+        return out;
     }
 
     private List<ConsumerRecord<String, byte[]>> readAll(String topic, Duration poll) {

@@ -1,6 +1,6 @@
 package org.cxrgateway.inference;
 
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.WorkingImage;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 

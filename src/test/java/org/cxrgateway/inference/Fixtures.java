@@ -1,7 +1,7 @@
 package org.cxrgateway.inference;
 
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.WorkingImage;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;

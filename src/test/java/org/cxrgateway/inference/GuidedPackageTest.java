@@ -1,9 +1,9 @@
 package org.cxrgateway.inference;
 
-import org.cxrgateway.schema.v1.Finding;
-import org.cxrgateway.schema.v1.GuidedMap;
-import org.cxrgateway.schema.v1.ModelRun;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.GuidedMap;
+import org.cxrgateway.schema.v2.ModelRun;
+import org.cxrgateway.schema.v2.WorkingImage;
 import org.cxrgateway.xai.GuidedGradCam;
 import org.junit.jupiter.api.Test;
 
@@ -39,7 +39,7 @@ class GuidedPackageTest {
     }
 
     private static List<ModelRun> score(OrtModel model, int maxGuided, WorkingImage im) {
-        Scorer s = new Scorer(List.of(model), ModelRegistry.CAM_MAX_SIDE, maxGuided);
+        Scorer s = new Scorer(List.of(model), maxGuided);
         Scorer.Image img = new Scorer.Image(Preprocessor.decode(im), im.getWidth(), im.getHeight());
         return s.score(List.of(img)).runs().get(0);
     }
@@ -118,7 +118,7 @@ class GuidedPackageTest {
             assertNull(model.guided());
             model.warmUp(1);
             List<Finding> f = score(model, 4, Fixtures.image(300, 260, 8, 1)).get(0).getFindings();
-            assertTrue(f.stream().anyMatch(x -> x.getPositive() && x.getCam() != null), "Grad-CAM still made");
+            assertTrue(f.stream().anyMatch(x -> x.getPositive() && x.getActivation() != null), "Grad-CAM still made");
             assertTrue(f.stream().allMatch(x -> x.getGuided() == null), "no guided map without the graph");
         }
     }

@@ -35,9 +35,9 @@ public final class InferenceBench {
         List<byte[]> jobs = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             String uid = "1.2.826.9." + i;
-            jobs.add(MessageCodec.encode(InferenceWorkerTest.job(uid, 1, List.of(InferenceWorkerTest.image(uid + ".1", Fixtures.image(512, 512, 8, i))))));
+            jobs.add(MessageCodec.encode(InferenceWorkerTest.job(uid, MessageCodec.SCHEMA_VERSION, List.of(InferenceWorkerTest.image(uid + ".1", Fixtures.image(512, 512, 8, i))))));
         }
-        try (MicroBatcher b = new MicroBatcher(new Scorer(List.of(model), ModelRegistry.CAM_MAX_SIDE), batch, java.time.Duration.ofMillis(50))) {
+        try (MicroBatcher b = new MicroBatcher(new Scorer(List.of(model)), batch, java.time.Duration.ofMillis(50))) {
           // The first pass warms the JIT (decode, preprocessing, CAM, encode); the second is timed, as the
           // engine-only comparison below also times only warm runs.
           for (int pass = 0; pass < 2; pass++) {

@@ -14,15 +14,15 @@ import org.cxrgateway.queue.DeadLetters;
 import org.cxrgateway.queue.EmbeddedKafkaTestResource;
 import org.cxrgateway.queue.KafkaCluster;
 import org.cxrgateway.message.MessageCodec;
-import org.cxrgateway.schema.v1.Finding;
-import org.cxrgateway.schema.v1.ImageResult;
-import org.cxrgateway.schema.v1.ModelRun;
-import org.cxrgateway.schema.v1.SkippedInstance;
-import org.cxrgateway.schema.v1.SourceImage;
-import org.cxrgateway.schema.v1.StudyInfo;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.StudyResult;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.ModelRun;
+import org.cxrgateway.schema.v2.SkippedInstance;
+import org.cxrgateway.schema.v2.SourceImage;
+import org.cxrgateway.schema.v2.StudyInfo;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.StudyResult;
+import org.cxrgateway.schema.v2.WorkingImage;
 import org.junit.jupiter.api.Test;
 
 import java.time.Duration;
@@ -69,6 +69,29 @@ class InferenceWorkerTest {
                 .setImages(images).setSkipped(List.of(new SkippedInstance("1.2.9", "LATERAL_VIEW"))).build();
     }
 
+    /** A version 1 job as a v1 assembler wrote it (schemas/kafka/messages-v1.avdl), single-object encoded. */
+    static byte[] v1Job(String studyUid, WorkingImage img) {
+        var v1 = org.cxrgateway.schema.v1.StudyJob.newBuilder().setJobId("job-" + studyUid).setCreatedAtEpochMs(1)
+                .setStudy(org.cxrgateway.schema.v1.StudyInfo.newBuilder().setStudyInstanceUid(studyUid).build())
+                .setImages(List.of(org.cxrgateway.schema.v1.SourceImage.newBuilder().setSopInstanceUid(studyUid + ".1")
+                        .setSopClassUid("1.2.840.10008.5.1.4.1.1.1.1").setSeriesInstanceUid("1.2.3.4").setModality("DX")
+                        .setViewPosition("PA").setSourceRows(img.getHeight()).setSourceColumns(img.getWidth())
+                        .setImage(org.cxrgateway.schema.v1.WorkingImage.newBuilder().setWidth(img.getWidth())
+                                .setHeight(img.getHeight()).setBitsPerPixel(img.getBitsPerPixel())
+                                .setEncoding(org.cxrgateway.schema.v1.PixelEncoding.valueOf(img.getEncoding().name()))
+                                .setPixels(img.getPixels().duplicate()).build())
+                        .build()))
+                .setSkipped(List.of()).build();
+        try {
+            java.nio.ByteBuffer b = v1.toByteBuffer();
+            byte[] out = new byte[b.remaining()];
+            b.get(out);
+            return out;
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
     @Test
     void jobsBecomeResultsPoisonIsDeadLetteredAndOffsetsCommitted() throws Exception {
         registry.ready().get();
@@ -78,15 +101,19 @@ class InferenceWorkerTest {
         String a = "1.2.826.1." + run + ".1", b = "1.2.826.1." + run + ".2", c = "1.2.826.1." + run + ".3";
         String jobs = cluster.config().topics().jobs();
         byte[] bad = "not avro".getBytes();
-        byte[] v2 = MessageCodec.encode(job("1.2.826.1." + run + ".9", 2, List.of()));
+        byte[] v3 = MessageCodec.encode(job("1.2.826.1." + run + ".9", 3, List.of()));
+        // a job the v1 assembler published before a rolling upgrade: the v2 worker still scores it
+        String d = "1.2.826.1." + run + ".4";
+        byte[] v1 = v1Job(d, Fixtures.image(256, 256, 8, 4));
         try (KafkaProducer<String, byte[]> p = new KafkaProducer<>(cluster.producerProperties())) {
             // all on one partition: the poison messages sit between good jobs
-            p.send(new ProducerRecord<>(jobs, 0, a, MessageCodec.encode(job(a, 1, List.of(
+            p.send(new ProducerRecord<>(jobs, 0, a, MessageCodec.encode(job(a, MessageCodec.SCHEMA_VERSION, List.of(
                     image(a + ".1", Fixtures.image(300, 260, 8, 1)), image(a + ".2", Fixtures.image(200, 240, 16, 2))))))).get();
             p.send(new ProducerRecord<>(jobs, 0, "garbage-" + run, bad)).get();
-            p.send(new ProducerRecord<>(jobs, 0, "v2-" + run, v2)).get();
-            p.send(new ProducerRecord<>(jobs, 0, b, MessageCodec.encode(job(b, 1, List.of(image(b + ".1", Fixtures.image(224, 224, 8, 3))))))).get();
-            p.send(new ProducerRecord<>(jobs, 0, c, MessageCodec.encode(job(c, 1, List.of())))).get();
+            p.send(new ProducerRecord<>(jobs, 0, "v3-" + run, v3)).get();
+            p.send(new ProducerRecord<>(jobs, 0, d, v1)).get();
+            p.send(new ProducerRecord<>(jobs, 0, b, MessageCodec.encode(job(b, MessageCodec.SCHEMA_VERSION, List.of(image(b + ".1", Fixtures.image(224, 224, 8, 3))))))).get();
+            p.send(new ProducerRecord<>(jobs, 0, c, MessageCodec.encode(job(c, MessageCodec.SCHEMA_VERSION, List.of())))).get();
         }
 
         Map<String, StudyResult> results = new HashMap<>();
@@ -96,9 +123,9 @@ class InferenceWorkerTest {
         try (KafkaConsumer<String, byte[]> r = new KafkaConsumer<>(props)) {
             r.subscribe(List.of(cluster.config().topics().results(), cluster.config().topics().deadLetters()));
             long until = System.currentTimeMillis() + 120_000;
-            while ((results.size() < 3 || reasons.size() < 2) && System.currentTimeMillis() < until) {
+            while ((results.size() < 4 || reasons.size() < 2) && System.currentTimeMillis() < until) {
                 for (ConsumerRecord<String, byte[]> rec : r.poll(Duration.ofMillis(200))) {
-                    if (rec.topic().equals(cluster.config().topics().results()) && Set.of(a, b, c).contains(rec.key())) {
+                    if (rec.topic().equals(cluster.config().topics().results()) && Set.of(a, b, c, d).contains(rec.key())) {
                         results.put(rec.key(), MessageCodec.decodeResult(rec.value()));
                         jobIdHeaders.put(rec.key(), DeadLetters.headerValue(rec.headers(), "cxr.job-id"));
                     } else if (rec.key() != null && rec.key().endsWith(run) && rec.topic().equals(cluster.config().topics().deadLetters())) {
@@ -107,9 +134,18 @@ class InferenceWorkerTest {
                 }
             }
         }
-        assertEquals(Set.of(a, b, c), results.keySet(), "one result per good job");
+        assertEquals(Set.of(a, b, c, d), results.keySet(), "one result per good job, the v1 job too");
+        assertEquals(1, results.get(d).getImages().size());
+        assertEquals("job-" + d, results.get(d).getJobId());
+        assertEquals(1, results.get(d).getPartCount());
+        // the largest result the producer was given, from its gauge: within the 1 MiB bound
+        String metrics = given().when().get("/q/metrics").then().statusCode(200).extract().asString();
+        String gauge = metrics.lines().filter(l -> l.startsWith("cxr_kafka_largest_message_bytes{")
+                && l.contains("topic=\"" + cluster.config().topics().results() + "\"")).findFirst().orElseThrow();
+        double largest = Double.parseDouble(gauge.substring(gauge.lastIndexOf(' ') + 1));
+        assertTrue(largest > 0 && largest <= 1 << 20, gauge);
         assertEquals(2, reasons.size(), "both poison messages dead-lettered: " + reasons);
-        assertTrue(reasons.get("v2-" + run).contains("schemaVersion 2"), reasons.toString());
+        assertTrue(reasons.get("v3-" + run).contains("schemaVersion 3"), reasons.toString());
         assertTrue(reasons.get("garbage-" + run).contains("StudyJob"), reasons.toString());
 
         StudyResult ra = results.get(a);
@@ -131,14 +167,14 @@ class InferenceWorkerTest {
                     assertTrue(f.getProbability() >= 0 && f.getProbability() <= 1);
                     assertEquals(f.getProbability() >= f.getThreshold(), f.getPositive());
                     if (f.getPositive()) {
-                        assertNotNull(f.getCam(), f.getLabel());
-                        // the map covers the working image, its longer side capped for the message size
-                        int longSide = Math.max(ir.getImage().getWidth(), ir.getImage().getHeight());
-                        double scale = Math.min(1.0, (double) ModelRegistry.CAM_MAX_SIDE / longSide);
-                        assertEquals(Math.max(1, (int) Math.round(ir.getImage().getWidth() * scale)), f.getCam().getWidth());
-                        assertEquals(f.getCam().getWidth() * f.getCam().getHeight(), f.getCam().getValues().remaining());
+                        assertNotNull(f.getActivation(), f.getLabel());
+                        // the raw CAM at feature resolution, placed on a rectangle inside the working image
+                        var act = f.getActivation();
+                        assertEquals(act.getWidth() * act.getHeight(), act.getValues().size());
+                        assertTrue(act.getWidth() <= 64 && act.getRegionWidth() > 0 && act.getRegionX() + act.getRegionWidth() <= ir.getImage().getWidth());
+                        assertTrue(act.getValues().stream().allMatch(v -> v >= 0), "ReLU'd");
                     } else {
-                        assertNull(f.getCam());
+                        assertNull(f.getActivation());
                         assertNull(f.getGuided(), "guided maps for positive findings only");
                     }
                 }
@@ -177,7 +213,7 @@ class InferenceWorkerTest {
         List<java.util.concurrent.CompletableFuture<StudyResult>> fs = new ArrayList<>();
         for (int i = 0; i < 5; i++) {
             String uid = "1.2.826.2." + i;
-            fs.add(batcher.submit(job(uid, 1, List.of(image(uid + ".1", Fixtures.image(128, 128, 8, i))))));
+            fs.add(batcher.submit(job(uid, MessageCodec.SCHEMA_VERSION, List.of(image(uid + ".1", Fixtures.image(128, 128, 8, i))))));
         }
         int maxBatch = 0;
         for (var f : fs) {

@@ -1,6 +1,6 @@
 package org.cxrgateway.inference;
 
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.WorkingImage;
 import org.cxrgateway.xai.GradCam;
 import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;

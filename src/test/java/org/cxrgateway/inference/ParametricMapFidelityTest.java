@@ -5,13 +5,13 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportSet;
 import org.cxrgateway.report.ReportSettings;
-import org.cxrgateway.schema.v1.Code;
-import org.cxrgateway.schema.v1.Finding;
-import org.cxrgateway.schema.v1.ImageResult;
-import org.cxrgateway.schema.v1.ModelRun;
-import org.cxrgateway.schema.v1.StudyInfo;
-import org.cxrgateway.schema.v1.StudyResult;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.Code;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.ModelRun;
+import org.cxrgateway.schema.v2.StudyInfo;
+import org.cxrgateway.schema.v2.StudyResult;
+import org.cxrgateway.schema.v2.WorkingImage;
 import org.cxrgateway.testing.Tools;
 import org.junit.jupiter.api.Test;
 
@@ -63,14 +63,14 @@ class ParametricMapFidelityTest {
         }
         List<Map<String, Object>> cases = new ArrayList<>();
         try (OrtModel model = new OrtModel(pkg, EngineKind.cpu, 2, null)) {
-            Scorer scorer = new Scorer(List.of(model), ModelRegistry.CAM_MAX_SIDE);
+            Scorer scorer = new Scorer(List.of(model));
             OrtModel.Output out = model.run(tensor, imgs.size());
             for (int cls : classes) {
                 for (int i = 0; i < imgs.size(); i++) {
                     WorkingImage im = imgs.get(i);
                     Finding f = Finding.newBuilder().setLabel(pkg.manifest().labels().get(cls).name())
                             .setCode(new Code("C" + cls, "99CXR", "class " + cls)).setProbability(0.9f).setThreshold(0.5f)
-                            .setPositive(true).setCam(scorer.heatMap(model, pre, out, i, cls, images.get(i))).build();
+                            .setPositive(true).setActivation(scorer.activation(model, pre, out, i, cls, images.get(i))).build();
                     Path pm = work.resolve("pm_" + cls + "_" + i + ".dcm");
                     Files.write(pm, parametricMap(im, f, cls, i));
                     assertEquals(List.of(), Tools.dciodvfyErrors(pm), "dciodvfy " + pm);

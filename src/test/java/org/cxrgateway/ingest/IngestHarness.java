@@ -11,8 +11,8 @@ import java.util.function.UnaryOperator;
 import java.util.concurrent.atomic.AtomicReference;
 import org.cxrgateway.dicom.DicomTls;
 import org.cxrgateway.dicom.StoreScp;
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.StudyJob;
 
 /**
  * The ingest side wired as in production (listener, spool, assembler, metrics), with an in-memory

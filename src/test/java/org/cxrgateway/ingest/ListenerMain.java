@@ -3,7 +3,7 @@ package org.cxrgateway.ingest;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
-import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v2.StudyJob;
 
 /**
  * The listener wired as in production (listener, spool, assembler, metrics) as a process of its own, so

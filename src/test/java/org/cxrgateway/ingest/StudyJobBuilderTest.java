@@ -8,9 +8,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Random;
-import org.cxrgateway.schema.v1.SkippedInstance;
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.StudyJob;
+import org.cxrgateway.schema.v2.SkippedInstance;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.StudyJob;
 import org.junit.jupiter.api.Test;
 
 /** The one path from files to a job that the assembler and the score command share. */

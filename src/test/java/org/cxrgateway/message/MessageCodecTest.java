@@ -1,10 +1,10 @@
 package org.cxrgateway.message;
 
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.SourceImage;
-import org.cxrgateway.schema.v1.StudyInfo;
-import org.cxrgateway.schema.v1.StudyJob;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.SourceImage;
+import org.cxrgateway.schema.v2.StudyInfo;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.WorkingImage;
 import org.junit.jupiter.api.Test;
 
 import java.nio.ByteBuffer;
@@ -37,7 +37,7 @@ class MessageCodecTest {
 
     @Test
     void roundTrip() throws Exception {
-        StudyJob decoded = MessageCodec.decodeJob(MessageCodec.encode(job(1)));
+        StudyJob decoded = MessageCodec.decodeJob(MessageCodec.encode(job(2)));
         assertEquals("1.2.3", decoded.getStudy().getStudyInstanceUid());
         byte[] pixels = new byte[decoded.getImages().get(0).getImage().getPixels().remaining()];
         decoded.getImages().get(0).getImage().getPixels().get(pixels);
@@ -50,9 +50,50 @@ class MessageCodecTest {
                 () -> MessageCodec.decodeJob("not avro".getBytes(StandardCharsets.UTF_8)));
         assertTrue(garbage.getMessage().contains("StudyJob"), garbage.getMessage());
         assertThrows(PoisonMessageException.class, () -> MessageCodec.decodeJob(new byte[0]));
-        var version = assertThrows(PoisonMessageException.class, () -> MessageCodec.decodeJob(MessageCodec.encode(job(2))));
-        assertTrue(version.getMessage().contains("schemaVersion 2"), version.getMessage());
+        var version = assertThrows(PoisonMessageException.class, () -> MessageCodec.decodeJob(MessageCodec.encode(job(3))));
+        assertTrue(version.getMessage().contains("schemaVersion 3"), version.getMessage());
         // a result is not a job
-        assertThrows(PoisonMessageException.class, () -> MessageCodec.decodeResult(MessageCodec.encode(job(1))));
+        assertThrows(PoisonMessageException.class, () -> MessageCodec.decodeResult(MessageCodec.encode(job(2))));
+        // a part outside its job
+        StudyJob badPart = job(2);
+        badPart.setPartIndex(2);
+        badPart.setPartCount(2);
+        var part = assertThrows(PoisonMessageException.class, () -> MessageCodec.decodeJob(MessageCodec.encode(badPart)));
+        assertTrue(part.getMessage().contains("part 2 of 2"), part.getMessage());
+    }
+
+    /** A job a v1 assembler published before a rolling upgrade is read by the v2 consumer as one part of one. */
+    @Test
+    void v1JobIsReadAsOnePartOfOne() throws Exception {
+        byte[] pixels = {9, 8, 7, 6, 5, 4};
+        var v1 = org.cxrgateway.schema.v1.StudyJob.newBuilder()
+                .setJobId("j-v1").setRevision(3).setUpdate(true).setCreatedAtEpochMs(5L).setReceivedAtEpochMs(4L)
+                .setStudy(org.cxrgateway.schema.v1.StudyInfo.newBuilder().setStudyInstanceUid("1.2.3").setPatientId("P1")
+                        .setProcedureCode(new org.cxrgateway.schema.v1.Code("1", "99CXR", "x")).build())
+                .setImages(List.of(org.cxrgateway.schema.v1.SourceImage.newBuilder()
+                        .setSopInstanceUid("1.2.3.4").setSopClassUid("1.2.840.10008.5.1.4.1.1.1.1")
+                        .setSeriesInstanceUid("1.2.3.5").setModality("DX").setViewPosition("PA").setSourceRows(2).setSourceColumns(3)
+                        .setImage(org.cxrgateway.schema.v1.WorkingImage.newBuilder().setWidth(3).setHeight(2).setBitsPerPixel(8)
+                                .setEncoding(org.cxrgateway.schema.v1.PixelEncoding.DEFLATE)
+                                .setPixels(ByteBuffer.wrap(WorkingImagePixels.deflate(pixels, 6))).build())
+                        .build()))
+                .setSkipped(List.of(new org.cxrgateway.schema.v1.SkippedInstance("1.2.3.9", "LATERAL_VIEW")))
+                .build();
+        ByteBuffer wire = v1.toByteBuffer();
+        byte[] bytes = new byte[wire.remaining()];
+        wire.get(bytes);
+        StudyJob job = MessageCodec.decodeJob(bytes);
+        assertEquals(MessageCodec.SCHEMA_VERSION, job.getSchemaVersion());
+        assertEquals("j-v1", job.getJobId());
+        assertEquals(0, job.getPartIndex());
+        assertEquals(1, job.getPartCount());
+        assertEquals(3, job.getRevision());
+        assertTrue(job.getUpdate());
+        assertEquals(4L, job.getReceivedAtEpochMs());
+        assertEquals("x", job.getStudy().getProcedureCode().getMeaning());
+        assertEquals("PA", job.getImages().get(0).getViewPosition());
+        assertEquals(PixelEncoding.DEFLATE, job.getImages().get(0).getImage().getEncoding());
+        assertArrayEquals(pixels, WorkingImagePixels.decode(job.getImages().get(0).getImage()));
+        assertEquals("LATERAL_VIEW", job.getSkipped().get(0).getReason());
     }
 }

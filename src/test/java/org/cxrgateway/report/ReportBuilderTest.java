@@ -1,7 +1,7 @@
 package org.cxrgateway.report;
 
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.StudyResult;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.cxrgateway.testing.Tools;
 import org.junit.jupiter.api.Test;
 
@@ -135,7 +135,7 @@ class ReportBuilderTest {
     void hostileGuidedMapIsAReportException() {
         TestResults t = TestResults.study("21");
         StudyResult r = t.build();
-        org.cxrgateway.schema.v1.Finding f = r.getImages().get(0).getRuns().get(0).getFindings().get(0);
+        org.cxrgateway.schema.v2.Finding f = r.getImages().get(0).getRuns().get(0).getFindings().get(0);
         // claims 224x224 but inflates to a few bytes; then a region outside the working image
         f.getGuided().setValues(java.nio.ByteBuffer.wrap(TestResults.deflate(new byte[10])));
         assertThrows(ReportException.class, () -> new ReportBuilder(ReportSettings.defaults()).build(r));

@@ -1,15 +1,15 @@
 package org.cxrgateway.report;
 
-import org.cxrgateway.schema.v1.Code;
-import org.cxrgateway.schema.v1.Finding;
-import org.cxrgateway.schema.v1.GuidedMap;
-import org.cxrgateway.schema.v1.HeatMap;
-import org.cxrgateway.schema.v1.ImageResult;
-import org.cxrgateway.schema.v1.ModelRun;
-import org.cxrgateway.schema.v1.PixelEncoding;
-import org.cxrgateway.schema.v1.StudyInfo;
-import org.cxrgateway.schema.v1.StudyResult;
-import org.cxrgateway.schema.v1.WorkingImage;
+import org.cxrgateway.schema.v2.Code;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.GuidedMap;
+import org.cxrgateway.schema.v2.ActivationMap;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.ModelRun;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.StudyInfo;
+import org.cxrgateway.schema.v2.StudyResult;
+import org.cxrgateway.schema.v2.WorkingImage;
 
 import java.io.ByteArrayOutputStream;
 import java.nio.ByteBuffer;
@@ -18,7 +18,7 @@ import java.util.List;
 import java.util.Random;
 import java.util.zip.Deflater;
 
-/** Builds realistic StudyResults: a synthetic PA chest radiograph, a DenseNet-like run, 7x7 Grad-CAM maps, 224x224 guided maps. */
+/** Builds realistic StudyResults: a synthetic PA chest radiograph, a DenseNet-like run, raw 7x7 Grad-CAM maps, 224x224 guided maps. */
 public final class TestResults {
 
     public static final String DX = "1.2.840.10008.5.1.4.1.1.1.1";
@@ -88,18 +88,20 @@ public final class TestResults {
                 .setCreatedAtEpochMs(previous.getCreatedAtEpochMs() + 60_000L).setImages(images).build();
     }
 
-    static Finding finding(String label, String code, String meaning, float p, float thr, int cx, int cy, boolean guided) {
+    Finding finding(String label, String code, String meaning, float p, float thr, int cx, int cy, boolean guided) {
         Finding.Builder b = Finding.newBuilder().setLabel(label).setCode(Code.newBuilder().setValue(code).setScheme("SCT")
                 .setMeaning(meaning).build()).setProbability(p).setThreshold(thr).setPositive(p >= thr);
         if (p >= thr) {
-            byte[] cam = new byte[49];
+            List<Float> cam = new ArrayList<>();
             for (int y = 0; y < 7; y++) {
                 for (int x = 0; x < 7; x++) {
                     double d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
-                    cam[y * 7 + x] = (byte) Math.round(255 * Math.exp(-d2 / 3.0));
+                    cam.add((float) (3.5 * Math.exp(-d2 / 3.0)));
                 }
             }
-            b.setCam(HeatMap.newBuilder().setWidth(7).setHeight(7).setValues(ByteBuffer.wrap(cam)).build());
+            // a raw CAM at feature resolution (any positive scale) over the whole working image
+            b.setActivation(ActivationMap.newBuilder().setWidth(7).setHeight(7).setRegionX(0).setRegionY(0)
+                    .setRegionWidth(size).setRegionHeight(size).setValues(cam).build());
             if (guided) {
                 b.setGuided(guidedMap(cx, cy));
             }
