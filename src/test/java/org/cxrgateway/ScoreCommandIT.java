@@ -167,7 +167,15 @@ class ScoreCommandIT {
             String type = e.path("resource").path("resourceType").asText();
             reports += type.equals("DiagnosticReport") ? 1 : 0;
             media += type.equals("Media") ? 1 : 0;
-            assertEquals("POST", e.path("request").path("method").asText(), "transaction entries are creates");
+            // the report and its findings are conditional updates on their identifiers (a later revision amends
+            // them in place); everything else is a conditional create
+            boolean amendable = type.equals("DiagnosticReport") || type.equals("Observation");
+            assertEquals(amendable ? "PUT" : "POST", e.path("request").path("method").asText(), type);
+            if (amendable) {
+                assertTrue(e.path("request").path("url").asText().startsWith(type + "?identifier="), e.toString());
+            } else {
+                assertTrue(e.path("request").path("ifNoneExist").asText().startsWith("identifier="), e.toString());
+            }
         }
         assertEquals(2, reports, "one DiagnosticReport per model run");
         assertEquals(scs.size(), media, "one Media per heatmap SC, colour and guided");
