@@ -16,6 +16,13 @@ closing note. Build first: mvn -DskipTests package.
 Latency at idle instead: one study at a time, each sent only after the previous one's SRs arrived,
 so no study waits behind another; prints p50/p95 from the end of the last C-STORE to the second SR
 stored in Orthanc, against the target quiet period + 1 s.
+
+    /usr/bin/python3 src/bench/load.py --via-orthanc [--studies 1 --size 1024 --mix 200:1 --quiet-period 10s]
+
+The studies go to Orthanc instead of the gateway, and Orthanc auto-routes them (a Lua OnStoredInstance
+script, as in the end-to-end tests: every CR/DX it receives from a modality, one instance at a time, to the
+gateway's listener); the results come back to the same Orthanc. Also prints the objects in Orthanc by kind
+and series, and delivery's own counts (cxr_delivery_total, cxr_delivery_partial_jobs).
 """
 import argparse
 import json
@@ -82,6 +89,8 @@ def main():
     ap.add_argument("--mix", default="1:1",
                     help="images per study and their share, e.g. 1:45,2:45,40:10 (each study is sent in one association)")
     ap.add_argument("--quiet-period", default="1s", help="cxr.assembly.quiet-period of the listener")
+    ap.add_argument("--via-orthanc", action="store_true",
+                    help="send the studies to Orthanc, which auto-routes each DX to the gateway (Lua OnStoredInstance)")
     args = ap.parse_args()
     if args.idle and "--studies" not in sys.argv:
         args.studies = 20
@@ -101,6 +110,18 @@ def main():
             "AuthenticationEnabled": False, "DicomCheckCalledAet": False,
             "DicomModalities": {"cxr": ["CXRGATEWAY", "127.0.0.1", listener_port]},
         }
+        if args.via_orthanc:
+            # what modalities send is forwarded, never what the gateway sends back (EndToEndPeers.AUTO_ROUTE)
+            with open(f"{work}/route.lua", "w") as f:
+                f.write("""function OnStoredInstance(instanceId, tags, metadata, origin)
+  local modality = tags['Modality']
+  if origin['RequestOrigin'] == 'DicomProtocol' and origin['RemoteAet'] ~= 'CXRGATEWAY'
+     and (modality == 'CR' or modality == 'DX') then
+    SendToModality(instanceId, 'cxr')
+  end
+end
+""")
+            cfg["LuaScripts"] = [f"{work}/route.lua"]
         with open(f"{work}/orthanc.json", "w") as f:
             json.dump(cfg, f)
         procs.append(("orthanc", subprocess.Popen(["/usr/sbin/Orthanc", f"{work}/orthanc.json"],
@@ -157,7 +178,9 @@ def main():
 
         def send(item):
             study, paths = item
-            r = subprocess.run(["storescu", "-aec", "CXRGATEWAY", "127.0.0.1", str(listener_port)] + paths,
+            target = ["-aet", "MODALITY", "-aec", "ORTHANC", "127.0.0.1", str(o_dicom)] if args.via_orthanc \
+                else ["-aec", "CXRGATEWAY", "127.0.0.1", str(listener_port)]
+            r = subprocess.run(["storescu"] + target + paths,
                                env=env, capture_output=True, text=True)
             with lock:
                 sent_at[study] = time.time()
@@ -214,6 +237,9 @@ def main():
                 f.result()
             sender_pool.shutdown()
         elapsed = time.time() - start
+        if args.via_orthanc:
+            # a study split by the routing would bring a later revision: look a while longer for more SRs
+            watch(float("inf"), time.time() + 20)
 
         latencies = sorted(arrived[s] - sent_at[s] for s in arrived if s in sent_at)
         stats = http_json(f"http://127.0.0.1:{o_http}/statistics")
@@ -242,6 +268,18 @@ def main():
                         print(f"largest message produced by {role}: {line}")
                         largest = max(largest, int(float(line.rsplit(" ", 1)[1])))
         print(f"RESULT {mode}_largest_message_bytes={largest} (limit 1048576)")
+        if args.via_orthanc:
+            kinds = {}
+            for iid in http_json(f"http://127.0.0.1:{o_http}/instances"):
+                t = http_json(f"http://127.0.0.1:{o_http}/instances/{iid}/simplified-tags")
+                k = (t.get("Modality"), t.get("SOPClassUID"), t.get("SeriesDescription", ""))
+                kinds[k] = kinds.get(k, 0) + 1
+            for (modality, sop_class, series), n in sorted(kinds.items(), key=lambda x: str(x[0])):
+                print(f"in Orthanc: {n} x {modality} {sop_class} '{series}'")
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_ports['delivery']}/q/metrics", timeout=30) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith(("cxr_delivery_total{", "cxr_delivery_partial_jobs", "cxr_delivery_pending{")):
+                        print(f"delivery: {line}")
         sizes = {study: len(paths) for study, paths in files}
         partial = {s: refs for s, refs in sr_images.items() if any(r != sizes.get(s) for r in refs)}
         print(f"every SR references all images of its study: {not partial}"
