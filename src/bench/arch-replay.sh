@@ -5,6 +5,7 @@
 # faster memory format), REPS interleaved repetitions, medians with min-max, ratio printed.
 #   src/bench/arch-replay.sh    (env: PATIENTS=60 EPOCHS=3 SIZE=64 N=64 BATCH=8 THREADS=2 REPS=3 INT8=1;
 #                                SKIP_TRAIN=1 reuses WORK's packages; INT8=0 skips quantize.py, slow on ResNet-50)
+# Binary predictions at each model's threshold chosen on the validation patients (Youden's J), printed in the table.
 # A ranking side by side with the paper's table on synthetic images: NOT a claim about COVID-19.
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
