@@ -5,6 +5,7 @@
 # faster memory format), REPS interleaved repetitions, medians with min-max, ratio printed.
 #   src/bench/arch-replay.sh    (env: PATIENTS=60 EPOCHS=3 SIZE=64 N=64 BATCH=8 THREADS=2 REPS=3 INT8=1;
 #                                SKIP_TRAIN=1 reuses WORK's packages; INT8=0 skips quantize.py, slow on ResNet-50)
+# Binary predictions at each model's threshold chosen on the validation patients (Youden's J), printed in the table.
 # A ranking side by side with the paper's table on synthetic images: NOT a claim about COVID-19.
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
@@ -65,10 +66,11 @@ rows = json.load(open(sys.argv[1]))
 r0 = rows[0]
 print("Replay on generated data (binary COVID-like task; same data, split and budget: %s patients, %s epochs, %s px):"
       % (r0.get("patients", "?"), r0.get("epochs", "?"), r0.get("size", "?")))
-print("  %-24s %7s %9s %10s %7s %6s   %s" % ("architecture", "AUROC", "accuracy", "precision", "recall", "F1", "paper accuracy"))
+print("  %-24s %7s %9s %10s %7s %6s %9s   %s" % ("architecture", "AUROC", "accuracy", "precision", "recall", "F1", "threshold", "paper accuracy"))
 for r in rows:
-    print("  %-24s %7s %9.3f %10.3f %7.3f %6.3f   %.3f" % (r["title"], "n/a" if r["auroc"] is None else "%.3f" % r["auroc"],
-          r["accuracy"], r["precision"], r["recall"], r["f1"], r["paper_accuracy"]))
+    print("  %-24s %7s %9.3f %10.3f %7.3f %6.3f %9.3f   %.3f" % (r["title"], "n/a" if r["auroc"] is None else "%.3f" % r["auroc"],
+          r["accuracy"], r["precision"], r["recall"], r["f1"], r.get("threshold", 0.5), r["paper_accuracy"]))
+print("  (threshold: Youden's J on the validation patients, %d images, %d COVID-like)" % (r0.get("validation_n", 0), r0.get("validation_positives", 0)))
 rank = lambda key: " > ".join(x["title"] for x in sorted(rows, key=lambda x: -(x[key] if x[key] is not None else -1)))
 print("  ranking by accuracy here: " + rank("accuracy"))
 print("  ranking in the paper:     " + rank("paper_accuracy"))
