@@ -63,13 +63,12 @@ public interface DeliveryConfig {
         PacsTls tls();
     }
 
-    /** DICOM TLS (PS3.15 Annex B, TLS 1.2+) to one PACS, from these stores only (no javax.net.ssl properties). */
-    interface PacsTls {
-        /** Connect with TLS. Default false. */
-        @WithDefault("false")
-        boolean enabled();
-
-        /** CAs the PACS certificate must chain to. Unset: the JDK's default CA certificates. */
+    /**
+     * The stores of one TLS client, shared by PACS TLS and DICOMweb (https) destinations. Unset trust store:
+     * the JDK's default CA certificates; unset key store: no client certificate presented.
+     */
+    interface Stores {
+        /** CAs the peer's certificate must chain to. */
         Optional<Path> trustStore();
 
         /** Trust store password. Never logged. */
@@ -79,7 +78,7 @@ public interface DeliveryConfig {
         @WithDefault("PKCS12")
         String trustStoreType();
 
-        /** Our certificate and key, for a PACS that requires client certificates. Unset: none presented. */
+        /** Our certificate and key, for a peer that requires client certificates. */
         Optional<Path> keyStore();
 
         /** Key store (and key) password. Never logged. */
@@ -88,6 +87,13 @@ public interface DeliveryConfig {
         /** Key store type. Default PKCS12. */
         @WithDefault("PKCS12")
         String keyStoreType();
+    }
+
+    /** DICOM TLS (PS3.15 Annex B, TLS 1.2+) to one PACS, from these stores only (no javax.net.ssl properties). */
+    interface PacsTls extends Stores {
+        /** Connect with TLS. Default false. */
+        @WithDefault("false")
+        boolean enabled();
 
         /** The PACS certificate must name {@code host} (subjectAltName DNS or IP). Default true. */
         @WithDefault("true")
@@ -102,7 +108,7 @@ public interface DeliveryConfig {
     }
 
     /** One DICOMweb origin server that receives the SR and SCs by STOW-RS. */
-    interface DicomWeb {
+    interface DicomWeb extends Stores {
         /** The server's DICOMweb root; STOW-RS posts to {@code <url>/studies}. Required. */
         String url();
 
@@ -118,26 +124,6 @@ public interface DeliveryConfig {
         /** Connect timeout, and the whole request's. Default 30s. */
         @WithDefault("30s")
         Duration timeout();
-
-        /** CAs the server certificate must chain to (https). Unset: the JDK's default CA certificates. */
-        Optional<Path> trustStore();
-
-        /** Trust store password. Never logged. */
-        Optional<String> trustStorePassword();
-
-        /** Trust store type. Default PKCS12. */
-        @WithDefault("PKCS12")
-        String trustStoreType();
-
-        /** Our certificate and key, for a server that requires client certificates. Unset: none presented. */
-        Optional<Path> keyStore();
-
-        /** Key store (and key) password. Never logged. */
-        Optional<String> keyStorePassword();
-
-        /** Key store type. Default PKCS12. */
-        @WithDefault("PKCS12")
-        String keyStoreType();
     }
 
     interface Fhir {
