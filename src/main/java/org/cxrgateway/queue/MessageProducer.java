@@ -28,6 +28,8 @@ public class MessageProducer {
     private final KafkaCluster cluster;
     private final MeterRegistry metrics;
     private final Map<String, AtomicLong> largest = new ConcurrentHashMap<>();
+    /** Removed at shutdown, so that a later application in the same JVM (tests) registers its own, not reads ours. */
+    private final List<Gauge> gauges = new java.util.concurrent.CopyOnWriteArrayList<>();
     private volatile Producer<String, byte[]> producer;
 
     MessageProducer(KafkaCluster cluster, MeterRegistry metrics) {
@@ -45,8 +47,9 @@ public class MessageProducer {
         // the message-size bound (1 MiB) made visible: what the producer was actually given, per topic
         largest.computeIfAbsent(topic, t -> {
             AtomicLong l = new AtomicLong();
-            Gauge.builder("cxr.kafka.largest.message.bytes", l, AtomicLong::get).tag("topic", t)
-                    .description("Largest message value this process sent to the topic").register(metrics);
+            gauges.add(Gauge.builder("cxr.kafka.largest.message.bytes", l, AtomicLong::get).tag("topic", t)
+                    .strongReference(true).description("Largest message value this process sent to the topic")
+                    .register(metrics));
             return l;
         }).accumulateAndGet(value == null ? 0 : value.length, Math::max);
         CompletableFuture<RecordMetadata> acked = new CompletableFuture<>();
@@ -78,6 +81,7 @@ public class MessageProducer {
     }
 
     void onStop(@Observes ShutdownEvent event) {
+        gauges.forEach(metrics::remove);
         Producer<String, byte[]> p = producer;
         if (p != null) {
             p.close(Duration.ofSeconds(10));
