@@ -183,6 +183,8 @@ class StudyLifecycleIT {
                     "refusals are counted");
 
             // 4. retract: entered-in-error, a retraction SR per model, an audit line; a second retract is 409
+            // (counted once the re-score's set is all in: its rejection note is the last object of the set)
+            await("the re-score's rejection note", () -> instances(study, "KO"), k -> k.size() == 2);
             int before = instances(study, null).size();
             HttpResponse<String> retracted = post(gw, "/admin/studies/" + study + "/retract",
                     "{\"reason\":\"sent to the gateway by mistake\"}", TOKEN);
