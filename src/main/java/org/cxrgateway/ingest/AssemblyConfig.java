@@ -27,10 +27,13 @@ public interface AssemblyConfig {
 
     /**
      * Upper bound of one working image's payload; the image is shrunk until it fits. With one image per message
-     * this bounds every job and result message; 800000 leaves the rest of a 1 MiB message to the findings and
-     * their guided maps. Default 800000.
+     * this bounds every job and result message. 950000 keeps a 1024x853 working image (3000x2500 source) at its
+     * full working size even uncompressed, so preprocessing sees what upstream sees (800000 shrank it once more
+     * and moved p by up to 3.3e-2), and leaves ~94 kB of a 1 MiB message for the part's header (at most 1000
+     * skipped instances listed, ~80 kB) and, in a result, the findings; guided maps that no longer fit beside an
+     * incompressible working image at the cap are left out by MessageBudget. Default 950000.
      */
-    @WithDefault("800000")
+    @WithDefault("950000")
     int maxPayloadBytes();
 
     /** Delay before retrying a job that could not be published. Default 5s. */
