@@ -72,11 +72,7 @@ public final class DicomObjectWriter {
             ContentItem root = MeasurementReportTemplate.content(new ContentItemFactory(), r);
             AttributeList list = new StructuredReport(root).getAttributeList();
             Header h = r.header();
-            addPatientStudy(list, h);
-            put(list, TagFromName.SOPClassUID, COMPREHENSIVE_3D_SR);
-            put(list, TagFromName.SOPInstanceUID, h.sopInstanceUid());
-            put(list, TagFromName.Modality, "SR");
-            addSeries(list, h);
+            addInstance(list, h, COMPREHENSIVE_3D_SR, "SR");
             emptySequence(list, TagFromName.ReferencedPerformedProcedureStepSequence);
             addEquipment(list, r.equipment());
             // the private scheme of the score concepts must be declared (PS3.3 C.12.1.1.4)
@@ -136,12 +132,8 @@ public final class DicomObjectWriter {
             }
             AttributeList list = new StructuredReport(root).getAttributeList();
             Header h = k.header();
-            addPatientStudy(list, h);
-            put(list, TagFromName.SOPClassUID, KEY_OBJECT_SELECTION);
-            put(list, TagFromName.SOPInstanceUID, h.sopInstanceUid());
             // Key Object Document Series
-            put(list, TagFromName.Modality, "KO");
-            addSeries(list, h);
+            addInstance(list, h, KEY_OBJECT_SELECTION, "KO");
             emptySequence(list, TagFromName.ReferencedPerformedProcedureStepSequence);
             addEquipment(list, k.equipment());
             // Key Object Document
@@ -169,12 +161,8 @@ public final class DicomObjectWriter {
         try {
             AttributeList list = new AttributeList();
             Header h = sc.header();
-            addPatientStudy(list, h);
-            put(list, TagFromName.SOPClassUID, SECONDARY_CAPTURE);
-            put(list, TagFromName.SOPInstanceUID, h.sopInstanceUid());
             // OT: a derived picture, not an acquisition of the source modality
-            put(list, TagFromName.Modality, "OT");
-            addSeries(list, h);
+            addInstance(list, h, SECONDARY_CAPTURE, "OT");
             put(list, TagFromName.BodyPartExamined, "CHEST");
             put(list, TagFromName.ConversionType, "WSD");
             addEquipment(list, sc.equipment());
@@ -217,9 +205,10 @@ public final class DicomObjectWriter {
     /**
      * A Parametric Map (PS3.3 A.75): one frame per map, 32-bit float pixel data holding the real-world
      * values directly (Real World Value Mapping slope 1, intercept 0), derived from one projection
-     * radiograph. A radiograph has no patient coordinate system, so there is no Frame of Reference and no
-     * plane position / orientation: the geometry is the source image's own grid, stated through the
-     * Derivation Image and Source Image references and the subsampling in the derivation description.
+     * radiograph. A radiograph has no patient coordinate system: the Frame of Reference the IOD requires is
+     * one derived from the source instance (shared by every map of that image), there is no plane position /
+     * orientation, and the geometry is the source image's own grid, stated through the Derivation Image and
+     * Source Image references and the subsampling in the derivation description.
      */
     public static byte[] writeParametricMap(ParametricMap pm) throws DicomObjectException {
         int n = pm.width() * pm.height();
@@ -235,12 +224,8 @@ public final class DicomObjectWriter {
         try {
             AttributeList list = new AttributeList();
             Header h = pm.header();
-            addPatientStudy(list, h);
-            put(list, TagFromName.SOPClassUID, PARAMETRIC_MAP);
-            put(list, TagFromName.SOPInstanceUID, h.sopInstanceUid());
             // Parametric Map Series: the modality of a derived image map is OT
-            put(list, TagFromName.Modality, "OT");
-            addSeries(list, h);
+            addInstance(list, h, PARAMETRIC_MAP, "OT");
             put(list, TagFromName.BodyPartExamined, "CHEST");
             // Frame of Reference (mandatory in this IOD): the detector plane of the source radiograph, which has
             // none of its own; derived from the source instance so that every map of one image shares it
@@ -450,6 +435,16 @@ public final class DicomObjectWriter {
         b.putLong(u.getMostSignificantBits());
         b.putLong(u.getLeastSignificantBits());
         return "2.25." + new java.math.BigInteger(1, b.array());
+    }
+
+    /** Patient, study, SOP common and series attributes every object we write carries. */
+    private static void addInstance(AttributeList list, Header h, String sopClassUid, String modality)
+            throws DicomException {
+        addPatientStudy(list, h);
+        put(list, TagFromName.SOPClassUID, sopClassUid);
+        put(list, TagFromName.SOPInstanceUID, h.sopInstanceUid());
+        put(list, TagFromName.Modality, modality);
+        addSeries(list, h);
     }
 
     private static void addPatientStudy(AttributeList list, Header h) throws DicomException {
