@@ -138,7 +138,11 @@ end
             cfg["LuaScripts"] = [f"{work}/route.lua"]
         with open(f"{work}/orthanc.json", "w") as f:
             json.dump(cfg, f)
+        # the PACS at its best: Debian's Orthanc uses Debian's dcmtk network layer, which leaves Nagle on unless
+        # TCP_NODELAY=1 is in its environment; measured here, 14 objects over one association took 0.86 s with
+        # Nagle and 0.26-0.40 s without (about 40 ms of delayed ACK per object)
         procs.append(("orthanc", subprocess.Popen(["/usr/sbin/Orthanc", f"{work}/orthanc.json"],
+                                                  env=dict(os.environ, TCP_NODELAY="1"),
                                                   stdout=open(f"{work}/orthanc.log", "w"), stderr=subprocess.STDOUT)))
         wait_http(f"http://127.0.0.1:{o_http}/system")
 
