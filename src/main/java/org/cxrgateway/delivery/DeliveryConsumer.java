@@ -48,17 +48,27 @@ public class DeliveryConsumer {
     DeliveryService service;
 
     private ConsumerLoop loop;
+    private volatile String state = "not started";
+
+    /** For readiness: "consuming" once the report builders are warm and results are read. */
+    public String state() {
+        return state;
+    }
 
     void start(@Observes StartupEvent e) {
         if (!gateway.runs(GatewayConfig.Role.DELIVERY)) {
             return;
         }
+        // before the first result is read, so that no study pays for the FHIR model scan, fonts or the JIT
+        state = "warming up";
         service.warmUp();
+        state = "resuming";
         service.resume();
         loop = new ConsumerLoop(new ConsumerLoop.Settings("delivery-consumer", "delivery", kafka.topics().results(),
                 cluster.consumerProperties(config.consumerGroup()), MAX_IN_FLIGHT, HAND_OFF_RETRY,
                 kafka.requestTimeout().multipliedBy(2)), deadLetters, this::handOver);
         loop.start();
+        state = "consuming";
         LOG.infof("delivery consumer started on %s, destinations %s", kafka.topics().results(), service.describe());
     }
 

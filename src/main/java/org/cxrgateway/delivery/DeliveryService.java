@@ -428,6 +428,7 @@ public final class DeliveryService implements AutoCloseable {
         StudyResult result;
         ReportSet set;
         String key;
+        long buildMs;
         try {
             result = MessageCodec.decodeResult(original);
             String study = result.getStudy().getStudyInstanceUid();
@@ -451,7 +452,9 @@ public final class DeliveryService implements AutoCloseable {
                 finish(item, done, new Outcome(true, 0));
                 return;
             }
+            long buildStart = System.nanoTime();
             set = builder.build(result, history.supersession(study, key));
+            buildMs = (System.nanoTime() - buildStart) / 1_000_000;
             history.built(study, key, set.dicom().stream().map(o -> new InstanceRef(o.sopClassUid(), o.sopInstanceUid(),
                     o.seriesInstanceUid())).toList());
             history.bundle(study, key, set.fhirBundleJson());
@@ -462,13 +465,17 @@ public final class DeliveryService implements AutoCloseable {
             return;
         }
         try {
+            long sendStart = System.nanoTime();
             d.deliver(set, ledger.view(d.name()));
+            long sendMs = (System.nanoTime() - sendStart) / 1_000_000;
             history.delivered(set.studyInstanceUid(), d.name(), key, "delivered");
             delivered.incrementAndGet();
             metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "delivered").increment();
             LOG.infof("study %s delivered to %s (attempt %d)", set.studyInstanceUid(), d.name(), n);
-            Audit.record(Audit.Event.DELIVERED, set.studyInstanceUid(), String.format("destination=%s objects=%d attempt=%d",
-                    d.name(), set.dicom().size(), n));
+            // build_ms: rendering the SR, SCs, maps and FHIR bundle; send_ms: the destination's acknowledgement of all
+            Audit.record(Audit.Event.DELIVERED, set.studyInstanceUid(), String.format(
+                    "destination=%s objects=%d attempt=%d build_ms=%d send_ms=%d",
+                    d.name(), set.dicom().size(), n, buildMs, sendMs));
             finish(item, done, new Outcome(true, startOf(result)));
         } catch (DeliveryException | RuntimeException e) {
             boolean retryable = !(e instanceof DeliveryException de) || de.retryable();

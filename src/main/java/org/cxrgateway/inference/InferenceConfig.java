@@ -36,7 +36,10 @@ public interface InferenceConfig {
     @WithDefault("8")
     int maxBatch();
 
-    /** Longest time the first image of a batch waits for more images. Default 50ms. */
+    /**
+     * Longest time the first image of a batch waits for more images, while the engine is busy; after the engine
+     * was idle this long, what is queued runs at once (a lone study pays no wait). Default 50ms.
+     */
     @WithDefault("50ms")
     Duration maxWait();
 

@@ -117,12 +117,13 @@ public class InferenceWorker {
         @Override
         public ConsumerLoop.Disposition handle(ConsumerRecord<String, byte[]> r, Runnable ack) throws ConsumerLoop.Poison {
             StudyJob job;
+            long consumed = System.nanoTime();
             try {
                 job = MessageCodec.decodeJob(r.value());
                 batcher.submit(job, new MicroBatcher.Sink() {
                     @Override
                     public void done(StudyJob j, StudyResult result) {
-                        publish(j, result, ack);
+                        publish(j, result, ack, consumed);
                     }
 
                     @Override
@@ -146,7 +147,20 @@ public class InferenceWorker {
         }
     }
 
-    private void publish(StudyJob job, StudyResult result, Runnable ack) {
+    private static int guidedMaps(StudyResult result) {
+        int n = 0;
+        for (var image : result.getImages()) {
+            for (var run : image.getRuns()) {
+                for (var f : run.getFindings()) {
+                    n += f.getGuided() != null ? 1 : 0;
+                }
+            }
+        }
+        return n;
+    }
+
+    private void publish(StudyJob job, StudyResult result, Runnable ack, long consumedNanos) {
+        long scoredNanos = System.nanoTime();
         MDC.put("study", job.getStudy().getStudyInstanceUid());
         try {
             MessageBudget.Fitted fitted = MessageBudget.fit(result, cluster.config().maxMessageBytes());
@@ -161,9 +175,14 @@ public class InferenceWorker {
                     LOG.errorf("result for job %s not acknowledged: %s", job.getJobId(), err.getMessage());
                     loop.fail(err);
                 } else {
+                    // score_ms: from the job's consumption to its result (decode, batch wait, engine, Grad-CAM, guided
+                    // maps); publish_ms: the result's acknowledgement by the broker
+                    long now = System.nanoTime();
                     Audit.record(Audit.Event.SCORED, job.getStudy().getStudyInstanceUid(), String.format(
-                            "job=%s part=%d/%d images=%d engine_ms=%.1f batch=%d", job.getJobId(), job.getPartIndex() + 1,
-                            job.getPartCount(), result.getImages().size(), result.getInferenceMs(), result.getBatchSize()));
+                            "job=%s part=%d/%d images=%d engine_ms=%.1f batch=%d guided=%d score_ms=%d publish_ms=%d",
+                            job.getJobId(), job.getPartIndex() + 1, job.getPartCount(), result.getImages().size(),
+                            result.getInferenceMs(), result.getBatchSize(), guidedMaps(result),
+                            (scoredNanos - consumedNanos) / 1_000_000, (now - scoredNanos) / 1_000_000));
                     if (job.getPartIndex() == 0) {
                         metrics.counter("cxr_inference_studies_total").increment();
                     }

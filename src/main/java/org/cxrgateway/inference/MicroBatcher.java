@@ -19,7 +19,8 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Dynamic micro-batching across studies: images of any study wait at most maxWait after the first
- * image of a batch arrives, and a batch holds at most maxBatch images. One thread owns the ONNX
+ * image of a batch arrives (and not at all when the engine was idle for maxWait), and a batch holds at most
+ * maxBatch images. One thread owns the ONNX
  * Runtime sessions. When the last image of a study is scored, its StudyResult goes to the study's sink.
  */
 public final class MicroBatcher implements AutoCloseable {
@@ -61,6 +62,8 @@ public final class MicroBatcher implements AutoCloseable {
     private final BlockingQueue<Item> queue = new LinkedBlockingQueue<>();
     private final Thread thread;
     private volatile boolean running = true;
+    /** When the last batch ended (batching thread only); far in the past at start, so the first batch runs at once. */
+    private long lastBatchEndNanos = System.nanoTime() - Long.MAX_VALUE / 2;
 
     public MicroBatcher(Scorer scorer, int maxBatch, Duration maxWait) {
         if (maxBatch < 1) {
@@ -144,7 +147,11 @@ public final class MicroBatcher implements AutoCloseable {
                     return;
                 }
                 batch.add(first);
-                long deadline = System.nanoTime() + maxWaitNanos;
+                // waiting for a fuller batch pays only while images keep coming: at idle (the engine has had nothing
+                // to do for maxWait) it would add maxWait to every study's latency, so what is queued runs at once;
+                // under load, images that arrive while a batch runs make the next one
+                long now = System.nanoTime();
+                long deadline = now - lastBatchEndNanos < maxWaitNanos ? now + maxWaitNanos : now;
                 while (batch.size() < maxBatch) {
                     long left = deadline - System.nanoTime();
                     Item next = left > 0 ? queue.poll(left, TimeUnit.NANOSECONDS) : queue.poll();
@@ -158,6 +165,7 @@ public final class MicroBatcher implements AutoCloseable {
                     batch.add(next);
                 }
                 process(batch);
+                lastBatchEndNanos = System.nanoTime();
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;

@@ -110,6 +110,10 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
                 }
             }
         }
+        // the fallback sweep: retries after retryDelay, operator retries and re-scores, recovery. A study that an
+        // association just completed does not wait for it: associationEnded schedules a check at the very end of
+        // its quiet period, so that at idle a study is assembled within milliseconds of it (a sweep alone adds up
+        // to a whole period of this tick)
         long tick = Math.max(50, Math.min(500, quietPeriod.toMillis() / 4));
         executor.scheduleWithFixedDelay(this::tick, tick, tick, TimeUnit.MILLISECONDS);
     }
@@ -254,6 +258,13 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
                 }
             }
         }
+        // one check when the quiet period that starts now ends (scheduled after 'now', so it is over by then); a
+        // study with another association still open, or touched again meanwhile, is left to a later check
+        try {
+            executor.schedule(this::tick, quietPeriod.toNanos(), TimeUnit.NANOSECONDS);
+        } catch (java.util.concurrent.RejectedExecutionException closing) {
+            // shutting down: the spool keeps the study, the next start assembles it
+        }
     }
 
     private void tick() {
@@ -350,6 +361,7 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
 
     /** @return true when the study needs nothing more (published, or nothing to publish). */
     private boolean assemble(String studyUid, Set<String> counted, long activityAtStart, boolean rescore) throws Exception {
+        long readStart = System.nanoTime();
         List<String> instanceUids = spool.instanceUids(studyUid);
         StudyJobBuilder builder = new StudyJobBuilder();
         for (String sop : instanceUids) {
@@ -392,8 +404,11 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         long t1 = System.nanoTime();
         spool.markPublished(studyUid, new Spool.Published(revision, jobId, eligible, instanceUids));
         metrics.studyPublished(revision > 0, Duration.ofNanos(t1 - t0), Duration.ofNanos(Math.max(0, t1 - activityAtStart)));
-        Audit.record(Audit.Event.QUEUED, studyUid, String.format("job=%s revision=%d images=%d skipped=%d publish_ms=%d",
-                jobId, revision, images.size(), skipped.size(), (t1 - t0) / 1_000_000));
+        // the stages of the study's wait after its last activity: quiet period and sweep, decode and build, publish
+        Audit.record(Audit.Event.QUEUED, studyUid, String.format(
+                "job=%s revision=%d images=%d skipped=%d since_activity_ms=%d build_ms=%d publish_ms=%d",
+                jobId, revision, images.size(), skipped.size(), (readStart - activityAtStart) / 1_000_000,
+                (t0 - readStart) / 1_000_000, (t1 - t0) / 1_000_000));
         LOG.infof("study %s: published job %s revision %d (%d images, %d skipped)", studyUid, jobId, revision,
                 images.size(), skipped.size());
         return true;

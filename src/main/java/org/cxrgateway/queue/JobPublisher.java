@@ -27,6 +27,26 @@ public class JobPublisher {
                 .tag("topic", "jobs").publishPercentiles(0.5, 0.95).register(metrics);
     }
 
+    /**
+     * Connects the producer to the topics this process publishes to at start (listener: jobs, worker: results),
+     * in the background so that a broker still starting delays nothing, and the first study does not pay for it.
+     */
+    void warm(@jakarta.enterprise.event.Observes io.quarkus.runtime.StartupEvent event, org.cxrgateway.GatewayConfig gateway) {
+        List<String> topics = new java.util.ArrayList<>();
+        if (gateway.runs(org.cxrgateway.GatewayConfig.Role.LISTENER)) {
+            topics.add(config.topics().jobs());
+        }
+        if (gateway.runs(org.cxrgateway.GatewayConfig.Role.WORKER)) {
+            topics.add(config.topics().results());
+        }
+        if (topics.isEmpty()) {
+            return;
+        }
+        Thread t = new Thread(() -> topics.forEach(producer::warm), "cxr-producer-warm-up");
+        t.setDaemon(true);
+        t.start();
+    }
+
     public CompletableFuture<RecordMetadata> publish(StudyJob job) {
         long start = System.nanoTime();
         return producer.send(config.topics().jobs(), job.getStudy().getStudyInstanceUid(),

@@ -201,23 +201,39 @@ public final class ReportBuilder {
                     deviceUid, srUid, fhirFindings, new ArrayList<>(), !predecessors.isEmpty()));
         }
 
-        int scInstance = 0;
-        int pmInstance = 0;
-        for (Planned p : planned.values()) {
+        // Each finding's explanation objects are rendered independently (their UIDs and instance numbers are fixed
+        // here), so they render in parallel: delivery does this on the study's critical path, while the worker that
+        // scored it is idle. Objects and Media keep the order of the sequential loop.
+        List<Planned> plans = List.copyOf(planned.values());
+        int[] scNumber = new int[plans.size()];
+        int[] pmNumber = new int[plans.size()];
+        for (int k = 0, sc = 0, pm = 0; k < plans.size(); k++) {
+            scNumber[k] = ++sc;
+            sc += plans.get(k).guidedUid() != null ? 1 : 0;
+            pmNumber[k] = plans.get(k).pmUid() != null ? ++pm : 0;
+        }
+        List<Explanation> explained = renderAll(plans, k -> {
+            Planned p = plans.get(k);
             ScCandidate c = p.candidate();
-            ScRendered sc = renderSc(study, c, p.scUid(), ++scInstance, date, time);
-            objects.add(sc.object());
+            ScRendered sc = renderSc(study, c, p.scUid(), scNumber[k], date, time);
+            ScRendered guided = p.guidedUid() == null ? null : renderGuidedSc(study, c, p.guidedUid(), scNumber[k] + 1, date, time);
+            ReportSet.DicomObject pm = p.pmUid() == null ? null : writeParametricMap(study, c, p.pmUid(), pmNumber[k], date, time);
+            return new Explanation(sc, guided, pm);
+        });
+        for (int k = 0; k < plans.size(); k++) {
+            ScCandidate c = plans.get(k).candidate();
+            Explanation e = explained.get(k);
+            objects.add(e.sc().object());
             FhirBundleBuilder.RunOutputs fr = fhirRuns.get(c.runIndex());
-            fr.media().add(new FhirBundleBuilder.MediaOutput(sc.object().sopInstanceUid(),
-                    "Grad-CAM heatmap: " + c.finding().getLabel(), sc.png(), c.image().getSopInstanceUid()));
-            if (p.guidedUid() != null) {
-                ScRendered guided = renderGuidedSc(study, c, p.guidedUid(), ++scInstance, date, time);
-                objects.add(guided.object());
-                fr.media().add(new FhirBundleBuilder.MediaOutput(guided.object().sopInstanceUid(),
-                        "Guided Grad-CAM: " + c.finding().getLabel(), guided.png(), c.image().getSopInstanceUid()));
+            fr.media().add(new FhirBundleBuilder.MediaOutput(e.sc().object().sopInstanceUid(),
+                    "Grad-CAM heatmap: " + c.finding().getLabel(), e.sc().png(), c.image().getSopInstanceUid()));
+            if (e.guided() != null) {
+                objects.add(e.guided().object());
+                fr.media().add(new FhirBundleBuilder.MediaOutput(e.guided().object().sopInstanceUid(),
+                        "Guided Grad-CAM: " + c.finding().getLabel(), e.guided().png(), c.image().getSopInstanceUid()));
             }
-            if (p.pmUid() != null) {
-                objects.add(writeParametricMap(study, c, p.pmUid(), ++pmInstance, date, time));
+            if (e.pm() != null) {
+                objects.add(e.pm());
             }
         }
         String bundle = new FhirBundleBuilder(settings).build(result, procedure, fhirRuns);
@@ -362,6 +378,67 @@ public final class ReportBuilder {
                 + f.getCode().getScheme() + ":" + f.getCode().getValue();
     }
 
+    /** One finding's explanation objects: its SC, guided SC and Parametric Map (null when not made). */
+    private record Explanation(ScRendered sc, ScRendered guided, ReportSet.DicomObject pm) {
+    }
+
+    private interface Render {
+        Explanation apply(int index) throws ReportException;
+    }
+
+    /** Helpers of the thread that builds a report: with it, one renderer per core. Daemon threads, made on demand. */
+    private static final java.util.concurrent.ExecutorService RENDERERS = new java.util.concurrent.ThreadPoolExecutor(
+            0, Math.max(1, Runtime.getRuntime().availableProcessors() - 1), 30, java.util.concurrent.TimeUnit.SECONDS,
+            new java.util.concurrent.LinkedBlockingQueue<>(), r -> {
+                Thread t = new Thread(r, "report-renderer");
+                t.setDaemon(true);
+                return t;
+            });
+
+    /**
+     * Renders every plan, in plan order: the calling thread and up to cores - 1 helpers take the next plan until
+     * none is left (the renderers are CPU-bound and share only read-only inputs); the first failure is thrown.
+     */
+    private static List<Explanation> renderAll(List<Planned> plans, Render render) throws ReportException {
+        int n = plans.size();
+        Explanation[] out = new Explanation[n];
+        Exception[] failed = new Exception[n];
+        java.util.concurrent.atomic.AtomicInteger next = new java.util.concurrent.atomic.AtomicInteger();
+        Runnable work = () -> {
+            for (int k = next.getAndIncrement(); k < n; k = next.getAndIncrement()) {
+                try {
+                    out[k] = render.apply(k);
+                } catch (ReportException | RuntimeException e) {
+                    failed[k] = e;
+                }
+            }
+        };
+        List<java.util.concurrent.Future<?>> helpers = new ArrayList<>();
+        for (int i = 1; i < Math.min(n, Runtime.getRuntime().availableProcessors()); i++) {
+            helpers.add(RENDERERS.submit(work));
+        }
+        work.run();
+        for (java.util.concurrent.Future<?> h : helpers) {
+            try {
+                h.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new ReportException("interrupted while rendering", e);
+            } catch (java.util.concurrent.ExecutionException e) {
+                throw new ReportException("renderer failed: " + e.getCause(), e.getCause());
+            }
+        }
+        for (Exception e : failed) {
+            if (e instanceof ReportException re) {
+                throw re;
+            }
+            if (e instanceof RuntimeException re) {
+                throw re;
+            }
+        }
+        return java.util.Arrays.asList(out);
+    }
+
     record ScRendered(ReportSet.DicomObject object, byte[] png) {
     }
 
@@ -419,10 +496,16 @@ public final class ReportBuilder {
     /** The SC's picture as PNG, for the FHIR Media that shows it outside a DICOM viewer. */
     private static byte[] png(BufferedImage rendered) throws ReportException {
         ByteArrayOutputStream png = new ByteArrayOutputStream();
-        try {
-            ImageIO.write(rendered, "png", png);
+        // in memory: ImageIO.write to a stream caches through a temporary file by default (create, write, seek,
+        // delete per image), which took about half of the encoding time
+        javax.imageio.ImageWriter writer = ImageIO.getImageWritersByFormatName("png").next();
+        try (javax.imageio.stream.ImageOutputStream out = new javax.imageio.stream.MemoryCacheImageOutputStream(png)) {
+            writer.setOutput(out);
+            writer.write(rendered);
         } catch (IOException e) {
             throw new ReportException("cannot encode heatmap PNG", e);
+        } finally {
+            writer.dispose();
         }
         return png.toByteArray();
     }
