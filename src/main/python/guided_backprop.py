@@ -218,6 +218,21 @@ class _Builder:
             return g.op("Add", [branch(gr), short_back(gr)])
         return y, out_hw, blk.conv3.out_channels, back
 
+    def plain_layer(self, x, hw, c, p, mod):
+        """Conv, BN, ReLU or max-pool (the layers DenseNet and VGG features share): (x, hw, c, back), else None."""
+        if isinstance(mod, torch.nn.Conv2d):
+            x, hw, b = self.conv(x, hw, p, mod)
+            c = mod.out_channels
+        elif isinstance(mod, torch.nn.BatchNorm2d):
+            x, hw, b = self.bn(x, hw, p, mod)
+        elif isinstance(mod, torch.nn.ReLU):
+            x, hw, b = self.relu(x, hw)
+        elif isinstance(mod, torch.nn.MaxPool2d):
+            x, hw, b = self.maxpool(x, hw, mod, c)
+        else:
+            return None
+        return x, hw, c, b
+
     def backbone(self, input_name, channels):
         """The feature map A and its backward; by family."""
         m = self.model
@@ -226,15 +241,9 @@ class _Builder:
         if m.family == "densenet":
             for name, mod in m.features.named_children():
                 p = "features." + name
-                if isinstance(mod, torch.nn.Conv2d):
-                    x, hw, b = self.conv(x, hw, p, mod)
-                    c = mod.out_channels
-                elif isinstance(mod, torch.nn.BatchNorm2d):
-                    x, hw, b = self.bn(x, hw, p, mod)
-                elif isinstance(mod, torch.nn.ReLU):
-                    x, hw, b = self.relu(x, hw)
-                elif isinstance(mod, torch.nn.MaxPool2d):
-                    x, hw, b = self.maxpool(x, hw, mod, c)
+                step = self.plain_layer(x, hw, c, p, mod)
+                if step is not None:
+                    x, hw, c, b = step
                 elif name.startswith("denseblock"):
                     x, hw, c, b = self.dense_block(x, hw, p, mod, c)
                 elif name.startswith("transition"):
@@ -261,18 +270,10 @@ class _Builder:
                     backs.append(b)
         else:
             for name, mod in m.features.named_children():
-                p = "features." + name
-                if isinstance(mod, torch.nn.Conv2d):
-                    x, hw, b = self.conv(x, hw, p, mod)
-                    c = mod.out_channels
-                elif isinstance(mod, torch.nn.BatchNorm2d):
-                    x, hw, b = self.bn(x, hw, p, mod)
-                elif isinstance(mod, torch.nn.ReLU):
-                    x, hw, b = self.relu(x, hw)
-                elif isinstance(mod, torch.nn.MaxPool2d):
-                    x, hw, b = self.maxpool(x, hw, mod, c)
-                else:
+                step = self.plain_layer(x, hw, c, "features." + name, mod)
+                if step is None:
                     raise ValueError("unexpected VGG feature module %s (%s)" % (name, type(mod).__name__))
+                x, hw, c, b = step
                 backs.append(b)
 
         def back(gr):
