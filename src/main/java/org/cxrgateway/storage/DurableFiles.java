@@ -165,6 +165,12 @@ public final class DurableFiles {
     /** Directories with a writer waiting for their fsync; an entry goes when its last user does. */
     private static final ConcurrentHashMap<Path, DirectorySync> DIRECTORY_SYNCS = new ConcurrentHashMap<>();
     private static final AtomicLong ROUNDS = new AtomicLong();
+    private static final AtomicLong EARLY_FLUSHES = new AtomicLong();
+
+    /** Early flushes of {@link StreamedFile}s completed since start (tests). */
+    static long earlyFlushes() {
+        return EARLY_FLUSHES.get();
+    }
 
     /**
      * The rounds of one directory. Writers join the {@code open} round; when no fsync is running, the first
@@ -247,6 +253,111 @@ public final class DurableFiles {
                 }
                 if (interrupted) {
                     Thread.currentThread().interrupt();
+                }
+            }
+        }
+    }
+
+    /**
+     * A file streamed to disk as it arrives (a received instance), for a later {@link #publish}. Each
+     * {@code flushEvery} bytes it starts a flush of what it holds so far (fdatasync) on a background thread,
+     * while the writer goes on receiving: the disk writes the first part of a file while the network brings
+     * the rest, so the fsync that {@link #publish} makes before the rename finds little left to write. Without
+     * it one association does its reception and its disk writes one after the other. An early flush changes no
+     * guarantee: {@link #publish} fsyncs the whole file either way, and a failed early flush fails the file
+     * ({@link #close} throws it), because a failed fsync's error is reported once: the later fsync through
+     * another descriptor might not see it (the PostgreSQL "fsyncgate" lesson).
+     */
+    public static final class StreamedFile implements java.io.Closeable {
+        private static final java.util.concurrent.ExecutorService FLUSHERS =
+                java.util.concurrent.Executors.newCachedThreadPool(r -> {
+                    Thread t = new Thread(r, "durable-early-flush");
+                    t.setDaemon(true);
+                    return t;
+                });
+        private final Path path;
+        private final FileChannel channel;
+        private final long flushEvery;
+        private long size;
+        private long flushedUpTo;
+        /** At most one early flush in flight per file, so the background threads are bounded by the writers. */
+        private java.util.concurrent.Future<?> flushing;
+        private IOException flushFailure;
+
+        /**
+         * @param path an existing (temporary) file; it is truncated
+         * @param flushEvery bytes between early flushes; 0 or less: none
+         */
+        public StreamedFile(Path path, long flushEvery) throws IOException {
+            this.path = path;
+            this.flushEvery = flushEvery;
+            this.channel = FileChannel.open(path, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
+        }
+
+        public Path path() {
+            return path;
+        }
+
+        /** Bytes written so far. */
+        public long size() {
+            return size;
+        }
+
+        /** Appends {@code data} (written straight from the caller's array, no copy of ours). */
+        public void write(byte[] data) throws IOException {
+            ByteBuffer b = ByteBuffer.wrap(data);
+            while (b.hasRemaining()) {
+                channel.write(b);
+            }
+            size += data.length;
+            if (flushEvery > 0 && size - flushedUpTo >= flushEvery && (flushing == null || flushing.isDone())) {
+                collectFlush();
+                flushedUpTo = size;
+                flushing = FLUSHERS.submit(() -> {
+                    channel.force(false);
+                    EARLY_FLUSHES.incrementAndGet();
+                    return null;
+                });
+            }
+        }
+
+        /** Waits for an early flush in flight and closes the file; throws the early flush's failure, if any. */
+        @Override
+        public void close() throws IOException {
+            try {
+                if (flushing != null) {
+                    boolean interrupted = false;
+                    while (true) {
+                        try {
+                            flushing.get();
+                            break;
+                        } catch (InterruptedException e) {
+                            interrupted = true; // the channel must not close under the flush
+                        } catch (java.util.concurrent.ExecutionException e) {
+                            break;
+                        }
+                    }
+                    if (interrupted) {
+                        Thread.currentThread().interrupt();
+                    }
+                    collectFlush();
+                }
+            } finally {
+                channel.close();
+            }
+            if (flushFailure != null) {
+                throw flushFailure;
+            }
+        }
+
+        private void collectFlush() {
+            if (flushing != null && flushing.isDone() && flushFailure == null) {
+                try {
+                    flushing.get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    flushFailure = e.getCause() instanceof IOException io ? io : new IOException(e.getCause());
+                } catch (InterruptedException | java.util.concurrent.CancellationException e) {
+                    flushFailure = new IOException("early flush interrupted", e);
                 }
             }
         }

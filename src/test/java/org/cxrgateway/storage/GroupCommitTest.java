@@ -110,6 +110,24 @@ class GroupCommitTest {
         assertThrows(IOException.class, () -> DurableFiles.publish(dir.resolve("missing"), dir.resolve("x")));
     }
 
+    @Test
+    void streamedFileFlushesEarlyAndPublishesWholeFile() throws Exception {
+        byte[] data = CrashingWriter.payload("streamed", 3 << 20);
+        Path tmp = Files.createTempFile(dir, ".s", DurableFiles.TEMP_SUFFIX);
+        long before = DurableFiles.earlyFlushes();
+        try (DurableFiles.StreamedFile f = new DurableFiles.StreamedFile(tmp, 256 << 10)) {
+            for (int off = 0; off < data.length; off += 128 << 10) {
+                f.write(java.util.Arrays.copyOfRange(data, off, Math.min(data.length, off + (128 << 10))));
+            }
+            assertEquals(data.length, f.size());
+        }
+        // close() waited for the flush in flight, so the count is final; at most one is in flight at a time
+        long flushes = DurableFiles.earlyFlushes() - before;
+        assertTrue(flushes >= 1 && flushes <= 12, "early flushes: " + flushes);
+        DurableFiles.publish(tmp, dir.resolve("streamed"));
+        assertArrayEquals(data, Files.readAllBytes(dir.resolve("streamed")));
+    }
+
     private List<Future<?>> publishAll() throws Exception {
         ExecutorService pool = Executors.newFixedThreadPool(WRITERS);
         CyclicBarrier start = new CyclicBarrier(WRITERS);
