@@ -18,7 +18,8 @@
 #     flushes whatever else is dirty on that file system, so on a shared machine this figure favours us a
 #     little; run it on a quiet machine.
 #
-#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 MAX_PDU=131072 WORK=target/bench/ingest)
+#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 MAX_PDU=131072 WORK=target/bench/ingest
+#                                PORT_BASE=<n>: take every port from n upwards instead of free ones, on shared machines)
 #
 # Needs: java 17, maven, dcmtk, coreutils sync (-f), /usr/bin/python3 with pydicom + numpy.
 cd "$(dirname "$0")/../.."
@@ -37,6 +38,12 @@ $PY src/test/python/dicom_fixtures.py bench "$WORK/warm" 20 || die "fixtures"
 for k in $(seq 0 $((PAR - 1))); do mkdir -p "$WORK/part$k"; done
 i=0; for f in "$WORK"/files/*.dcm; do ln -s "$PWD/$f" "$WORK/part$((i % PAR))/"; i=$((i + 1)); done
 
+PORT_BASE=${PORT_BASE:-}
+NEXT_PORT=${PORT_BASE:-0}
+# a port for the next receiver: a free one, or the next of PORT_BASE's (4 per run of ours: DICOM, Kafka x2, HTTP)
+next_port() {
+  if [ -z "$PORT_BASE" ]; then free_port; else echo "$NEXT_PORT"; fi
+}
 PID=""
 stop() { [ -z "$PID" ] || { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }; PID=""; }
 trap stop EXIT
@@ -51,9 +58,11 @@ wait_echo() { # aet port
 }
 
 start_ours() { # dir port
+  local kp=0 cp=0 hp=0
+  if [ -n "$PORT_BASE" ]; then kp=$(($2 + 1)); cp=$(($2 + 2)); hp=$(($2 + 3)); fi
   java -Xmx2g -XX:+ExitOnOutOfMemoryError -Dcxr.roles=listener -Dcxr.data-dir="$PWD/$1" -Dcxr.listener.port="$2" \
        -Dcxr.listener.bind-address=127.0.0.1 -Dcxr.listener.max-pdu-length="$MAX_PDU" -Dcxr.assembly.quiet-period=10m \
-       -Dcxr.kafka.embedded.port=0 -Dcxr.kafka.embedded.controller-port=0 -Dquarkus.http.port=0 \
+       -Dcxr.kafka.embedded.port="$kp" -Dcxr.kafka.embedded.controller-port="$cp" -Dquarkus.http.port="$hp" \
        -jar "$JAR" > "$1.log" 2>&1 &
   PID=$!; wait_echo CXRGATEWAY "$2"
 }
@@ -99,7 +108,7 @@ PARTS=(); for k in $(seq 0 $((PAR - 1))); do PARTS+=("$WORK/part$k"); done
 for r in $(seq 1 "$REPS"); do
   for mode in serial parallel; do
     if [ "$mode" = serial ]; then dirs=("$WORK/files"); else dirs=("${PARTS[@]}"); fi
-    port=$(free_port)
+    port=$(next_port); NEXT_PORT=$((NEXT_PORT + 4))
     start_ours "$WORK/ours-$r-$mode" "$port"
     send CXRGATEWAY "$port" "$WORK/warm" >/dev/null
     t=$(send CXRGATEWAY "$port" "${dirs[@]}")
@@ -109,7 +118,7 @@ for r in $(seq 1 "$REPS"); do
     ours=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
     if [ "$mode" = serial ]; then OURS1+=("$ours"); else OURSP+=("$ours"); fi
 
-    port=$(free_port)
+    port=$(next_port); NEXT_PORT=$((NEXT_PORT + 1))
     start_scp "$WORK/scp-$r-$mode" "$port" "$([ "$mode" = parallel ] && echo fork)"
     send STORESCP "$port" "$WORK/warm" >/dev/null
     # the warm-up's files must not be flushed inside the timed window: sync them first
