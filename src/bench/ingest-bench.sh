@@ -19,7 +19,8 @@
 #     little; run it on a quiet machine.
 #
 #   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 MAX_PDU=131072 WORK=target/bench/ingest
-#                                PORT_BASE=<n>: take every port from n upwards instead of free ones, on shared machines)
+#                                PORT_BASE=<n>: take every port from n upwards instead of free ones, on shared machines;
+#                                OURS_OPTS="-Dkey=value ...": extra settings for our listener, e.g. -Dcxr.spool.early-flush=0)
 #
 # Needs: java 17, maven, dcmtk, coreutils sync (-f), /usr/bin/python3 with pydicom + numpy.
 cd "$(dirname "$0")/../.."
@@ -63,7 +64,7 @@ start_ours() { # dir port
   java -Xmx2g -XX:+ExitOnOutOfMemoryError -Dcxr.roles=listener -Dcxr.data-dir="$PWD/$1" -Dcxr.listener.port="$2" \
        -Dcxr.listener.bind-address=127.0.0.1 -Dcxr.listener.max-pdu-length="$MAX_PDU" -Dcxr.assembly.quiet-period=10m \
        -Dcxr.kafka.embedded.port="$kp" -Dcxr.kafka.embedded.controller-port="$cp" -Dquarkus.http.port="$hp" \
-       -jar "$JAR" > "$1.log" 2>&1 &
+       ${OURS_OPTS:-} -jar "$JAR" > "$1.log" 2>&1 &
   PID=$!; wait_echo CXRGATEWAY "$2"
 }
 
