@@ -9,11 +9,20 @@
 #     on an empty directory per repetition so that no run finds the previous run's files;
 #   - serial (one association) and parallel (PAR concurrent associations; storescp --fork).
 # Study assembly is kept out of the timed window (quiet period 10 min): this measures reception.
-# Prints median, min and max images/s and the ratios of the medians.
+# Prints median, min and max images/s and the ratios of the medians, as two figures:
+#   - raw: storescp as it runs, never syncing (its files are in the page cache, not on disk, when its
+#     last response goes out), against ours, which answers each instance only once it is durable;
+#   - equal durability: storescp until its files are durable, i.e. its run followed by `sync -f` on its
+#     output directory (syncfs of that file system), inside the timed window. The same storescp run gives
+#     both figures: the sync is timed apart and added, so the raw figure is not handicapped by it. syncfs also
+#     flushes whatever else is dirty on that file system, so on a shared machine this figure favours us a
+#     little; run it on a quiet machine.
 #
-#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 MAX_PDU=131072 WORK=target/bench/ingest)
+#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 MAX_PDU=131072 WORK=target/bench/ingest
+#                                PORT_BASE=<n>: take every port from n upwards instead of free ones, on shared machines;
+#                                OURS_OPTS="-Dkey=value ...": extra settings for our listener, e.g. -Dcxr.spool.early-flush=0)
 #
-# Needs: java 17, maven, dcmtk, /usr/bin/python3 with pydicom + numpy.
+# Needs: java 17, maven, dcmtk, coreutils sync (-f), /usr/bin/python3 with pydicom + numpy.
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
 N=${N:-200}; REPS=${REPS:-3}; PAR=${PAR:-4}; MAX_PDU=${MAX_PDU:-131072}
@@ -30,6 +39,12 @@ $PY src/test/python/dicom_fixtures.py bench "$WORK/warm" 20 || die "fixtures"
 for k in $(seq 0 $((PAR - 1))); do mkdir -p "$WORK/part$k"; done
 i=0; for f in "$WORK"/files/*.dcm; do ln -s "$PWD/$f" "$WORK/part$((i % PAR))/"; i=$((i + 1)); done
 
+PORT_BASE=${PORT_BASE:-}
+NEXT_PORT=${PORT_BASE:-0}
+# a port for the next receiver: a free one, or the next of PORT_BASE's (4 per run of ours: DICOM, Kafka x2, HTTP)
+next_port() {
+  if [ -z "$PORT_BASE" ]; then free_port; else echo "$NEXT_PORT"; fi
+}
 PID=""
 stop() { [ -z "$PID" ] || { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }; PID=""; }
 trap stop EXIT
@@ -44,10 +59,12 @@ wait_echo() { # aet port
 }
 
 start_ours() { # dir port
+  local kp=0 cp=0 hp=0
+  if [ -n "$PORT_BASE" ]; then kp=$(($2 + 1)); cp=$(($2 + 2)); hp=$(($2 + 3)); fi
   java -Xmx2g -XX:+ExitOnOutOfMemoryError -Dcxr.roles=listener -Dcxr.data-dir="$PWD/$1" -Dcxr.listener.port="$2" \
        -Dcxr.listener.bind-address=127.0.0.1 -Dcxr.listener.max-pdu-length="$MAX_PDU" -Dcxr.assembly.quiet-period=10m \
-       -Dcxr.kafka.embedded.port=0 -Dcxr.kafka.embedded.controller-port=0 -Dquarkus.http.port=0 \
-       -jar "$JAR" > "$1.log" 2>&1 &
+       -Dcxr.kafka.embedded.port="$kp" -Dcxr.kafka.embedded.controller-port="$cp" -Dquarkus.http.port="$hp" \
+       ${OURS_OPTS:-} -jar "$JAR" > "$1.log" 2>&1 &
   PID=$!; wait_echo CXRGATEWAY "$2"
 }
 
@@ -78,12 +95,21 @@ send() { # aet port dir... -> seconds for all dirs, sent concurrently, one assoc
 
 count_spool() { find "$1/spool/studies" -name '*.dcm' | wc -l; }
 
-declare -a OURS1 SCP1 OURSP SCPP
+# seconds that `sync -f` takes on the directory's file system
+sync_time() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  sync -f "$1" || die "sync -f $1"
+  t1=$(date +%s.%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
+}
+
+declare -a OURS1 SCP1 OURSP SCPP SCPD1 SCPDP
 PARTS=(); for k in $(seq 0 $((PAR - 1))); do PARTS+=("$WORK/part$k"); done
 for r in $(seq 1 "$REPS"); do
   for mode in serial parallel; do
     if [ "$mode" = serial ]; then dirs=("$WORK/files"); else dirs=("${PARTS[@]}"); fi
-    port=$(free_port)
+    port=$(next_port); NEXT_PORT=$((NEXT_PORT + 4))
     start_ours "$WORK/ours-$r-$mode" "$port"
     send CXRGATEWAY "$port" "$WORK/warm" >/dev/null
     t=$(send CXRGATEWAY "$port" "${dirs[@]}")
@@ -93,14 +119,20 @@ for r in $(seq 1 "$REPS"); do
     ours=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
     if [ "$mode" = serial ]; then OURS1+=("$ours"); else OURSP+=("$ours"); fi
 
-    port=$(free_port)
+    port=$(next_port); NEXT_PORT=$((NEXT_PORT + 1))
     start_scp "$WORK/scp-$r-$mode" "$port" "$([ "$mode" = parallel ] && echo fork)"
     send STORESCP "$port" "$WORK/warm" >/dev/null
+    # the warm-up's files must not be flushed inside the timed window: sync them first
+    sync -f "$WORK/scp-$r-$mode" || die "sync -f"
     t=$(send STORESCP "$port" "${dirs[@]}")
+    ts=$(sync_time "$WORK/scp-$r-$mode")
     stop
+    stored=$(find "$WORK/scp-$r-$mode" -type f | wc -l)
+    [ "$stored" -ge $((N + 20)) ] || die "storescp wrote $stored files, expected $((N + 20))"
     scp=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
-    if [ "$mode" = serial ]; then SCP1+=("$scp"); else SCPP+=("$scp"); fi
-    echo "repetition $r, $mode: cxr-gateway $ours img/s, storescp $scp img/s"
+    scpd=$(awk -v n="$N" -v t="$t" -v s="$ts" 'BEGIN { printf "%.2f", n / (t + s) }')
+    if [ "$mode" = serial ]; then SCP1+=("$scp"); SCPD1+=("$scpd"); else SCPP+=("$scp"); SCPDP+=("$scpd"); fi
+    echo "repetition $r, $mode: cxr-gateway $ours img/s, storescp $scp img/s (until durable: $scpd img/s, sync -f ${ts} s); load $(cut -d' ' -f1-3 /proc/loadavg)"
   done
   rm -rf "$WORK"/ours-$r-* "$WORK"/scp-$r-*
 done
@@ -109,12 +141,24 @@ read -r o1 o1min o1max <<<"$(stats "${OURS1[@]}")"
 read -r s1 s1min s1max <<<"$(stats "${SCP1[@]}")"
 read -r op opmin opmax <<<"$(stats "${OURSP[@]}")"
 read -r sp spmin spmax <<<"$(stats "${SCPP[@]}")"
-echo "images/s over $REPS interleaved repetitions of $N 1024x1024 16-bit DX (median, min-max):"
-printf "  1 association:   cxr-gateway (fsync) %7s (%s-%s)   storescp        %7s (%s-%s)\n" "$o1" "$o1min" "$o1max" "$s1" "$s1min" "$s1max"
-printf "  %d associations:  cxr-gateway (fsync) %7s (%s-%s)   storescp --fork %7s (%s-%s)\n" "$PAR" "$op" "$opmin" "$opmax" "$sp" "$spmin" "$spmax"
-result ingest_serial_ratio "$(awk -v a="$o1" -v b="$s1" 'BEGIN { printf "%.2f", a / b }')"
-result ingest_parallel_ratio "$(awk -v a="$op" -v b="$sp" 'BEGIN { printf "%.2f", a / b }')"
+read -r d1 d1min d1max <<<"$(stats "${SCPD1[@]}")"
+read -r dp dpmin dpmax <<<"$(stats "${SCPDP[@]}")"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "images/s over $REPS interleaved repetitions of $N 1024x1024 16-bit DX (median, min-max); load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "  1 association:   cxr-gateway (fsync) %7s (%s-%s)   storescp        %7s (%s-%s)   storescp + sync -f %7s (%s-%s)\n" \
+  "$o1" "$o1min" "$o1max" "$s1" "$s1min" "$s1max" "$d1" "$d1min" "$d1max"
+printf "  %d associations:  cxr-gateway (fsync) %7s (%s-%s)   storescp --fork %7s (%s-%s)   storescp + sync -f %7s (%s-%s)\n" \
+  "$PAR" "$op" "$opmin" "$opmax" "$sp" "$spmin" "$spmax" "$dp" "$dpmin" "$dpmax"
+echo "ratios of the medians:"
+echo "  raw (storescp never syncs):                        1 association $(ratio "$o1" "$s1"), $PAR associations $(ratio "$op" "$sp")"
+echo "  equal durability (storescp's run + sync -f, timed): 1 association $(ratio "$o1" "$d1"), $PAR associations $(ratio "$op" "$dp")"
+result ingest_serial_ratio "$(ratio "$o1" "$s1")"
+result ingest_parallel_ratio "$(ratio "$op" "$sp")"
+result ingest_serial_ratio_equal_durability "$(ratio "$o1" "$d1")"
+result ingest_parallel_ratio_equal_durability "$(ratio "$op" "$dp")"
 result ingest_serial_ours_img_s "$o1"
 result ingest_serial_storescp_img_s "$s1"
+result ingest_serial_storescp_durable_img_s "$d1"
 result ingest_parallel_ours_img_s "$op"
 result ingest_parallel_storescp_img_s "$sp"
+result ingest_parallel_storescp_durable_img_s "$dp"

@@ -6,12 +6,10 @@ import com.pixelmed.dicom.FileMetaInformation;
 import com.pixelmed.network.CStoreRequestCommandMessage;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.Locale;
+import org.cxrgateway.storage.DurableFiles;
 import org.jboss.logging.Logger;
 
 /**
@@ -43,8 +41,7 @@ final class CStoreService {
         private final String transferSyntax;
         private final AssociationInfo association;
         private Path temporary;
-        private FileChannel channel;
-        private long bytes;
+        private DurableFiles.StreamedFile file;
         /** The first failure while receiving; the rest of the data set is read and dropped. */
         private StoreOutcome failure;
 
@@ -62,7 +59,7 @@ final class CStoreService {
             }
             try {
                 temporary = store.newTemporaryFile();
-                channel = FileChannel.open(temporary, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
+                file = new DurableFiles.StreamedFile(temporary, store.earlyFlushBytes());
                 ByteArrayOutputStream meta = new ByteArrayOutputStream(512);
                 DicomOutputStream dout = new DicomOutputStream(meta, DicomUids.EXPLICIT_VR_LE, null);
                 new FileMetaInformation(request.getAffectedSOPClassUID(), request.getAffectedSOPInstanceUID(),
@@ -80,7 +77,7 @@ final class CStoreService {
 
         /** One PDV fragment of the data set. */
         void data(byte[] value) {
-            if (failure != null || channel == null) {
+            if (failure != null || file == null) {
                 return;
             }
             try {
@@ -92,17 +89,14 @@ final class CStoreService {
         }
 
         private void write(byte[] value) throws IOException {
-            ByteBuffer b = ByteBuffer.wrap(value);
-            while (b.hasRemaining()) {
-                channel.write(b);
-            }
-            bytes += value.length;
+            file.write(value);
         }
 
         /** The last fragment arrived: the instance is committed, or refused and its temporary file deleted. */
         StoreOutcome finish() {
-            closeChannel();
-            StoreOutcome outcome = failure != null ? failure : commit(request.getAffectedSOPInstanceUID());
+            long bytes = file == null ? 0 : file.size();
+            closeFile();
+            StoreOutcome outcome = failure != null ? failure : commit(request.getAffectedSOPInstanceUID(), bytes);
             if (!outcome.stored()) {
                 observer.instanceRejected(outcome);
                 deleteTemporary();
@@ -111,7 +105,7 @@ final class CStoreService {
             return outcome;
         }
 
-        private StoreOutcome commit(String sopInstance) {
+        private StoreOutcome commit(String sopInstance, long bytes) {
             InstanceHeader header;
             try {
                 header = DicomFiles.readHeader(temporary);
@@ -154,14 +148,15 @@ final class CStoreService {
             }
         }
 
-        private void closeChannel() {
-            if (channel != null) {
+        private void closeFile() {
+            if (file != null) {
                 try {
-                    channel.close();
+                    file.close();
                 } catch (IOException e) {
-                    fail(StoreOutcome.IO_ERROR);
+                    fail(ioFailure(e));
+                    LOG.warnf("C-STORE %s write failed: %s", request.getAffectedSOPInstanceUID(), e.toString());
                 }
-                channel = null;
+                file = null;
             }
         }
 
@@ -177,7 +172,7 @@ final class CStoreService {
 
         /** The association ended in the middle of the data set: drop the partial file. */
         void discard() {
-            closeChannel();
+            closeFile();
             deleteTemporary();
         }
     }

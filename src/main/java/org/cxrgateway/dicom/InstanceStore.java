@@ -17,6 +17,14 @@ public interface InstanceStore {
     Path newTemporaryFile() throws IOException;
 
     /**
+     * Bytes of an incoming instance between early flushes of its temporary file while it is still being
+     * received (see {@link org.cxrgateway.storage.DurableFiles.StreamedFile}); 0: none.
+     */
+    default long earlyFlushBytes() {
+        return 0;
+    }
+
+    /**
      * Makes the received Part-10 file durable (fsync of the file and its directory) under its
      * final name, or discards it when the SOP Instance UID is already stored.
      *

@@ -70,7 +70,8 @@ public class IngestService {
         if (spool != null) {
             return;
         }
-        Spool s = new Spool(Path.of(spoolConfig.path()), spoolConfig.minFreeSpace().asLongValue());
+        Spool s = new Spool(Path.of(spoolConfig.path()), spoolConfig.minFreeSpace().asLongValue(),
+                spoolConfig.earlyFlush().asLongValue());
         IngestMetrics metrics = new IngestMetrics(registry);
         WorkingImageDecoder decoder = new WorkingImageDecoder(assemblyConfig.workingLongSide(),
                 assemblyConfig.bitsPerPixel(), assemblyConfig.pixelEncoding(), assemblyConfig.maxPayloadBytes());

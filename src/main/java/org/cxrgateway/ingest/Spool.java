@@ -60,6 +60,7 @@ public final class Spool implements InstanceStore {
     private final Path tmp;
     private final Path studies;
     private final long minFreeBytes;
+    private final long earlyFlushBytes;
     private final FileStore fileStore;
     /** SOP Instance UID -> entry; the future completes when the first copy is durable (or failed). */
     private final Map<String, Entry> index = new ConcurrentHashMap<>();
@@ -69,6 +70,12 @@ public final class Spool implements InstanceStore {
     }
 
     public Spool(Path root, long minFreeBytes) throws IOException {
+        this(root, minFreeBytes, 0);
+    }
+
+    /** @param earlyFlushBytes see {@link SpoolConfig#earlyFlush()}; 0: none */
+    public Spool(Path root, long minFreeBytes, long earlyFlushBytes) throws IOException {
+        this.earlyFlushBytes = earlyFlushBytes;
         this.root = root.toAbsolutePath();
         this.tmp = this.root.resolve("tmp");
         this.studies = this.root.resolve("studies");
@@ -129,6 +136,11 @@ public final class Spool implements InstanceStore {
     public Path newTemporaryFile() throws IOException {
         checkSpace();
         return Files.createTempFile(tmp, "rx-", ".part");
+    }
+
+    @Override
+    public long earlyFlushBytes() {
+        return earlyFlushBytes;
     }
 
     @Override

@@ -25,4 +25,13 @@ public interface SpoolConfig {
      */
     @WithDefault("24h")
     java.time.Duration retention();
+
+    /**
+     * While an instance is being received, flush its temporary file to disk in the background every so many
+     * bytes, so that disk writes overlap the reception and the fsync before Success has less left to write.
+     * Durability is the same either way (the whole file is fsynced before it is published); 0 turns it off.
+     * Default 1M.
+     */
+    @WithDefault("1M")
+    MemorySize earlyFlush();
 }

@@ -70,7 +70,8 @@ final class IngestHarness implements Closeable {
     IngestHarness(Path spoolDir, long minFree, List<String> allowedCallers, Collector sink, Duration quiet,
                   DicomTls.Settings tls, UnaryOperator<StoreScp.Options> tune) throws Exception {
         this.sink = sink;
-        spool = new Spool(spoolDir, minFree);
+        // early flushes every 64 KiB, so that the listener tests receive through them (fixtures are 0.5-8 MiB)
+        spool = new Spool(spoolDir, minFree, 64 << 10);
         assembler = new StudyAssembler(spool, () -> sink,
                 new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), 5, metrics);
         spool.setListener(assembler);

@@ -22,7 +22,11 @@ import java.util.concurrent.atomic.AtomicInteger;
  * of {@link DurableFiles}, before anything else runs. {@code haltAt} 0 writes everything and exits 0 (the
  * strace run). Exit status {@value #HALTED} says it died where it was told to.
  *
- * <p>Args: store (spool | marker | pending | ledger | deadletter | outbox | all), directory, haltAt.
+ * <p>Args: store (spool | marker | pending | ledger | deadletter | outbox | all | spool-concurrent), directory,
+ * haltAt. {@code spool-concurrent} commits {@value #CONCURRENT} instances of one study from as many threads at
+ * once and prints "acked &lt;SOP Instance UID&gt;" when each commit returned (where a listener answers Success);
+ * the first directory fsync round is held until all the other writers wait for the next one, so that the
+ * group commit shows in the system calls (see DurableWriteCrashTest).
  */
 public final class CrashingWriter {
 
@@ -58,7 +62,9 @@ public final class CrashingWriter {
                 Runtime.getRuntime().halt(HALTED);
             }
         });
-        if (store.equals("all")) {
+        if (store.equals("spool-concurrent")) {
+            spoolConcurrent(dir);
+        } else if (store.equals("all")) {
             for (String s : List.of("spool", "marker", "pending", "ledger", "deadletter", "outbox")) {
                 write(s, dir.resolve(s));
             }
@@ -66,6 +72,45 @@ public final class CrashingWriter {
             write(store, dir);
         }
         System.out.println("wrote without halting after " + renames.get() + " renames");
+    }
+
+    static final int CONCURRENT = 8;
+
+    private static void spoolConcurrent(Path dir) throws Exception {
+        Spool spool = new Spool(dir, 0);
+        Path studyDir = spool.instanceFile(STUDY, SOP).getParent();
+        AtomicInteger rounds = new AtomicInteger();
+        DurableFiles.beforeDirectorySyncForTests(d -> {
+            if (d.equals(studyDir.toAbsolutePath()) && rounds.incrementAndGet() == 1) {
+                GroupCommitTest.awaitWaiting(d, CONCURRENT - 1);
+            }
+        });
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(CONCURRENT);
+        List<Thread> threads = new java.util.ArrayList<>();
+        java.util.Queue<Throwable> failures = new java.util.concurrent.ConcurrentLinkedQueue<>();
+        for (int i = 0; i < CONCURRENT; i++) {
+            String sop = SOP + "." + (i + 1);
+            Thread t = new Thread(() -> {
+                try {
+                    Path tmp = spool.newTemporaryFile();
+                    Files.write(tmp, payload(sop, 256 << 10));
+                    start.await();
+                    spool.commit(tmp, new InstanceHeader("1.2.840.10008.5.1.4.1.1.1.1", sop, STUDY, STUDY + ".2",
+                            "1.2.840.10008.1.2.1"), new AssociationInfo(1, "CRASH", "CXR", "127.0.0.1"));
+                    System.out.println("acked " + sop);
+                } catch (Throwable e) {
+                    failures.add(e);
+                }
+            });
+            t.start();
+            threads.add(t);
+        }
+        for (Thread t : threads) {
+            t.join();
+        }
+        if (!failures.isEmpty()) {
+            throw new IllegalStateException("commit failed", failures.peek());
+        }
     }
 
     private static void write(String store, Path dir) throws Exception {

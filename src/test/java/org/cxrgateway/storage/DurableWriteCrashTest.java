@@ -153,6 +153,87 @@ class DurableWriteCrashTest {
         assertEquals(9, renames, "renames seen by strace");
     }
 
+    /**
+     * Group commit on the real system calls: {@value CrashingWriter#CONCURRENT} threads commit one instance each
+     * into one study. Each instance's temp file is fsynced before its rename, and its "acked" line (where the
+     * listener would answer Success) comes only after a fsync of the study directory that began after that
+     * rename and ended; and the directory was fsynced fewer times than there were files (2: the first writer's
+     * round, held by the child until the seven others wait, then theirs).
+     */
+    @Test
+    void concurrentSpoolCommitsShareDirectoryFsyncsAndAnswerAfterThem() throws Exception {
+        Assumptions.assumeTrue(canStrace(), "strace cannot trace here (no ptrace)");
+        Path log = dir.resolve("strace.log");
+        Path out = dir.resolve("spool");
+        List<String> cmd = new ArrayList<>(List.of("strace", "-f", "-y", "-qq", "-s", "64", "-o", log.toString(),
+                "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,write"));
+        cmd.addAll(child("spool-concurrent", 0, out));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS));
+        assertEquals(0, p.exitValue(), output);
+
+        List<Call> calls = calls(Files.readAllLines(log));
+        Path studyDir = new Spool(out, 0).instanceFile(STUDY, SOP).getParent().toAbsolutePath();
+        Pattern rename = Pattern.compile("^rename\\w*\\((?:AT_FDCWD[^,]*, )?\"([^\"]+)\", (?:AT_FDCWD[^,]*, )?\"([^\"]+)\".*= 0");
+        Pattern fsync = Pattern.compile("^fsync\\(\\d+<([^>]+)>\\) += 0");
+        Pattern acked = Pattern.compile("^write\\(1<[^>]*>, \"acked ([0-9.]+)");
+        List<Call> dirSyncs = calls.stream().filter(c -> {
+            Matcher f = fsync.matcher(c.text);
+            return f.find() && f.group(1).equals(studyDir.toString());
+        }).toList();
+        int checked = 0;
+        for (Call r : calls) {
+            Matcher m = rename.matcher(r.text);
+            if (!m.find() || !m.group(2).startsWith(studyDir.toString())) {
+                continue;
+            }
+            String from = m.group(1);
+            String sop = Path.of(m.group(2)).getFileName().toString().replace(".dcm", "");
+            boolean fileSynced = calls.stream().anyMatch(c -> c.end < r.start && fsync.matcher(c.text).find()
+                    && c.text.contains("<" + from + ">"));
+            assertTrue(fileSynced, "no fsync of " + from + " before its rename");
+            Call ack = calls.stream().filter(c -> {
+                Matcher a = acked.matcher(c.text);
+                return a.find() && a.group(1).equals(sop);
+            }).findFirst().orElseThrow(() -> new AssertionError("no ack for " + sop));
+            boolean covered = dirSyncs.stream().anyMatch(d -> d.start > r.end && d.end < ack.start);
+            assertTrue(covered, "acked " + sop + " without a directory fsync begun after its rename and ended before");
+            checked++;
+        }
+        assertEquals(CrashingWriter.CONCURRENT, checked, "instances renamed into the study");
+        assertEquals(2, dirSyncs.size(), "directory fsyncs for " + CrashingWriter.CONCURRENT + " files");
+    }
+
+    /** One system call of an strace -f log: where it began and ended (line numbers), unfinished/resumed joined. */
+    private record Call(int start, int end, String text) {
+    }
+
+    private static List<Call> calls(List<String> lines) {
+        Pattern line = Pattern.compile("^(\\d+)\\s+(.*)$");
+        java.util.Map<String, Call> open = new java.util.HashMap<>();
+        List<Call> out = new ArrayList<>();
+        for (int i = 0; i < lines.size(); i++) {
+            Matcher m = line.matcher(lines.get(i));
+            if (!m.matches()) {
+                continue;
+            }
+            String pid = m.group(1);
+            String text = m.group(2);
+            if (text.endsWith("<unfinished ...>")) {
+                open.put(pid, new Call(i, i, text.substring(0, text.length() - "<unfinished ...>".length()).trim()));
+            } else if (text.startsWith("<... ")) {
+                Call begun = open.remove(pid);
+                if (begun != null) {
+                    out.add(new Call(begun.start, i, begun.text + text.substring(text.indexOf('>') + 1)));
+                }
+            } else {
+                out.add(new Call(i, i, text));
+            }
+        }
+        return out;
+    }
+
     private static boolean canStrace() {
         try {
             Process p = new ProcessBuilder("strace", "-qq", "-e", "trace=none", "true").redirectErrorStream(true).start();
