@@ -74,7 +74,8 @@ final class ScoreJson {
      * grid: bilinear upsampling (align_corners=False) holds a border cell's value flat from the cell centre
      * to the image edge, so for a peak in the top row or left column the first maximal pixel is the image's
      * edge, half a cell (16 model-input pixels at DenseNet's stride 32) from the cell the map points at.
-     * Every interior maximum of the rendered grid is at its cell centre, so both agree there.
+     * For an interior cell the rendered grid's brightest pixels surround the cell centre, so both agree there
+     * to within the few pixels that round to 255.
      */
     static double[] peak(ActivationMap a, int workingW, int workingH) {
         int fw = Math.max(1, a.getWidth());
