@@ -81,9 +81,10 @@ def bootstrap_ci(y, p, groups, n_boot=1000, seed=0, level=0.95):
 def pointing_hit(peak, box, tolerance=0.0):
     """1 when the peak (x, y) lies in the box (x, y, w, h) grown by tolerance on every side, else 0.
 
-    The pointing game of Zhang et al. (ECCV 2016) counts a hit within 15 pixels of the annotation: a
-    Grad-CAM peak can only sit at a feature-cell centre (bilinear upsampling has its maxima at the
-    samples), 32 model-input pixels apart for DenseNet, so a small box can fall between centres."""
+    The pointing game of Zhang et al. (ECCV 2016) counts a hit within 15 pixels of the annotation. The
+    gateway reports the peak as the centre of the brightest Grad-CAM feature cell (score --json camPeak),
+    32 model-input pixels apart for DenseNet, so a small box can fall between centres: any point is at most
+    16 px (per axis) from its nearest centre."""
     (px, py), (bx, by, bw, bh) = peak, box
     return int(bx - tolerance <= px <= bx + bw + tolerance and by - tolerance <= py <= by + bh + tolerance)
 

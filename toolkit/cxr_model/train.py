@@ -60,6 +60,9 @@ def add_arguments(ap):
     ap.add_argument("--test", type=float, default=0.15, help="test share (default 0.15)")
     ap.add_argument("--patience", type=int, default=6, help="early stopping: epochs without a better mean validation AUROC")
     ap.add_argument("--lr-patience", type=int, default=2, help="LR-on-plateau: epochs before the LR is divided by 10")
+    ap.add_argument("--lr-schedule", choices=["plateau", "cosine"], default="plateau",
+                    help="plateau: divide the LR by 10 after --lr-patience epochs without a better validation AUROC "
+                         "(default); cosine: anneal it from --lr to 1/100 of it over the epochs after the frozen ones")
     ap.add_argument("--freeze-backbone-epochs", type=int, default=0, help="train only the new head for the first K epochs")
     ap.add_argument("--oversample", action="store_true", help="draw images with a positive of a rare label more often")
     aug = ap.add_argument_group("augmentation (the lecture's list)")
@@ -337,7 +340,12 @@ def run(a, log=print):
         model = model.to(memory_format=memory_format)
     lr = a.lr if a.lr is not None else (1e-4 if a.init else 1e-3)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=a.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=a.lr_patience)
+    if getattr(a, "lr_schedule", "plateau") == "cosine":
+        # one half cosine over the epochs that train the backbone, stepped once per such epoch; the last
+        # epochs at a small LR are where a from-scratch model settles (the plateau rule waits for a stall)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, a.epochs - a.freeze_backbone_epochs), eta_min=lr / 100)
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=a.lr_patience)
     augment = Augment(a, spec)
 
     sample_w = None
@@ -426,7 +434,7 @@ def run(a, log=print):
         else:
             stale += 1
         if not frozen:
-            sched.step(score)
+            sched.step(score) if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) else sched.step()
         log("epoch %d: loss %.4f, validation mean AUROC %s, %s, lr %.1e, %.1f images/s%s" % (
             epoch + 1, h["loss"], "n/a" if mean_auc is None else "%.4f" % mean_auc,
             ", ".join("%s %s" % (n, "n/a" if v is None else "%.3f" % v) for n, v in per.items()),

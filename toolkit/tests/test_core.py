@@ -118,6 +118,24 @@ class CoreTest(unittest.TestCase):
         for k, v in straight.items():
             self.assertTrue(torch.equal(v, resumed[k]), k)
 
+    def test_cosine_schedule_anneals_the_lr_over_the_epochs(self):
+        d = tempfile.mkdtemp()
+        data = os.path.join(d, "data")
+        synth.generate(data, patients=6, size=48, seed=5, log=lambda *a: None)
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        out = os.path.join(d, "cos")
+        cmd = [sys.executable, "-m", "cxr_model.cli", "train", "--data", data, "--labels", os.path.join(data, "LABELS.csv"),
+               "--out", out, "--arch", "tiny", "--size", "32", "--epochs", "4", "--batch", "4", "--threads", "1",
+               "--lr", "1e-3", "--lr-schedule", "cosine", "--patience", "4"]
+        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout.decode()[-2000:])
+        import json
+        lrs = [h["lr"] for h in json.load(open(os.path.join(out, "training.json")))["epochs"]]
+        # epoch k (from 0) trains at 1e-5 + (1e-3 - 1e-5) (1 + cos(pi k / 4)) / 2, whatever the validation AUROC does
+        want = [1e-5 + (1e-3 - 1e-5) * (1 + np.cos(np.pi * k / 4)) / 2 for k in range(4)]
+        self.assertEqual(len(lrs), 4)
+        np.testing.assert_allclose(lrs, want, rtol=1e-6)
+
 
 if __name__ == "__main__":
     unittest.main()

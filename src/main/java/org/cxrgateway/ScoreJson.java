@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.cxrgateway.report.CamMaps;
 import org.cxrgateway.report.ReportException;
+import org.cxrgateway.schema.v2.ActivationMap;
 import org.cxrgateway.schema.v2.Finding;
 import org.cxrgateway.schema.v2.ImageResult;
 import org.cxrgateway.schema.v2.ModelRun;
@@ -19,8 +20,8 @@ import java.util.Map;
  * {@code score --json FILE}: the scores as JSON, for tools (cxr-model validate) that must see exactly
  * what the workers compute. Per image: the file, its UIDs, the working-image size and, per model run
  * and finding, the probability, threshold, result and, where the finding has a Grad-CAM map, its
- * peak as a fraction of the image width and height (pixel centres). Files not scored are listed with
- * the reason.
+ * peak (the centre of its brightest feature cell) as a fraction of the working image's width and height.
+ * Files not scored are listed with the reason.
  */
 final class ScoreJson {
 
@@ -54,9 +55,9 @@ final class ScoreJson {
                             .put("positive", f.getPositive());
                     if (f.getActivation() != null) {
                         try {
-                            // the peak of the heatmap grid the report renders, as cxr-model validate compares it
-                            double[] peak = peak(CamMaps.render(f.getActivation(), image.getImage().getWidth(),
-                                    image.getImage().getHeight()));
+                            // rendered first: a map the report could not draw is named, not scored
+                            CamMaps.render(f.getActivation(), image.getImage().getWidth(), image.getImage().getHeight());
+                            double[] peak = peak(f.getActivation(), image.getImage().getWidth(), image.getImage().getHeight());
                             fo.putObject("camPeak").put("x", peak[0]).put("y", peak[1]);
                         } catch (ReportException e) {
                             fo.put("camError", e.getMessage());
@@ -67,21 +68,30 @@ final class ScoreJson {
         }
     }
 
-    /** Centre of the first brightest cell, as fractions of width and height. */
-    static double[] peak(CamMaps.Grid map) {
-        byte[] b = map.values();
-        int best = -1;
+    /**
+     * The Grad-CAM peak: the centre of the first brightest feature cell, placed through the map's region of
+     * the working image, as fractions of its width and height. Not the first brightest pixel of the rendered
+     * grid: bilinear upsampling (align_corners=False) holds a border cell's value flat from the cell centre
+     * to the image edge, so for a peak in the top row or left column the first maximal pixel is the image's
+     * edge, half a cell (16 model-input pixels at DenseNet's stride 32) from the cell the map points at.
+     * For an interior cell the rendered grid's brightest pixels surround the cell centre, so both agree there
+     * to within the few pixels that round to 255.
+     */
+    static double[] peak(ActivationMap a, int workingW, int workingH) {
+        int fw = Math.max(1, a.getWidth());
+        int fh = Math.max(1, a.getHeight());
+        float best = Float.NEGATIVE_INFINITY;
         int at = 0;
-        for (int i = 0; i < b.length; i++) {
-            int v = b[i] & 0xff;
+        for (int i = 0; i < a.getValues().size(); i++) {
+            float v = a.getValues().get(i);
             if (v > best) {
                 best = v;
                 at = i;
             }
         }
-        int w = Math.max(1, map.width());
-        int h = Math.max(1, map.height());
-        return new double[] {(at % w + 0.5) / w, (at / w + 0.5) / h};
+        double x = a.getRegionX() + (at % fw + 0.5) * a.getRegionWidth() / fw;
+        double y = a.getRegionY() + (at / fw + 0.5) * a.getRegionHeight() / fh;
+        return new double[] {x / workingW, y / workingH};
     }
 
     void write(Path file) throws IOException {
