@@ -131,6 +131,8 @@ class Int8FidelityTest {
         ModelPackage pkg = ModelPackage.open(dir, WORK.resolve("work"));
         assertEquals("model.int8.onnx", pkg.manifest().int8().file());
         assertEquals(8, pkg.manifest().int8().calibration().images());
+        assertEquals(7, pkg.manifest().int8().weightBits());
+        assertEquals(List.of(), pkg.manifest().int8().floatConvs());
         assertThrows(ModelPackageException.class, () -> new OrtModel(pkg, EngineKind.cuda, 1, Precision.int8, null));
         float[] x = Fidelity.preprocess(pkg, images(4, 1000));
         try (OrtModel fp = new OrtModel(pkg, EngineKind.cpu, 1, Precision.fp32, null);
