@@ -471,7 +471,10 @@ def main():
         c, s = manifest["input"]["channels"], manifest["input"]["size"]
         x = np.fromfile(a.tensors, dtype="<f4").reshape(-1, c, s, s)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    quantize_package(a.package, x, a.method, a.percentile, keep_float=a.keep_float)
+    try:
+        quantize_package(a.package, x, a.method, a.percentile, keep_float=a.keep_float)
+    except ValueError as e:  # bad input (calibration shape, a --float name): one line, not a traceback
+        raise SystemExit("quantize.py: %s" % e)
 
 
 if __name__ == "__main__":
