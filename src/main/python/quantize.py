@@ -11,7 +11,8 @@ runs it with cxr.inference.precision=int8. Also used by import_weights.py --int8
 The graph, in the QDQ form ONNX Runtime's CPU provider fuses into QLinearConv (U8S8, VNNI on AVX-512):
   - each BatchNormalization that directly follows a Conv is folded into it first (conv0/norm0 and
     every conv1/norm2): a quantised conv cannot be followed by a float BN without a round trip;
-  - every Conv: weights int8, symmetric, per output channel (zero point 0); bias int32 at scale
+  - every Conv not left float (--float, below): weights in int8 with 7 bits of range (|w| <= 64, WEIGHT_QMAX:
+    8 bits saturate ONNX Runtime's U8S8 kernels on CPUs without VNNI), symmetric, per output channel (zero point 0); bias int32 at scale
     s_input * s_weight; the weights rounded to minimise the conv's output error on the calibration
     images (GPTQ), not each to nearest; input and output uint8, per tensor, scales from calibration. Where the conv
     feeds a ReLU only, the ReLU's output is quantised instead (zero point 0), so ORT drops the ReLU
@@ -24,6 +25,10 @@ Activation ranges come from evaluating the folded FP32 graph itself (a small tor
 operators: no onnxruntime in Debian's Python), over every calibration image: per tensor the candidate
 (99.9th, 99.99th, 99.999th percentile or min/max) with the least rounding-plus-clipping error (mse,
 default), or one percentile, or min/max. The same pass gathers each conv's input moments for GPTQ.
+
+--float NAME... leaves convolutions float (mixed precision): a path component of their node names (conv0,
+denseblock4, transition3) or a whole node name. The manifest names them (int8.floatConvs) beside weightBits
+and the calibration.
 """
 import argparse
 import json
@@ -41,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cxr_preprocessing  # noqa: E402
 
 INT8_FILE = "model.int8.onnx"
+DEFAULT_FLOAT = ()  # convs left float unless told otherwise (--float / --int8-float)
 
 
 def _attrs(node):
@@ -179,24 +185,34 @@ def _drop_unused(g):
     g.initializer.extend(kept)
 
 
-def quantised_tensors(graph):
-    """conv name -> (input tensor, tensor quantised as its output): the ReLU's output where the conv feeds only a ReLU."""
+def quantised_tensors(graph, keep_float=()):
+    """conv name -> (input tensor, tensor quantised as its output): the ReLU's output where the conv feeds only a ReLU.
+    Convs named in keep_float are left out (they stay float)."""
     consumers = {}
     for n in graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     out = {}
     for n in graph.node:
-        if n.op_type == "Conv":
+        if n.op_type == "Conv" and n.name not in keep_float:
             cs = consumers.get(n.output[0], [])
             y = cs[0].output[0] if len(cs) == 1 and cs[0].op_type == "Relu" else n.output[0]
             out[n.name] = (n.input[0], y)
     return out
 
 
+# 7-bit weights in int8 (ONNX Runtime's reduce_range): on x86 CPUs without VNNI (AVX2 only, e.g. the 2-core
+# AMD EPYC of CI) MLAS multiplies U8S8 with VPMADDUBSW, which adds two u8 x s8 products into a saturating int16:
+# 255 * 127 * 2 > 32767. With |w| <= 64 the pair stays below 32767 on every CPU. Measured on that machine
+# (Int8FidelityTest's tiny DenseNet): 8-bit weights gave max |dp| 0.90 and 57 flips against FP32 through ONNX
+# Runtime, while the same graph simulated exactly (evaluate) gave 0.025; 7-bit weights 0.043, matching their simulation.
+WEIGHT_QMAX = 64
+WEIGHT_BITS = 7
+
+
 def weight_scales(w):
-    """int8 symmetric per output channel: the scale of each output channel, max |w| / 127."""
-    return (np.maximum(np.abs(w).reshape(w.shape[0], -1).max(1), 1e-12) / 127.0).astype(np.float32)
+    """int8 symmetric per output channel: the scale of each output channel, max |w| / WEIGHT_QMAX."""
+    return (np.maximum(np.abs(w).reshape(w.shape[0], -1).max(1), 1e-12) / float(WEIGHT_QMAX)).astype(np.float32)
 
 
 def round_weights(w, h=None, damp=0.01):
@@ -204,10 +220,11 @@ def round_weights(w, h=None, damp=0.01):
     input patches over the calibration images ([K, K], K = Cin * kh * kw), rounded column by column
     with each rounding error spread over the columns not yet rounded (GPTQ, Frantar et al. 2023): the
     output error E||(W - Q) x||^2 is what is minimised, not each weight's own. On Int8FidelityTest's tiny
-    DenseNet the weights alone, rounded to nearest, moved probabilities by up to 0.029; with GPTQ 0.012."""
+    DenseNet the weights alone (8-bit), rounded to nearest, moved probabilities by up to 0.029; with GPTQ 0.012."""
     sw = weight_scales(w)
+    qmax = WEIGHT_QMAX
     if h is None:
-        return np.clip(np.round(w / sw.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8), sw
+        return np.clip(np.round(w / sw.reshape(-1, *([1] * (w.ndim - 1)))), -qmax, qmax).astype(np.int8), sw
     W = torch.from_numpy(w.reshape(w.shape[0], -1).astype(np.float64))
     s = torch.from_numpy(sw.astype(np.float64))
     H = h.double().clone()
@@ -218,7 +235,7 @@ def round_weights(w, h=None, damp=0.01):
     U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     Q = torch.zeros_like(W)
     for i in range(W.shape[1]):
-        Q[:, i] = torch.clamp(torch.round(W[:, i] / s), -127, 127)
+        Q[:, i] = torch.clamp(torch.round(W[:, i] / s), -qmax, qmax)
         err = (W[:, i] - Q[:, i] * s) / U[i, i]
         W[:, i + 1:] -= err[:, None] * U[i, i + 1:][None, :]
     return Q.numpy().astype(np.int8).reshape(w.shape), sw
@@ -298,12 +315,12 @@ def uint8_params(lo, hi):
     return np.float32(scale), np.uint8(int(np.clip(round(-lo / scale), 0, 255)))
 
 
-def build_qdq(model, ranges, moments=None):
+def build_qdq(model, ranges, moments=None, keep_float=()):
     """Inserts the QDQ pairs of the folded graph (module docstring) and quantises the conv weights
-    (round_weights, with the input moments of calibrate where given)."""
+    (round_weights, with the input moments of calibrate where given); the convs in keep_float stay float."""
     g = model.graph
     inits = {t.name: t for t in g.initializer}
-    convs = quantised_tensors(g)
+    convs = quantised_tensors(g, keep_float)
     act = {}  # tensor -> (scale, zero point, name of its dequantised copy)
     new_inits = []
     for name in sorted({t for pair in convs.values() for t in pair}):
@@ -319,7 +336,7 @@ def build_qdq(model, ranges, moments=None):
     nodes = qdq(g.input[0].name) if g.input[0].name in act else []
     for n in g.node:
         ins = [act[i][2] if i in act and i not in outputs else i for i in n.input]
-        if n.op_type == "Conv":
+        if n.op_type == "Conv" and n.name in convs:
             if n.input[1] not in inits or (len(n.input) > 2 and n.input[2] not in inits):
                 raise ValueError("Conv %s: weights and bias must be initializers" % n.name)
             wq, sw = round_weights(nh.to_array(inits[n.input[1]]).astype(np.float32), (moments or {}).get(n.name))
@@ -348,9 +365,23 @@ def build_qdq(model, ranges, moments=None):
     return model
 
 
-def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=print):
+def float_convs(graph, patterns):
+    """The convs left float: those with a path component (between '/') equal to one of patterns, e.g.
+    conv0 (the stem), denseblock4, transition3, or a conv's whole node name. A pattern naming no conv is an error."""
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    keep = set()
+    for p in patterns:
+        hit = {c for c in convs if c == p or ("/" + p + "/") in (c + "/")}
+        if not hit:
+            raise ValueError("--float %s names no convolution of the model" % p)
+        keep |= hit
+    return [c for c in convs if c in keep]
+
+
+def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=print, keep_float=()):
     """Writes pkg_dir/model.int8.onnx from the package's model.onnx, calibrated on calibration
-    (float32 [N, C, S, S], the preprocessed model inputs), and names it in manifest.json."""
+    (float32 [N, C, S, S], the preprocessed model inputs), and names it in manifest.json; the convs
+    matching keep_float (float_convs) stay float."""
     mpath = os.path.join(pkg_dir, "manifest.json")
     manifest = json.load(open(mpath))
     c, s = manifest["input"]["channels"], manifest["input"]["size"]
@@ -367,9 +398,10 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
     diff = float((a[logits] - b[logits]).abs().max()) / max(1.0, float(a[logits].abs().max()))
     if diff > 1e-3:
         raise ValueError("folding the batch norms changed the logits by %.3g (relative)" % diff)
-    tensors = {t for pair in quantised_tensors(model.graph).values() for t in pair}
+    floats = float_convs(model.graph, keep_float)
+    tensors = {t for pair in quantised_tensors(model.graph, floats).values() for t in pair}
     ranges, moments = calibrate(model.graph, tensors, calibration, method, percentile)
-    build_qdq(model, ranges, moments)
+    build_qdq(model, ranges, moments, floats)
     model.graph.name = (model.graph.name or "model") + "-int8"
     out = os.path.join(pkg_dir, INT8_FILE)
     onnx.save(model, out)
@@ -377,12 +409,12 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
     cal = {"method": method, "images": int(len(calibration))}
     if method == "percentile":
         cal["percentile"] = percentile
-    manifest["int8"] = {"file": INT8_FILE, "scheme": "qdq-u8s8", "calibration": cal}
+    manifest["int8"] = {"file": INT8_FILE, "scheme": "qdq-u8s8", "weightBits": WEIGHT_BITS, "floatConvs": floats, "calibration": cal}
     with open(mpath, "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    log("wrote %s: %d quantised convolutions, calibrated on %d images (%s)" % (
-        out, sum(1 for n in model.graph.node if n.op_type == "Conv"), len(calibration),
+    log("wrote %s: %d quantised convolutions, %d left float, calibrated on %d images (%s)" % (
+        out, sum(1 for n in model.graph.node if n.op_type == "Conv") - len(floats), len(floats), len(calibration),
         "percentile %g" % percentile if method == "percentile" else method))
     return out
 
@@ -407,6 +439,9 @@ def add_arguments(ap, images):
     ap.add_argument("--int8-method", choices=["mse", "percentile", "minmax"], default="mse",
                     help="activation ranges (calibrate): mse (default), percentile, or min/max over the calibration images")
     ap.add_argument("--int8-percentile", type=float, default=99.99, help="with --int8-method percentile: the percentile (default 99.99)")
+    ap.add_argument("--int8-float", nargs="*", default=list(DEFAULT_FLOAT), metavar="NAME",
+                    help="convolutions left float: a path component of their node names (conv0, denseblock4, transition3) "
+                         "or a whole node name (default: %s)" % (" ".join(DEFAULT_FLOAT) or "none"))
 
 
 def quantize_with_args(pkg_dir, a, calibration, log=print):
@@ -415,7 +450,7 @@ def quantize_with_args(pkg_dir, a, calibration, log=print):
     k = getattr(a, "int8_images", None)
     if k and len(calibration) > k:
         calibration = calibration[np.linspace(0, len(calibration) - 1, k).round().astype(int)]
-    return quantize_package(pkg_dir, calibration, a.int8_method, a.int8_percentile, log)
+    return quantize_package(pkg_dir, calibration, a.int8_method, a.int8_percentile, log, a.int8_float)
 
 
 def main():
@@ -426,6 +461,8 @@ def main():
     src.add_argument("--tensors", help="calibration tensors: little-endian float32 [N, C, S, S], already preprocessed")
     ap.add_argument("--method", choices=["mse", "percentile", "minmax"], default="mse", help="activation ranges (calibrate)")
     ap.add_argument("--percentile", type=float, default=99.99)
+    ap.add_argument("--float", nargs="*", default=list(DEFAULT_FLOAT), metavar="NAME", dest="keep_float",
+                    help="convolutions left float (float_convs; default: %s)" % (" ".join(DEFAULT_FLOAT) or "none"))
     a = ap.parse_args()
     manifest = json.load(open(os.path.join(a.package, "manifest.json")))
     if a.images:
@@ -434,7 +471,10 @@ def main():
         c, s = manifest["input"]["channels"], manifest["input"]["size"]
         x = np.fromfile(a.tensors, dtype="<f4").reshape(-1, c, s, s)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    quantize_package(a.package, x, a.method, a.percentile)
+    try:
+        quantize_package(a.package, x, a.method, a.percentile, keep_float=a.keep_float)
+    except ValueError as e:  # bad input (calibration shape, a --float name): one line, not a traceback
+        raise SystemExit("quantize.py: %s" % e)
 
 
 if __name__ == "__main__":

@@ -71,8 +71,11 @@ public record ModelManifest(int formatVersion, String id, String version, String
     public record Weights(String recipe, String file) {
     }
 
-    /** The optional INT8 variant (schema: int8); null when the package has none. Calibration is informative. */
-    public record Int8(String file, String scheme, Calibration calibration) {
+    /**
+     * The optional INT8 variant (schema: int8); null when the package has none. weightBits, floatConvs (the
+     * convolutions left float) and calibration are informative.
+     */
+    public record Int8(String file, String scheme, Integer weightBits, List<String> floatConvs, Calibration calibration) {
     }
 
     public record Calibration(String method, Double percentile, Integer images) {

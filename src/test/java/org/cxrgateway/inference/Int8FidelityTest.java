@@ -24,8 +24,9 @@ class Int8FidelityTest {
     /** The bound of issue 13 on the test images: probabilities, decisions, the heatmaps of positive findings. */
     static final double MAX_DP = 0.02, MIN_CAM_CORRELATION = 0.99;
     /** Why the two fidelity tests are disabled: the bound is not met yet (README, INT8 variant, has the figures). */
-    static final String NOT_MET = "issue 13 INT8 bound not met yet: tiny DenseNet max |dp| 0.025, 2 flips, Grad-CAM correlation 0.83;"
-            + " DenseNet-121 at 128x128 max |dp| 0.25, 1 flip, correlation 0.00";
+    static final String NOT_MET = "issue 13 INT8 bound not met yet: tiny DenseNet (7-bit weights, AVX2 CPU) max |dp| 0.043, 2 flips,"
+            + " Grad-CAM correlation 0.85, met only with 9 of its 10 convs float; DenseNet-121 at 128x128 max |dp| 0.255, 2 flips,"
+            + " correlation 0.983";
 
     /** n working images of mixed sizes and bit depths (Fixtures.variedImage), seeded from seed0. */
     static List<WorkingImage> images(int n, long seed0) {
@@ -111,7 +112,10 @@ class Int8FidelityTest {
         f.assertWithinTheBound();
     }
 
-    /** Full DenseNet-121 at 128 x 128: at 224 calibration took over 10 minutes on the shared 2 cores (about 5 at 128). */
+    /**
+     * Full DenseNet-121 at 128 x 128: at 224 calibration took over 10 minutes on the shared 2 cores (about 5 at 128;
+     * under load 15, 2026-12-05, 128 ran past Py.quantize's 600-s limit).
+     */
     @Test
     @Disabled(NOT_MET)
     void denseNet121() throws Exception {
@@ -131,6 +135,8 @@ class Int8FidelityTest {
         ModelPackage pkg = ModelPackage.open(dir, WORK.resolve("work"));
         assertEquals("model.int8.onnx", pkg.manifest().int8().file());
         assertEquals(8, pkg.manifest().int8().calibration().images());
+        assertEquals(7, pkg.manifest().int8().weightBits());
+        assertEquals(List.of(), pkg.manifest().int8().floatConvs());
         assertThrows(ModelPackageException.class, () -> new OrtModel(pkg, EngineKind.cuda, 1, Precision.int8, null));
         float[] x = Fidelity.preprocess(pkg, images(4, 1000));
         try (OrtModel fp = new OrtModel(pkg, EngineKind.cpu, 1, Precision.fp32, null);
