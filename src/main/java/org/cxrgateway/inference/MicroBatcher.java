@@ -50,7 +50,7 @@ public final class MicroBatcher implements AutoCloseable {
         int remaining;
         double engineMs;
         int batchSize;
-        /** Set by the batching or the result thread, read by both. */
+        /** Set by the batching or the result thread (markFailed), read by both. */
         volatile boolean failed;
 
         Study(StudyJob job, Sink sink) {
@@ -58,6 +58,15 @@ public final class MicroBatcher implements AutoCloseable {
             this.sink = sink;
             this.results = new ImageResult[job.getImages().size()];
             this.remaining = results.length;
+        }
+
+        /** True for the one caller that marks the study failed, so that its sink hears of it once. */
+        synchronized boolean markFailed() {
+            if (failed) {
+                return false;
+            }
+            failed = true;
+            return true;
         }
     }
 
@@ -208,8 +217,7 @@ public final class MicroBatcher implements AutoCloseable {
     private static void fail(List<Item> live, Exception e) {
         Map<Study, Boolean> seen = new IdentityHashMap<>();
         for (Item it : live) {
-            if (!it.study().failed && seen.put(it.study(), Boolean.TRUE) == null) {
-                it.study().failed = true;
+            if (seen.put(it.study(), Boolean.TRUE) == null && it.study().markFailed()) {
                 it.study().sink.failed(it.study().job, e);
             }
         }
