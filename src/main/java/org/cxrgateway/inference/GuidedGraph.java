@@ -44,19 +44,24 @@ public final class GuidedGraph implements AutoCloseable {
 
     /** where names the package in errors; the graph file may reference the model's external weights. */
     public GuidedGraph(Path file, Spec spec, String where, int intraOpThreads) {
-        this(file, spec, where, intraOpThreads, OrtSession.SessionOptions.OptLevel.ALL_OPT);
+        this(file, spec, where, SessionSettings.defaults(intraOpThreads));
+    }
+
+    /** The model's session settings (OrtModel passes its own). */
+    public GuidedGraph(Path file, Spec spec, String where, SessionSettings settings) {
+        this(file, spec, where, settings, OrtSession.SessionOptions.OptLevel.ALL_OPT);
+    }
+
+    GuidedGraph(Path file, Spec spec, String where, int intraOpThreads, OrtSession.SessionOptions.OptLevel optLevel) {
+        this(file, spec, where, SessionSettings.defaults(intraOpThreads), optLevel);
     }
 
     /** optLevel: tests compare with PyTorch unfused (no Conv+BN folding), so forward rounding, and thus ReLU masks, agree. */
-    GuidedGraph(Path file, Spec spec, String where, int intraOpThreads, OrtSession.SessionOptions.OptLevel optLevel) {
+    GuidedGraph(Path file, Spec spec, String where, SessionSettings settings, OrtSession.SessionOptions.OptLevel optLevel) {
         this.env = OrtEnvironment.getEnvironment();
         this.spec = spec;
         this.inputLen = spec.channels() * spec.size() * spec.size();
-        try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
-            opts.setIntraOpNumThreads(intraOpThreads);
-            opts.setInterOpNumThreads(1);
-            opts.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
-            opts.setOptimizationLevel(optLevel);
+        try (OrtSession.SessionOptions opts = settings.options(optLevel)) {
             this.session = env.createSession(file.toString(), opts);
         } catch (OrtException e) {
             throw new ModelPackageException(where + ": guided.file: ONNX Runtime cannot load " + file.getFileName() + ": " + e.getMessage(), e);

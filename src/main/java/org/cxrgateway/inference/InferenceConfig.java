@@ -27,6 +27,20 @@ public interface InferenceConfig {
     int intraOpThreads();
 
     /**
+     * ONNX Runtime intra-op threads busy-wait between operators rather than sleep (see {@link SessionSettings}):
+     * faster on a machine of the worker's own; set false where other busy processes share the cores. Default true.
+     */
+    @WithDefault("true")
+    boolean intraOpSpinning();
+
+    /**
+     * ONNX Runtime's CPU memory arena: freed blocks are reused by the next batch, never returned (see
+     * {@link SessionSettings}). Default true.
+     */
+    @WithDefault("true")
+    boolean cpuArena();
+
+    /**
      * Folder holding model packages (one sub-folder or .zip per package). Default: none, which runs the
      * built-in demo packages chest14 and covid3 (untrained, not for diagnostic use).
      */

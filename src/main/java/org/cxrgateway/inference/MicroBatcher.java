@@ -20,14 +20,23 @@ import java.util.concurrent.TimeUnit;
 /**
  * Dynamic micro-batching across studies: images of any study wait at most maxWait after the first
  * image of a batch arrives (and not at all when the engine was idle for maxWait), and a batch holds at most
- * maxBatch images. One thread owns the ONNX
- * Runtime sessions. When the last image of a study is scored, its StudyResult goes to the study's sink.
+ * maxBatch images. When the last image of a study is scored, its StudyResult goes to the study's sink.
+ *
+ * <p>A pipeline of three, so that the engine runs batch after batch without waiting for host work:
+ * the submitting thread decodes and preprocesses (Scorer.prepare); the batching thread only runs the
+ * engine (Scorer.forward; it owns the models' sessions); the result thread post-processes (Grad-CAM, guided
+ * Grad-CAM, Scorer.finish) and calls the sinks, which encode and publish. At most {@value #RESULTS_QUEUED}
+ * engine outputs wait for the result thread; beyond that the batching thread waits, which bounds memory
+ * when post-processing is the slower stage (guided Grad-CAM on a small machine).
  */
 public final class MicroBatcher implements AutoCloseable {
 
     private static final Logger LOG = Logger.getLogger(MicroBatcher.class);
 
-    /** Receives each study's outcome on the batching thread; must not block for long. */
+    /**
+     * Receives each study's outcome: done on the result thread (or the submitting thread for a study without
+     * images), failed on the thread whose step failed; must not block for long.
+     */
     public interface Sink {
         void done(StudyJob job, StudyResult result);
 
@@ -41,7 +50,8 @@ public final class MicroBatcher implements AutoCloseable {
         int remaining;
         double engineMs;
         int batchSize;
-        boolean failed;
+        /** Set by the batching or the result thread (markFailed), read by both. */
+        volatile boolean failed;
 
         Study(StudyJob job, Sink sink) {
             this.job = job;
@@ -49,18 +59,37 @@ public final class MicroBatcher implements AutoCloseable {
             this.results = new ImageResult[job.getImages().size()];
             this.remaining = results.length;
         }
+
+        /** True for the one caller that marks the study failed, so that its sink hears of it once. */
+        synchronized boolean markFailed() {
+            if (failed) {
+                return false;
+            }
+            failed = true;
+            return true;
+        }
     }
 
-    private record Item(Study study, int index, Scorer.Image image) {
+    private record Item(Study study, int index, Scorer.Prepared image) {
     }
 
     private static final Item STOP = new Item(null, -1, null);
+
+    /** Engine outputs waiting for the result thread; see the class comment. */
+    static final int RESULTS_QUEUED = 2;
+
+    private record Done(List<Item> batch, Scorer.Forward forward) {
+    }
+
+    private static final Done RESULTS_STOP = new Done(List.of(), null);
 
     private final Scorer scorer;
     private final int maxBatch;
     private final long maxWaitNanos;
     private final BlockingQueue<Item> queue = new LinkedBlockingQueue<>();
     private final Thread thread;
+    private final BlockingQueue<Done> results = new java.util.concurrent.ArrayBlockingQueue<>(RESULTS_QUEUED);
+    private final Thread resultThread;
     private volatile boolean running = true;
     /** When the last batch ended (batching thread only); far in the past at start, so the first batch runs at once. */
     private long lastBatchEndNanos = System.nanoTime() - Long.MAX_VALUE / 2;
@@ -74,25 +103,24 @@ public final class MicroBatcher implements AutoCloseable {
         this.maxWaitNanos = maxWait.toNanos();
         this.thread = new Thread(this::loop, "cxr-inference-batcher");
         this.thread.setDaemon(true);
+        this.resultThread = new Thread(this::results, "cxr-inference-results");
+        this.resultThread.setDaemon(true);
+        this.resultThread.start();
         this.thread.start();
     }
 
     /**
-     * Decodes the job's images (on the caller's thread, so a malformed image is the caller's poison
-     * message, not a failed batch) and queues them.
+     * Decodes and preprocesses the job's images on the caller's thread (so a malformed image is the caller's
+     * poison message, not a failed batch, and the work overlaps the engine's) and queues them.
      *
      * @throws IllegalArgumentException when an image cannot be decoded or does not fit a model
      */
     public void submit(StudyJob job, Sink sink) {
-        List<Scorer.Image> decoded = new ArrayList<>();
+        List<Scorer.Prepared> decoded = new ArrayList<>();
         for (SourceImage s : job.getImages()) {
             try {
-                float[] gray = Preprocessor.decode(s.getImage());
                 int w = s.getImage().getWidth(), h = s.getImage().getHeight();
-                for (OrtModel m : scorer.models()) {
-                    new Preprocessor(m.pkg().manifest()).crop(w, h);
-                }
-                decoded.add(new Scorer.Image(gray, w, h));
+                decoded.add(scorer.prepare(new Scorer.Image(Preprocessor.decode(s.getImage()), w, h)));
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException("image " + s.getSopInstanceUid() + ": " + e.getMessage(), e);
             }
@@ -177,28 +205,67 @@ public final class MicroBatcher implements AutoCloseable {
         }
     }
 
-    private void process(List<Item> batch) {
+    /** On the batching thread: the engine, then the outputs to the result thread. */
+    private void process(List<Item> batch) throws InterruptedException {
         List<Item> live = batch.stream().filter(it -> !it.study().failed).toList();
         if (live.isEmpty()) {
             return;
         }
+        Scorer.Forward f;
+        try {
+            f = scorer.forward(live.stream().map(Item::image).toList());
+        } catch (RuntimeException e) {
+            fail(live, e);
+            return;
+        }
+        results.put(new Done(live, f)); // waits while RESULTS_QUEUED outputs are unfinished
+    }
+
+    private static void fail(List<Item> live, Exception e) {
+        Map<Study, Boolean> seen = new IdentityHashMap<>();
+        for (Item it : live) {
+            if (seen.put(it.study(), Boolean.TRUE) == null && it.study().markFailed()) {
+                it.study().sink.failed(it.study().job, e);
+            }
+        }
+    }
+
+    /** The result thread: post-processing and the sinks, batch after batch, in engine order. */
+    private void results() {
+        while (true) {
+            Done d;
+            try {
+                d = results.take();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+            if (d == RESULTS_STOP) {
+                return;
+            }
+            try {
+                finish(d.batch(), d.forward());
+            } catch (RuntimeException | Error e) {
+                LOG.error("result thread error", e);
+            }
+        }
+    }
+
+    private void finish(List<Item> live, Scorer.Forward f) {
         Scorer.BatchResult r;
         try {
-            r = scorer.score(live.stream().map(Item::image).toList());
+            r = scorer.finish(f);
         } catch (RuntimeException e) {
-            Map<Study, Boolean> seen = new IdentityHashMap<>();
-            for (Item it : live) {
-                if (seen.put(it.study(), Boolean.TRUE) == null) {
-                    it.study().failed = true;
-                    it.study().sink.failed(it.study().job, e);
-                }
-            }
+            fail(live, e);
             return;
         }
         double share = r.engineMs() / live.size();
         for (int i = 0; i < live.size(); i++) {
             Item it = live.get(i);
             Study st = it.study();
+            if (st.failed) { // an earlier batch of the study failed after this one went to the engine
+                continue;
+            }
             SourceImage src = st.job.getImages().get(it.index());
             st.results[it.index()] = ImageResult.newBuilder()
                     .setSopInstanceUid(src.getSopInstanceUid())
@@ -241,6 +308,11 @@ public final class MicroBatcher implements AutoCloseable {
         queue.add(STOP);
         try {
             thread.join(5000);
+            // after the batching thread, so that its last outputs are finished first
+            if (!results.offer(RESULTS_STOP, 5, TimeUnit.SECONDS)) {
+                resultThread.interrupt();
+            }
+            resultThread.join(5000);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

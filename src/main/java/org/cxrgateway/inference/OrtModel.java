@@ -15,9 +15,10 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * One model package on one ONNX Runtime session, created once, signature-checked against the
- * manifest and warmed up. Not thread-safe by design: a single inference thread owns the sessions
- * and ONNX Runtime parallelises inside each run (intra-op threads).
+ * One model package on one ONNX Runtime session ({@link SessionSettings}), created once, signature-checked against
+ * the manifest and warmed up. run is not thread-safe by design: a single inference thread owns the model (its input
+ * buffer is reused) and ONNX Runtime parallelises inside each run (intra-op threads). The guided graph is used by
+ * one other thread at a time (Scorer.finish).
  */
 public final class OrtModel implements AutoCloseable {
 
@@ -30,6 +31,9 @@ public final class OrtModel implements AutoCloseable {
     private final OrtSession session;
     private final EngineKind engine;
     private final Precision precision;
+    private final SessionSettings settings;
+    /** See inputBuffer; used by the one thread that runs the model. */
+    private FloatBuffer input;
     private final int labels, featureC, featureHW, inputLen;
     private final long[] inputShape;
     private final Set<String> outputNames;
@@ -40,7 +44,7 @@ public final class OrtModel implements AutoCloseable {
     private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(OrtModel.class);
 
     public OrtModel(ModelPackage pkg, EngineKind engine, InferenceConfig cfg) {
-        this(pkg, engine, cfg.intraOpThreads(), cfg.precision(), cfg);
+        this(pkg, engine, SessionSettings.of(cfg), cfg.precision(), cfg);
     }
 
     public OrtModel(ModelPackage pkg, EngineKind engine, int intraOpThreads, InferenceConfig gpuCfg) {
@@ -48,7 +52,12 @@ public final class OrtModel implements AutoCloseable {
     }
 
     public OrtModel(ModelPackage pkg, EngineKind engine, int intraOpThreads, Precision precision, InferenceConfig gpuCfg) {
+        this(pkg, engine, SessionSettings.defaults(intraOpThreads), precision, gpuCfg);
+    }
+
+    public OrtModel(ModelPackage pkg, EngineKind engine, SessionSettings settings, Precision precision, InferenceConfig gpuCfg) {
         this.pkg = pkg;
+        this.settings = settings;
         this.engine = engine;
         this.precision = precision;
         this.env = OrtEnvironment.getEnvironment();
@@ -59,11 +68,7 @@ public final class OrtModel implements AutoCloseable {
             throw new ModelPackageException(where + ": cxr.inference.precision int8 needs cxr.inference.engine cpu, not " + engine);
         }
         Path file = pkg.modelPath(precision);
-        try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
-            opts.setIntraOpNumThreads(intraOpThreads);
-            opts.setInterOpNumThreads(1);
-            opts.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
-            opts.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+        try (OrtSession.SessionOptions opts = settings.options()) {
             if (engine != EngineKind.cpu) {
                 ExecutionProviders.configure(opts, engine, gpuCfg, m);
             }
@@ -82,7 +87,7 @@ public final class OrtModel implements AutoCloseable {
             checkSignature(where, m);
             outputNames = Set.of(m.outputs().logits(), m.outputs().features());
             if (m.guided() != null) {
-                guided = new GuidedGraph(pkg.guidedPath(), GuidedGraph.Spec.of(m), where, intraOpThreads);
+                guided = new GuidedGraph(pkg.guidedPath(), GuidedGraph.Spec.of(m), where, settings);
             } else {
                 guided = null;
                 // once per package load: the reason, not a per-finding warning
@@ -202,9 +207,40 @@ public final class OrtModel implements AutoCloseable {
 
     /** input holds n images of [C, size, size]. */
     public Output run(float[] input, int n) {
+        FloatBuffer in = inputBuffer(n);
+        in.put(input, 0, n * inputLen);
+        return runBuffer(n);
+    }
+
+    /** One image of [C, size, size] per array. */
+    public Output run(java.util.List<float[]> images) {
+        int n = images.size();
+        FloatBuffer in = inputBuffer(n);
+        for (float[] im : images) {
+            if (im.length != inputLen) {
+                throw new IllegalArgumentException("an input of " + im.length + " values, the model takes " + inputLen);
+            }
+            in.put(im);
+        }
+        return runBuffer(n);
+    }
+
+    /**
+     * The reused direct input buffer, cleared, holding at least n images: ONNX Runtime reads a direct buffer in place,
+     * where a heap array would be copied into a new direct buffer on every run. Grows to the largest batch seen.
+     */
+    private FloatBuffer inputBuffer(int n) {
+        if (input == null || input.capacity() < n * inputLen) {
+            input = java.nio.ByteBuffer.allocateDirect(n * inputLen * Float.BYTES).order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
+        }
+        input.clear();
+        return input;
+    }
+
+    private Output runBuffer(int n) {
         long[] shape = inputShape.clone();
         shape[0] = n;
-        try (OnnxTensor t = OnnxTensor.createTensor(env, FloatBuffer.wrap(input, 0, n * inputLen), shape);
+        try (OnnxTensor t = OnnxTensor.createTensor(env, input.flip(), shape);
              OrtSession.Result r = session.run(Map.of(pkg.manifest().input().name(), t), outputNames)) {
             float[] logits = floats(r, pkg.manifest().outputs().logits(), n * labels);
             float[] features = floats(r, pkg.manifest().outputs().features(), n * featureC * featureHW);
@@ -236,6 +272,11 @@ public final class OrtModel implements AutoCloseable {
 
     public Precision precision() {
         return precision;
+    }
+
+    /** The ONNX Runtime settings of this model's sessions (its guided graph's too). */
+    public SessionSettings settings() {
+        return settings;
     }
 
     public int inputLength() {

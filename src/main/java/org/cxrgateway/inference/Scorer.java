@@ -13,9 +13,10 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Scores a batch of decoded working images with every loaded model: preprocessing, one ONNX Runtime
- * run per model, activation, operating thresholds, and a Grad-CAM for every positive finding.
- * Single-threaded by design (see {@link OrtModel}).
+ * Scores a batch of decoded working images with every loaded model, in three steps that MicroBatcher runs on
+ * three threads so that the engine never waits for the host's work: {@link #prepare} (preprocessing, any thread),
+ * {@link #forward} (one ONNX Runtime run per model, the batching thread) and {@link #finish} (activation,
+ * operating thresholds, a Grad-CAM for every positive finding and the guided Grad-CAMs, one thread at a time).
  */
 public final class Scorer {
 
@@ -32,7 +33,6 @@ public final class Scorer {
     private final int maxGuided;
     private double guidedMs;
     private int guidedClasses;
-    private float[] buffer = new float[0];
 
     /** Without guided Grad-CAM. */
     public Scorer(List<OrtModel> models) {
@@ -58,32 +58,73 @@ public final class Scorer {
         return models;
     }
 
-    public BatchResult score(List<Image> images) {
-        int n = images.size();
-        List<List<ModelRun>> runs = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            runs.add(new ArrayList<>());
-        }
-        double engineMs = 0;
+    /**
+     * An image made ready for every model: its model-input tensor per model (model order) and the working-image
+     * size that post-processing needs for the CAM region. The decoded grey image is not kept.
+     */
+    public record Prepared(int width, int height, float[][] tensors) {
+    }
+
+    /** The engine's outputs for a batch of prepared images, one Output per model. */
+    public record Forward(List<Prepared> images, List<OrtModel.Output> outputs, double engineMs) {
+    }
+
+    /**
+     * Preprocessing for every model. Thread-safe (the preprocessors hold no state), so MicroBatcher runs it on the
+     * submitting thread, beside the engine, rather than between two engine runs.
+     *
+     * @throws IllegalArgumentException when the image does not fit a model
+     */
+    public Prepared prepare(Image im) {
+        float[][] t = new float[models.size()][];
         for (int mi = 0; mi < models.size(); mi++) {
-            OrtModel model = models.get(mi);
             Preprocessor p = pre.get(mi);
-            int len = p.tensorLength();
-            if (buffer.length < n * len) {
-                buffer = new float[n * len];
-            }
-            for (int i = 0; i < n; i++) {
-                Image im = images.get(i);
-                p.apply(im.gray(), im.width(), im.height(), buffer, i * len);
+            t[mi] = new float[p.tensorLength()];
+            p.apply(im.gray(), im.width(), im.height(), t[mi], 0);
+        }
+        return new Prepared(im.width(), im.height(), t);
+    }
+
+    /** One ONNX Runtime run per model over the batch and nothing else: the engine's critical path. */
+    public Forward forward(List<Prepared> images) {
+        List<OrtModel.Output> outs = new ArrayList<>(models.size());
+        double engineMs = 0;
+        List<float[]> inputs = new ArrayList<>(images.size());
+        for (int mi = 0; mi < models.size(); mi++) {
+            inputs.clear();
+            for (Prepared im : images) {
+                inputs.add(im.tensors()[mi]);
             }
             long t0 = System.nanoTime();
-            OrtModel.Output out = model.run(buffer, n);
+            outs.add(models.get(mi).run(inputs));
             engineMs += (System.nanoTime() - t0) / 1e6;
+        }
+        return new Forward(images, outs, engineMs);
+    }
+
+    /**
+     * Post-processing of a batch: activation, thresholds, Grad-CAM and guided Grad-CAM of the positive findings.
+     * Runs on one thread at a time (the guided graphs' sessions are used here only); MicroBatcher runs it on its
+     * result thread while the engine runs the next batch.
+     */
+    public BatchResult finish(Forward f) {
+        int n = f.images().size();
+        List<List<ModelRun>> runs = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            runs.add(new ArrayList<>(models.size()));
+        }
+        for (int mi = 0; mi < models.size(); mi++) {
             for (int i = 0; i < n; i++) {
-                runs.get(i).add(run(model, p, out, i, images.get(i), buffer, i * len));
+                Prepared im = f.images().get(i);
+                runs.get(i).add(run(models.get(mi), pre.get(mi), f.outputs().get(mi), i, im.width(), im.height(), im.tensors()[mi]));
             }
         }
-        return new BatchResult(runs, engineMs);
+        return new BatchResult(runs, f.engineMs());
+    }
+
+    /** prepare, forward and finish on the caller's thread (tests, benches). */
+    public BatchResult score(List<Image> images) {
+        return finish(forward(images.stream().map(this::prepare).toList()));
     }
 
     /** Guided backprop time (ms) and classes computed so far; for benches and the cost figure. */
@@ -120,7 +161,7 @@ public final class Scorer {
         return prob;
     }
 
-    private ModelRun run(OrtModel model, Preprocessor p, OrtModel.Output out, int i, Image im, float[] input, int inputOffset) {
+    private ModelRun run(OrtModel model, Preprocessor p, OrtModel.Output out, int i, int w, int h, float[] input) {
         ModelManifest m = model.pkg().manifest();
         double[] prob = probabilities(m, out.logits(), i);
         // the raw CAM of each positive reported finding, computed once for its heatmap and its guided Grad-CAM
@@ -130,7 +171,7 @@ public final class Scorer {
                 cams.put(c, rawCam(model, out, i, c));
             }
         }
-        java.util.Map<Integer, GuidedMap> guided = guidedMaps(model, p, im, input, inputOffset, prob, cams);
+        java.util.Map<Integer, GuidedMap> guided = guidedMaps(model, p, w, h, input, prob, cams);
         List<Finding> findings = new ArrayList<>();
         for (int c : m.reportedIndices()) {
             ModelManifest.Label l = m.labels().get(c);
@@ -141,7 +182,7 @@ public final class Scorer {
                     .setProbability((float) prob[c])
                     .setThreshold((float) l.threshold())
                     .setPositive(positive)
-                    .setActivation(positive ? activation(cams.get(c), model, p, im) : null)
+                    .setActivation(positive ? activation(cams.get(c), model, p, w, h) : null)
                     .setGuided(positive ? guided.get(c) : null)
                     .build());
         }
@@ -158,7 +199,7 @@ public final class Scorer {
      * The map stays on the model-input grid; its region is the rectangle of the working image the model saw,
      * as for the CAM.
      */
-    private java.util.Map<Integer, GuidedMap> guidedMaps(OrtModel model, Preprocessor p, Image im, float[] input, int inputOffset,
+    private java.util.Map<Integer, GuidedMap> guidedMaps(OrtModel model, Preprocessor p, int w, int h, float[] input,
                                                          double[] prob, java.util.Map<Integer, float[]> cams) {
         java.util.Map<Integer, GuidedMap> maps = new java.util.HashMap<>();
         GuidedGraph g = model.guided();
@@ -170,12 +211,12 @@ public final class Scorer {
         positives.sort((a, b) -> Double.compare(prob[b], prob[a]));
         int[] classes = positives.stream().limit(maxGuided).mapToInt(Integer::intValue).toArray();
         long t0 = System.nanoTime();
-        GuidedGraph.Result r = g.run(input, inputOffset, classes);
+        GuidedGraph.Result r = g.run(input, 0, classes);
         guidedMs += (System.nanoTime() - t0) / 1e6;
         guidedClasses += classes.length;
         int fs = model.featureSize();
         int size = m.input().size();
-        Preprocessor.Crop crop = p.crop(im.width(), im.height());
+        Preprocessor.Crop crop = p.crop(w, h);
         for (int k = 0; k < classes.length; k++) {
             float[] map = GuidedGradCam.combine(r.gradient(), k, m.input().channels(), size, cams.get(classes[k]), fs, fs);
             GuidedGradCam.Encoded e = GuidedGradCam.encode(map);
@@ -191,7 +232,7 @@ public final class Scorer {
      * square for crop=center, everything otherwise); the report package renders it (report CamMaps).
      */
     ActivationMap activation(OrtModel model, Preprocessor p, OrtModel.Output out, int i, int cls, Image im) {
-        return activation(rawCam(model, out, i, cls), model, p, im);
+        return activation(rawCam(model, out, i, cls), model, p, im.width(), im.height());
     }
 
     /**
@@ -204,9 +245,9 @@ public final class Scorer {
         return GradCam.map(out.features(), offset, c, fs, fs, model.pkg().head().camRow(out.features(), offset, cls));
     }
 
-    private static ActivationMap activation(float[] raw, OrtModel model, Preprocessor p, Image im) {
+    private static ActivationMap activation(float[] raw, OrtModel model, Preprocessor p, int w, int h) {
         int fs = model.featureSize();
-        Preprocessor.Crop crop = p.crop(im.width(), im.height());
+        Preprocessor.Crop crop = p.crop(w, h);
         List<Float> values = new ArrayList<>(raw.length);
         for (float v : raw) {
             values.add(v);

@@ -21,41 +21,42 @@ public final class InferenceBench {
         int batch = Integer.parseInt(args[1]);
         int threads = Integer.parseInt(args[2]);
         Path work = Path.of(args[3]);
+        // images through the worker path with guided Grad-CAM (it is ~10x the forward pass per image: a smaller run)
+        int guidedN = args.length > 4 ? Integer.parseInt(args[4]) : Math.max(batch, n / 4);
+        // every session, the raw baseline's too, at the same documented settings; SPIN=0 turns spinning off for all
+        SessionSettings settings = new SessionSettings(threads, !"0".equals(System.getenv("SPIN")), true);
+        System.out.println("session_settings=" + settings);
         ModelPackage chest = ModelPackage.builtIn("chest14", work);
         ModelPackage covid = ModelPackage.builtIn("covid3", work);
-        OrtModel model = new OrtModel(chest, EngineKind.cpu, threads, null);
-        OrtModel model2 = new OrtModel(covid, EngineKind.cpu, threads, null);
+        OrtModel model = new OrtModel(chest, EngineKind.cpu, settings, Precision.fp32, null);
+        OrtModel model2 = new OrtModel(covid, EngineKind.cpu, settings, Precision.fp32, null);
         model.warmUp(batch);
         model2.warmUp(batch);
-        OrtModel int8 = new OrtModel(int8Variant(chest, work), EngineKind.cpu, threads, Precision.int8, null);
-        int8.warmUp(batch);
+        // INT8=0 (driver only, not inference-bench.sh): no INT8 engine, for measuring the worker path where
+        // quantize.py cannot run; int8_engine_img_s is then not printed
+        boolean withInt8 = !"0".equals(System.getenv("INT8"));
+        OrtModel int8 = withInt8 ? new OrtModel(int8Variant(chest, work), EngineKind.cpu, settings, Precision.int8, null) : null;
+        if (int8 != null) {
+            int8.warmUp(batch);
+        }
         System.out.println("peak_rss_mb_both_models=" + vmHwmMb());
 
-        // worker path: job message bytes -> decode -> preprocess -> batched ORT -> CAM -> result message bytes
+        // Worker path: job message bytes -> decode -> preprocess -> batched ORT -> CAM -> result message bytes, chest14
+        // alone as in the raw ORT comparison. Without guided Grad-CAM (the figure compared with raw ORT: the same
+        // forward work), and with it at the product's default (ModelRegistry: cxr.report.max-secondary-captures
+        // guided maps per image and model, one guided-graph run of forward + K backward passes per image).
         List<byte[]> jobs = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             String uid = "1.2.826.9." + i;
             jobs.add(MessageCodec.encode(InferenceWorkerTest.job(uid, MessageCodec.SCHEMA_VERSION, List.of(InferenceWorkerTest.image(uid + ".1", Fixtures.image(512, 512, 8, i))))));
         }
-        try (MicroBatcher b = new MicroBatcher(new Scorer(List.of(model)), batch, java.time.Duration.ofMillis(50))) {
-          // The first pass warms the JIT (decode, preprocessing, CAM, encode); the second is timed, as the
-          // engine-only comparison below also times only warm runs.
-          for (int pass = 0; pass < 2; pass++) {
-            long t0 = System.nanoTime();
-            List<CompletableFuture<byte[]>> out = new ArrayList<>();
-            for (byte[] bytes : jobs) {
-                out.add(b.submit(MessageCodec.decodeJob(bytes)).thenApply(MessageCodec::encode));
-            }
-            long bytes = 0;
-            for (var f : out) {
-                bytes += f.get().length;
-            }
-            double s = (System.nanoTime() - t0) / 1e9;
-            if (pass == 1) {
-                System.out.printf("worker_path_img_s=%.2f%nresult_bytes_per_image=%d%n", n / s, bytes / n);
-            }
-          }
-        }
+        double[] plain = workerPath(new Scorer(List.of(model)), jobs, batch);
+        System.out.printf("worker_path_img_s=%.2f%nresult_bytes_per_image=%d%n", plain[0], (long) plain[1]);
+        Scorer guided = new Scorer(List.of(model), MAX_SECONDARY_CAPTURES_DEFAULT);
+        double[] withGuided = workerPath(guided, jobs.subList(0, Math.min(guidedN, n)), batch);
+        System.out.printf("worker_path_guided_img_s=%.2f%nguided_images=%d%nguided_maps_per_image=%.2f%nguided_ms_per_map=%.1f%n",
+                withGuided[0], Math.min(guidedN, n), guided.guidedClasses() / (2.0 * Math.min(guidedN, n)),
+                guided.guidedMs() / Math.max(1, guided.guidedClasses()));
 
         // engine only: our OrtModel.run vs the raw ONNX Runtime API, same session options, same tensors
         int len = model.inputLength();
@@ -66,11 +67,7 @@ public final class InferenceBench {
         }
         int rounds = Math.max(1, n / batch);
         OrtEnvironment env = OrtEnvironment.getEnvironment();
-        try (OrtSession.SessionOptions o = new OrtSession.SessionOptions()) {
-            o.setIntraOpNumThreads(threads);
-            o.setInterOpNumThreads(1);
-            o.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
-            o.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+        try (OrtSession.SessionOptions o = settings.options()) {
             try (OrtSession raw = env.createSession(chest.modelPath().toString(), o)) {
                 // Alternate the three (raw ORT, our engine at FP32 and at INT8), several times, and compare medians:
                 // the machine is shared and noisy. The raw side reads both outputs into Java arrays too, as any
@@ -97,7 +94,7 @@ public final class InferenceBench {
                     }
                     double ourRound = (System.nanoTime() - t0) / 1e9;
                     t0 = System.nanoTime();
-                    for (int i = 0; i < rounds; i++) {
+                    for (int i = 0; int8 != null && i < rounds; i++) {
                         int8.run(input, batch);
                     }
                     double int8Round = (System.nanoTime() - t0) / 1e9;
@@ -112,16 +109,47 @@ public final class InferenceBench {
                 java.util.Arrays.sort(int8S);
                 double rawMedian = rawS[reps / 2];
                 double ourMedian = ourS[reps / 2];
-                System.out.printf("raw_ort_img_s=%.2f%nengine_img_s=%.2f%nengine_overhead_pct=%.1f%nint8_engine_img_s=%.2f%n",
-                        rounds * batch / rawMedian, rounds * batch / ourMedian, 100 * (ourMedian - rawMedian) / rawMedian,
-                        rounds * batch / int8S[reps / 2]);
+                System.out.printf("raw_ort_img_s=%.2f%nengine_img_s=%.2f%nengine_overhead_pct=%.1f%n",
+                        rounds * batch / rawMedian, rounds * batch / ourMedian, 100 * (ourMedian - rawMedian) / rawMedian);
+                if (int8 != null) {
+                    System.out.printf("int8_engine_img_s=%.2f%n", rounds * batch / int8S[reps / 2]);
+                }
             }
         }
         System.out.println("peak_rss_mb=" + vmHwmMb());
         System.out.println("package_dir=" + chest.dir().toAbsolutePath());
         model.close();
         model2.close();
-        int8.close();
+        if (int8 != null) {
+            int8.close();
+        }
+    }
+
+    /** ReportConfig's default cxr.report.max-secondary-captures, which ModelRegistry passes to the Scorer. */
+    static final int MAX_SECONDARY_CAPTURES_DEFAULT = 4;
+
+    /**
+     * The jobs through a MicroBatcher twice (the first pass warms the JIT: decode, preprocessing, CAM, encode; the
+     * engine-only comparison also times only warm runs), the second timed: img/s and result bytes per image.
+     */
+    static double[] workerPath(Scorer scorer, List<byte[]> jobs, int batch) throws Exception {
+        double[] out = new double[2];
+        try (MicroBatcher b = new MicroBatcher(scorer, batch, java.time.Duration.ofMillis(50))) {
+            for (int pass = 0; pass < 2; pass++) {
+                long t0 = System.nanoTime();
+                List<CompletableFuture<byte[]>> results = new ArrayList<>();
+                for (byte[] bytes : jobs) {
+                    results.add(b.submit(MessageCodec.decodeJob(bytes)).thenApply(MessageCodec::encode));
+                }
+                long bytes = 0;
+                for (var f : results) {
+                    bytes += f.get().length;
+                }
+                out[0] = jobs.size() / ((System.nanoTime() - t0) / 1e9);
+                out[1] = bytes / (double) jobs.size();
+            }
+        }
+        return out;
     }
 
     /**

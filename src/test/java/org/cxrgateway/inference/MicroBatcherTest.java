@@ -1,0 +1,130 @@
+package org.cxrgateway.inference;
+
+import org.cxrgateway.message.MessageCodec;
+import org.cxrgateway.schema.v2.Finding;
+import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.SourceImage;
+import org.cxrgateway.schema.v2.StudyJob;
+import org.cxrgateway.schema.v2.StudyResult;
+import org.cxrgateway.schema.v2.WorkingImage;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The pipelined MicroBatcher (preprocessing on the submitting thread, the engine on the batching thread,
+ * Grad-CAM, guided Grad-CAM and the sinks on the result thread) gives, study by study, exactly what the
+ * synchronous Scorer gives for the same images, with batches that mix studies and split them; a bad image is
+ * the submitter's error. On a tiny package with its guided graph (make_demo_models.py), so guided maps are in.
+ */
+class MicroBatcherTest {
+
+    static final Path WORK = Path.of("target/test-work/micro-batcher");
+    private static ModelPackage pkg;
+
+    @BeforeAll
+    static void makePackage() {
+        Path out = WORK.resolve("pkg").toAbsolutePath();
+        Py.run(300, Py.MAIN.resolve("make_demo_models.py").toString(), "--out", out.toString(),
+                "--only", "chest14", "--arch", "tiny", "--embed");
+        pkg = ModelPackage.open(out.resolve("chest14"), WORK.resolve("work"));
+    }
+
+    private static StudyJob study(String uid, int images, int seed) {
+        List<SourceImage> im = new ArrayList<>();
+        for (int i = 0; i < images; i++) {
+            // sizes differ, so each image's CAM region is its own
+            im.add(InferenceWorkerTest.image(uid + "." + i, Fixtures.image(200 + 17 * i, 240, 8, seed + i)));
+        }
+        return InferenceWorkerTest.job(uid, MessageCodec.SCHEMA_VERSION, im);
+    }
+
+    @Test
+    void pipelinedResultsEqualTheSynchronousScorerStudyByStudy() throws Exception {
+        try (OrtModel model = new OrtModel(pkg, EngineKind.cpu, 2, null)) {
+            model.warmUp(3);
+            Scorer reference = new Scorer(List.of(model), 2);
+            // image counts 1, 4, 2, 3 at batch 3: batches mix studies and split the 4-image one
+            List<StudyJob> jobs = List.of(study("1.2.9.1", 1, 10), study("1.2.9.2", 4, 20), study("1.2.9.3", 2, 30), study("1.2.9.4", 3, 40));
+            Map<String, StudyResult> got = new ConcurrentHashMap<>();
+            Map<String, String> threads = new ConcurrentHashMap<>();
+            CountDownLatch done = new CountDownLatch(jobs.size());
+            try (MicroBatcher b = new MicroBatcher(new Scorer(List.of(model), 2), 3, Duration.ofMillis(200))) {
+                for (StudyJob j : jobs) {
+                    b.submit(j, new MicroBatcher.Sink() {
+                        @Override
+                        public void done(StudyJob job, StudyResult r) {
+                            assertEquals(null, got.put(job.getJobId(), r), "one result per study");
+                            threads.put(job.getJobId(), Thread.currentThread().getName());
+                            done.countDown();
+                        }
+
+                        @Override
+                        public void failed(StudyJob job, Exception e) {
+                            throw new AssertionError("study " + job.getJobId() + " failed", e);
+                        }
+                    });
+                }
+                assertTrue(done.await(120, TimeUnit.SECONDS), "every study is scored");
+            }
+            int guided = 0;
+            for (StudyJob j : jobs) {
+                StudyResult r = got.get(j.getJobId());
+                assertEquals("cxr-inference-results", threads.get(j.getJobId()), "post-processing and the sink run off the engine's thread");
+                assertEquals(j.getImages().size(), r.getImages().size());
+                for (int i = 0; i < j.getImages().size(); i++) {
+                    ImageResult ir = r.getImages().get(i);
+                    SourceImage src = j.getImages().get(i);
+                    assertEquals(src.getSopInstanceUid(), ir.getSopInstanceUid(), "images keep their order");
+                    WorkingImage w = src.getImage();
+                    var want = reference.score(List.of(new Scorer.Image(Preprocessor.decode(w), w.getWidth(), w.getHeight()))).runs().get(0).get(0);
+                    List<Finding> a = want.getFindings(), g = ir.getRuns().get(0).getFindings();
+                    assertEquals(a.size(), g.size());
+                    for (int k = 0; k < a.size(); k++) {
+                        assertEquals(a.get(k).getProbability(), g.get(k).getProbability(), 1e-5, "probability of " + a.get(k).getLabel());
+                        assertEquals(a.get(k).getPositive(), g.get(k).getPositive());
+                        assertEquals(a.get(k).getActivation() == null, g.get(k).getActivation() == null);
+                        if (a.get(k).getActivation() != null) {
+                            assertEquals(a.get(k).getActivation().getRegionWidth(), g.get(k).getActivation().getRegionWidth());
+                            List<Float> av = a.get(k).getActivation().getValues(), gv = g.get(k).getActivation().getValues();
+                            for (int p = 0; p < av.size(); p++) {
+                                assertEquals(av.get(p), gv.get(p), 1e-4f * Math.max(1f, Math.abs(av.get(p))), "CAM value " + p);
+                            }
+                        }
+                        assertEquals(a.get(k).getGuided() == null, g.get(k).getGuided() == null, "the same findings get guided maps");
+                        if (g.get(k).getGuided() != null) {
+                            guided++;
+                        }
+                    }
+                }
+            }
+            assertTrue(guided > 0, "guided maps were computed on the result thread");
+        }
+    }
+
+    @Test
+    void anImageThatCannotBeDecodedIsTheSubmittersError() throws Exception {
+        try (OrtModel model = new OrtModel(pkg, EngineKind.cpu, 1, null);
+             MicroBatcher b = new MicroBatcher(new Scorer(List.of(model)), 2, Duration.ofMillis(10))) {
+            StudyJob j = study("1.2.9.9", 1, 1);
+            WorkingImage bad = WorkingImage.newBuilder(j.getImages().get(0).getImage()).setWidth(5000).build();
+            StudyJob broken = StudyJob.newBuilder(j).setImages(List.of(SourceImage.newBuilder(j.getImages().get(0)).setImage(bad).build())).build();
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> b.submit(broken));
+            assertTrue(e.getMessage().contains("1.2.9.9.0"), e.getMessage());
+            assertNotNull(b.score(j), "the batcher still scores after a refused submission");
+        }
+    }
+}
