@@ -25,13 +25,13 @@ for r in $(seq 1 "$REPS"); do
   PKG=$(get package_dir "$WORK/java-$r.out"); [ -n "$PKG" ] || die "InferenceBench printed no package_dir"
   OMP_NUM_THREADS=$THREADS /usr/bin/python3 src/bench/torch_bench.py "$PKG" "$N" "$BATCH" "$THREADS" \
       > "$WORK/torch-$r.out" 2> "$WORK/torch-$r.err" || { tail -30 "$WORK/torch-$r.err" >&2; die "torch_bench.py"; }
-  WORKER+=("$(get worker_path_img_s "$WORK/java-$r.out")"); GUIDED+=("$(get worker_path_guided_img_s "$WORK/java-$r.out")") ENGINE+=("$(get engine_img_s "$WORK/java-$r.out")")
+  WORKER+=("$(get worker_path_img_s "$WORK/java-$r.out")"); GUIDED+=("$(get worker_path_guided_img_s "$WORK/java-$r.out")"); ENGINE+=("$(get engine_img_s "$WORK/java-$r.out")")
   RAW+=("$(get raw_ort_img_s "$WORK/java-$r.out")"); TORCH+=("$(get torch_eager_img_s "$WORK/torch-$r.out")")
   INT8+=("$(get int8_engine_img_s "$WORK/java-$r.out")")
   for v in "${WORKER[-1]}" "${GUIDED[-1]}" "${ENGINE[-1]}" "${RAW[-1]}" "${TORCH[-1]}" "${INT8[-1]}"; do [ -n "$v" ] || die "a driver printed no figure (see $WORK)"; done
   echo "repetition $r: worker path ${WORKER[-1]} (with guided Grad-CAM ${GUIDED[-1]}), engine ${ENGINE[-1]}, INT8 engine ${INT8[-1]}, raw ORT ${RAW[-1]}, PyTorch ${TORCH[-1]} img/s ($(grep -h '^torch_c' "$WORK/torch-$r.out" | tr '\n' ' '))"
 done
-read -r w wmin wmax <<<"$(stats "${WORKER[@]}")"; read -r g gmin gmax <<<"$(stats "${GUIDED[@]}")" read -r e emin emax <<<"$(stats "${ENGINE[@]}")"
+read -r w wmin wmax <<<"$(stats "${WORKER[@]}")"; read -r g gmin gmax <<<"$(stats "${GUIDED[@]}")"; read -r e emin emax <<<"$(stats "${ENGINE[@]}")"
 read -r o omin omax <<<"$(stats "${RAW[@]}")"; read -r t tmin tmax <<<"$(stats "${TORCH[@]}")"
 read -r q qmin qmax <<<"$(stats "${INT8[@]}")"
 echo "DenseNet-121 224x224, batch $BATCH, $THREADS threads, $(get session_settings "$WORK/java-$REPS.out"), img/s over $REPS repetitions (median, min-max):"
@@ -42,7 +42,7 @@ printf "  worker path     %7s (%s-%s)\n  engine          %7s (%s-%s)\n  INT8 eng
 echo "  INT8 engine / PyTorch eager: $(awk -v a="$q" -v b="$t" 'BEGIN { printf "%.2f", a / b }') (target >= 2)"
 result fp32_worker_vs_torch "$(awk -v a="$w" -v b="$t" 'BEGIN { printf "%.2f", a / b }')"
 echo "  worker path (no guided Grad-CAM) / raw ORT: $(awk -v a="$w" -v b="$o" 'BEGIN { printf "%.3f", a / b }') (target >= 0.95); with guided: $(awk -v a="$g" -v b="$o" 'BEGIN { printf "%.3f", a / b }')"
-result fp32_worker_vs_raw_ort "$(awk -v a="$w" -v b="$o" 'BEGIN { printf "%.2f", a / b }')"
+result fp32_worker_vs_raw_ort "$(awk -v a="$w" -v b="$o" 'BEGIN { printf "%.3f", a / b }')"
 result fp32_worker_guided_vs_raw_ort "$(awk -v a="$g" -v b="$o" 'BEGIN { printf "%.2f", a / b }')"
 result fp32_engine_vs_raw_ort "$(awk -v a="$e" -v b="$o" 'BEGIN { printf "%.2f", a / b }')"
 result int8_engine_vs_torch "$(awk -v a="$q" -v b="$t" 'BEGIN { printf "%.2f", a / b }')"
