@@ -2,17 +2,18 @@
 # Benchmark (not a test): DenseNet-121 at reduced resolution on generated images, validated through the
 # gateway's own scorer (the jar is built first when missing). Prints test AUROC per finding, the nodule
 # pointing game, the transfer-learning experiment (3-class softmax from the chest model vs from scratch,
-# <= 100 images) and training images/s. SIZE, PATIENTS, EPOCHS override the defaults; about 40 min on 2 quiet
-# cores. SCHEDULE=cosine anneals the chest model's LR over all its epochs (no early stop) instead of
-# LR-on-plateau; OVERSAMPLE=1 draws rare positives more often; TRANSFER=0 leaves the transfer experiment out
-# (TRANSFER_EPOCHS, default 20, for its models). The defaults are the recipe with the best measured nodule
-# AUROC (0.885 at 20 epochs); cosine + oversampling at 9 epochs gave 0.573: the nodule targets are not met
-# yet. On a machine other jobs load, OMP_NUM_THREADS=1 trains about 8x faster than 2 (2.6 against 0.3
-# images/s at load average 15: two OpenMP threads wait on each other at every barrier).
+# <= 100 images) and training images/s. SIZE, PATIENTS, EPOCHS override the defaults; about 20 min on 2 quiet
+# cores. The defaults are the recipe with the best measured result: SCHEDULE=cosine anneals the chest model's LR
+# over all its epochs (no early stop), OVERSAMPLE=1 draws rare positives more often (2026-12-05, 128^2: Nodule
+# AUROC 0.983, pointing game 14/18; LR-on-plateau without oversampling gave 0.885 and 7/18; the same recipe at
+# SIZE=160 gave 0.801 and 12/18). SCHEDULE=plateau OVERSAMPLE=0 for the old recipe; TRANSFER=0 leaves the
+# transfer experiment out (TRANSFER_EPOCHS, default 20, for its models). On a machine other jobs load,
+# OMP_NUM_THREADS=1 trains about 8x faster than 2 (2.6 against 0.3 images/s at load average 15: two OpenMP
+# threads wait on each other at every barrier).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 W="${WORK:-/tmp/cxr-train-bench}"; SIZE="${SIZE:-128}"; PATIENTS="${PATIENTS:-300}"; EPOCHS="${EPOCHS:-20}"
-SCHEDULE="${SCHEDULE:-plateau}"; OVERSAMPLE="${OVERSAMPLE:-0}"; TRANSFER="${TRANSFER:-1}"; TRANSFER_EPOCHS="${TRANSFER_EPOCHS:-20}"
+SCHEDULE="${SCHEDULE:-cosine}"; OVERSAMPLE="${OVERSAMPLE:-1}"; TRANSFER="${TRANSFER:-1}"; TRANSFER_EPOCHS="${TRANSFER_EPOCHS:-20}"
 echo "start $(date -u +%FT%TZ), OMP_NUM_THREADS=${OMP_NUM_THREADS:-2 (bin/cxr-model default)}, $(uptime)"
 [[ -f target/quarkus-app/quarkus-run.jar ]] || mvn -B -q -DskipTests package
 mkdir -p "$W"
