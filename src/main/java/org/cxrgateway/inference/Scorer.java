@@ -122,7 +122,7 @@ public final class Scorer {
         return new BatchResult(runs, f.engineMs());
     }
 
-    /** prepare, forward and finish on the caller's thread (tests, benches). */
+    /** prepare, forward and finish on the caller's thread (the scoring-path warm-up, tests, benches). */
     public BatchResult score(List<Image> images) {
         return finish(forward(images.stream().map(this::prepare).toList()));
     }

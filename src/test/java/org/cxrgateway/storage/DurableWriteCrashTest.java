@@ -110,22 +110,27 @@ class DurableWriteCrashTest {
         assertEquals("{\"resourceType\":\"Bundle\"}", Files.readString(study.resolve("bundle.json")));
     }
 
-    @Test
-    void everyRenameIsFsyncedBeforeAndAfter() throws Exception {
-        Assumptions.assumeTrue(canStrace(), "strace cannot trace here (no ptrace)");
+    /** Runs the child in {@code mode} under strace (following its threads) and returns strace's lines. */
+    private List<String> straced(String mode, Path out, int stringLimit, String calls) throws Exception {
         Path log = dir.resolve("strace.log");
-        Path out = dir.resolve("stores");
-        List<String> cmd = new ArrayList<>(List.of("strace", "-f", "-y", "-qq", "-s", "4096", "-o", log.toString(),
-                "-e", "trace=fsync,fdatasync,rename,renameat,renameat2"));
-        cmd.addAll(child("all", 0, out));
+        List<String> cmd = new ArrayList<>(List.of("strace", "-f", "-y", "-qq", "-s", String.valueOf(stringLimit),
+                "-o", log.toString(), "-e", "trace=" + calls));
+        cmd.addAll(child(mode, 0, out));
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         assertTrue(p.waitFor(120, TimeUnit.SECONDS));
         assertEquals(0, p.exitValue(), output);
+        return Files.readAllLines(log);
+    }
+
+    @Test
+    void everyRenameIsFsyncedBeforeAndAfter() throws Exception {
+        Assumptions.assumeTrue(canStrace(), "strace cannot trace here (no ptrace)");
+        Path out = dir.resolve("stores");
+        List<String> lines = straced("all", out, 4096, "fsync,fdatasync,rename,renameat,renameat2");
 
         Pattern rename = Pattern.compile("rename\\w*\\((?:AT_FDCWD[^,]*, )?\"([^\"]+)\", (?:AT_FDCWD[^,]*, )?\"([^\"]+)\".*= 0");
         Pattern fsync = Pattern.compile("\\bfsync\\(\\d+<([^>]+)>\\) += 0");
-        List<String> lines = Files.readAllLines(log);
         int renames = 0;
         for (int i = 0; i < lines.size(); i++) {
             Matcher r = rename.matcher(lines.get(i));
@@ -163,17 +168,8 @@ class DurableWriteCrashTest {
     @Test
     void concurrentSpoolCommitsShareDirectoryFsyncsAndAnswerAfterThem() throws Exception {
         Assumptions.assumeTrue(canStrace(), "strace cannot trace here (no ptrace)");
-        Path log = dir.resolve("strace.log");
         Path out = dir.resolve("spool");
-        List<String> cmd = new ArrayList<>(List.of("strace", "-f", "-y", "-qq", "-s", "64", "-o", log.toString(),
-                "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,write"));
-        cmd.addAll(child("spool-concurrent", 0, out));
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertTrue(p.waitFor(120, TimeUnit.SECONDS));
-        assertEquals(0, p.exitValue(), output);
-
-        List<Call> calls = calls(Files.readAllLines(log));
+        List<Call> calls = calls(straced("spool-concurrent", out, 64, "fsync,fdatasync,rename,renameat,renameat2,write"));
         Path studyDir = new Spool(out, 0).instanceFile(STUDY, SOP).getParent().toAbsolutePath();
         Pattern rename = Pattern.compile("^rename\\w*\\((?:AT_FDCWD[^,]*, )?\"([^\"]+)\", (?:AT_FDCWD[^,]*, )?\"([^\"]+)\".*= 0");
         Pattern fsync = Pattern.compile("^fsync\\(\\d+<([^>]+)>\\) += 0");
