@@ -122,8 +122,8 @@ public class InferenceWorker {
                 job = MessageCodec.decodeJob(r.value());
                 batcher.submit(job, new MicroBatcher.Sink() {
                     @Override
-                    public void done(StudyJob j, StudyResult result) {
-                        publish(j, result, ack, consumed);
+                    public void done(StudyJob j, StudyResult result, MicroBatcher.Stages stages) {
+                        publish(j, result, stages, ack, consumed);
                     }
 
                     @Override
@@ -159,7 +159,7 @@ public class InferenceWorker {
         return n;
     }
 
-    private void publish(StudyJob job, StudyResult result, Runnable ack, long consumedNanos) {
+    private void publish(StudyJob job, StudyResult result, MicroBatcher.Stages stages, Runnable ack, long consumedNanos) {
         long scoredNanos = System.nanoTime();
         MDC.put("study", job.getStudy().getStudyInstanceUid());
         try {
@@ -176,12 +176,15 @@ public class InferenceWorker {
                     loop.fail(err);
                 } else {
                     // score_ms: from the job's consumption to its result (decode, batch wait, engine, Grad-CAM, guided
-                    // maps); publish_ms: the result's acknowledgement by the broker
+                    // maps), of which prepare_ms decoding and preprocessing, engine_ms the engine, post_ms Grad-CAM and
+                    // guided maps, guided_ms the guided maps alone; publish_ms: encoding and the broker's acknowledgement
                     long now = System.nanoTime();
                     Audit.record(Audit.Event.SCORED, job.getStudy().getStudyInstanceUid(), String.format(
-                            "job=%s part=%d/%d images=%d engine_ms=%.1f batch=%d guided=%d score_ms=%d publish_ms=%d",
+                            "job=%s part=%d/%d images=%d prepare_ms=%.1f engine_ms=%.1f post_ms=%.1f guided_ms=%.1f batch=%d "
+                                    + "guided=%d score_ms=%d publish_ms=%d",
                             job.getJobId(), job.getPartIndex() + 1, job.getPartCount(), result.getImages().size(),
-                            result.getInferenceMs(), result.getBatchSize(), guidedMaps(result),
+                            stages.prepareMs(), result.getInferenceMs(), stages.postMs(), stages.guidedMs(),
+                            result.getBatchSize(), guidedMaps(result),
                             (scoredNanos - consumedNanos) / 1_000_000, (now - scoredNanos) / 1_000_000));
                     if (job.getPartIndex() == 0) {
                         metrics.counter("cxr_inference_studies_total").increment();

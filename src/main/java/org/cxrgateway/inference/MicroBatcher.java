@@ -38,9 +38,18 @@ public final class MicroBatcher implements AutoCloseable {
      * images), failed on the thread whose step failed; must not block for long.
      */
     public interface Sink {
-        void done(StudyJob job, StudyResult result);
+        void done(StudyJob job, StudyResult result, Stages stages);
 
         void failed(StudyJob job, Exception error);
+    }
+
+    /**
+     * Where a study's scoring time went, in ms, for the worker's audit line: decoding and preprocessing its images
+     * (prepareMs), post-processing (postMs: activation, thresholds, Grad-CAM and guided Grad-CAM; a batch shared
+     * with other studies counts by image share, as the engine time does) and within it the guided Grad-CAMs
+     * (guidedMs).
+     */
+    public record Stages(double prepareMs, double postMs, double guidedMs) {
     }
 
     private static final class Study {
@@ -49,6 +58,9 @@ public final class MicroBatcher implements AutoCloseable {
         final ImageResult[] results;
         int remaining;
         double engineMs;
+        double prepareMs;
+        double postMs;
+        double guidedMs;
         int batchSize;
         /** Set by the batching or the result thread (markFailed), read by both. */
         volatile boolean failed;
@@ -117,6 +129,7 @@ public final class MicroBatcher implements AutoCloseable {
      */
     public void submit(StudyJob job, Sink sink) {
         List<Scorer.Prepared> decoded = new ArrayList<>();
+        long prepareStart = System.nanoTime();
         for (SourceImage s : job.getImages()) {
             try {
                 int w = s.getImage().getWidth(), h = s.getImage().getHeight();
@@ -126,8 +139,9 @@ public final class MicroBatcher implements AutoCloseable {
             }
         }
         Study st = new Study(job, sink);
+        st.prepareMs = (System.nanoTime() - prepareStart) / 1e6;
         if (decoded.isEmpty()) {
-            sink.done(job, result(st));
+            sink.done(job, result(st), stages(st));
             return;
         }
         for (int i = 0; i < decoded.size(); i++) {
@@ -144,7 +158,7 @@ public final class MicroBatcher implements AutoCloseable {
         CompletableFuture<StudyResult> f = new CompletableFuture<>();
         submit(job, new Sink() {
             @Override
-            public void done(StudyJob j, StudyResult r) {
+            public void done(StudyJob j, StudyResult r, Stages stages) {
                 f.complete(r);
             }
 
@@ -253,6 +267,7 @@ public final class MicroBatcher implements AutoCloseable {
 
     private void finish(List<Item> live, Scorer.Forward f) {
         Scorer.BatchResult r;
+        long postStart = System.nanoTime();
         try {
             r = scorer.finish(f);
         } catch (RuntimeException e) {
@@ -260,6 +275,8 @@ public final class MicroBatcher implements AutoCloseable {
             return;
         }
         double share = r.engineMs() / live.size();
+        double postShare = (System.nanoTime() - postStart) / 1e6 / live.size();
+        double guidedShare = r.guidedMs() / live.size();
         for (int i = 0; i < live.size(); i++) {
             Item it = live.get(i);
             Study st = it.study();
@@ -275,15 +292,21 @@ public final class MicroBatcher implements AutoCloseable {
                     .setRuns(r.runs().get(i))
                     .build();
             st.engineMs += share;
+            st.postMs += postShare;
+            st.guidedMs += guidedShare;
             st.batchSize = Math.max(st.batchSize, live.size());
             if (--st.remaining == 0) {
                 try {
-                    st.sink.done(st.job, result(st));
+                    st.sink.done(st.job, result(st), stages(st));
                 } catch (RuntimeException e) {
                     LOG.error("result sink failed", e);
                 }
             }
         }
+    }
+
+    private static Stages stages(Study st) {
+        return new Stages(st.prepareMs, st.postMs, st.guidedMs);
     }
 
     private static StudyResult result(Study st) {

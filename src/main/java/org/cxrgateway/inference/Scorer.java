@@ -24,14 +24,19 @@ public final class Scorer {
     public record Image(float[] gray, int width, int height) {
     }
 
-    /** Per image, one ModelRun per model, in model order; engineMs is the ONNX Runtime time of the whole batch. */
-    public record BatchResult(List<List<ModelRun>> runs, double engineMs) {
+    /**
+     * Per image, one ModelRun per model, in model order; engineMs is the ONNX Runtime time of the whole batch,
+     * guidedMs the time of its guided Grad-CAMs (guided-graph runs, combination with the CAM, encoding).
+     */
+    public record BatchResult(List<List<ModelRun>> runs, double engineMs, double guidedMs) {
     }
 
     private final List<OrtModel> models;
     private final List<Preprocessor> pre = new ArrayList<>();
     private final int maxGuided;
     private double guidedMs;
+    /** guidedMs and the rest of making the guided maps (combination with the CAMs, encoding): BatchResult.guidedMs. */
+    private double guidedAllMs;
     private int guidedClasses;
 
     /** Without guided Grad-CAM. */
@@ -108,6 +113,7 @@ public final class Scorer {
      * result thread while the engine runs the next batch.
      */
     public BatchResult finish(Forward f) {
+        double guidedBefore = guidedAllMs;
         int n = f.images().size();
         List<List<ModelRun>> runs = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
@@ -119,7 +125,7 @@ public final class Scorer {
                 runs.get(i).add(run(models.get(mi), pre.get(mi), f.outputs().get(mi), i, im.width(), im.height(), im.tensors()[mi]));
             }
         }
-        return new BatchResult(runs, f.engineMs());
+        return new BatchResult(runs, f.engineMs(), guidedAllMs - guidedBefore);
     }
 
     /** prepare, forward and finish on the caller's thread (the scoring-path warm-up, tests, benches). */
@@ -224,6 +230,7 @@ public final class Scorer {
                     .setRegionX(crop.x()).setRegionY(crop.y()).setRegionWidth(crop.width()).setRegionHeight(crop.height())
                     .setMaxAbs(e.maxAbs()).setValues(ByteBuffer.wrap(e.deflated())).build());
         }
+        guidedAllMs += (System.nanoTime() - t0) / 1e6;
         return maps;
     }
 

@@ -61,13 +61,15 @@ class MicroBatcherTest {
             List<StudyJob> jobs = List.of(study("1.2.9.1", 1, 10), study("1.2.9.2", 4, 20), study("1.2.9.3", 2, 30), study("1.2.9.4", 3, 40));
             Map<String, StudyResult> got = new ConcurrentHashMap<>();
             Map<String, String> threads = new ConcurrentHashMap<>();
+            Map<String, MicroBatcher.Stages> times = new ConcurrentHashMap<>();
             CountDownLatch done = new CountDownLatch(jobs.size());
             try (MicroBatcher b = new MicroBatcher(new Scorer(List.of(model), 2), 3, Duration.ofMillis(200))) {
                 for (StudyJob j : jobs) {
                     b.submit(j, new MicroBatcher.Sink() {
                         @Override
-                        public void done(StudyJob job, StudyResult r) {
+                        public void done(StudyJob job, StudyResult r, MicroBatcher.Stages stages) {
                             assertEquals(null, got.put(job.getJobId(), r), "one result per study");
+                            times.put(job.getJobId(), stages);
                             threads.put(job.getJobId(), Thread.currentThread().getName());
                             done.countDown();
                         }
@@ -112,6 +114,11 @@ class MicroBatcherTest {
                 }
             }
             assertTrue(guided > 0, "guided maps were computed on the result thread");
+            // the worker's audit line gets each study's stage times: measured, the guided maps within post-processing
+            for (MicroBatcher.Stages st : times.values()) {
+                assertTrue(st.prepareMs() > 0 && st.postMs() > 0 && st.guidedMs() >= 0 && st.guidedMs() <= st.postMs(), st.toString());
+            }
+            assertTrue(times.values().stream().anyMatch(st -> st.guidedMs() > 0), "guided time is counted: " + times);
         }
     }
 
