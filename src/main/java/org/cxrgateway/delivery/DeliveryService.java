@@ -14,6 +14,7 @@ import org.cxrgateway.report.ReportBuilder;
 import org.cxrgateway.report.ReportWarmUp;
 import org.cxrgateway.report.ReportException;
 import org.cxrgateway.report.ReportSet;
+import org.cxrgateway.report.Supersession;
 import org.cxrgateway.schema.v2.StudyResult;
 import org.jboss.logging.Logger;
 
@@ -426,12 +427,14 @@ public final class DeliveryService implements AutoCloseable {
             return;
         }
         StudyResult result;
-        ReportSet set;
+        ReportBuilder.Staged staged;
+        String study;
         String key;
         long buildMs;
+        long attemptStart = System.nanoTime();
         try {
             result = MessageCodec.decodeResult(original);
-            String study = result.getStudy().getStudyInstanceUid();
+            study = result.getStudy().getStudyInstanceUid();
             key = StudyHistory.key(result.getJobId(), result.getRevision());
             if (history.life(study).map(l -> l.retraction() != null).orElse(false)) {
                 LOG.infof("study %s revision %d not sent to %s: the study's results were retracted", study,
@@ -452,30 +455,54 @@ public final class DeliveryService implements AutoCloseable {
                 finish(item, done, new Outcome(true, 0));
                 return;
             }
+            Supersession supersession = history.supersession(study, key);
             long buildStart = System.nanoTime();
-            set = builder.build(result, history.supersession(study, key));
+            staged = builder.stage(result, supersession);
             buildMs = (System.nanoTime() - buildStart) / 1_000_000;
-            history.built(study, key, set.dicom().stream().map(o -> new InstanceRef(o.sopClassUid(), o.sopInstanceUid(),
-                    o.seriesInstanceUid())).toList());
-            history.bundle(study, key, set.fhirBundleJson());
         } catch (PoisonMessageException | ReportException | RuntimeException e) {
             // bad content will not improve with retries
             LOG.warnf("pending item %s cannot be rendered for %s: %s", item.id(), d.name(), e.getMessage());
             deadLetter(item, done, "?", "cannot build reports: " + e.getMessage(), "", original, 0);
             return;
         }
+        // srs_ms: from the start of this attempt to the PACS's acknowledgement of the SRs, for a destination that
+        // takes them first (-1 otherwise); the explanation objects are rendered only after that
+        long srsMs = -1;
+        long sendMs = 0;
+        ReportSet set;
         try {
+            if (d.srsFirst()) {
+                long sendStart = System.nanoTime();
+                d.deliver(staged.srsOnly(), ledger.view(d.name()));
+                sendMs += (System.nanoTime() - sendStart) / 1_000_000;
+                srsMs = (System.nanoTime() - attemptStart) / 1_000_000;
+            }
+            try {
+                long renderStart = System.nanoTime();
+                set = staged.complete();
+                buildMs += (System.nanoTime() - renderStart) / 1_000_000;
+                history.built(study, key, set.dicom().stream().map(o -> new InstanceRef(o.sopClassUid(), o.sopInstanceUid(),
+                        o.seriesInstanceUid())).toList());
+                history.bundle(study, key, set.fhirBundleJson());
+            } catch (ReportException | RuntimeException e) {
+                // as above: a rendering that failed once fails again; the SRs a PACS took already stay acknowledged
+                // in the ledger, so a replay of the dead letter sends only the rest
+                LOG.warnf("pending item %s cannot be rendered for %s: %s", item.id(), d.name(), e.getMessage());
+                deadLetter(item, done, study, "cannot build reports: " + e.getMessage(), "", original, 0);
+                return;
+            }
             long sendStart = System.nanoTime();
             d.deliver(set, ledger.view(d.name()));
-            long sendMs = (System.nanoTime() - sendStart) / 1_000_000;
+            sendMs += (System.nanoTime() - sendStart) / 1_000_000;
             history.delivered(set.studyInstanceUid(), d.name(), key, "delivered");
             delivered.incrementAndGet();
             metrics.counter("cxr.delivery", "destination", d.name(), "outcome", "delivered").increment();
             LOG.infof("study %s delivered to %s (attempt %d)", set.studyInstanceUid(), d.name(), n);
             // build_ms: rendering the SR, SCs, maps and FHIR bundle; send_ms: the destination's acknowledgement of all
+            // (both sends when the SRs went first); srs_ms: see above
             Audit.record(Audit.Event.DELIVERED, set.studyInstanceUid(), String.format(
-                    "destination=%s objects=%d attempt=%d build_ms=%d send_ms=%d",
-                    d.name(), set.dicom().size(), n, buildMs, sendMs));
+                    "destination=%s objects=%d attempt=%d build_ms=%d send_ms=%d srs_ms=%d",
+                    d.name(), set.dicom().size(), n, buildMs, sendMs, srsMs));
             finish(item, done, new Outcome(true, startOf(result)));
         } catch (DeliveryException | RuntimeException e) {
             boolean retryable = !(e instanceof DeliveryException de) || de.retryable();
@@ -486,15 +513,15 @@ public final class DeliveryService implements AutoCloseable {
                     delay = Math.max(delay, Math.min(de.retryAfter().toMillis(), MAX_RETRY_AFTER.toMillis()));
                 }
                 metrics.counter("cxr.delivery.retries", "destination", d.name()).increment();
-                LOG.warnf("study %s to %s failed (attempt %d of %d), retry in %d ms: %s", set.studyInstanceUid(),
+                LOG.warnf("study %s to %s failed (attempt %d of %d), retry in %d ms: %s", study,
                         d.name(), n, retry.maxAttempts(), delay, e.getMessage());
                 executors.get(d.name()).schedule(() -> attempt(item, n + 1, done), delay, TimeUnit.MILLISECONDS);
             } else {
-                LOG.errorf("study %s to %s dead-lettered after %d attempt(s)%s: %s", set.studyInstanceUid(), d.name(), n,
+                LOG.errorf("study %s to %s dead-lettered after %d attempt(s)%s: %s", study, d.name(), n,
                         retryable ? "" : ", not retryable", e.getMessage());
-                Audit.record(Audit.Event.DEAD_LETTERED, set.studyInstanceUid(),
+                Audit.record(Audit.Event.DEAD_LETTERED, study,
                         "destination=" + d.name() + " attempts=" + n);
-                deadLetter(item, done, set.studyInstanceUid(), e.getMessage(),
+                deadLetter(item, done, study, e.getMessage(),
                         e instanceof DeliveryException de ? de.status() : "", original, startOf(result));
             }
         }

@@ -13,4 +13,13 @@ public interface Destination {
      * Throws when anything is left unsent.
      */
     void deliver(ReportSet set, DeliveryLedger.View ledger) throws DeliveryException;
+
+    /**
+     * True for a destination that should get each result's SRs on their own, as soon as they are written, and the
+     * whole set after (what it acknowledged already is skipped by the ledger): a PACS, where a reader waits for the
+     * SR and its explanation pictures may follow. False where one message must carry everything (FHIR).
+     */
+    default boolean srsFirst() {
+        return false;
+    }
 }

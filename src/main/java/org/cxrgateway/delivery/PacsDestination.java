@@ -57,6 +57,12 @@ public final class PacsDestination implements Destination {
         return name + " -> " + calledAe + "@" + host + ":" + port + " as " + callingAe + (tls == null ? "" : " over TLS");
     }
 
+    /** The SRs go on an association of their own ahead of the pictures they reference (issue 13, latency). */
+    @Override
+    public boolean srsFirst() {
+        return true;
+    }
+
     @Override
     public void deliver(ReportSet set, DeliveryLedger.View ledger) throws DeliveryException {
         Map<Path, String> files = new LinkedHashMap<>();

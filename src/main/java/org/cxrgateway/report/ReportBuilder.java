@@ -120,6 +120,19 @@ public final class ReportBuilder {
      * rejection notes on, the earlier objects this result does not re-issue are listed in an IOCM rejection note.
      */
     public ReportSet build(StudyResult result, Supersession supersession) throws ReportException {
+        return stage(result, supersession).complete();
+    }
+
+    /**
+     * {@link #build(StudyResult, Supersession)} in two steps: this one writes the SRs, which need only the UIDs and
+     * instance numbers of their explanation objects (fixed here), not the objects themselves; {@link Staged#complete}
+     * renders those objects and the FHIR bundle. Delivery sends the SRs to a PACS between the two, so that the
+     * report a reader waits for does not wait for the pictures (issue 13, idle studies on the shared 2-core machine:
+     * rendering and sending the 12 pictures took 1.1 s of delivery's 1.2 s; the SRs alone are acknowledged 0.1 s
+     * after delivery starts). The inputs of the pictures are decoded and checked here, so that bad content stops
+     * the result before its SRs leave.
+     */
+    public Staged stage(StudyResult result, Supersession supersession) throws ReportException {
         StudyInfo study = result.getStudy();
         if (study == null || blank(study.getStudyInstanceUid())) {
             throw new ReportException("result has no StudyInstanceUID");
@@ -200,56 +213,134 @@ public final class ReportBuilder {
             fhirRuns.add(new FhirBundleBuilder.RunOutputs(run.getModelId(), run.getModelVersion(), run.getDiagnostic(),
                     deviceUid, srUid, fhirFindings, new ArrayList<>(), !predecessors.isEmpty()));
         }
-
-        // Each finding's explanation objects are rendered independently (their UIDs and instance numbers are fixed
-        // here), so they render in parallel: delivery does this on the study's critical path, while the worker that
-        // scored it is idle. Objects and Media keep the order of the sequential loop.
+        // the explanation objects' inputs, decoded now: a message whose pictures cannot be made is refused before its
+        // SRs leave (delivery sends them ahead of the pictures), and each image is decoded once, not once per finding
         List<Planned> plans = List.copyOf(planned.values());
-        int[] scNumber = new int[plans.size()];
-        int[] pmNumber = new int[plans.size()];
-        for (int k = 0, sc = 0, pm = 0; k < plans.size(); k++) {
-            scNumber[k] = ++sc;
-            sc += plans.get(k).guidedUid() != null ? 1 : 0;
-            pmNumber[k] = plans.get(k).pmUid() != null ? ++pm : 0;
-        }
-        List<Explanation> explained = renderAll(plans, k -> {
-            Planned p = plans.get(k);
-            ScCandidate c = p.candidate();
-            ScRendered sc = renderSc(study, c, p.scUid(), scNumber[k], date, time);
-            ScRendered guided = p.guidedUid() == null ? null : renderGuidedSc(study, c, p.guidedUid(), scNumber[k] + 1, date, time);
-            ReportSet.DicomObject pm = p.pmUid() == null ? null : writeParametricMap(study, c, p.pmUid(), pmNumber[k], date, time);
-            return new Explanation(sc, guided, pm);
-        });
-        for (int k = 0; k < plans.size(); k++) {
-            ScCandidate c = plans.get(k).candidate();
-            Explanation e = explained.get(k);
-            objects.add(e.sc().object());
-            FhirBundleBuilder.RunOutputs fr = fhirRuns.get(c.runIndex());
-            fr.media().add(new FhirBundleBuilder.MediaOutput(e.sc().object().sopInstanceUid(),
-                    "Grad-CAM heatmap: " + c.finding().getLabel(), e.sc().png(), c.image().getSopInstanceUid()));
-            if (e.guided() != null) {
-                objects.add(e.guided().object());
-                fr.media().add(new FhirBundleBuilder.MediaOutput(e.guided().object().sopInstanceUid(),
-                        "Guided Grad-CAM: " + c.finding().getLabel(), e.guided().png(), c.image().getSopInstanceUid()));
+        Map<String, byte[]> grays = new java.util.HashMap<>();
+        List<Inputs> inputs = new ArrayList<>(plans.size());
+        for (Planned p : plans) {
+            ImageResult img = p.candidate().image();
+            Finding f = p.candidate().finding();
+            byte[] gray = grays.get(img.getSopInstanceUid());
+            if (gray == null) {
+                gray = WorkingImages.toGray8(img.getImage());
+                grays.put(img.getSopInstanceUid(), gray);
             }
-            if (e.pm() != null) {
-                objects.add(e.pm());
-            }
+            int w = img.getImage().getWidth();
+            int h = img.getImage().getHeight();
+            inputs.add(new Inputs(gray, cam(img, f), f.getGuided() == null ? null : GuidedMaps.decode(f.getGuided(), w, h)));
         }
-        String bundle = new FhirBundleBuilder(settings).build(result, procedure, fhirRuns);
-        if (settings.rejectSuperseded()) {
-            java.util.Set<String> current = new java.util.HashSet<>();
-            objects.forEach(o -> current.add(o.sopInstanceUid()));
-            List<InstanceRef> rejected = supersession.earlierObjects().stream()
-                    .filter(o -> !current.contains(o.sopInstanceUid())).distinct().toList();
-            if (!rejected.isEmpty()) {
-                RunGroup g = runs.values().iterator().next();
-                objects.add(rejectionNote(study, g.first, rejected, "superseded by revision " + result.getRevision()
-                        + " of the AI results", DerivedUids.uid("ko", studyUid, result.getJobId(),
-                        Integer.toString(result.getRevision())), date, time));
-            }
+        return new Staged(result, supersession, runs, procedure, plans, inputs, List.copyOf(objects), fhirRuns, date, time);
+    }
+
+    /**
+     * A result whose SRs are written and whose explanation objects, rejection note and FHIR bundle are not yet:
+     * see {@link #stage}. Not thread-safe; {@link #complete} renders once and then returns the same set.
+     */
+    public final class Staged {
+        private final StudyResult result;
+        private final Supersession supersession;
+        private final Map<RunKey, RunGroup> runs;
+        private final Coded procedure;
+        private final List<Planned> plans;
+        private final List<Inputs> inputs;
+        private final List<ReportSet.DicomObject> srs;
+        private final List<FhirBundleBuilder.RunOutputs> fhirRuns;
+        private final String date;
+        private final String time;
+        private ReportSet complete;
+
+        private Staged(StudyResult result, Supersession supersession, Map<RunKey, RunGroup> runs, Coded procedure,
+                       List<Planned> plans, List<Inputs> inputs, List<ReportSet.DicomObject> srs,
+                       List<FhirBundleBuilder.RunOutputs> fhirRuns, String date, String time) {
+            this.result = result;
+            this.supersession = supersession;
+            this.runs = runs;
+            this.procedure = procedure;
+            this.plans = plans;
+            this.inputs = inputs;
+            this.srs = srs;
+            this.fhirRuns = fhirRuns;
+            this.date = date;
+            this.time = time;
         }
-        return new ReportSet(studyUid, result.getJobId(), List.copyOf(objects), bundle);
+
+        /** One SR per model run, as {@link #complete} will list them first: byte-identical. */
+        public List<ReportSet.DicomObject> srs() {
+            return srs;
+        }
+
+        /** The SRs alone as a set (no FHIR bundle), for a destination that takes them ahead of the rest. */
+        public ReportSet srsOnly() {
+            return new ReportSet(result.getStudy().getStudyInstanceUid(), result.getJobId(), srs, null);
+        }
+
+        /** Everything {@link #build(StudyResult, Supersession)} makes: the SRs, then the explanation objects. */
+        public ReportSet complete() throws ReportException {
+            if (complete == null) {
+                complete = render();
+            }
+            return complete;
+        }
+
+        private ReportSet render() throws ReportException {
+            StudyInfo study = result.getStudy();
+            String studyUid = study.getStudyInstanceUid();
+            List<ReportSet.DicomObject> objects = new ArrayList<>(srs);
+
+            // Each finding's explanation objects are rendered independently (their UIDs and instance numbers were fixed
+            // by stage), so they render in parallel: delivery does this on the critical path of the pictures and the
+            // FHIR bundle, while the worker that scored the study is idle. Objects and Media keep the order of the
+            // sequential loop.
+            int[] scNumber = new int[plans.size()];
+            int[] pmNumber = new int[plans.size()];
+            for (int k = 0, sc = 0, pm = 0; k < plans.size(); k++) {
+                scNumber[k] = ++sc;
+                sc += plans.get(k).guidedUid() != null ? 1 : 0;
+                pmNumber[k] = plans.get(k).pmUid() != null ? ++pm : 0;
+            }
+            List<Explanation> explained = renderAll(plans, k -> {
+                Planned p = plans.get(k);
+                ScCandidate c = p.candidate();
+                Inputs in = inputs.get(k);
+                ScRendered sc = renderSc(study, c, in, p.scUid(), scNumber[k], date, time);
+                ScRendered guided = p.guidedUid() == null ? null
+                        : renderGuidedSc(study, c, in, p.guidedUid(), scNumber[k] + 1, date, time);
+                ReportSet.DicomObject pm = p.pmUid() == null ? null
+                        : writeParametricMap(study, c, in, p.pmUid(), pmNumber[k], date, time);
+                return new Explanation(sc, guided, pm);
+            });
+            for (int k = 0; k < plans.size(); k++) {
+                ScCandidate c = plans.get(k).candidate();
+                Explanation e = explained.get(k);
+                objects.add(e.sc().object());
+                FhirBundleBuilder.RunOutputs fr = fhirRuns.get(c.runIndex());
+                fr.media().add(new FhirBundleBuilder.MediaOutput(e.sc().object().sopInstanceUid(),
+                        "Grad-CAM heatmap: " + c.finding().getLabel(), e.sc().png(), c.image().getSopInstanceUid()));
+                if (e.guided() != null) {
+                    objects.add(e.guided().object());
+                    fr.media().add(new FhirBundleBuilder.MediaOutput(e.guided().object().sopInstanceUid(),
+                            "Guided Grad-CAM: " + c.finding().getLabel(), e.guided().png(), c.image().getSopInstanceUid()));
+                }
+                if (e.pm() != null) {
+                    objects.add(e.pm());
+                }
+            }
+            String bundle = new FhirBundleBuilder(settings).build(result, procedure, fhirRuns);
+            if (settings.rejectSuperseded()) {
+                java.util.Set<String> current = new java.util.HashSet<>();
+                objects.forEach(o -> current.add(o.sopInstanceUid()));
+                List<InstanceRef> rejected = supersession.earlierObjects().stream()
+                        .filter(o -> !current.contains(o.sopInstanceUid())).distinct().toList();
+                if (!rejected.isEmpty()) {
+                    RunGroup g = runs.values().iterator().next();
+                    objects.add(rejectionNote(study, g.first, rejected, "superseded by revision " + result.getRevision()
+                            + " of the AI results", DerivedUids.uid("ko", studyUid, result.getJobId(),
+                            Integer.toString(result.getRevision())), date, time));
+                }
+            }
+            return new ReportSet(studyUid, result.getJobId(), List.copyOf(objects), bundle);
+        }
     }
 
     /** The SR's own words for what it does to its predecessors. */
@@ -463,16 +554,23 @@ public final class ReportBuilder {
         }
     }
 
-    private ScRendered renderSc(StudyInfo study, ScCandidate c, String sop, int instanceNumber, String date, String time)
-            throws ReportException {
+    /**
+     * What one finding's explanation objects are drawn from, decoded and checked by {@link #stage}: the working
+     * image in 8-bit grey, the Grad-CAM on its grid, the guided Grad-CAM on the model-input grid (null without one).
+     */
+    private record Inputs(byte[] gray, CamMaps.Grid cam, float[] guided) {
+    }
+
+    private ScRendered renderSc(StudyInfo study, ScCandidate c, Inputs in, String sop, int instanceNumber, String date,
+                                String time) throws ReportException {
         ImageResult img = c.image();
         ModelRun run = c.run();
         Finding f = c.finding();
         String studyUid = study.getStudyInstanceUid();
-        byte[] gray = WorkingImages.toGray8(img.getImage());
+        byte[] gray = in.gray();
         int w = img.getImage().getWidth();
         int h = img.getImage().getHeight();
-        CamMaps.Grid cam = cam(img, f);
+        CamMaps.Grid cam = in.cam();
         BufferedImage rendered = HeatmapRenderer.render(gray, w, h, cam.values(), cam.width(), cam.height(),
                 bannerLines(run, f, "Grad-CAM"), settings.sideBySide());
         String series = DerivedUids.uid("sc-series", studyUid, run.getModelId(), run.getModelVersion());
@@ -511,14 +609,14 @@ public final class ReportBuilder {
     }
 
     /** Guided Grad-CAM in grey at the working resolution, in the heatmap series beside the colour Grad-CAM. */
-    private ScRendered renderGuidedSc(StudyInfo study, ScCandidate c, String sop, int instanceNumber,
+    private ScRendered renderGuidedSc(StudyInfo study, ScCandidate c, Inputs in, String sop, int instanceNumber,
                                       String date, String time) throws ReportException {
         ImageResult img = c.image();
         ModelRun run = c.run();
         Finding f = c.finding();
         int w = img.getImage().getWidth();
         int h = img.getImage().getHeight();
-        float[] guided = GuidedMaps.onGrid(f.getGuided(), GuidedMaps.decode(f.getGuided(), w, h), w, h, w, h);
+        float[] guided = GuidedMaps.onGrid(f.getGuided(), in.guided(), w, h, w, h);
         BufferedImage rendered = HeatmapRenderer.renderGuided(guided, w, h, bannerLines(run, f, "guided Grad-CAM"));
         String series = DerivedUids.uid("sc-series", study.getStudyInstanceUid(), run.getModelId(), run.getModelVersion());
         SrModel.Header header = header(study, series, settings.seriesNumberBase() + 10 * c.runIndex() + 1,
@@ -541,12 +639,12 @@ public final class ReportBuilder {
      * The Parametric Map of a finding on the Grad-CAM's own grid, which spans the whole source image:
      * frame 1 the Grad-CAM (0..1), frame 2 the guided Grad-CAM (-1..1 of its largest magnitude) when present.
      */
-    private ReportSet.DicomObject writeParametricMap(StudyInfo study, ScCandidate c, String sop, int instanceNumber,
+    private ReportSet.DicomObject writeParametricMap(StudyInfo study, ScCandidate c, Inputs in, String sop, int instanceNumber,
                                                      String date, String time) throws ReportException {
         ImageResult img = c.image();
         ModelRun run = c.run();
         Finding f = c.finding();
-        CamMaps.Grid cam = cam(img, f);
+        CamMaps.Grid cam = in.cam();
         byte[] camValues = cam.values();
         int gw = cam.width();
         int gh = cam.height();
@@ -561,7 +659,7 @@ public final class ReportBuilder {
         if (f.getGuided() != null) {
             int w = img.getImage().getWidth();
             int h = img.getImage().getHeight();
-            float[] guided = GuidedMaps.onGrid(f.getGuided(), GuidedMaps.decode(f.getGuided(), w, h), w, h, gw, gh);
+            float[] guided = GuidedMaps.onGrid(f.getGuided(), in.guided(), w, h, gw, gh);
             // guided Grad-CAM is a pixel-level saliency map: CID 217 has no closer concept than Saliency
             frames.add(new SrModel.MapFrame(DicomObjectWriter.SALIENCY, MeasurementGroupTemplate.NO_UNITS, guided, "GUIDEDGRADCAM",
                     truncate("Guided Grad-CAM of " + f.getLabel() + ", / max |value|", 64)));

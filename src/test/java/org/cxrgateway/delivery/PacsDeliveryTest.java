@@ -141,6 +141,75 @@ class PacsDeliveryTest {
         assertEquals(want.size(), JSON.readTree(orthanc.get("/statistics")).get("CountInstances").asInt());
     }
 
+    /** A PACS destination that notes what each deliver call was given and what the ledger held at its start. */
+    static final class Recording implements Destination {
+        final PacsDestination pacs;
+        final List<List<String>> kindsPerCall = new ArrayList<>();
+        final List<Set<String>> ackedAtStart = new ArrayList<>();
+        final List<Boolean> bundlePerCall = new ArrayList<>();
+
+        Recording(PacsDestination pacs) {
+            this.pacs = pacs;
+        }
+
+        @Override
+        public String name() {
+            return pacs.name();
+        }
+
+        @Override
+        public boolean srsFirst() {
+            return pacs.srsFirst();
+        }
+
+        @Override
+        public void deliver(ReportSet set, DeliveryLedger.View ledger) throws DeliveryException {
+            kindsPerCall.add(set.dicom().stream().map(ReportSet.DicomObject::kind).toList());
+            Set<String> acked = new TreeSet<>();
+            set.dicom().forEach(o -> {
+                if (ledger.acked(o.sopInstanceUid())) {
+                    acked.add(o.sopInstanceUid());
+                }
+            });
+            ackedAtStart.add(acked);
+            bundlePerCall.add(set.fhirBundleJson() != null);
+            pacs.deliver(set, ledger);
+        }
+    }
+
+    @Test
+    void theSrsReachThePacsAheadOfThePicturesAndNothingTwice() throws Exception {
+        TestResults t = TestResults.study("32");
+        storeSource(t);
+        StudyResult result = t.build();
+        ReportSet expected = new ReportBuilder(ReportSettings.defaults()).build(result);
+        List<String> srs = expected.dicom().stream().filter(o -> o.kind().equals("SR")).map(ReportSet.DicomObject::sopInstanceUid).toList();
+        assertTrue(!srs.isEmpty() && expected.dicom().size() > srs.size(), "the study has SRs and pictures");
+        Path state = Files.createTempDirectory(work, "state");
+        Recording rec = new Recording(new PacsDestination("orthanc", "127.0.0.1", orthanc.dicomPort, "ORTHANC", "CXRGATEWAY",
+                state.resolve("spool")));
+        try (DeliveryService svc = new DeliveryService(new ReportBuilder(ReportSettings.defaults()), List.of(rec),
+                new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
+                new RetryPolicy(3, Duration.ofMillis(50), Duration.ofMillis(200)),
+                new PendingStore(state.resolve("pending")), new SimpleMeterRegistry())) {
+            svc.submit(result).get(60, TimeUnit.SECONDS);
+            assertEquals(0, svc.deadLetteredCount());
+        }
+        // first the SRs alone (rendered before the pictures), then the whole set, of which the SRs are acknowledged
+        // already and so not sent again
+        assertEquals(2, rec.kindsPerCall.size());
+        assertEquals(srs.stream().map(x -> "SR").toList(), rec.kindsPerCall.get(0));
+        assertEquals(false, rec.bundlePerCall.get(0));
+        assertEquals(expected.dicom().stream().map(ReportSet.DicomObject::kind).toList(), rec.kindsPerCall.get(1));
+        assertEquals(Set.of(), rec.ackedAtStart.get(0));
+        assertEquals(new TreeSet<>(srs), rec.ackedAtStart.get(1));
+        Set<String> want = new TreeSet<>();
+        want.add(t.sopUid);
+        expected.dicom().forEach(o -> want.add(o.sopInstanceUid()));
+        assertEquals(want, sopUids(instancesOf(t.studyUid)));
+        assertEquals(want.size(), JSON.readTree(orthanc.get("/statistics")).get("CountInstances").asInt());
+    }
+
     @Test
     void orthancDownIsRetriedDeadLetteredAndReplayedOnce() throws Exception {
         TestResults t = TestResults.study("31");

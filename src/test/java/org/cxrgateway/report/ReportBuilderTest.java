@@ -148,6 +148,34 @@ class ReportBuilderTest {
     }
 
     @Test
+    void stagedSrsAreTheWholeBuildsAndBadPicturesStopTheStage() throws Exception {
+        StudyResult r = TestResults.study("22").build();
+        ReportBuilder builder = new ReportBuilder(ReportSettings.defaults());
+        ReportSet whole = builder.build(r);
+        ReportBuilder.Staged staged = builder.stage(r, Supersession.NONE);
+        List<ReportSet.DicomObject> srs = whole.dicom().stream().filter(o -> o.kind().equals("SR")).toList();
+        assertEquals(srs.size(), staged.srs().size());
+        for (int i = 0; i < srs.size(); i++) {
+            assertEquals(srs.get(i).sopInstanceUid(), staged.srs().get(i).sopInstanceUid());
+            assertArrayEquals(srs.get(i).part10(), staged.srs().get(i).part10(), "the SR a PACS gets first is the final one");
+        }
+        assertEquals(srs.size(), staged.srsOnly().dicom().size());
+        ReportSet completed = staged.complete();
+        assertEquals(whole.dicom().size(), completed.dicom().size());
+        for (int i = 0; i < whole.dicom().size(); i++) {
+            assertEquals(whole.dicom().get(i).sopInstanceUid(), completed.dicom().get(i).sopInstanceUid());
+            assertArrayEquals(whole.dicom().get(i).part10(), completed.dicom().get(i).part10());
+        }
+        assertEquals(whole.fhirBundleJson(), completed.fhirBundleJson());
+        assertTrue(completed == staged.complete(), "rendered once");
+        // a guided map that cannot be drawn is refused by the stage, before any SR could leave
+        StudyResult bad = TestResults.study("23").build();
+        bad.getImages().get(0).getRuns().get(0).getFindings().get(0).getGuided()
+                .setValues(java.nio.ByteBuffer.wrap(TestResults.deflate(new byte[10])));
+        assertThrows(ReportException.class, () -> builder.stage(bad, Supersession.NONE));
+    }
+
+    @Test
     void diagnosticModelHasNoDisclaimer() throws Exception {
         TestResults t = TestResults.study("11");
         t.diagnostic = true;
