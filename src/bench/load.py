@@ -15,7 +15,8 @@ closing note. Build first: mvn -DskipTests package.
 
 Latency at idle instead: one study at a time, each sent only after the previous one's SRs arrived,
 so no study waits behind another; prints p50/p95 from the end of the last C-STORE to the second SR
-stored in Orthanc, against the target quiet period + 1 s.
+stored in Orthanc, against the target quiet period + 1 s. With KEEP=1 the work dir stays, and
+src/bench/idle_breakdown.py WORKDIR prints where the time went, stage by stage, from the audit lines.
 
     /usr/bin/python3 src/bench/load.py --via-orthanc [--studies 1 --size 1024 --mix 200:1 --quiet-period 10s]
 
