@@ -2,7 +2,9 @@ package org.cxrgateway.dicom;
 
 import com.pixelmed.dicom.Attribute;
 import com.pixelmed.dicom.AttributeList;
+import com.pixelmed.dicom.AttributeTag;
 import com.pixelmed.dicom.DicomException;
+import com.pixelmed.dicom.DicomInputStream;
 import com.pixelmed.dicom.TagFromName;
 import com.pixelmed.network.AReleaseException;
 import com.pixelmed.network.Association;
@@ -15,6 +17,7 @@ import com.pixelmed.network.CompositeResponseHandler;
 import com.pixelmed.network.DicomNetworkException;
 import com.pixelmed.network.PDataPDU;
 import com.pixelmed.network.PresentationDataValue;
+import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.net.Socket;
@@ -40,6 +43,13 @@ final class DimseDispatcher {
     static final int MAX_COMMAND_LENGTH = 64 * 1024;
     private static final int C_STORE_RQ = 0x0001;
     private static final int C_ECHO_RQ = 0x0030;
+    /**
+     * Appended to each command before it is parsed: PixelMed reads an attribute list of unknown length until
+     * a read fails at its end, which costs an exception (and its stack trace) per request; reading this tag
+     * (never a command element, PS3.7 E.1) stops it first.
+     */
+    private static final AttributeTag END_OF_COMMAND = new AttributeTag(0xFFFF, 0xFFFF);
+    private static final byte[] END_OF_COMMAND_BYTES = {(byte) 0xFF, (byte) 0xFF, (byte) 0xFF, (byte) 0xFF};
 
     private final StoreScp.Options options;
     private final InstanceStore store;
@@ -198,8 +208,10 @@ final class DimseDispatcher {
             AttributeList list;
             int field;
             try {
-                list = CompositeResponseHandler.getAttributeListFromCommandOrData(command.toByteArray(),
-                        DicomUids.IMPLICIT_VR_LE);
+                command.writeBytes(END_OF_COMMAND_BYTES);
+                list = new AttributeList();
+                list.read(new DicomInputStream(new ByteArrayInputStream(command.toByteArray()), DicomUids.IMPLICIT_VR_LE,
+                        false), END_OF_COMMAND);
                 field = Attribute.getSingleIntegerValueOrDefault(list, TagFromName.CommandField, -1);
             } catch (DicomException | IOException | RuntimeException e) {
                 throw new DicomNetworkException("unreadable DIMSE command: " + e.getMessage());
