@@ -86,7 +86,7 @@ final class CStoreService {
                     scanner = new DataSetExtent.Scanner(transferSyntax, metaBytes.length >= 132 && metaBytes[128] == 'D'
                             && metaBytes[129] == 'I' && metaBytes[130] == 'C' && metaBytes[131] == 'M');
                 }
-                write(metaBytes);
+                write(metaBytes, 0, metaBytes.length);
             } catch (InstanceStore.InsufficientStorageException e) {
                 fail(StoreOutcome.OUT_OF_RESOURCES);
                 LOG.warnf("C-STORE %s refused: %s", request.getAffectedSOPInstanceUID(), e.getMessage());
@@ -96,39 +96,38 @@ final class CStoreService {
             }
         }
 
-        /** One PDV fragment of the data set. */
-        void data(byte[] value) {
+        /** One PDV fragment of the data set: {@code b[off..off+len)}, valid only during the call. */
+        void data(byte[] b, int off, int len) {
             if (failure != null || file == null) {
                 return;
             }
             try {
-                write(value);
+                write(b, off, len);
             } catch (IOException | RuntimeException e) {
                 fail(ioFailure(e));
                 LOG.warnf("C-STORE %s write failed: %s", request.getAffectedSOPInstanceUID(), e.toString());
             }
         }
 
-        private void write(byte[] value) throws IOException {
-            file.write(value);
+        private void write(byte[] b, int off, int len) throws IOException {
+            file.write(b, off, len);
             if (scanner != null && incomplete == null) {
                 try {
-                    scanner.feed(value, 0, value.length);
+                    scanner.feed(b, off, len);
                 } catch (IOException e) {
                     incomplete = e;
                 }
             }
-            keepHead(value);
+            keepHead(b, off, len);
         }
 
         /** Keeps the bytes that the header parse reads: all of them until the Pixel Data tag has passed. */
-        private void keepHead(byte[] value) {
+        private void keepHead(byte[] b, int off, int len) {
             if (head == null) {
                 return;
             }
             long pixelData = scanner == null || incomplete != null ? -1 : scanner.pixelDataAt();
-            int n = pixelData < 0 ? value.length
-                    : (int) Math.max(0, Math.min(value.length, pixelData + PIXEL_DATA_HEADER - headLength));
+            int n = pixelData < 0 ? len : (int) Math.max(0, Math.min(len, pixelData + PIXEL_DATA_HEADER - headLength));
             if (n == 0) {
                 return;
             }
@@ -139,7 +138,7 @@ final class CStoreService {
             if (headLength + n > head.length) {
                 head = Arrays.copyOf(head, Math.min(HEAD_LIMIT, Math.max(headLength + n, 2 * head.length)));
             }
-            System.arraycopy(value, 0, head, headLength, n);
+            System.arraycopy(b, off, head, headLength, n);
             headLength += n;
         }
 
