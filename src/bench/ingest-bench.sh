@@ -8,11 +8,12 @@
 #   - interleaved runs (ours, storescp, ours, storescp ...), REPS repetitions, each receiver restarted
 #     on an empty directory per repetition so that no run finds the previous run's files;
 #   - serial (one association) and parallel (PAR concurrent associations; storescp --fork).
-#   - the same warm-up for both, before the timed window: WARMUP instances (default 300) on the same
-#     association settings, so that each JVM-based receiver is measured as the long-running service it is,
-#     with its hot paths compiled (with 20, the JIT compiler threads still took ~40% of our listener's CPU
-#     in the timed window), and storescp's files and our spool directories are warm in the page cache
-#     alike; storescp's warm-up files are synced before its timed window, as ours are already durable.
+#   - the same warm-up for both, before the timed window: WARMUP instances (default 1000) on the same
+#     association settings, so that our JVM-based receiver is measured as the long-running service it is,
+#     with its hot paths compiled. perf of our listener's timed window (2-core machine, shared): after 20
+#     warm-up instances the JIT compiler threads took ~40% of its CPU, after 400 still ~28%, after 1000
+#     ~13%. storescp gets the same instances; its warm-up files are synced before its timed window, as
+#     ours are already durable.
 # Study assembly is kept out of the timed window (quiet period 10 min): this measures reception.
 # Prints median, min and max images/s and the ratios of the medians, as two figures:
 #   - raw: storescp as it runs, never syncing (its files are in the page cache, not on disk, when its
@@ -23,14 +24,14 @@
 #     flushes whatever else is dirty on that file system, so on a shared machine this figure favours us a
 #     little; run it on a quiet machine.
 #
-#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 WARMUP=300 MAX_PDU=131072 WORK=target/bench/ingest
+#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 WARMUP=1000 MAX_PDU=131072 WORK=target/bench/ingest
 #                                PORT_BASE=<n>: take every port from n upwards instead of free ones, on shared machines;
 #                                OURS_OPTS="-Dkey=value ...": extra settings for our listener, e.g. -Dcxr.spool.early-flush=0)
 #
 # Needs: java 17, maven, dcmtk, coreutils sync (-f), /usr/bin/python3 with pydicom + numpy.
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
-N=${N:-200}; REPS=${REPS:-3}; PAR=${PAR:-4}; WARMUP=${WARMUP:-300}; MAX_PDU=${MAX_PDU:-131072}
+N=${N:-200}; REPS=${REPS:-3}; PAR=${PAR:-4}; WARMUP=${WARMUP:-1000}; MAX_PDU=${MAX_PDU:-131072}
 WORK=${WORK:-target/bench/ingest}
 JAR=target/quarkus-app/quarkus-run.jar
 PY=/usr/bin/python3
