@@ -28,7 +28,7 @@ final class CStoreService {
      * Bytes kept in memory for the header parse: a radiograph's header is a few KiB. A data set whose
      * Pixel Data starts later (large private sequences, or none at all) has its header read from the file.
      */
-    static final int HEAD_LIMIT = 1 << 20;
+    private static final int HEAD_LIMIT = 1 << 20;
     /** The Pixel Data element header's longest encoding (explicit VR OB/OW); the header parse stops after its tag. */
     private static final int PIXEL_DATA_HEADER = 12;
 
@@ -116,6 +116,7 @@ final class CStoreService {
                     scanner.feed(b, off, len);
                 } catch (IOException e) {
                     incomplete = e;
+                    head = null; // the header is then read from the file (see readHeader)
                 }
             }
             keepHead(b, off, len);
@@ -126,7 +127,7 @@ final class CStoreService {
             if (head == null) {
                 return;
             }
-            long pixelData = scanner == null || incomplete != null ? -1 : scanner.pixelDataAt();
+            long pixelData = scanner == null ? -1 : scanner.pixelDataAt();
             int n = pixelData < 0 ? len : (int) Math.max(0, Math.min(len, pixelData + PIXEL_DATA_HEADER - headLength));
             if (n == 0) {
                 return;
