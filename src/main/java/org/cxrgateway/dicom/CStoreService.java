@@ -8,19 +8,29 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Locale;
 import org.cxrgateway.storage.DurableFiles;
 import org.jboss.logging.Logger;
 
 /**
  * The C-STORE service (PS3.4 B.2): the data set is streamed, fragment by fragment, to a spool temporary
- * file, parsed, checked, made durable by the {@link InstanceStore}, and only then is it a success. Every
+ * file, parsed, checked, made durable by the {@link InstanceStore}, and only then is it a success. The
+ * check that it is whole ({@link DataSetExtent}) walks the fragments as they pass, and the bytes up to
+ * Pixel Data are kept for the header parse, so the file is not read back. Every
  * other end is a {@link StoreOutcome}: Out of Resources (A700) when space ran out, Cannot Understand or
  * processing failure (Cxxx) otherwise, each counted once and logged in one line.
  */
 final class CStoreService {
 
     private static final Logger LOG = Logger.getLogger(CStoreService.class);
+    /**
+     * Bytes kept in memory for the header parse: a radiograph's header is a few KiB. A data set whose
+     * Pixel Data starts later (large private sequences, or none at all) has its header read from the file.
+     */
+    private static final int HEAD_LIMIT = 1 << 20;
+    /** The Pixel Data element header's longest encoding (explicit VR OB/OW); the header parse stops after its tag. */
+    private static final int PIXEL_DATA_HEADER = 12;
 
     private final InstanceStore store;
     private final ScpObserver observer;
@@ -44,6 +54,12 @@ final class CStoreService {
         private DurableFiles.StreamedFile file;
         /** The first failure while receiving; the rest of the data set is read and dropped. */
         private StoreOutcome failure;
+        /** Walks the file as it is written; null for a deflated data set, which it cannot walk. */
+        private DataSetExtent.Scanner scanner;
+        private IOException incomplete;
+        /** The file's first bytes, up to the tag of the top-level Pixel Data; null once over HEAD_LIMIT. */
+        private byte[] head = new byte[16 * 1024];
+        private int headLength;
 
         private Transfer(CStoreRequestCommandMessage request, String transferSyntax, AssociationInfo association) {
             this.request = request;
@@ -65,7 +81,12 @@ final class CStoreService {
                 new FileMetaInformation(request.getAffectedSOPClassUID(), request.getAffectedSOPInstanceUID(),
                         transferSyntax, association.callingAe()).getAttributeList().write(dout);
                 dout.flush();
-                write(meta.toByteArray());
+                byte[] metaBytes = meta.toByteArray();
+                if (!DicomUids.DEFLATED_EXPLICIT_VR_LE.equals(transferSyntax)) {
+                    scanner = new DataSetExtent.Scanner(transferSyntax, metaBytes.length >= 132 && metaBytes[128] == 'D'
+                            && metaBytes[129] == 'I' && metaBytes[130] == 'C' && metaBytes[131] == 'M');
+                }
+                write(metaBytes, 0, metaBytes.length);
             } catch (InstanceStore.InsufficientStorageException e) {
                 fail(StoreOutcome.OUT_OF_RESOURCES);
                 LOG.warnf("C-STORE %s refused: %s", request.getAffectedSOPInstanceUID(), e.getMessage());
@@ -75,21 +96,51 @@ final class CStoreService {
             }
         }
 
-        /** One PDV fragment of the data set. */
-        void data(byte[] value) {
+        /** One PDV fragment of the data set: {@code b[off..off+len)}, valid only during the call. */
+        void data(byte[] b, int off, int len) {
             if (failure != null || file == null) {
                 return;
             }
             try {
-                write(value);
+                write(b, off, len);
             } catch (IOException | RuntimeException e) {
                 fail(ioFailure(e));
                 LOG.warnf("C-STORE %s write failed: %s", request.getAffectedSOPInstanceUID(), e.toString());
             }
         }
 
-        private void write(byte[] value) throws IOException {
-            file.write(value);
+        private void write(byte[] b, int off, int len) throws IOException {
+            file.write(b, off, len);
+            if (scanner != null && incomplete == null) {
+                try {
+                    scanner.feed(b, off, len);
+                } catch (IOException e) {
+                    incomplete = e;
+                    head = null; // the header is then read from the file (see readHeader)
+                }
+            }
+            keepHead(b, off, len);
+        }
+
+        /** Keeps the bytes that the header parse reads: all of them until the Pixel Data tag has passed. */
+        private void keepHead(byte[] b, int off, int len) {
+            if (head == null) {
+                return;
+            }
+            long pixelData = scanner == null ? -1 : scanner.pixelDataAt();
+            int n = pixelData < 0 ? len : (int) Math.max(0, Math.min(len, pixelData + PIXEL_DATA_HEADER - headLength));
+            if (n == 0) {
+                return;
+            }
+            if ((long) headLength + n > HEAD_LIMIT) {
+                head = null;
+                return;
+            }
+            if (headLength + n > head.length) {
+                head = Arrays.copyOf(head, Math.min(HEAD_LIMIT, Math.max(headLength + n, 2 * head.length)));
+            }
+            System.arraycopy(b, off, head, headLength, n);
+            headLength += n;
         }
 
         /** The last fragment arrived: the instance is committed, or refused and its temporary file deleted. */
@@ -108,13 +159,18 @@ final class CStoreService {
         private StoreOutcome commit(String sopInstance, long bytes) {
             InstanceHeader header;
             try {
-                header = DicomFiles.readHeader(temporary);
+                header = readHeader();
             } catch (IOException | RuntimeException e) {
                 LOG.infof("C-STORE %s: data set cannot be parsed: %s", sopInstance, e.getMessage());
                 return StoreOutcome.CANNOT_UNDERSTAND;
             }
             try {
-                DataSetExtent.check(temporary, transferSyntax);
+                if (incomplete != null) {
+                    throw incomplete;
+                }
+                if (scanner != null) {
+                    scanner.finish();
+                }
             } catch (IOException e) {
                 // acknowledging it would tell the sender it may forget an instance we cannot use
                 LOG.infof("C-STORE %s: %s", sopInstance, e.getMessage());
@@ -140,6 +196,22 @@ final class CStoreService {
                 LOG.warnf("C-STORE %s not durable: %s", sopInstance, e.toString());
                 return ioFailure(e);
             }
+        }
+
+        /**
+         * From the bytes kept in memory when they are all there and the walk found no fault; otherwise, or
+         * when they do not parse, from the file as before, so that the outcome never depends on which was read.
+         */
+        private InstanceHeader readHeader() throws IOException {
+            if (head != null && scanner != null && incomplete == null) {
+                try {
+                    return DicomFiles.readHeader(head, headLength);
+                } catch (IOException | RuntimeException e) {
+                    LOG.debugf("C-STORE %s: header from memory: %s; reading the file", request.getAffectedSOPInstanceUID(),
+                            e.getMessage());
+                }
+            }
+            return DicomFiles.readHeader(temporary);
         }
 
         private void fail(StoreOutcome outcome) {

@@ -40,7 +40,19 @@ public final class DicomFiles {
 
     /** Reads the identifying attributes (stops before Pixel Data). */
     public static InstanceHeader readHeader(Path file) throws IOException {
-        AttributeList list = read(file, true);
+        return header(read(file, true));
+    }
+
+    /**
+     * Reads the identifying attributes from the first {@code length} bytes of a Part-10 file held in memory
+     * (the C-STORE path keeps them as they stream to disk, so the file is not read back): they must reach at
+     * least the tag of the top-level Pixel Data, where the read stops, or hold the whole file.
+     */
+    static InstanceHeader readHeader(byte[] head, int length) throws IOException {
+        return header(read(new ByteArrayInputStream(head, 0, length), true));
+    }
+
+    private static InstanceHeader header(AttributeList list) {
         return new InstanceHeader(
                 string(list, TagFromName.SOPClassUID),
                 string(list, TagFromName.SOPInstanceUID),
@@ -109,10 +121,13 @@ public final class DicomFiles {
                 throw new IOException("truncated data set: " + e.getMessage());
             }
         }
+        return read(new BufferedInputStream(Files.newInputStream(file), 65536), stopAtPixelData);
+    }
+
+    private static AttributeList read(InputStream in, boolean stopAtPixelData) throws IOException {
         AttributeList list = new AttributeList();
         list.setDecompressPixelData(false);
-        try (InputStream in = new BufferedInputStream(Files.newInputStream(file), 65536);
-             DicomInputStream din = new DicomInputStream(in)) {
+        try (in; DicomInputStream din = new DicomInputStream(in)) {
             if (stopAtPixelData) {
                 list.read(din, TagFromName.PixelData);
             } else {

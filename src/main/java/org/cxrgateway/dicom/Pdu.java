@@ -158,12 +158,6 @@ public final class Pdu {
         return fixed(A_RELEASE_RP, 0, 0, 0, 0);
     }
 
-    /** True when b[off..off+len) is exactly one A-RELEASE-RP. */
-    public static boolean isReleaseResponse(byte[] b, int off, int len) {
-        return len == HEADER_LENGTH + FIXED_BODY_LENGTH && type(b, off) == A_RELEASE_RP && b[off + 1] == 0
-                && length(b, off) == FIXED_BODY_LENGTH;
-    }
-
     /** An item of an A-ASSOCIATE-RQ/AC: type, reserved, 2-byte length, value. */
     public static byte[] item(int type, byte[] value) {
         if (value.length > 0xFFFF) {

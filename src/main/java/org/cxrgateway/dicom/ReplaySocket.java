@@ -1,7 +1,6 @@
 package org.cxrgateway.dicom;
 
 import java.io.ByteArrayInputStream;
-import java.io.FilterOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -14,34 +13,19 @@ import java.net.SocketException;
 /**
  * A connected socket whose input starts with bytes we already read. We read the A-ASSOCIATE-RQ
  * ourselves to check the calling AE (PixelMed's acceptor only checks the called AE), then hand
- * PixelMed this socket so that it parses the same request again.
+ * PixelMed this socket so that it parses the same request again. After the negotiation only PixelMed's
+ * sends go through it: the PDUs that follow are read by {@link DimseDispatcher.PDataReader}.
  */
 final class ReplaySocket extends Socket {
     private final Socket delegate;
     private final InputStream in;
     private final OutputStream out;
 
-    /**
-     * @param rest the input after alreadyRead (the listener's {@link PduGuardInputStream})
-     * @param onReleaseResponse called after PixelMed wrote the A-RELEASE-RP: the association is over.
-     *                          PixelMed then waits a fixed 5 s (ARTIM) before it gives the thread back,
-     *                          which would hold an association slot and delay study readiness.
-     */
-    ReplaySocket(Socket delegate, byte[] alreadyRead, InputStream rest, Runnable onReleaseResponse) throws IOException {
+    /** @param rest the input after alreadyRead (the listener's {@link PduGuardInputStream}) */
+    ReplaySocket(Socket delegate, byte[] alreadyRead, InputStream rest) throws IOException {
         this.delegate = delegate;
         this.in = new SequenceInputStream(new ByteArrayInputStream(alreadyRead), rest);
-        OutputStream raw = delegate.getOutputStream();
-        this.out = new FilterOutputStream(raw) {
-            @Override
-            public void write(byte[] b, int off, int len) throws IOException {
-                raw.write(b, off, len);
-                // PixelMed writes the A-RELEASE-RP whole, in one call
-                if (Pdu.isReleaseResponse(b, off, len)) {
-                    raw.flush();
-                    onReleaseResponse.run();
-                }
-            }
-        };
+        this.out = delegate.getOutputStream();
     }
 
     @Override public InputStream getInputStream() { return in; }

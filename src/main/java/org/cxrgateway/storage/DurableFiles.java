@@ -306,11 +306,16 @@ public final class DurableFiles {
 
         /** Appends {@code data} (written straight from the caller's array, no copy of ours). */
         public void write(byte[] data) throws IOException {
-            ByteBuffer b = ByteBuffer.wrap(data);
+            write(data, 0, data.length);
+        }
+
+        /** Appends {@code data[off..off+len)} (written straight from the caller's array, no copy of ours). */
+        public void write(byte[] data, int off, int len) throws IOException {
+            ByteBuffer b = ByteBuffer.wrap(data, off, len);
             while (b.hasRemaining()) {
                 channel.write(b);
             }
-            size += data.length;
+            size += len;
             if (flushEvery > 0 && size - flushedUpTo >= flushEvery && (flushing == null || flushing.isDone())) {
                 collectFlush();
                 flushedUpTo = size;
