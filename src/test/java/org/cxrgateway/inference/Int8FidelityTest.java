@@ -23,10 +23,18 @@ class Int8FidelityTest {
     static final Path WORK = Path.of("target/test-work/int8");
     /** The bound of issue 13 on the test images: probabilities, decisions, the heatmaps of positive findings. */
     static final double MAX_DP = 0.02, MIN_CAM_CORRELATION = 0.99;
-    /** Why the two fidelity tests are disabled: the bound is not met yet (README, INT8 variant, has the figures). */
-    static final String NOT_MET = "issue 13 INT8 bound not met yet: tiny DenseNet (7-bit weights, AVX2 CPU) max |dp| 0.043, 2 flips,"
-            + " Grad-CAM correlation 0.85, met only with 9 of its 10 convs float; DenseNet-121 at 128x128 max |dp| 0.255, 2 flips,"
-            + " correlation 0.983";
+    /** Why the DenseNet-121 test is disabled (README, INT8 variant, has the figures). */
+    static final String NOT_MET = "issue 13 INT8 bound not met on DenseNet-121 128x128: subspace head (gain 29), every conv int8,"
+            + " exact simulation max |dp| 0.035, 2 flips, Grad-CAM r 0.990 (10 head draws: median 0.037, max 0.040, 0-4 flips, r >= 0.985);"
+            + " random spread head (gain 231) through ORT 0.255, 2 flips, r 0.983; and quantize.py ran past its 600 s on the"
+            + " shared 2 cores (2026-12-06)";
+    /**
+     * The tiny DenseNet's convolutions left float: the stem (it reads the image) and the 1x1 convolutions that read the
+     * BN-ReLU of block 1's concatenations (its two conv1 and transition1), the four whose quantisation moved the logits
+     * most when quantised alone (exact simulation, 2026-12-06: transition1 max |dp| 0.030, denselayer1/conv1 0.016,
+     * denselayer2/conv1 0.015, conv0 0.009; the other six 0.003-0.005). With all ten quantised: max |dp| 0.031, 1 flip.
+     */
+    static final String[] TINY_FLOAT = {"conv0", "transition1", "denseblock1/denselayer1/conv1", "denseblock1/denselayer2/conv1"};
 
     /** n working images of mixed sizes and bit depths (Fixtures.variedImage), seeded from seed0. */
     static List<WorkingImage> images(int n, long seed0) {
@@ -57,9 +65,16 @@ class Int8FidelityTest {
     /**
      * A seeded package of arch at size x size (weights embedded), its head spread to logit SD 2.5 per label over
      * 16 test images (an untrained head barely moves with the input), its INT8 variant calibrated on 16 other
-     * images of the same kind; both run through OrtModel.
+     * images of the same kind, floatConvs left float; both run through OrtModel.
+     * <p>
+     * The head's rows are drawn from the principal directions of the features' variation across the test images
+     * (spread_head.py --subspace 0.95, orthogonal to the mean feature vector, bias 0), as a trained head reads the
+     * features that differ between images. A random row spread to the same SD needs a weight norm that multiplies
+     * feature errors far beyond a trained head's: gain |w| |f| / SD(logit) 27.6 (tiny) and 231 (DenseNet-121)
+     * against 2.5-4.5 for the trained DenseNet-121 of train-bench.sh; the subspace head's is about 8 on the tiny
+     * DenseNet, still the harsher side of the trained one.
      */
-    static Figures compare(String arch, int size) throws Exception {
+    static Figures compare(String arch, int size, String... floatConvs) throws Exception {
         Path pkgs = WORK.resolve(arch);
         Py.run(300, Py.MAIN.resolve("make_demo_models.py").toString(), "--out", pkgs.toString(), "--only", "chest14", "--arch", arch,
                 "--size", String.valueOf(size), "--embed", "--no-guided");
@@ -68,8 +83,9 @@ class Int8FidelityTest {
         int n = 16;
         float[] test = Fidelity.preprocess(fp32Only, images(n, 1000));
         Fixtures.writeFloats(test, pkgs.resolve("test.f32"));
-        Py.run(300, Py.TEST.resolve("spread_head.py").toString(), dir.toString(), pkgs.resolve("test.f32").toString());
-        Py.quantize(dir, Fidelity.preprocess(fp32Only, images(16, 2000)), pkgs);
+        System.out.print(Py.run(300, Py.TEST.resolve("spread_head.py").toString(), dir.toString(), pkgs.resolve("test.f32").toString(),
+                "--subspace", "0.95"));
+        Py.quantize(dir, Fidelity.preprocess(fp32Only, images(16, 2000)), pkgs, floatConvs);
         ModelPackage pkg = ModelPackage.open(dir, WORK.resolve("work"));
 
         OrtModel.Output a, b;
@@ -105,10 +121,9 @@ class Int8FidelityTest {
     }
 
     @Test
-    @Disabled(NOT_MET)
     void tinyDenseNet() throws Exception {
-        Figures f = compare("tiny", 224);
-        f.print("tiny DenseNet 224x224");
+        Figures f = compare("tiny", 224, TINY_FLOAT);
+        f.print("tiny DenseNet 224x224, 6 of 10 convs int8");
         f.assertWithinTheBound();
     }
 

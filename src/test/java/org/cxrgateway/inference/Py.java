@@ -47,12 +47,20 @@ final class Py {
         }
     }
 
-    /** Writes the package's INT8 variant with quantize.py, calibrated on these model inputs (float32 [N, C, S, S]). */
-    static void quantize(Path pkgDir, float[] calibration, Path work) throws IOException {
+    /**
+     * Writes the package's INT8 variant with quantize.py, calibrated on these model inputs (float32 [N, C, S, S]);
+     * the convolutions named by floatConvs (quantize.py --float) stay float.
+     */
+    static void quantize(Path pkgDir, float[] calibration, Path work, String... floatConvs) throws IOException {
         java.nio.file.Files.createDirectories(work);
         Path f = work.resolve("calibration.f32");
         Fixtures.writeFloats(calibration, f);
-        run(600, MAIN.resolve("quantize.py").toString(), pkgDir.toString(), "--tensors", f.toString());
+        List<String> a = new ArrayList<>(List.of(MAIN.resolve("quantize.py").toString(), pkgDir.toString(), "--tensors", f.toString()));
+        if (floatConvs.length > 0) {
+            a.add("--float");
+            a.addAll(List.of(floatConvs));
+        }
+        run(600, a.toArray(String[]::new));
     }
 
     /** Generates a package with make_demo_models.py into dir/<id>; tiny arch + embedded weights unless full. */
