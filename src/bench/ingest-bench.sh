@@ -8,12 +8,16 @@
 #   - interleaved runs (ours, storescp, ours, storescp ...), REPS repetitions, each receiver restarted
 #     on an empty directory per repetition so that no run finds the previous run's files;
 #   - serial (one association) and parallel (PAR concurrent associations; storescp --fork).
-#   - the same warm-up for both, before the timed window: WARMUP instances (default 1000) on the same
-#     association settings, so that our JVM-based receiver is measured as the long-running service it is,
-#     with its hot paths compiled. perf of our listener's timed window (2-core machine, shared): after 20
-#     warm-up instances the JIT compiler threads took ~40% of its CPU, after 400 still ~28%, after 1000
-#     ~13%. storescp gets the same instances; its warm-up files are synced before its timed window, as
-#     ours are already durable.
+#   - each receiver warmed up before its timed window to its own best: ours with WARMUP instances (default
+#     1000), so that our JVM-based receiver is measured as the long-running service it is, with its hot paths
+#     compiled (perf of its timed window, 2-core machine: after 20 warm-up instances the JIT compiler threads
+#     took ~40% of its CPU, after 400 ~28%, after 1000 ~13%); storescp, which has no JIT, with SCP_WARMUP
+#     (default 20) of the same instances, because a long warm-up slows it: measured 2026-12-06 on a quiet
+#     2-core machine, median of 3, storescp 425 img/s after 20, 345 after 200, 138 after 1000 (cause not
+#     found; ours rose 136 -> 151 -> 166). Its warm-up files are synced before its timed window, as ours
+#     are already durable. Caveat: storescp also runs slower right after our 1000-instance run than after our
+#     20-instance one (263 against 425 img/s, same day; a 20 s pause before its window changed nothing), so
+#     with these defaults the ratio favours us; compare storescp's rate here with a WARMUP=20 run's.
 # Study assembly is kept out of the timed window (quiet period 10 min): this measures reception.
 # Prints median, min and max images/s and the ratios of the medians, as two figures:
 #   - raw: storescp as it runs, never syncing (its files are in the page cache, not on disk, when its
@@ -24,24 +28,26 @@
 #     flushes whatever else is dirty on that file system, so on a shared machine this figure favours us a
 #     little; run it on a quiet machine.
 #
-#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 WARMUP=1000 MAX_PDU=131072 WORK=target/bench/ingest
+#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 WARMUP=1000 SCP_WARMUP=20 MAX_PDU=131072 WORK=target/bench/ingest
 #                                PORT_BASE=<n>: take every port from n upwards instead of free ones, on shared machines;
 #                                OURS_OPTS="-Dkey=value ...": extra settings for our listener, e.g. -Dcxr.spool.early-flush=0)
 #
 # Needs: java 17, maven, dcmtk, coreutils sync (-f), /usr/bin/python3 with pydicom + numpy.
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
-N=${N:-200}; REPS=${REPS:-3}; PAR=${PAR:-4}; WARMUP=${WARMUP:-1000}; MAX_PDU=${MAX_PDU:-131072}
+N=${N:-200}; REPS=${REPS:-3}; PAR=${PAR:-4}; WARMUP=${WARMUP:-1000}; SCP_WARMUP=${SCP_WARMUP:-20}; MAX_PDU=${MAX_PDU:-131072}
 WORK=${WORK:-target/bench/ingest}
 JAR=target/quarkus-app/quarkus-run.jar
 PY=/usr/bin/python3
 command -v storescp >/dev/null || die "dcmtk is not installed (storescp)"
 
 build_app
-rm -rf "$WORK"; mkdir -p "$WORK/files" "$WORK/warm"
-echo "generating $N synthetic 1024x1024 16-bit DX files (+ $WARMUP for the warm-up of each receiver, sent before its timed window) ..."
+rm -rf "$WORK"; mkdir -p "$WORK/files" "$WORK/warm" "$WORK/warm-scp"
+echo "generating $N synthetic 1024x1024 16-bit DX files (+ $WARMUP for the warm-ups, sent before each timed window: ours all, storescp the first $SCP_WARMUP) ..."
 $PY src/test/python/dicom_fixtures.py bench "$WORK/files" "$N" || die "fixtures"
 $PY src/test/python/dicom_fixtures.py bench "$WORK/warm" "$WARMUP" || die "fixtures"
+[ "$SCP_WARMUP" -le "$WARMUP" ] || die "SCP_WARMUP must not exceed WARMUP"
+for f in $(ls "$WORK"/warm/*.dcm | head -n "$SCP_WARMUP"); do ln -s "$PWD/$f" "$WORK/warm-scp/"; done
 for k in $(seq 0 $((PAR - 1))); do mkdir -p "$WORK/part$k"; done
 i=0; for f in "$WORK"/files/*.dcm; do ln -s "$PWD/$f" "$WORK/part$((i % PAR))/"; i=$((i + 1)); done
 
@@ -127,14 +133,14 @@ for r in $(seq 1 "$REPS"); do
 
     port=$(next_port); NEXT_PORT=$((NEXT_PORT + 1))
     start_scp "$WORK/scp-$r-$mode" "$port" "$([ "$mode" = parallel ] && echo fork)"
-    send STORESCP "$port" "$WORK/warm" >/dev/null
+    send STORESCP "$port" "$WORK/warm-scp" >/dev/null
     # the warm-up's files must not be flushed inside the timed window: sync them first
     sync -f "$WORK/scp-$r-$mode" || die "sync -f"
     t=$(send STORESCP "$port" "${dirs[@]}")
     ts=$(sync_time "$WORK/scp-$r-$mode")
     stop
     stored=$(find "$WORK/scp-$r-$mode" -type f | wc -l)
-    [ "$stored" -ge $((N + WARMUP)) ] || die "storescp wrote $stored files, expected $((N + WARMUP))"
+    [ "$stored" -ge $((N + SCP_WARMUP)) ] || die "storescp wrote $stored files, expected $((N + SCP_WARMUP))"
     scp=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
     scpd=$(awk -v n="$N" -v t="$t" -v s="$ts" 'BEGIN { printf "%.2f", n / (t + s) }')
     if [ "$mode" = serial ]; then SCP1+=("$scp"); SCPD1+=("$scpd"); else SCPP+=("$scp"); SCPDP+=("$scpd"); fi
@@ -150,7 +156,7 @@ read -r sp spmin spmax <<<"$(stats "${SCPP[@]}")"
 read -r d1 d1min d1max <<<"$(stats "${SCPD1[@]}")"
 read -r dp dpmin dpmax <<<"$(stats "${SCPDP[@]}")"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "images/s over $REPS interleaved repetitions of $N 1024x1024 16-bit DX (median, min-max), each receiver warmed up with $WARMUP; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "images/s over $REPS interleaved repetitions of $N 1024x1024 16-bit DX (median, min-max), warm-up: ours $WARMUP, storescp $SCP_WARMUP instances; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "  1 association:   cxr-gateway (fsync) %7s (%s-%s)   storescp        %7s (%s-%s)   storescp + sync -f %7s (%s-%s)\n" \
   "$o1" "$o1min" "$o1max" "$s1" "$s1min" "$s1max" "$d1" "$d1min" "$d1max"
 printf "  %d associations:  cxr-gateway (fsync) %7s (%s-%s)   storescp --fork %7s (%s-%s)   storescp + sync -f %7s (%s-%s)\n" \
