@@ -5,15 +5,16 @@ import java.io.IOException;
 import java.io.InputStream;
 
 /**
- * The established association's input as PixelMed reads it, checked one PDU header at a time.
+ * The established association's input as its readers see it (DimseDispatcher.PDataReader, and PixelMed
+ * while it negotiates), checked one PDU header at a time.
  *
- * <p>Why: PixelMed reads a PDU header and then allocates an array of the length the peer declared
- * ({@code Association.getRestOfPDU}), so a P-DATA-TF header claiming 0x7FFFFFF0 bytes costs 2 GiB of
- * heap on the peer's word. This stream reads every 6-byte header itself before PixelMed sees any of
- * it, and refuses a PDU whose type is not one an acceptor may receive or whose length exceeds what we
+ * <p>Why: a reader takes a PDU header and then reads (PixelMed: allocates an array of, in
+ * {@code Association.getRestOfPDU}) the length the peer declared, so a P-DATA-TF header claiming
+ * 0x7FFFFFF0 bytes would cost 2 GiB of heap on the peer's word. This stream reads every 6-byte header
+ * itself before a reader sees any of it, and refuses a PDU whose type is not one an acceptor may receive or whose length exceeds what we
  * allow (P-DATA-TF: the maximum PDU length we advertised; release and abort: their fixed 4 bytes), as
  * dcm4che and DCMTK do. A refusal calls the {@link Violation} (which sends A-ABORT, counts and logs it)
- * and then fails the read, so PixelMed never allocates for it.
+ * and then fails the read, so no reader allocates for it.
  *
  * <p>The first PDU (the A-ASSOCIATE-RQ) is read and checked by the listener before this stream starts.
  */
@@ -113,7 +114,7 @@ final class PduGuardInputStream extends FilterInputStream {
                 if (got == 0) {
                     return -1;
                 }
-                // a truncated header: PixelMed reports the truncation itself
+                // a truncated header: the reader reports the truncation itself
                 System.arraycopy(header, 0, b, off, Math.min(len, got));
                 return Math.min(len, got);
             }
@@ -153,10 +154,11 @@ final class PduGuardInputStream extends FilterInputStream {
     }
 
     /**
-     * PixelMed copies each PDV item into an array of the item's declared length once the PDU is in,
-     * so an item length is the peer's word too: each must fit in what is left of its PDU. The bytes
-     * pass through here before PixelMed parses any of them (it parses only the complete PDU), so a
-     * bad length is refused before the read that would complete the PDU returns.
+     * DimseDispatcher.PDataReader hands each PDV item on as a slice of the PDU by the item's declared
+     * length, so an item length is the peer's word too: each must be at least its 2 header bytes and fit
+     * in what is left of its PDU. The bytes pass through here before the reader parses any of them (it
+     * parses only the complete PDU), so a bad length is refused before the read that would complete the
+     * PDU returns.
      */
     private void checkPdvItems(byte[] b, int off, int n) throws IOException {
         int i = 0;
@@ -204,7 +206,7 @@ final class PduGuardInputStream extends FilterInputStream {
 
     @Override
     public long skip(long n) throws IOException {
-        // PixelMed does not skip; reading keeps the PDU accounting exact
+        // the readers do not skip; reading keeps the PDU accounting exact
         byte[] b = new byte[(int) Math.min(n, 8192)];
         int r = read(b, 0, b.length);
         return Math.max(r, 0);
