@@ -142,24 +142,13 @@ class PacsDeliveryTest {
     }
 
     /** A PACS destination that notes what each deliver call was given and what the ledger held at its start. */
-    static final class Recording implements Destination {
-        final PacsDestination pacs;
+    static final class Recording extends ForwardingDestination {
         final List<List<String>> kindsPerCall = new ArrayList<>();
         final List<Set<String>> ackedAtStart = new ArrayList<>();
         final List<Boolean> bundlePerCall = new ArrayList<>();
 
         Recording(PacsDestination pacs) {
-            this.pacs = pacs;
-        }
-
-        @Override
-        public String name() {
-            return pacs.name();
-        }
-
-        @Override
-        public boolean srsFirst() {
-            return pacs.srsFirst();
+            super(pacs);
         }
 
         @Override
@@ -173,7 +162,7 @@ class PacsDeliveryTest {
             });
             ackedAtStart.add(acked);
             bundlePerCall.add(set.fhirBundleJson() != null);
-            pacs.deliver(set, ledger);
+            target.deliver(set, ledger);
         }
     }
 

@@ -24,17 +24,7 @@ public final class SrsFirstKillChild {
         PacsDestination pacs = new PacsDestination("pacs", "127.0.0.1", Integer.parseInt(args[2]), "STORESCP", "CXRGATEWAY",
                 state.resolve("spool"), null);
         boolean hold = args[0].equals("hold");
-        Destination d = !hold ? pacs : new Destination() {
-            @Override
-            public String name() {
-                return pacs.name();
-            }
-
-            @Override
-            public boolean srsFirst() {
-                return pacs.srsFirst();
-            }
-
+        Destination d = !hold ? pacs : new ForwardingDestination(pacs) {
             @Override
             public void deliver(ReportSet set, DeliveryLedger.View ledger) throws DeliveryException {
                 if (set.dicom().stream().allMatch(o -> o.kind().equals("SR"))) {
