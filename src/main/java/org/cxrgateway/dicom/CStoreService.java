@@ -83,8 +83,7 @@ final class CStoreService {
                 dout.flush();
                 byte[] metaBytes = meta.toByteArray();
                 if (!DicomUids.DEFLATED_EXPLICIT_VR_LE.equals(transferSyntax)) {
-                    scanner = new DataSetExtent.Scanner(transferSyntax, metaBytes.length >= 132 && metaBytes[128] == 'D'
-                            && metaBytes[129] == 'I' && metaBytes[130] == 'C' && metaBytes[131] == 'M');
+                    scanner = new DataSetExtent.Scanner(transferSyntax, DataSetExtent.isPart10(metaBytes, metaBytes.length));
                 }
                 write(metaBytes, 0, metaBytes.length);
             } catch (InstanceStore.InsufficientStorageException e) {

@@ -41,8 +41,7 @@ public final class DataSetExtent {
             long size = ch.size();
             ByteBuffer buf = ByteBuffer.allocate(READ_CHUNK);
             buf.limit(PREAMBLE);
-            boolean part10 = size >= PREAMBLE && ch.read(buf, 0) == PREAMBLE
-                    && "DICM".equals(new String(buf.array(), 128, 4, StandardCharsets.US_ASCII));
+            boolean part10 = size >= PREAMBLE && ch.read(buf, 0) == PREAMBLE && isPart10(buf.array(), PREAMBLE);
             Scanner scanner = new Scanner(transferSyntaxUid, part10);
             long pos = 0;
             while (pos < size) {
@@ -63,6 +62,11 @@ public final class DataSetExtent {
             }
             scanner.finish();
         }
+    }
+
+    /** True when the first {@code length} bytes of {@code b} hold the 128-byte preamble and "DICM" (PS3.10 7.1). */
+    static boolean isPart10(byte[] b, int length) {
+        return length >= PREAMBLE && "DICM".equals(new String(b, 128, 4, StandardCharsets.US_ASCII));
     }
 
     /**
@@ -117,11 +121,6 @@ public final class DataSetExtent {
         /** Where the top-level Pixel Data element starts in the stream, or -1 while it has not been seen. */
         long pixelDataAt() {
             return pixelDataAt;
-        }
-
-        /** Bytes fed or passed so far. */
-        long position() {
-            return pos;
         }
 
         /** Passes {@code n <= valueLeft()} value bytes without their contents. */

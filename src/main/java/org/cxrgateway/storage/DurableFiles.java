@@ -304,11 +304,6 @@ public final class DurableFiles {
             return size;
         }
 
-        /** Appends {@code data} (written straight from the caller's array, no copy of ours). */
-        public void write(byte[] data) throws IOException {
-            write(data, 0, data.length);
-        }
-
         /** Appends {@code data[off..off+len)} (written straight from the caller's array, no copy of ours). */
         public void write(byte[] data, int off, int len) throws IOException {
             ByteBuffer b = ByteBuffer.wrap(data, off, len);

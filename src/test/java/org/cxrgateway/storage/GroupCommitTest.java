@@ -117,7 +117,7 @@ class GroupCommitTest {
         long before = DurableFiles.earlyFlushes();
         try (DurableFiles.StreamedFile f = new DurableFiles.StreamedFile(tmp, 256 << 10)) {
             for (int off = 0; off < data.length; off += 128 << 10) {
-                f.write(java.util.Arrays.copyOfRange(data, off, Math.min(data.length, off + (128 << 10))));
+                f.write(data, off, Math.min(data.length - off, 128 << 10));
             }
             assertEquals(data.length, f.size());
         }
