@@ -96,7 +96,7 @@ class ListenerIngestTest {
         Fixtures.Result wrong = Fixtures.run(null, "echoscu", "-aec", "NOTUS", "127.0.0.1", "" + harness.port());
         assertNotEquals(0, wrong.exit());
         assertTrue(wrong.output().contains("Called AE Title Not Recognized"), wrong.output());
-        assertEquals(1, harness.count("cxr.dicom.associations", "result", "rejected", "reason", "CALLED_AE_NOT_RECOGNIZED"));
+        assertEquals(1, harness.awaitCount(1, "cxr.dicom.associations", "result", "rejected", "reason", "CALLED_AE_NOT_RECOGNIZED"));
         assertEquals(1, harness.count("cxr.dicom.associations", "result", "accepted"));
     }
 
@@ -114,7 +114,7 @@ class ListenerIngestTest {
         Fixtures.Result wrongHost = Fixtures.run(null, "echoscu", "-aet", "PACS2", "-aec", "CXRGATEWAY", "127.0.0.1", "" + harness.port());
         assertNotEquals(0, wrongHost.exit());
         assertTrue(wrongHost.output().contains("Calling AE Title Not Recognized"), wrongHost.output());
-        assertEquals(2, harness.count("cxr.dicom.associations", "result", "rejected", "reason", "CALLING_AE_NOT_RECOGNIZED"));
+        assertEquals(2, harness.awaitCount(2, "cxr.dicom.associations", "result", "rejected", "reason", "CALLING_AE_NOT_RECOGNIZED"));
     }
 
     @Test
@@ -234,7 +234,7 @@ class ListenerIngestTest {
             s.setSoTimeout(5000);
             assertEquals(-1, s.getInputStream().read());
         }
-        assertEquals(1, harness.count("cxr.dicom.associations", "result", "rejected", "reason", "MALFORMED"));
+        assertEquals(1, harness.awaitCount(1, "cxr.dicom.associations", "result", "rejected", "reason", "MALFORMED"));
         // and the listener still works
         assertEquals(1, successes(storescu("mono1_12bit_window.dcm")));
     }
@@ -260,7 +260,7 @@ class ListenerIngestTest {
                     && System.nanoTime() < counted) {
                 Thread.sleep(20);
             }
-            assertEquals(1, harness.count("cxr.dicom.associations", "result", "rejected", "reason", "LOCAL_LIMIT_EXCEEDED"));
+            assertEquals(1, harness.awaitCount(1, "cxr.dicom.associations", "result", "rejected", "reason", "LOCAL_LIMIT_EXCEEDED"));
         } finally {
             for (Socket s : held) {
                 s.close();
