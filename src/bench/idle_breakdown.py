@@ -6,7 +6,9 @@
 
 Per stage, the median and range over the studies: RECEIVED (last instance) -> QUEUED (quiet period, assembly) ->
 SCORED (worker: prepare, engine, Grad-CAM and guided maps; publish) -> DELIVERED (delivery's hand-over, building,
-sending; srs_ms when the PACS got the SRs first). Times are the log lines' (ms, one clock for the three roles).
+sending; srs_ms when the PACS got the SRs first). Where the worker published a preview (preview_ms, before the guided
+maps) and delivery sent its SRs (SRS_DELIVERED), the SRs' own path is shown too. Times are the log lines' (ms, one
+clock for the three roles).
 """
 import os
 import re
@@ -24,7 +26,7 @@ def main(work):
     for role in ("listener", "worker", "delivery"):
         with open(os.path.join(work, role + ".log"), errors="replace") as f:
             for line in f:
-                m = re.match(r"(\d\d:\d\d:\d\d\.\d+) .*\[cx\.audit\].* (RECEIVED|QUEUED|SCORED|DELIVERED) study=(\S+)(.*)", line)
+                m = re.match(r"(\d\d:\d\d:\d\d\.\d+) .*\[cx\.audit\].* (RECEIVED|QUEUED|SCORED|SRS_DELIVERED|DELIVERED) study=(\S+)(.*)", line)
                 if m:
                     kv = dict(x.split("=", 1) for x in m.group(4).split() if "=" in x)
                     # the last RECEIVED of a study is its last instance
@@ -54,7 +56,15 @@ def main(work):
         row["result published -> delivery starts (consume, hand-over)"] = start - s
         row["delivery build (all objects)"] = build
         row["delivery send (all objects)"] = send
-        if int(dk.get("srs_ms", "-1")) >= 0:
+        if "SRS_DELIVERED" in e:
+            # the preview's SRs: published after the engine and the Grad-CAMs, sent while the guided maps are made
+            p, pk = e["SRS_DELIVERED"]
+            consumed = s - publish - score
+            row["worker: consumed -> preview to the producer (preview_ms)"] = int(sk.get("preview_ms", "-1")) / 1e3
+            row["delivery: preview in -> its SRs acknowledged"] = int(pk["ms"]) / 1e3
+            row["TOTAL last instance -> SRs acknowledged (preview)"] = p - r
+            row["  of which worker consumed -> SRs acknowledged"] = p - consumed
+        elif int(dk.get("srs_ms", "-1")) >= 0:
             row["delivery start -> SRs acknowledged (srs_ms)"] = int(dk["srs_ms"]) / 1e3
             row["TOTAL last instance -> SRs acknowledged"] = start - r + int(dk["srs_ms"]) / 1e3
         row["TOTAL last instance -> everything delivered"] = d - r

@@ -14,7 +14,7 @@ public final class Audit {
     private static final Logger LOG = Logger.getLogger("cxr.audit");
     static final String MDC_KEY = "study";
 
-    public enum Event { RECEIVED, REJECTED, SKIPPED, QUEUED, QUARANTINED, RETRIED, SCORED, DELIVERED, DEAD_LETTERED, REPLAYED, FAILED, SUPERSEDED, RETRACTED, RESCORED }
+    public enum Event { RECEIVED, REJECTED, SKIPPED, QUEUED, QUARANTINED, RETRIED, SCORED, SRS_DELIVERED, DELIVERED, DEAD_LETTERED, REPLAYED, FAILED, SUPERSEDED, RETRACTED, RESCORED }
 
     private Audit() {
     }

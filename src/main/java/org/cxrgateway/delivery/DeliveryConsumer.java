@@ -86,6 +86,11 @@ public class DeliveryConsumer {
         } catch (PoisonMessageException | RuntimeException bad) {
             throw new ConsumerLoop.Poison("unreadable result: " + bad.getMessage());
         }
+        if (result.getPreview()) {
+            // an early copy without the guided maps: a chance to send SRs sooner, never held (the full result follows)
+            service.preview(result);
+            return ConsumerLoop.Disposition.DONE;
+        }
         try {
             service.accept(r.value(), result);
             return ConsumerLoop.Disposition.DONE;

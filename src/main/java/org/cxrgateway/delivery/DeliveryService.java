@@ -164,6 +164,7 @@ public final class DeliveryService implements AutoCloseable {
             }
             return CompletableFuture.completedFuture(null);
         }
+        previewParts.forget(result.getJobId());
         CompletableFuture<Void> done = completeJob(parts.read(result.getJobId()));
         partialJobs.updateAndGet(n -> Math.max(0, n - 1));
         parts.remove(result.getJobId());
@@ -190,6 +191,95 @@ public final class DeliveryService implements AutoCloseable {
             return CompletableFuture.completedFuture(null);
         }
         return timeWhenAllDelivered(handOver(MessageCodec.encode(whole), destinations.keySet()));
+    }
+
+    /**
+     * A preview (StudyResult.preview: the result before its guided maps, the full result following on the same
+     * partition): its SRs go at once to each destination that takes SRs first and has nothing pending, on that
+     * destination's thread, so ahead of the full result. Never durable and never retried: the full result sends
+     * whatever the preview did not (the ledger skips what a PACS acknowledged, and the SRs of both are the same
+     * bytes). The preview is entered in the study's history first, as the full result would be, so that its SRs
+     * name the same predecessors. The parts of a multi-part preview wait in memory, for at most
+     * {@value #MAX_PREVIEW_JOBS} jobs; one more is dropped (counted), costing only time.
+     */
+    public void preview(StudyResult preview) {
+        StudyResult whole = preview;
+        if (preview.getPartCount() > 1) {
+            whole = previewParts.add(preview);
+            if (whole == null) {
+                return;
+            }
+        }
+        List<Destination> targets = destinations.values().stream()
+                .filter(d -> d.srsFirst() && depth.get(d.name()).get() == 0).toList();
+        if (targets.isEmpty() || !recordHandOver(whole)) {
+            return;
+        }
+        long received = System.nanoTime();
+        for (Destination d : targets) {
+            StudyResult r = whole;
+            executors.get(d.name()).execute(() -> sendPreviewSrs(d, r, received));
+        }
+    }
+
+    /** Jobs whose preview parts delivery holds in memory at most; see {@link #preview}. */
+    static final int MAX_PREVIEW_JOBS = 16;
+
+    /** The parts of multi-part previews, by job, until all are in; bounded, and forgotten on a restart. */
+    private final class PreviewParts {
+        private final Map<String, Map<Integer, StudyResult>> jobs = new LinkedHashMap<>();
+
+        /** The merged preview once this part completes its job, null before (or when the preview is dropped). */
+        synchronized StudyResult add(StudyResult part) {
+            Map<Integer, StudyResult> held = jobs.get(part.getJobId());
+            if (held == null) {
+                if (jobs.size() >= MAX_PREVIEW_JOBS) {
+                    metrics.counter("cxr.delivery.previews", "destination", "all", "outcome", "dropped").increment();
+                    return null;
+                }
+                held = new java.util.HashMap<>();
+                jobs.put(part.getJobId(), held);
+            }
+            held.putIfAbsent(part.getPartIndex(), part);
+            if (held.size() < part.getPartCount()) {
+                return null;
+            }
+            jobs.remove(part.getJobId());
+            try {
+                return org.cxrgateway.message.StudyParts.merge(List.copyOf(held.values()));
+            } catch (IllegalArgumentException e) {
+                LOG.warnf("preview parts of job %s do not make a study, ignored: %s", part.getJobId(), e.getMessage());
+                return null;
+            }
+        }
+
+        /** Forgets a job's preview parts once its full result is complete (a preview part may have been lost). */
+        synchronized void forget(String jobId) {
+            jobs.remove(jobId);
+        }
+    }
+
+    private final PreviewParts previewParts = new PreviewParts();
+
+    /** On the destination's thread: the preview's SRs, unless the study was retracted or a later result went there. */
+    private void sendPreviewSrs(Destination d, StudyResult preview, long receivedNanos) {
+        String study = preview.getStudy().getStudyInstanceUid();
+        String key = StudyHistory.key(preview.getJobId(), preview.getRevision());
+        try {
+            if (history.life(study).map(l -> l.retraction() != null).orElse(false) || history.staleFor(study, key, d.name())) {
+                return;
+            }
+            ReportSet srs = builder.stage(preview, history.supersession(study, key)).srsOnly();
+            d.deliver(srs, ledger.view(d.name()));
+            metrics.counter("cxr.delivery.previews", "destination", d.name(), "outcome", "sent").increment();
+            // ms: from the preview's arrival in delivery to the destination's acknowledgement of its SRs
+            Audit.record(Audit.Event.SRS_DELIVERED, study, String.format("destination=%s srs=%d job=%s ms=%d", d.name(),
+                    srs.dicom().size(), preview.getJobId(), (System.nanoTime() - receivedNanos) / 1_000_000));
+        } catch (ReportException | DeliveryException | RuntimeException e) {
+            metrics.counter("cxr.delivery.previews", "destination", d.name(), "outcome", "failed").increment();
+            LOG.infof("study %s: the preview's SRs were not sent to %s (its full result will send them): %s", study,
+                    d.name(), e.getMessage());
+        }
     }
 
     /** {@link #accept} for a result at hand. */
@@ -363,16 +453,28 @@ public final class DeliveryService implements AutoCloseable {
      */
     private boolean recordHandOver(byte[] original) {
         StudyResult result;
-        List<IssuedSr> srs;
         try {
             result = MessageCodec.decodeResult(original);
-            srs = ReportBuilder.issuedSrs(result);
-        } catch (PoisonMessageException | ReportException | RuntimeException e) {
-            // unreadable or unrenderable: attempt() dead-letters it with the reason
+        } catch (PoisonMessageException | RuntimeException e) {
+            // unreadable: attempt() dead-letters it with the reason
             return true;
+        }
+        return recordHandOver(result);
+    }
+
+    private boolean recordHandOver(StudyResult result) {
+        List<IssuedSr> srs;
+        try {
+            srs = ReportBuilder.issuedSrs(result);
+        } catch (ReportException | RuntimeException e) {
+            // unrenderable: attempt() dead-letters it with the reason (a preview is not sent)
+            return !result.getPreview();
         }
         String study = result.getStudy().getStudyInstanceUid();
         if (history.life(study).map(l -> l.retraction() != null).orElse(false)) {
+            if (result.getPreview()) {
+                return false; // said once, for the full result
+            }
             LOG.warnf("study %s: result revision %d not delivered, the study's results were retracted", study,
                     result.getRevision());
             metrics.counter("cxr.delivery.retracted.dropped").increment();

@@ -121,9 +121,19 @@ public class InferenceWorker {
             try {
                 job = MessageCodec.decodeJob(r.value());
                 batcher.submit(job, new MicroBatcher.Sink() {
+                    /** When the preview went to the producer, 0 without one. */
+                    private long previewNanos;
+
+                    @Override
+                    public void preview(StudyJob j, StudyResult preview) {
+                        if (publishPreview(j, preview, batcher.scorer().guidedMapSide())) {
+                            previewNanos = System.nanoTime();
+                        }
+                    }
+
                     @Override
                     public void done(StudyJob j, StudyResult result, MicroBatcher.Stages stages) {
-                        publish(j, result, stages, ack, consumed);
+                        publish(j, result, stages, ack, consumed, previewNanos);
                     }
 
                     @Override
@@ -159,7 +169,33 @@ public class InferenceWorker {
         return n;
     }
 
-    private void publish(StudyJob job, StudyResult result, MicroBatcher.Stages stages, Runnable ack, long consumedNanos) {
+    /**
+     * Publishes a result's preview (MicroBatcher.Sink.preview), so that delivery can send the SRs while the guided
+     * maps are made. Best effort: the full result follows on the same partition and carries everything, so a
+     * preview that does not fit or is not acknowledged costs only time. The offset waits for the full result alone.
+     *
+     * @return whether the preview went to the producer
+     */
+    private boolean publishPreview(StudyJob job, StudyResult preview, int guidedSide) {
+        var encoded = MessageBudget.previewFits(preview, guidedSide, cluster.config().maxMessageBytes());
+        if (encoded.isEmpty()) {
+            metrics.counter("cxr_inference_previews_total", "outcome", "too_large").increment();
+            return false;
+        }
+        publisher.publish(preview, encoded.get()).whenComplete((md, err) -> {
+            if (err != null) {
+                metrics.counter("cxr_inference_previews_total", "outcome", "failed").increment();
+                LOG.warnf("preview of job %s part %d not acknowledged (its full result carries everything): %s",
+                        job.getJobId(), job.getPartIndex(), err.getMessage());
+            } else {
+                metrics.counter("cxr_inference_previews_total", "outcome", "published").increment();
+            }
+        });
+        return true;
+    }
+
+    private void publish(StudyJob job, StudyResult result, MicroBatcher.Stages stages, Runnable ack, long consumedNanos,
+                         long previewNanos) {
         long scoredNanos = System.nanoTime();
         MDC.put("study", job.getStudy().getStudyInstanceUid());
         try {
@@ -177,15 +213,16 @@ public class InferenceWorker {
                 } else {
                     // score_ms: from the job's consumption to its result (decode, batch wait, engine, Grad-CAM, guided
                     // maps), of which prepare_ms decoding and preprocessing, engine_ms the engine, post_ms Grad-CAM and
-                    // guided maps, guided_ms the guided maps alone; publish_ms: encoding and the broker's acknowledgement
+                    // guided maps, guided_ms the guided maps alone; preview_ms: from the consumption to the preview's
+                    // hand-over to the producer (-1 without one); publish_ms: encoding and the broker's acknowledgement
                     long now = System.nanoTime();
                     Audit.record(Audit.Event.SCORED, job.getStudy().getStudyInstanceUid(), String.format(
                             "job=%s part=%d/%d images=%d prepare_ms=%.1f engine_ms=%.1f post_ms=%.1f guided_ms=%.1f batch=%d "
-                                    + "guided=%d score_ms=%d publish_ms=%d",
+                                    + "guided=%d score_ms=%d preview_ms=%d publish_ms=%d",
                             job.getJobId(), job.getPartIndex() + 1, job.getPartCount(), result.getImages().size(),
                             stages.prepareMs(), result.getInferenceMs(), stages.postMs(), stages.guidedMs(),
-                            result.getBatchSize(), guidedMaps(result),
-                            (scoredNanos - consumedNanos) / 1_000_000, (now - scoredNanos) / 1_000_000));
+                            result.getBatchSize(), guidedMaps(result), (scoredNanos - consumedNanos) / 1_000_000,
+                            previewNanos == 0 ? -1 : (previewNanos - consumedNanos) / 1_000_000, (now - scoredNanos) / 1_000_000));
                     if (job.getPartIndex() == 0) {
                         metrics.counter("cxr_inference_studies_total").increment();
                     }

@@ -1,6 +1,7 @@
 package org.cxrgateway.inference;
 
 import org.cxrgateway.schema.v2.ImageResult;
+import org.cxrgateway.schema.v2.ModelRun;
 import org.cxrgateway.schema.v2.SourceImage;
 import org.cxrgateway.schema.v2.StudyJob;
 import org.cxrgateway.schema.v2.StudyResult;
@@ -25,7 +26,8 @@ import java.util.concurrent.TimeUnit;
  * <p>A pipeline of three, so that the engine runs batch after batch without waiting for host work:
  * the submitting thread decodes and preprocesses (Scorer.prepare); the batching thread only runs the
  * engine (Scorer.forward; it owns the models' sessions); the result thread post-processes (Grad-CAM, guided
- * Grad-CAM, Scorer.finish) and calls the sinks, which encode and publish. At most {@value #RESULTS_QUEUED}
+ * Grad-CAM: Scorer.scores, then Scorer.guided) and calls the sinks, which encode and publish; between the two
+ * steps a study's preview goes to its sink, so that its SRs need not wait for the guided maps. At most {@value #RESULTS_QUEUED}
  * engine outputs wait for the result thread; beyond that the batching thread waits, which bounds memory
  * when post-processing is the slower stage (guided Grad-CAM on a small machine).
  */
@@ -39,6 +41,14 @@ public final class MicroBatcher implements AutoCloseable {
      */
     public interface Sink {
         void done(StudyJob job, StudyResult result, Stages stages);
+
+        /**
+         * Before done, on the result thread, when the study's guided Grad-CAMs are still to be made: the result
+         * without them (StudyResult.preview, Finding.guidedFollows where one will come), for an early publish.
+         * Same jobId, part and createdAt as the result done gets. Not called when no guided map follows.
+         */
+        default void preview(StudyJob job, StudyResult preview) {
+        }
 
         void failed(StudyJob job, Exception error);
     }
@@ -57,6 +67,12 @@ public final class MicroBatcher implements AutoCloseable {
         final Sink sink;
         final ImageResult[] results;
         int remaining;
+        /** The images' runs before their guided maps, copied for the preview; see Sink.preview. */
+        final ImageResult[] previews;
+        int previewRemaining;
+        boolean guidedFollows;
+        /** Set when the first of the preview and the result is made, so that both carry the same time. */
+        long createdAtEpochMs;
         double engineMs;
         double prepareMs;
         double postMs;
@@ -70,6 +86,8 @@ public final class MicroBatcher implements AutoCloseable {
             this.sink = sink;
             this.results = new ImageResult[job.getImages().size()];
             this.remaining = results.length;
+            this.previews = new ImageResult[results.length];
+            this.previewRemaining = results.length;
         }
 
         /** True for the one caller that marks the study failed, so that its sink hears of it once. */
@@ -175,6 +193,10 @@ public final class MicroBatcher implements AutoCloseable {
         return submit(job).get();
     }
 
+    public Scorer scorer() {
+        return scorer;
+    }
+
     /** Images queued and not yet in a batch. */
     public int queued() {
         return queue.size();
@@ -269,7 +291,9 @@ public final class MicroBatcher implements AutoCloseable {
         Scorer.BatchResult r;
         long postStart = System.nanoTime();
         try {
-            r = scorer.finish(f);
+            Scorer.Scores scores = scorer.scores(f);
+            previews(live, scores);
+            r = scorer.guided(scores);
         } catch (RuntimeException e) {
             fail(live, e);
             return;
@@ -283,14 +307,7 @@ public final class MicroBatcher implements AutoCloseable {
             if (st.failed) { // an earlier batch of the study failed after this one went to the engine
                 continue;
             }
-            SourceImage src = st.job.getImages().get(it.index());
-            st.results[it.index()] = ImageResult.newBuilder()
-                    .setSopInstanceUid(src.getSopInstanceUid())
-                    .setSopClassUid(src.getSopClassUid())
-                    .setSeriesInstanceUid(src.getSeriesInstanceUid())
-                    .setImage(src.getImage())
-                    .setRuns(r.runs().get(i))
-                    .build();
+            st.results[it.index()] = imageResult(st.job.getImages().get(it.index()), r.runs().get(i));
             st.engineMs += share;
             st.postMs += postShare;
             st.guidedMs += guidedShare;
@@ -305,23 +322,65 @@ public final class MicroBatcher implements AutoCloseable {
         }
     }
 
+    /**
+     * Hands each study whose images are all scored, and some of whose guided maps are still to come, its preview:
+     * copies of the runs, as guided() fills in the originals afterwards.
+     */
+    private static void previews(List<Item> live, Scorer.Scores scores) {
+        for (int i = 0; i < live.size(); i++) {
+            Item it = live.get(i);
+            Study st = it.study();
+            if (st.failed) {
+                continue;
+            }
+            st.previews[it.index()] = imageResult(st.job.getImages().get(it.index()),
+                    scores.runs().get(i).stream().map(run -> ModelRun.newBuilder(run).build()).toList());
+            st.guidedFollows |= scores.guidedFollows(i);
+            if (--st.previewRemaining == 0 && st.guidedFollows) {
+                try {
+                    st.sink.preview(st.job, result(st, st.previews, true));
+                } catch (RuntimeException e) {
+                    LOG.error("result sink failed on a preview", e);
+                }
+            }
+        }
+    }
+
+    private static ImageResult imageResult(SourceImage src, List<ModelRun> runs) {
+        return ImageResult.newBuilder()
+                .setSopInstanceUid(src.getSopInstanceUid())
+                .setSopClassUid(src.getSopClassUid())
+                .setSeriesInstanceUid(src.getSeriesInstanceUid())
+                .setImage(src.getImage())
+                .setRuns(runs)
+                .build();
+    }
+
     private static Stages stages(Study st) {
         return new Stages(st.prepareMs, st.postMs, st.guidedMs);
     }
 
     private static StudyResult result(Study st) {
+        return result(st, st.results, false);
+    }
+
+    private static StudyResult result(Study st, ImageResult[] images, boolean preview) {
+        if (st.createdAtEpochMs == 0) {
+            st.createdAtEpochMs = System.currentTimeMillis();
+        }
         return StudyResult.newBuilder()
                 .setSchemaVersion(org.cxrgateway.message.MessageCodec.SCHEMA_VERSION)
                 .setJobId(st.job.getJobId())
                 .setPartIndex(st.job.getPartIndex())
                 .setPartCount(st.job.getPartCount())
                 .setRevision(st.job.getRevision())
-                .setCreatedAtEpochMs(System.currentTimeMillis())
+                .setCreatedAtEpochMs(st.createdAtEpochMs)
                 .setReceivedAtEpochMs(st.job.getReceivedAtEpochMs())
                 .setStudy(st.job.getStudy())
-                .setImages(Arrays.asList(st.results))
+                .setImages(Arrays.asList(images.clone()))
                 .setInferenceMs(st.engineMs)
                 .setBatchSize(st.batchSize)
+                .setPreview(preview)
                 .build();
     }
 

@@ -17,6 +17,8 @@ import java.util.List;
  * three threads so that the engine never waits for the host's work: {@link #prepare} (preprocessing, any thread),
  * {@link #forward} (one ONNX Runtime run per model, the batching thread) and {@link #finish} (activation,
  * operating thresholds, a Grad-CAM for every positive finding and the guided Grad-CAMs, one thread at a time).
+ * finish is itself two steps, {@link #scores} and {@link #guided}, so that the scores can leave (a preview result)
+ * while the guided Grad-CAMs, most of the host's time for an image, are made.
  */
 public final class Scorer {
 
@@ -61,6 +63,14 @@ public final class Scorer {
 
     public List<OrtModel> models() {
         return models;
+    }
+
+    /** The side of the largest guided map this scorer makes (the model-input side), 0 when it makes none. */
+    public int guidedMapSide() {
+        if (maxGuided == 0) {
+            return 0;
+        }
+        return models.stream().filter(m -> m.guided() != null).mapToInt(m -> m.pkg().manifest().input().size()).max().orElse(0);
     }
 
     /**
@@ -108,24 +118,73 @@ public final class Scorer {
     }
 
     /**
-     * Post-processing of a batch: activation, thresholds, Grad-CAM and guided Grad-CAM of the positive findings.
-     * Runs on one thread at a time (the guided graphs' sessions are used here only); MicroBatcher runs it on its
-     * result thread while the engine runs the next batch.
+     * Post-processing of a batch: activation, thresholds, Grad-CAM and guided Grad-CAM of the positive findings
+     * ({@link #scores} then {@link #guided}). Runs on one thread at a time (the guided graphs' sessions are used here
+     * only); MicroBatcher runs it on its result thread while the engine runs the next batch.
      */
     public BatchResult finish(Forward f) {
-        double guidedBefore = guidedAllMs;
+        return guided(scores(f));
+    }
+
+    /**
+     * A batch scored but for its guided Grad-CAMs: the findings that will get one say so (Finding.guidedFollows)
+     * until {@link #guided} puts the map in their place.
+     */
+    public static final class Scores {
+        private final List<List<ModelRun>> runs;
+        private final double engineMs;
+        private final List<GuidedWork> work = new ArrayList<>();
+        private boolean done;
+
+        private Scores(List<List<ModelRun>> runs, double engineMs) {
+            this.runs = runs;
+            this.engineMs = engineMs;
+        }
+
+        /** Per image, one ModelRun per model, in model order; their guided maps are still to come. */
+        public List<List<ModelRun>> runs() {
+            return runs;
+        }
+
+        /** True when image i of the batch has a finding whose guided map is still to come. */
+        public boolean guidedFollows(int i) {
+            return work.stream().anyMatch(w -> w.image == i);
+        }
+    }
+
+    /** The guided maps of one image and model: the findings of classes (in that order) get them. */
+    private record GuidedWork(int image, OrtModel model, Preprocessor pre, int width, int height, float[] input,
+                              int[] classes, Finding[] findings, float[][] cams) {
+    }
+
+    /** Activation, operating thresholds and the Grad-CAMs of a batch; the guided Grad-CAMs are only chosen. */
+    public Scores scores(Forward f) {
         int n = f.images().size();
         List<List<ModelRun>> runs = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
             runs.add(new ArrayList<>(models.size()));
         }
+        Scores s = new Scores(runs, f.engineMs());
         for (int mi = 0; mi < models.size(); mi++) {
             for (int i = 0; i < n; i++) {
                 Prepared im = f.images().get(i);
-                runs.get(i).add(run(models.get(mi), pre.get(mi), f.outputs().get(mi), i, im.width(), im.height(), im.tensors()[mi]));
+                runs.get(i).add(run(s, i, models.get(mi), pre.get(mi), f.outputs().get(mi), im.width(), im.height(), im.tensors()[mi]));
             }
         }
-        return new BatchResult(runs, f.engineMs(), guidedAllMs - guidedBefore);
+        return s;
+    }
+
+    /** Makes the guided Grad-CAMs that {@link #scores} chose and puts them into its runs. Once per Scores. */
+    public BatchResult guided(Scores s) {
+        if (s.done) {
+            throw new IllegalStateException("the guided maps of this batch were made already");
+        }
+        s.done = true;
+        double guidedBefore = guidedAllMs;
+        for (GuidedWork w : s.work) {
+            guidedMaps(w);
+        }
+        return new BatchResult(s.runs, s.engineMs, guidedAllMs - guidedBefore);
     }
 
     /** prepare, forward and finish on the caller's thread (the scoring-path warm-up, tests, benches). */
@@ -167,7 +226,7 @@ public final class Scorer {
         return prob;
     }
 
-    private ModelRun run(OrtModel model, Preprocessor p, OrtModel.Output out, int i, int w, int h, float[] input) {
+    private ModelRun run(Scores s, int i, OrtModel model, Preprocessor p, OrtModel.Output out, int w, int h, float[] input) {
         ModelManifest m = model.pkg().manifest();
         double[] prob = probabilities(m, out.logits(), i);
         // the raw CAM of each positive reported finding, computed once for its heatmap and its guided Grad-CAM
@@ -177,20 +236,32 @@ public final class Scorer {
                 cams.put(c, rawCam(model, out, i, c));
             }
         }
-        java.util.Map<Integer, GuidedMap> guided = guidedMaps(model, p, w, h, input, prob, cams);
+        int[] guided = guidedClasses(model, prob, cams);
+        java.util.Map<Integer, Finding> byClass = new java.util.HashMap<>();
         List<Finding> findings = new ArrayList<>();
         for (int c : m.reportedIndices()) {
             ModelManifest.Label l = m.labels().get(c);
             boolean positive = cams.containsKey(c);
-            findings.add(Finding.newBuilder()
+            Finding f = Finding.newBuilder()
                     .setLabel(l.name())
                     .setCode(new Code(l.code().value(), l.code().scheme(), l.code().meaning()))
                     .setProbability((float) prob[c])
                     .setThreshold((float) l.threshold())
                     .setPositive(positive)
                     .setActivation(positive ? activation(cams.get(c), model, p, w, h) : null)
-                    .setGuided(positive ? guided.get(c) : null)
-                    .build());
+                    .setGuidedFollows(java.util.Arrays.stream(guided).anyMatch(g -> g == c))
+                    .build();
+            byClass.put(c, f);
+            findings.add(f);
+        }
+        if (guided.length > 0) {
+            Finding[] targets = new Finding[guided.length];
+            float[][] guidedCams = new float[guided.length][];
+            for (int k = 0; k < guided.length; k++) {
+                targets[k] = byClass.get(guided[k]);
+                guidedCams[k] = cams.get(guided[k]);
+            }
+            s.work.add(new GuidedWork(i, model, p, w, h, input, guided, targets, guidedCams));
         }
         return ModelRun.newBuilder()
                 .setModelId(m.id()).setModelVersion(m.version())
@@ -201,37 +272,41 @@ public final class Scorer {
     }
 
     /**
-     * Guided Grad-CAM for the top maxGuided positive reported findings, one guided-graph run for all of them.
-     * The map stays on the model-input grid; its region is the rectangle of the working image the model saw,
-     * as for the CAM.
+     * The classes that get a guided Grad-CAM: the top maxGuided positive reported findings, when the package ships
+     * the guided graph; none otherwise.
      */
-    private java.util.Map<Integer, GuidedMap> guidedMaps(OrtModel model, Preprocessor p, int w, int h, float[] input,
-                                                         double[] prob, java.util.Map<Integer, float[]> cams) {
-        java.util.Map<Integer, GuidedMap> maps = new java.util.HashMap<>();
-        GuidedGraph g = model.guided();
-        if (g == null || maxGuided == 0 || cams.isEmpty()) {
-            return maps;
+    private int[] guidedClasses(OrtModel model, double[] prob, java.util.Map<Integer, float[]> cams) {
+        if (model.guided() == null || maxGuided == 0 || cams.isEmpty()) {
+            return new int[0];
         }
-        ModelManifest m = model.pkg().manifest();
         List<Integer> positives = new ArrayList<>(cams.keySet());
         positives.sort((a, b) -> Double.compare(prob[b], prob[a]));
-        int[] classes = positives.stream().limit(maxGuided).mapToInt(Integer::intValue).toArray();
+        return positives.stream().limit(maxGuided).mapToInt(Integer::intValue).toArray();
+    }
+
+    /**
+     * Guided Grad-CAM for the chosen findings of one image and model, one guided-graph run for all of them, each
+     * put into its finding (guidedFollows cleared). The map stays on the model-input grid; its region is the
+     * rectangle of the working image the model saw, as for the CAM.
+     */
+    private void guidedMaps(GuidedWork w) {
+        ModelManifest m = w.model().pkg().manifest();
         long t0 = System.nanoTime();
-        GuidedGraph.Result r = g.run(input, 0, classes);
+        GuidedGraph.Result r = w.model().guided().run(w.input(), 0, w.classes());
         guidedMs += (System.nanoTime() - t0) / 1e6;
-        guidedClasses += classes.length;
-        int fs = model.featureSize();
+        guidedClasses += w.classes().length;
+        int fs = w.model().featureSize();
         int size = m.input().size();
-        Preprocessor.Crop crop = p.crop(w, h);
-        for (int k = 0; k < classes.length; k++) {
-            float[] map = GuidedGradCam.combine(r.gradient(), k, m.input().channels(), size, cams.get(classes[k]), fs, fs);
+        Preprocessor.Crop crop = w.pre().crop(w.width(), w.height());
+        for (int k = 0; k < w.classes().length; k++) {
+            float[] map = GuidedGradCam.combine(r.gradient(), k, m.input().channels(), size, w.cams()[k], fs, fs);
             GuidedGradCam.Encoded e = GuidedGradCam.encode(map);
-            maps.put(classes[k], GuidedMap.newBuilder().setWidth(size).setHeight(size)
+            w.findings()[k].setGuided(GuidedMap.newBuilder().setWidth(size).setHeight(size)
                     .setRegionX(crop.x()).setRegionY(crop.y()).setRegionWidth(crop.width()).setRegionHeight(crop.height())
                     .setMaxAbs(e.maxAbs()).setValues(ByteBuffer.wrap(e.deflated())).build());
+            w.findings()[k].setGuidedFollows(false);
         }
         guidedAllMs += (System.nanoTime() - t0) / 1e6;
-        return maps;
     }
 
     /**

@@ -8,6 +8,7 @@ import org.cxrgateway.schema.v2.StudyResult;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * Keeps a result part within the broker's message limit. A part holds one image: its working image (at most
@@ -55,6 +56,36 @@ public final class MessageBudget {
             }
         }
         return new Fitted(result, encoded, dropped);
+    }
+
+    /**
+     * The encoded preview (StudyResult.preview) when its full result is sure to fit whole: the preview plus, for each
+     * finding whose guided map follows, the largest encoding a guidedSide x guidedSide map can take. Empty otherwise:
+     * a full result that had to drop a promised map would no longer match the SRs sent from its preview, so then
+     * no preview is sent and the full result alone carries the study.
+     */
+    public static Optional<byte[]> previewFits(StudyResult preview, int guidedSide, int maxMessageBytes) {
+        long follows = 0;
+        for (ImageResult image : preview.getImages()) {
+            for (ModelRun run : image.getRuns()) {
+                for (Finding f : run.getFindings()) {
+                    follows += f.getGuidedFollows() ? 1 : 0;
+                }
+            }
+        }
+        byte[] encoded = MessageCodec.encode(preview);
+        long worst = encoded.length + follows * guidedMapBound(guidedSide);
+        return worst <= maxMessageBytes - RECORD_OVERHEAD ? Optional.of(encoded) : Optional.empty();
+    }
+
+    /**
+     * The most bytes one GuidedMap of side x side values adds to an encoded Finding: zlib's conservative
+     * deflateBound of its values (n + n/8 + n/64 + 11, for any level), and 64 for the union branch, the six int
+     * fields, the float and the length prefix.
+     */
+    static long guidedMapBound(int side) {
+        long n = (long) side * side;
+        return n + ((n + 7) >> 3) + ((n + 63) >> 6) + 11 + 64;
     }
 
     /** A result and its encoding; {@code droppedGuided} maps were left out to fit (0 normally). */

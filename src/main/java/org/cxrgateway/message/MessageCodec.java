@@ -1,24 +1,49 @@
 package org.cxrgateway.message;
 
 import org.apache.avro.AvroRuntimeException;
+import org.apache.avro.Schema;
+import org.apache.avro.message.BinaryMessageDecoder;
 import org.apache.avro.message.MissingSchemaException;
 import org.cxrgateway.schema.v2.StudyJob;
 import org.cxrgateway.schema.v2.StudyResult;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
+import java.util.List;
 
 /**
  * Wire format of our messages: Avro single-object encoding (a header with the writer schema's
  * fingerprint, then Avro binary). Producers write {@link #SCHEMA_VERSION}; a message written with the
  * version 1 schemas (schemas/kafka/messages-v1.avdl, recognised by its fingerprint) is read too and
- * upgraded in memory ({@link V1Messages}), so that a rolling upgrade loses none in flight. Anything
- * else is a {@link PoisonMessageException}, for the dead-letter topic.
+ * upgraded in memory ({@link V1Messages}), so that a rolling upgrade loses none in flight. A StudyResult
+ * written with an earlier version 2 schema (schemas/kafka/writers: before fields were added with defaults) is
+ * resolved into the current one. Anything else is a {@link PoisonMessageException}, for the dead-letter topic.
  */
 public final class MessageCodec {
 
     public static final int SCHEMA_VERSION = 2;
+
+    /** The version 2 StudyResult writer schemas before the current one, as resources. */
+    static final List<String> EARLIER_RESULT_WRITERS = List.of("/schemas/kafka/writers/StudyResult-v2.0.avsc");
+
+    private static final BinaryMessageDecoder<StudyResult> RESULTS = resultDecoder();
+
+    private static BinaryMessageDecoder<StudyResult> resultDecoder() {
+        BinaryMessageDecoder<StudyResult> d = StudyResult.createDecoder(null);
+        for (String name : EARLIER_RESULT_WRITERS) {
+            try (InputStream in = MessageCodec.class.getResourceAsStream(name)) {
+                if (in == null) {
+                    throw new IllegalStateException("writer schema " + name + " is not on the class path");
+                }
+                d.addSchema(new Schema.Parser().parse(in));
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read writer schema " + name, e);
+            }
+        }
+        return d;
+    }
 
     private MessageCodec() {
     }
@@ -40,7 +65,7 @@ public final class MessageCodec {
     }
 
     public static StudyResult decodeResult(byte[] value) throws PoisonMessageException {
-        StudyResult result = decode(value, StudyResult::fromByteBuffer,
+        StudyResult result = decode(value, RESULTS::decode,
                 b -> V1Messages.upgrade(org.cxrgateway.schema.v1.StudyResult.fromByteBuffer(b)), "StudyResult");
         checkVersion(result.getSchemaVersion(), "StudyResult");
         checkPart(result.getPartIndex(), result.getPartCount(), "StudyResult");
@@ -79,7 +104,7 @@ public final class MessageCodec {
             try {
                 return current.decode(ByteBuffer.wrap(value));
             } catch (MissingSchemaException e) {
-                // not the v2 fingerprint: a message written before the upgrade, or not ours at all
+                // no version 2 fingerprint: a message written before the upgrade, or not ours at all
                 return v1.decode(ByteBuffer.wrap(value));
             }
         } catch (IOException | AvroRuntimeException | IndexOutOfBoundsException | IllegalArgumentException e) {

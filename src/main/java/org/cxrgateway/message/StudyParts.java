@@ -69,9 +69,11 @@ public final class StudyParts {
         long created = 0;
         for (int i = 0; i < count; i++) {
             StudyResult p = sorted.get(i);
-            if (p.getPartIndex() != i || p.getPartCount() != count || !p.getJobId().equals(first.getJobId())) {
+            if (p.getPartIndex() != i || p.getPartCount() != count || !p.getJobId().equals(first.getJobId())
+                    || p.getPreview() != first.getPreview()) {
                 throw new IllegalArgumentException("part " + p.getPartIndex() + " of " + p.getPartCount() + " of job "
-                        + p.getJobId() + " does not belong with part " + i + " of " + count + " of job " + first.getJobId());
+                        + p.getJobId() + (p.getPreview() ? " (preview)" : "") + " does not belong with part " + i + " of " + count
+                        + " of job " + first.getJobId() + (first.getPreview() ? " (preview)" : ""));
             }
             images.addAll(p.getImages());
             ms += p.getInferenceMs();

@@ -218,7 +218,8 @@ public final class ReportBuilder {
         List<Planned> plans = List.copyOf(planned.values());
         Map<String, byte[]> grays = new java.util.HashMap<>();
         List<Inputs> inputs = new ArrayList<>(plans.size());
-        for (Planned p : plans) {
+        // a preview is staged for its SRs alone (Staged.complete refuses it): nothing of its pictures is decoded
+        for (Planned p : result.getPreview() ? List.<Planned>of() : plans) {
             ImageResult img = p.candidate().image();
             Finding f = p.candidate().finding();
             byte[] gray = grays.get(img.getSopInstanceUid());
@@ -275,8 +276,15 @@ public final class ReportBuilder {
             return new ReportSet(result.getStudy().getStudyInstanceUid(), result.getJobId(), srs, null);
         }
 
-        /** Everything {@link #build(StudyResult, Supersession)} makes: the SRs, then the explanation objects. */
+        /**
+         * Everything {@link #build(StudyResult, Supersession)} makes: the SRs, then the explanation objects.
+         *
+         * @throws ReportException for a preview result (StudyResult.preview): its guided maps are in the full result
+         */
         public ReportSet complete() throws ReportException {
+            if (result.getPreview()) {
+                throw new ReportException("a preview result makes SRs only; its pictures come from the full result");
+            }
             if (complete == null) {
                 complete = render();
             }
@@ -456,7 +464,8 @@ public final class ReportBuilder {
         Coded code = coded(c.finding().getCode());
         String which = code.scheme() + ":" + code.value();
         String sc = DerivedUids.uid("sc", studyUid, img.getSopInstanceUid(), run.getModelId(), run.getModelVersion(), which);
-        String guided = c.finding().getGuided() == null ? null
+        // a preview's finding has no guided map yet, but says it follows: the SR names the same objects either way
+        String guided = c.finding().getGuided() == null && !c.finding().getGuidedFollows() ? null
                 : DerivedUids.uid("guided-sc", studyUid, img.getSopInstanceUid(), run.getModelId(), run.getModelVersion(), which);
         String pm = settings.parametricMaps()
                 ? DerivedUids.uid("pm", studyUid, img.getSopInstanceUid(), run.getModelId(), run.getModelVersion(), which)

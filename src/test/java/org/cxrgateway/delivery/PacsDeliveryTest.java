@@ -199,6 +199,49 @@ class PacsDeliveryTest {
         assertEquals(want.size(), JSON.readTree(orthanc.get("/statistics")).get("CountInstances").asInt());
     }
 
+    /**
+     * A worker's preview (the result before its guided maps) puts the SRs in the PACS before the full result is
+     * even handed over; the full result then sends the pictures and nothing twice.
+     */
+    @Test
+    void aPreviewSendsTheSrsBeforeItsFullResultArrives() throws Exception {
+        TestResults t = TestResults.study("33");
+        storeSource(t);
+        StudyResult result = t.build();
+        ReportSet expected = new ReportBuilder(ReportSettings.defaults()).build(result);
+        List<String> srs = expected.dicom().stream().filter(o -> o.kind().equals("SR")).map(ReportSet.DicomObject::sopInstanceUid).toList();
+        Path state = Files.createTempDirectory(work, "state");
+        Recording rec = new Recording(new PacsDestination("orthanc", "127.0.0.1", orthanc.dicomPort, "ORTHANC", "CXRGATEWAY",
+                state.resolve("spool")));
+        try (DeliveryService svc = new DeliveryService(new ReportBuilder(ReportSettings.defaults()), List.of(rec),
+                new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
+                new RetryPolicy(3, Duration.ofMillis(50), Duration.ofMillis(200)),
+                new PendingStore(state.resolve("pending")), new SimpleMeterRegistry())) {
+            svc.preview(TestResults.preview(result));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (sopUids(instancesOf(t.studyUid)).size() < 1 + srs.size() && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            Set<String> early = new TreeSet<>(srs);
+            early.add(t.sopUid);
+            assertEquals(early, sopUids(instancesOf(t.studyUid)), "the SRs alone, before the full result is handed over");
+            svc.submit(result).get(60, TimeUnit.SECONDS);
+            assertEquals(0, svc.deadLetteredCount());
+        }
+        // the preview's SRs; the full result's SRs-first send, all acknowledged already; then the whole set
+        assertEquals(3, rec.kindsPerCall.size());
+        assertEquals(srs.stream().map(x -> "SR").toList(), rec.kindsPerCall.get(0));
+        assertEquals(Set.of(), rec.ackedAtStart.get(0));
+        assertEquals(new TreeSet<>(srs), rec.ackedAtStart.get(1));
+        assertEquals(new TreeSet<>(srs), rec.ackedAtStart.get(2));
+        assertEquals(expected.dicom().stream().map(ReportSet.DicomObject::kind).toList(), rec.kindsPerCall.get(2));
+        Set<String> want = new TreeSet<>();
+        want.add(t.sopUid);
+        expected.dicom().forEach(o -> want.add(o.sopInstanceUid()));
+        assertEquals(want, sopUids(instancesOf(t.studyUid)));
+        assertEquals(want.size(), JSON.readTree(orthanc.get("/statistics")).get("CountInstances").asInt());
+    }
+
     @Test
     void orthancDownIsRetriedDeadLetteredAndReplayedOnce() throws Exception {
         TestResults t = TestResults.study("31");

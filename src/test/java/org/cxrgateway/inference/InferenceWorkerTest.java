@@ -37,6 +37,7 @@ import java.util.UUID;
 import static io.restassured.RestAssured.given;
 import static org.hamcrest.Matchers.is;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -117,6 +118,7 @@ class InferenceWorkerTest {
         }
 
         Map<String, StudyResult> results = new HashMap<>();
+        Map<String, StudyResult> previews = new HashMap<>();
         Map<String, String> jobIdHeaders = new HashMap<>();
         Map<String, String> reasons = new HashMap<>();
         Properties props = cluster.consumerProperties("test-reader-" + run);
@@ -126,7 +128,13 @@ class InferenceWorkerTest {
             while ((results.size() < 4 || reasons.size() < 2) && System.currentTimeMillis() < until) {
                 for (ConsumerRecord<String, byte[]> rec : r.poll(Duration.ofMillis(200))) {
                     if (rec.topic().equals(cluster.config().topics().results()) && Set.of(a, b, c, d).contains(rec.key())) {
-                        results.put(rec.key(), MessageCodec.decodeResult(rec.value()));
+                        StudyResult got = MessageCodec.decodeResult(rec.value());
+                        if (got.getPreview()) {
+                            assertFalse(results.containsKey(rec.key()), "a preview precedes its result on the partition");
+                            previews.put(rec.key(), got);
+                            continue;
+                        }
+                        results.put(rec.key(), got);
                         jobIdHeaders.put(rec.key(), DeadLetters.headerValue(rec.headers(), "cxr.job-id"));
                     } else if (rec.key() != null && rec.key().endsWith(run) && rec.topic().equals(cluster.config().topics().deadLetters())) {
                         reasons.put(rec.key(), DeadLetters.headerValue(rec.headers(), DeadLetters.REASON));
@@ -135,6 +143,12 @@ class InferenceWorkerTest {
             }
         }
         assertEquals(Set.of(a, b, c, d), results.keySet(), "one result per good job, the v1 job too");
+        // a preview went ahead of each result with guided maps, and of no other
+        for (var e : results.entrySet()) {
+            boolean guided = e.getValue().getImages().stream().flatMap(i -> i.getRuns().stream())
+                    .flatMap(m -> m.getFindings().stream()).anyMatch(f -> f.getGuided() != null);
+            assertEquals(guided, previews.containsKey(e.getKey()), "preview of " + e.getKey());
+        }
         assertEquals(1, results.get(d).getImages().size());
         assertEquals("job-" + d, results.get(d).getJobId());
         assertEquals(1, results.get(d).getPartCount());

@@ -20,6 +20,9 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -62,10 +65,23 @@ class MicroBatcherTest {
             Map<String, StudyResult> got = new ConcurrentHashMap<>();
             Map<String, String> threads = new ConcurrentHashMap<>();
             Map<String, MicroBatcher.Stages> times = new ConcurrentHashMap<>();
+            Map<String, StudyResult> previews = new ConcurrentHashMap<>();
             CountDownLatch done = new CountDownLatch(jobs.size());
             try (MicroBatcher b = new MicroBatcher(new Scorer(List.of(model), 2), 3, Duration.ofMillis(200))) {
                 for (StudyJob j : jobs) {
                     b.submit(j, new MicroBatcher.Sink() {
+                        @Override
+                        public void preview(StudyJob job, StudyResult p) {
+                            assertFalse(got.containsKey(job.getJobId()), "the preview comes before the result");
+                            assertEquals(null, previews.put(job.getJobId(), p), "one preview per study");
+                            // encoded now, as the worker does: the batcher fills in the guided maps afterwards
+                            try {
+                                previews.put(job.getJobId(), MessageCodec.decodeResult(MessageCodec.encode(p)));
+                            } catch (org.cxrgateway.message.PoisonMessageException e) {
+                                throw new AssertionError(e);
+                            }
+                        }
+
                         @Override
                         public void done(StudyJob job, StudyResult r, MicroBatcher.Stages stages) {
                             assertEquals(null, got.put(job.getJobId(), r), "one result per study");
@@ -114,6 +130,38 @@ class MicroBatcherTest {
                 }
             }
             assertTrue(guided > 0, "guided maps were computed on the result thread");
+            // each study with guided maps had its preview first: the same scores, the guided maps announced and not
+            // there, and from it the same SRs as from the result
+            var reports = new org.cxrgateway.report.ReportBuilder(org.cxrgateway.report.ReportSettings.defaults());
+            for (StudyJob j : jobs) {
+                StudyResult r = got.get(j.getJobId()), p = previews.get(j.getJobId());
+                boolean anyGuided = r.getImages().stream().flatMap(i -> i.getRuns().stream()).flatMap(x -> x.getFindings().stream())
+                        .anyMatch(f -> f.getGuided() != null);
+                assertEquals(anyGuided, p != null, "a preview exactly when guided maps follow, study " + j.getJobId());
+                if (p == null) {
+                    continue;
+                }
+                assertTrue(p.getPreview() && !r.getPreview());
+                assertEquals(r.getCreatedAtEpochMs(), p.getCreatedAtEpochMs());
+                assertEquals(r.getPartIndex(), p.getPartIndex());
+                for (int i = 0; i < r.getImages().size(); i++) {
+                    List<Finding> fr = r.getImages().get(i).getRuns().get(0).getFindings();
+                    List<Finding> fp = p.getImages().get(i).getRuns().get(0).getFindings();
+                    for (int k = 0; k < fr.size(); k++) {
+                        assertEquals(fr.get(k).getProbability(), fp.get(k).getProbability());
+                        assertEquals(fr.get(k).getActivation(), fp.get(k).getActivation());
+                        assertNull(fp.get(k).getGuided());
+                        assertEquals(fr.get(k).getGuided() != null, fp.get(k).getGuidedFollows(), fr.get(k).getLabel());
+                        assertFalse(fr.get(k).getGuidedFollows());
+                    }
+                }
+                var fullSrs = reports.build(r).dicom().stream().filter(o -> o.kind().equals("SR")).toList();
+                var previewSrs = reports.stage(p, org.cxrgateway.report.Supersession.NONE).srs();
+                assertEquals(fullSrs.size(), previewSrs.size());
+                for (int k = 0; k < fullSrs.size(); k++) {
+                    assertArrayEquals(fullSrs.get(k).part10(), previewSrs.get(k).part10(), "SR of study " + j.getJobId());
+                }
+            }
             // the worker's audit line gets each study's stage times: measured, the guided maps within post-processing
             for (MicroBatcher.Stages st : times.values()) {
                 assertTrue(st.prepareMs() > 0 && st.postMs() > 0 && st.guidedMs() >= 0 && st.guidedMs() <= st.postMs(), st.toString());

@@ -5,14 +5,20 @@ import org.cxrgateway.schema.v2.SourceImage;
 import org.cxrgateway.schema.v2.StudyInfo;
 import org.cxrgateway.schema.v2.StudyJob;
 import org.cxrgateway.schema.v2.WorkingImage;
+import org.apache.avro.Schema;
+import org.apache.avro.message.BinaryMessageEncoder;
+import org.apache.avro.specific.SpecificData;
+import org.cxrgateway.schema.v2.StudyResult;
 import org.junit.jupiter.api.Test;
 
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -95,5 +101,29 @@ class MessageCodecTest {
         assertEquals(PixelEncoding.DEFLATE, job.getImages().get(0).getImage().getEncoding());
         assertArrayEquals(pixels, WorkingImagePixels.decode(job.getImages().get(0).getImage()));
         assertEquals("LATERAL_VIEW", job.getSkipped().get(0).getReason());
+    }
+
+    /**
+     * A result written before StudyResult.preview and Finding.guidedFollows existed (the v2.0 writer schema kept in
+     * schemas/kafka/writers), as delivery may still hold it in its pending store: read with the defaults filled in,
+     * everything else as written.
+     */
+    @Test
+    void resultOfAnEarlierVersion2WriterIsRead() throws Exception {
+        StudyResult current = org.cxrgateway.report.TestResults.study("codec").build();
+        Schema earlier;
+        try (var in = MessageCodec.class.getResourceAsStream(MessageCodec.EARLIER_RESULT_WRITERS.get(0))) {
+            earlier = new Schema.Parser().parse(in);
+        }
+        assertTrue(earlier.getField("preview") == null && StudyResult.getClassSchema().getField("preview") != null);
+        // the added fields come last, so the specific writer writes the earlier layout from the same objects
+        byte[] old = new BinaryMessageEncoder<StudyResult>(SpecificData.get(), earlier).encode(current).array();
+        assertFalse(Arrays.equals(old, MessageCodec.encode(current)), "the earlier writer's fingerprint and layout differ");
+        StudyResult read = MessageCodec.decodeResult(old);
+        assertFalse(read.getPreview());
+        assertEquals(current, read);
+        var findings = read.getImages().get(0).getRuns().get(0).getFindings();
+        assertTrue(findings.stream().noneMatch(f -> f.getGuidedFollows()));
+        assertTrue(findings.stream().anyMatch(f -> f.getGuided() != null));
     }
 }

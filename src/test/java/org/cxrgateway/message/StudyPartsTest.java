@@ -124,6 +124,32 @@ class StudyPartsTest {
                 .setStudy(info()).setImages(List.of(image)).setInferenceMs(1).setBatchSize(8).build();
     }
 
+    /**
+     * A worker publishes a preview (the result before its guided maps) only when the full result is sure to fit
+     * whole: a full result that had to leave out a promised map would no longer match the SRs sent from the preview.
+     */
+    @Test
+    void aPreviewIsPublishedOnlyWhenItsFullResultIsSureToFitWhole() {
+        int n = 224 * 224;
+        // the worst map the worker can make: white noise, quantised and deflated by the worker's own encoder
+        java.util.Random random = new java.util.Random(7);
+        float[] map = new float[n];
+        for (int i = 0; i < n; i++) {
+            map[i] = random.nextFloat() * 2 - 1;
+        }
+        byte[] worst = org.cxrgateway.xai.GuidedGradCam.encode(map).deflated();
+        assertTrue(worst.length > n && worst.length + 64 <= MessageBudget.guidedMapBound(224),
+                "incompressible values deflate to " + worst.length + " bytes, within the bound " + MessageBudget.guidedMapBound(224));
+        StudyResult full = resultPart(noise(800_000, 2), 4);
+        StudyResult preview = org.cxrgateway.report.TestResults.preview(full);
+        var encoded = MessageBudget.previewFits(preview, 224, MIB);
+        assertTrue(encoded.isPresent(), "a typical part with 4 guided maps to come");
+        assertTrue(MessageCodec.encode(full).length - encoded.get().length <= 4 * MessageBudget.guidedMapBound(224));
+        // at the working image's cap the full result must leave maps out (see below): then no preview
+        assertTrue(MessageBudget.fit(resultPart(noise(CAP, 2), 4), MIB).droppedGuided() > 0);
+        assertTrue(MessageBudget.previewFits(org.cxrgateway.report.TestResults.preview(resultPart(noise(CAP, 2), 4)), 224, MIB).isEmpty());
+    }
+
     @Test
     void aResultPartIsFittedWithinOneMiBByLeavingOutTheLeastProbableGuidedMaps() {
         // a typical working image (a 1024-px radiograph deflates to well under 800 kB) keeps the default's 4 guided

@@ -11,6 +11,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -173,6 +174,33 @@ class ReportBuilderTest {
         bad.getImages().get(0).getRuns().get(0).getFindings().get(0).getGuided()
                 .setValues(java.nio.ByteBuffer.wrap(TestResults.deflate(new byte[10])));
         assertThrows(ReportException.class, () -> builder.stage(bad, Supersession.NONE));
+    }
+
+    /**
+     * A preview (the result before its guided maps, the findings that will get one saying so) writes the very SRs
+     * of its full result: the same bytes, naming the guided Secondary Captures still to come. Its pictures are
+     * refused: they come from the full result.
+     */
+    @Test
+    void aPreviewWritesTheFullResultsSrsAndNoPictures() throws Exception {
+        StudyResult full = TestResults.study("24").build();
+        StudyResult preview = TestResults.preview(full);
+        ReportBuilder builder = new ReportBuilder(ReportSettings.defaults());
+        ReportSet whole = builder.build(full);
+        List<ReportSet.DicomObject> srs = whole.dicom().stream().filter(o -> o.kind().equals("SR")).toList();
+        ReportBuilder.Staged staged = builder.stage(preview, Supersession.NONE);
+        assertEquals(srs.size(), staged.srs().size());
+        for (int i = 0; i < srs.size(); i++) {
+            assertArrayEquals(srs.get(i).part10(), staged.srs().get(i).part10(), "SR " + i);
+        }
+        long guidedScs = whole.dicom().stream().filter(o -> o.kind().equals("SC")).count() / 2;
+        assertTrue(guidedScs > 0, "the full result has guided Secondary Captures for the SR to name");
+        assertThrows(ReportException.class, staged::complete);
+        assertThrows(ReportException.class, () -> builder.build(preview));
+        // without the flags the preview's SRs would name no guided picture, and so differ
+        StudyResult bare = TestResults.preview(full);
+        bare.getImages().forEach(img -> img.getRuns().forEach(run -> run.getFindings().forEach(f -> f.setGuidedFollows(false))));
+        assertFalse(java.util.Arrays.equals(srs.get(0).part10(), builder.stage(bare, Supersession.NONE).srs().get(0).part10()));
     }
 
     @Test

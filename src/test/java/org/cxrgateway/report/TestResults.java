@@ -65,6 +65,23 @@ public final class TestResults {
     }
 
     /**
+     * The preview a worker publishes before making the guided maps of {@code full} (StudyResult.preview): a copy in
+     * which each guided map is left out and its finding says it follows.
+     */
+    public static StudyResult preview(StudyResult full) {
+        StudyResult p = StudyResult.newBuilder(full).setPreview(true).build();
+        for (ImageResult img : p.getImages()) {
+            for (ModelRun run : img.getRuns()) {
+                for (Finding f : run.getFindings()) {
+                    f.setGuidedFollows(f.getGuided() != null);
+                    f.setGuided(null);
+                }
+            }
+        }
+        return p;
+    }
+
+    /**
      * The result of the same study after a late instance: revision {@code revision}, a second image (same pixels
      * and scores, another SOP Instance UID) beside the first, a new job id, created a minute later.
      */
