@@ -34,6 +34,9 @@ def add_arguments(ap):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jar", default=os.environ.get("CXR_GATEWAY_JAR", os.path.join(ROOT, "target", "quarkus-app", "quarkus-run.jar")),
                     help="the gateway (default target/quarkus-app/quarkus-run.jar; build with mvn -o -DskipTests package)")
+    ap.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                    help="which variant of the package the gateway runs (cxr.inference.precision; int8 needs model.int8.onnx: "
+                         "cxr-model quantize)")
     ap.add_argument("--java", default="java")
     ap.add_argument("--java-timeout", type=float, default=3600)
     ap.add_argument("--no-plots", action="store_true")
@@ -57,7 +60,10 @@ def gateway_scores(a, manifest, files, work, with_cams):
     json.dump(m, open(os.path.join(copy, "manifest.json"), "w"), indent=2)
     out = os.path.join(work, "scores.json")
     listfile = [os.path.abspath(f) for f in files]
+    if getattr(a, "precision", "fp32") == "int8" and "int8" not in m:
+        raise SystemExit("validate: --precision int8: the package %s has no INT8 variant (cxr-model quantize makes one)" % a.package)
     cmd = [a.java, "-Xmx2g", "-Dcxr.inference.packages-dir=" + pkgs, "-Dquarkus.log.level=WARN",
+           "-Dcxr.inference.precision=" + getattr(a, "precision", "fp32"),
            "-jar", os.path.abspath(a.jar), "score", "--json", out, "--no-reports"] + listfile
     t0 = time.time()
     p = subprocess.run(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=a.java_timeout)
@@ -117,7 +123,7 @@ def run(a, log=print):
     report = {"package": {"id": manifest["id"], "version": manifest["version"], "diagnostic": manifest["diagnostic"],
                           "intendedUse": manifest["intendedUse"]},
               "notice": "" if manifest["diagnostic"] else "AI - " + NOT_FOR_DIAGNOSTIC_USE,
-              "scoredBy": "gateway score command (Java, ONNX Runtime)", "labelsFile": os.path.abspath(a.labels),
+              "scoredBy": "gateway score command (Java, ONNX Runtime, %s)" % getattr(a, "precision", "fp32"), "labelsFile": os.path.abspath(a.labels),
               "subset": a.subset, "images": len(scored), "patients": int(len(set(groups))),
               "skipped": [{"line": l, "file": f, "reason": r} for (l, f, r) in skipped] +
                          [{"file": ns["file"], "reason": ns["reason"]} for ns in not_scored],

@@ -138,5 +138,44 @@ class GatewayTest(unittest.TestCase):
         self.assertTrue(reasons["not-dicom.dcm"], reasons)
         print("bad input: skipped %s; Pneumothorax without positives: auroc %s" % (sorted(reasons), ptx["auroc"]))
 
+    def test_quantize_adds_the_int8_variant_that_validate_scores(self):
+        if not os.path.exists(JAR):
+            if os.environ.get("CXR_REQUIRE_JAR") == "1":
+                self.fail("gateway jar missing: " + JAR)
+            self.skipTest("gateway jar missing: " + JAR)
+        d = tempfile.mkdtemp()
+        data = os.path.join(d, "data")
+        synth.generate(data, patients=8, size=64, seed=3, log=lambda *a: None)
+        labels = os.path.join(data, "LABELS.csv")
+        cli = os.path.join(os.path.dirname(__file__), "..", "..", "bin", "cxr-model")
+        env = dict(os.environ, CXR_GATEWAY_JAR=JAR)
+        pkg = os.path.join(d, "pkg")
+
+        def run(*args):
+            return subprocess.run([cli] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=600)
+
+        t = run("train", "--data", data, "--labels", labels, "--out", pkg, "--arch", "tiny", "--size", "32", "--epochs", "1")
+        self.assertEqual(t.returncode, 0, t.stdout.decode()[-2000:])
+        none = run("validate", "--package", pkg, "--data", data, "--labels", labels, "--out", os.path.join(d, "r0"), "--precision", "int8")
+        self.assertNotEqual(none.returncode, 0)
+        self.assertIn("has no INT8 variant", none.stdout.decode())
+        q = run("quantize", "--package", pkg, "--data", data, "--labels", labels, "--int8-images", "8")
+        self.assertEqual(q.returncode, 0, q.stdout.decode()[-2000:])
+        self.assertIn("calibrating on 8 training images", q.stdout.decode())
+        m = json.load(open(os.path.join(pkg, "manifest.json")))
+        self.assertEqual(m["int8"]["file"], "model.int8.onnx", m.get("int8"))
+        self.assertTrue(os.path.exists(os.path.join(pkg, "model.int8.onnx")))
+        reports = {}
+        for precision in ("fp32", "int8"):
+            v = run("validate", "--package", pkg, "--data", data, "--labels", labels, "--out", os.path.join(d, "r-" + precision),
+                    "--precision", precision, "--no-plots", "--bootstrap", "20")
+            self.assertEqual(v.returncode, 0, v.stdout.decode()[-2000:])
+            reports[precision] = json.load(open(os.path.join(d, "r-" + precision, "report.json")))
+            self.assertIn(precision, reports[precision]["scoredBy"])
+        self.assertEqual(reports["fp32"]["images"], reports["int8"]["images"])
+        print("quantize: INT8 variant of a tiny package; AUROC fp32 / int8: %s" % {
+            l["name"]: (l["auroc"], k["auroc"]) for l, k in zip(reports["fp32"]["labels"], reports["int8"]["labels"])})
+
+
 if __name__ == "__main__":
     unittest.main()

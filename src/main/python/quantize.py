@@ -428,13 +428,15 @@ def images_to_tensors(manifest, paths):
 
 def add_arguments(ap, images):
     """The --int8 options of a tool that writes a package (importer: images=True, --int8 takes the
-    calibration images; trainer: images=False, --int8 calibrates on its training images)."""
+    calibration images; trainer: images=False, --int8 calibrates on its training images; cxr-model quantize:
+    images=None, no --int8 switch, as making the variant is all it does)."""
     if images:
         ap.add_argument("--int8", nargs="+", metavar="IMAGE", help="also write the INT8 variant (model.int8.onnx), calibrated "
                         "on these working images (8-bit PNG/JPEG, preprocessed as the package states)")
     else:
-        ap.add_argument("--int8", action="store_true", help="also write the INT8 variant (model.int8.onnx), calibrated on "
-                        "--int8-images of the training images")
+        if images is False:
+            ap.add_argument("--int8", action="store_true", help="also write the INT8 variant (model.int8.onnx), calibrated on "
+                            "--int8-images of the training images")
         ap.add_argument("--int8-images", type=int, default=64, help="calibration images, evenly spread over the training set (default 64)")
     ap.add_argument("--int8-method", choices=["mse", "percentile", "minmax"], default="mse",
                     help="activation ranges (calibrate): mse (default), percentile, or min/max over the calibration images")

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): issue 13's third INT8 figure, the AUROC change of the INT8 variant against FP32 on a
+# trained model's synthetic validation set, both scored by the gateway itself (cxr-model validate --precision).
+# The model is train-bench.sh's DenseNet-121 (run first when $WORK/chest-model is missing: about 20 min on 2 quiet
+# cores); its copy gets the INT8 variant from cxr-model quantize (calibrated on INT8_IMAGES of its own training
+# images, INT8_FLOAT convolutions left float). Prints each label's AUROC both ways, the change, and the largest
+# change against the bound 0.005. SUBSET=validation (default) or test.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+W="${WORK:-/tmp/cxr-train-bench}"; SUBSET="${SUBSET:-validation}"; INT8_IMAGES="${INT8_IMAGES:-64}"; INT8_FLOAT="${INT8_FLOAT:-}"
+echo "start $(date -u +%FT%TZ), OMP_NUM_THREADS=${OMP_NUM_THREADS:-2 (bin/cxr-model default)}, $(uptime)"
+[[ -f target/quarkus-app/quarkus-run.jar ]] || mvn -B -q -DskipTests package
+if [[ ! -f "$W/chest-model/training.json" ]]; then
+  echo "no trained model in $W/chest-model: running train-bench.sh first (TRANSFER=0)"
+  WORK="$W" TRANSFER=0 toolkit/bench/train-bench.sh
+fi
+rm -rf "$W/chest-model-int8" "$W/int8-auroc"
+cp -r "$W/chest-model" "$W/chest-model-int8"
+q=(--package "$W/chest-model-int8" --data "$W/chest" --labels "$W/chest/LABELS.csv" --int8-images "$INT8_IMAGES")
+[[ -n "$INT8_FLOAT" ]] && q+=(--int8-float $INT8_FLOAT)
+t0=$SECONDS
+bin/cxr-model quantize "${q[@]}"
+echo "quantisation (calibration and GPTQ): $((SECONDS - t0)) s"
+for p in fp32 int8; do
+  bin/cxr-model validate --package "$W/chest-model-int8" --data "$W/chest" --labels "$W/chest/LABELS.csv" --subset "$SUBSET" \
+    --precision "$p" --no-plots --out "$W/int8-auroc/$p"
+done
+/usr/bin/python3 - "$W/int8-auroc" "$SUBSET" "$INT8_FLOAT" <<'PY'
+import json, sys
+w, subset, kept = sys.argv[1:4]
+f, q = (json.load(open("%s/%s/report.json" % (w, p))) for p in ("fp32", "int8"))
+print("\nINT8 against FP32, AUROC on the %s set (%d images), both scored by the gateway; convs left float: %s" % (
+    subset, f["images"], kept or "none"))
+worst = 0.0
+for a, b in zip(f["labels"], q["labels"]):
+    if a["auroc"] is None or b["auroc"] is None:
+        print("  %-14s no AUROC (%s)" % (a["name"], a.get("warning", "")))
+        continue
+    d = b["auroc"] - a["auroc"]
+    worst = max(worst, abs(d))
+    print("  %-14s FP32 %.4f  INT8 %.4f  change %+.4f" % (a["name"], a["auroc"], b["auroc"], d))
+print("largest AUROC change %.4f (bound 0.005: %s)" % (worst, "met" if worst <= 0.005 else "NOT met"))
+PY
+echo "bench wall time: ${SECONDS} s; end $(date -u +%FT%TZ), $(uptime)"
