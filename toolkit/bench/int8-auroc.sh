@@ -25,12 +25,23 @@ for p in fp32 int8; do
   bin/cxr-model validate --package "$W/chest-model-int8" --data "$W/chest" --labels "$W/chest/LABELS.csv" --subset "$SUBSET" \
     --precision "$p" --no-plots --out "$W/int8-auroc/$p"
 done
-/usr/bin/python3 - "$W/int8-auroc" "$SUBSET" "$INT8_FLOAT" <<'PY'
-import json, sys
-w, subset, kept = sys.argv[1:4]
+/usr/bin/python3 - "$W/int8-auroc" "$SUBSET" "$INT8_FLOAT" "$W/chest-model-int8/manifest.json" <<'PY'
+import csv, json, sys
+w, subset, kept, manifest = sys.argv[1:5]
 f, q = (json.load(open("%s/%s/report.json" % (w, p))) for p in ("fp32", "int8"))
 print("\nINT8 against FP32, AUROC on the %s set (%d images), both scored by the gateway; convs left float: %s" % (
     subset, f["images"], kept or "none"))
+# per image and label: the probability change, and decisions flipped at the package's operating thresholds
+thr = {l["name"]: l["threshold"] for l in json.load(open(manifest))["labels"]}
+sf, sq = ({r["file"]: r for r in csv.DictReader(open("%s/%s/scores.csv" % (w, p)))} for p in ("fp32", "int8"))
+dp, flips, pairs = 0.0, 0, 0
+for file, r in sf.items():
+    for n in thr:
+        if r.get(n) and sq[file].get(n):
+            a, b = float(r[n]), float(sq[file][n])
+            dp, pairs = max(dp, abs(a - b)), pairs + 1
+            flips += (a >= thr[n]) != (b >= thr[n])
+print("  max |dp| %.4f over %d image-label pairs; decisions flipped at the package thresholds: %d" % (dp, pairs, flips))
 worst = 0.0
 for a, b in zip(f["labels"], q["labels"]):
     if a["auroc"] is None or b["auroc"] is None:

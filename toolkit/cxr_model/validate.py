@@ -2,6 +2,7 @@
 command: same decoder, preprocessor, ONNX Runtime session and Grad-CAM as the workers; no Python at
 inference), then report per label AUROC (DeLong and patient-bootstrap CIs), operating point with
 Wilson CIs, Youden threshold, ECE, pointing game, subgroups, plots and an HTML page."""
+import csv
 import html
 import json
 import os
@@ -24,7 +25,7 @@ def add_arguments(ap):
     ap.add_argument("--package", required=True, help="model package folder")
     ap.add_argument("--data", required=True)
     ap.add_argument("--labels", required=True)
-    ap.add_argument("--out", required=True, help="report folder (report.json, index.html, PNG plots)")
+    ap.add_argument("--out", required=True, help="report folder (report.json, scores.csv, index.html, PNG plots)")
     ap.add_argument("--write-thresholds", help="youden or sensitivity=0.9: writes a copy of the package with these thresholds")
     ap.add_argument("--package-out", help="where --write-thresholds writes the package copy (default REPORT_DIR/package)")
     ap.add_argument("--subset", choices=["train", "validation", "test"],
@@ -192,6 +193,12 @@ def run(a, log=print):
     with open(os.path.join(a.out, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")
+    # each image's probabilities as the gateway gave them, for audits and for comparing two runs (int8-auroc.sh)
+    with open(os.path.join(a.out, "scores.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "patient_id"] + only)
+        for it, row in zip(scored, P):
+            w.writerow([it.file, it.patient_id] + ["" if np.isnan(v) else repr(float(v)) for v in row])
     plots = {} if a.no_plots else make_plots(a.out, curves, report)
     write_html(a.out, report, plots)
     for e in report["labels"]:
