@@ -4,7 +4,9 @@
 # The model is train-bench.sh's DenseNet-121 (run first when $WORK/chest-model is missing: about 20 min on 2 quiet
 # cores); its copy gets the INT8 variant from cxr-model quantize (calibrated on INT8_IMAGES of its own training
 # images, INT8_FLOAT convolutions left float). Prints each label's AUROC both ways, the change, and the largest
-# change against the bound 0.005. SUBSET=validation (default) or test.
+# change against the bound 0.005; with them issue 13's other INT8 figures on this trained model and its own head:
+# max |dp| per image and label, decisions flipped at the package's thresholds, and the Grad-CAM correlation of the
+# findings positive at FP32. SUBSET=validation (default) or test.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 W="${WORK:-/tmp/cxr-train-bench}"; SUBSET="${SUBSET:-validation}"; INT8_IMAGES="${INT8_IMAGES:-64}"; INT8_FLOAT="${INT8_FLOAT:-}"
@@ -23,7 +25,7 @@ bin/cxr-model quantize "${q[@]}"
 echo "quantisation (calibration and GPTQ): $((SECONDS - t0)) s"
 for p in fp32 int8; do
   bin/cxr-model validate --package "$W/chest-model-int8" --data "$W/chest" --labels "$W/chest/LABELS.csv" --subset "$SUBSET" \
-    --precision "$p" --no-plots --out "$W/int8-auroc/$p"
+    --precision "$p" --no-plots --save-cams --out "$W/int8-auroc/$p"
 done
 /usr/bin/python3 - "$W/int8-auroc" "$SUBSET" "$INT8_FLOAT" "$W/chest-model-int8/manifest.json" <<'PY'
 import csv, json, sys
@@ -42,6 +44,22 @@ for file, r in sf.items():
             dp, pairs = max(dp, abs(a - b)), pairs + 1
             flips += (a >= thr[n]) != (b >= thr[n])
 print("  max |dp| %.4f over %d image-label pairs; decisions flipped at the package thresholds: %d" % (dp, pairs, flips))
+# Grad-CAM correlation, INT8 against FP32, over the findings positive at FP32 (the maps the gateway renders)
+import numpy as np
+cf, cq = (np.load("%s/%s/cams.npz" % (w, p)) for p in ("fp32", "int8"))
+assert list(cf["files"]) == list(cq["files"]) and list(cf["labels"]) == list(cq["labels"])
+rs = []
+for i, file in enumerate(cf["files"]):
+    for j, n in enumerate(cf["labels"]):
+        a, b = cf["cams"][i, j].ravel(), cq["cams"][i, j].ravel()
+        if np.isnan(a).any() or np.isnan(b).any() or float(sf[file][n]) < thr[n]:
+            continue
+        if a.std() == 0 or b.std() == 0:
+            rs.append(1.0 if np.allclose(a, b) else 0.0)
+        else:
+            rs.append(float(np.corrcoef(a, b)[0, 1]))
+print("  Grad-CAM correlation over %d positive findings: min %.4f, median %.4f (%d x %d maps)" % (
+    len(rs), min(rs) if rs else float("nan"), float(np.median(rs)) if rs else float("nan"), *cf["cams"].shape[2:]))
 worst = 0.0
 for a, b in zip(f["labels"], q["labels"]):
     if a["auroc"] is None or b["auroc"] is None:

@@ -41,6 +41,9 @@ def add_arguments(ap):
     ap.add_argument("--java", default="java")
     ap.add_argument("--java-timeout", type=float, default=3600)
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--save-cams", action="store_true",
+                    help="also write cams.npz: each image's raw Grad-CAM per label as the gateway computed it (files, labels, "
+                         "cams [images, labels, h, w], NaN where none), e.g. to compare two runs (int8-auroc.sh)")
     ap.add_argument("--pointing-tolerance", type=float, default=15.0,
                     help="pointing game: a Grad-CAM peak this many model-input pixels outside the box still hits "
                          "(default 15, Zhang et al. 2016; 0 = strictly inside). The strict count is reported too")
@@ -81,6 +84,20 @@ def gateway_scores(a, manifest, files, work, with_cams):
             peaks = {f["label"]: (f["camPeak"]["x"], f["camPeak"]["y"]) for f in run["findings"] if "camPeak" in f}
             by_file[os.path.realpath(im["file"])] = (probs, peaks, run)
     return by_file, res["notScored"], time.time() - t0
+
+
+def save_cams(path, scored, names, by_file, data):
+    """cams.npz (see --save-cams): the raw Grad-CAMs of the gateway's score output, one grid size per package."""
+    maps = {}
+    for i, it in enumerate(scored):
+        for f in by_file[os.path.realpath(os.path.join(data, it.file))][2]["findings"]:
+            if "cam" in f and f["label"] in names:
+                maps[i, names.index(f["label"])] = np.array(f["cam"]["values"], np.float32).reshape(f["cam"]["height"], f["cam"]["width"])
+    h, w = next(iter(maps.values())).shape if maps else (0, 0)
+    cams = np.full((len(scored), len(names), h, w), np.nan, np.float32)
+    for (i, j), m in maps.items():
+        cams[i, j] = m
+    np.savez_compressed(path, files=np.array([it.file for it in scored]), labels=np.array(names), cams=cams)
 
 
 def run(a, log=print):
@@ -193,6 +210,8 @@ def run(a, log=print):
     with open(os.path.join(a.out, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")
+    if a.save_cams:
+        save_cams(os.path.join(a.out, "cams.npz"), scored, only, by_file, a.data)
     # each image's probabilities as the gateway gave them, for audits and for comparing two runs (int8-auroc.sh)
     with open(os.path.join(a.out, "scores.csv"), "w", newline="") as f:
         w = csv.writer(f)

@@ -168,10 +168,16 @@ class GatewayTest(unittest.TestCase):
         reports = {}
         for precision in ("fp32", "int8"):
             v = run("validate", "--package", pkg, "--data", data, "--labels", labels, "--out", os.path.join(d, "r-" + precision),
-                    "--precision", precision, "--no-plots", "--bootstrap", "20")
+                    "--precision", precision, "--no-plots", "--bootstrap", "20", "--save-cams")
             self.assertEqual(v.returncode, 0, v.stdout.decode()[-2000:])
             reports[precision] = json.load(open(os.path.join(d, "r-" + precision, "report.json")))
             self.assertIn(precision, reports[precision]["scoredBy"])
+            # the per-image outputs two runs are compared with: probabilities and raw Grad-CAMs
+            with open(os.path.join(d, "r-" + precision, "scores.csv")) as f:
+                self.assertEqual(len(f.read().splitlines()), 1 + reports[precision]["images"])
+            cams = np.load(os.path.join(d, "r-" + precision, "cams.npz"))
+            self.assertEqual(cams["cams"].shape[:2], (reports[precision]["images"], len(reports[precision]["labels"])))
+            self.assertFalse(np.isnan(cams["cams"]).all(), "the gateway's Grad-CAMs are in")
         self.assertEqual(reports["fp32"]["images"], reports["int8"]["images"])
         print("quantize: INT8 variant of a tiny package; AUROC fp32 / int8: %s" % {
             l["name"]: (l["auroc"], k["auroc"]) for l, k in zip(reports["fp32"]["labels"], reports["int8"]["labels"])})

@@ -19,8 +19,9 @@ import java.util.Map;
 /**
  * {@code score --json FILE}: the scores as JSON, for tools (cxr-model validate) that must see exactly
  * what the workers compute. Per image: the file, its UIDs, the working-image size and, per model run
- * and finding, the probability, threshold, result and, where the finding has a Grad-CAM map, its
- * peak (the centre of its brightest feature cell) as a fraction of the working image's width and height.
+ * and finding, the probability, threshold, result and, where the finding has a Grad-CAM map, the raw map
+ * (feature resolution) and its peak (the centre of its brightest feature cell) as a fraction of the working
+ * image's width and height.
  * Files not scored are listed with the reason.
  */
 final class ScoreJson {
@@ -59,6 +60,11 @@ final class ScoreJson {
                             CamMaps.render(f.getActivation(), image.getImage().getWidth(), image.getImage().getHeight());
                             double[] peak = peak(f.getActivation(), image.getImage().getWidth(), image.getImage().getHeight());
                             fo.putObject("camPeak").put("x", peak[0]).put("y", peak[1]);
+                            // the raw map too (feature resolution, row-major): tools compare two runs' maps with it
+                            ObjectNode cam = fo.putObject("cam").put("width", f.getActivation().getWidth())
+                                    .put("height", f.getActivation().getHeight());
+                            ArrayNode values = cam.putArray("values");
+                            f.getActivation().getValues().forEach(values::add);
                         } catch (ReportException e) {
                             fo.put("camError", e.getMessage());
                         }

@@ -40,6 +40,17 @@ public interface DeliveryConfig {
     /** Ledger, pending hand-off and dead letters; default {@code <cxr.data-dir>/delivery}. */
     Optional<Path> stateDir();
 
+    /**
+     * How long delivery keeps what it recorded of a settled study after its last change: the study's history under
+     * {@code <state>/studies} (what each result superseded, where it was delivered) and the destinations'
+     * acknowledgement markers under {@code <state>/ledger}. After that the study's results can no longer be retracted
+     * (the API answers 404 for it), a later result of the study supersedes nothing, and an old result replayed goes out
+     * again under its same UIDs. A study with a destination still owing an outcome, or a retraction not yet
+     * acknowledged everywhere, is kept however old. Checked at start and every hour; 0 keeps everything.
+     */
+    @WithDefault("90d")
+    Duration retention();
+
     /** Kafka consumer group of the delivery role. */
     @WithDefault("cxr-delivery")
     String consumerGroup();

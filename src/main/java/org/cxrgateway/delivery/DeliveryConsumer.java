@@ -64,6 +64,7 @@ public class DeliveryConsumer {
         service.warmUp();
         state = "resuming";
         service.resume();
+        service.startHousekeeping(config.retention());
         loop = new ConsumerLoop(new ConsumerLoop.Settings("delivery-consumer", "delivery", kafka.topics().results(),
                 cluster.consumerProperties(config.consumerGroup()), MAX_IN_FLIGHT, HAND_OFF_RETRY,
                 kafka.requestTimeout().multipliedBy(2)), deadLetters, this::handOver);

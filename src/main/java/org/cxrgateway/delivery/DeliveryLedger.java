@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -94,6 +95,41 @@ public final class DeliveryLedger {
                 }
             }
         };
+    }
+
+    /**
+     * Forgets acknowledgements (and progress records) not changed since {@code cutoffEpochMs}, of every destination.
+     * An object acknowledged before and sent again after that (a replay of a very old result) goes out once more under
+     * its same UID, which a PACS or FHIR server takes as the same object.
+     *
+     * @return how many records were removed
+     */
+    public int prune(long cutoffEpochMs) {
+        if (!Files.isDirectory(dir)) {
+            return 0;
+        }
+        int removed = 0;
+        try (DirectoryStream<Path> destinations = Files.newDirectoryStream(dir)) {
+            for (Path d : destinations) {
+                if (!Files.isDirectory(d)) {
+                    continue;
+                }
+                try (DirectoryStream<Path> records = Files.newDirectoryStream(d)) {
+                    for (Path r : records) {
+                        try {
+                            if (Files.getLastModifiedTime(r).toMillis() < cutoffEpochMs && Files.deleteIfExists(r)) {
+                                removed++;
+                            }
+                        } catch (NoSuchFileException gone) {
+                            // removed meanwhile
+                        }
+                    }
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot prune the delivery ledger", e);
+        }
+        return removed;
     }
 
     static String safe(String s) {

@@ -331,6 +331,41 @@ public final class DeliveryService implements AutoCloseable {
         }
     }
 
+    private ScheduledExecutorService housekeeping;
+
+    /**
+     * Forgets, now and every hour, the delivery records of settled studies older than {@code retention}
+     * (cxr.delivery.retention): their histories and the ledger's acknowledgements. Zero or negative keeps everything.
+     */
+    public synchronized void startHousekeeping(Duration retention) {
+        if (retention.isZero() || retention.isNegative() || housekeeping != null) {
+            return;
+        }
+        housekeeping = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "delivery-housekeeping");
+            t.setDaemon(true);
+            return t;
+        });
+        housekeeping.scheduleWithFixedDelay(() -> prune(retention), 0, 1, TimeUnit.HOURS);
+    }
+
+    /** One housekeeping pass (see {@link #startHousekeeping}); never throws, so the schedule goes on. */
+    void prune(Duration retention) {
+        try {
+            long cutoff = System.currentTimeMillis() - retention.toMillis();
+            int studies = history.prune(cutoff, destinations.keySet());
+            int acks = ledger.prune(cutoff);
+            metrics.counter("cxr.delivery.pruned", "record", "study").increment(studies);
+            metrics.counter("cxr.delivery.pruned", "record", "acknowledgement").increment(acks);
+            if (studies + acks > 0) {
+                LOG.infof("housekeeping: forgot %d settled stud%s and %d acknowledgement(s) unchanged for %s", studies,
+                        studies == 1 ? "y" : "ies", acks, retention);
+            }
+        } catch (RuntimeException e) {
+            LOG.warnf("housekeeping failed, tried again in an hour: %s", e.getMessage());
+        }
+    }
+
     /** The study's life as delivery recorded it; empty when no result of it was handed over here. */
     public java.util.Optional<StudyHistory.Life> life(String studyUid) {
         return history.life(studyUid);
@@ -689,5 +724,10 @@ public final class DeliveryService implements AutoCloseable {
     @Override
     public void close() {
         executors.values().forEach(ScheduledExecutorService::shutdownNow);
+        synchronized (this) {
+            if (housekeeping != null) {
+                housekeeping.shutdownNow();
+            }
+        }
     }
 }

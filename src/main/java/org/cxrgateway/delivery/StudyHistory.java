@@ -21,7 +21,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The durable life of each study on the delivery side, one JSON file per study under &lt;state&gt;/studies, each
@@ -95,10 +94,14 @@ public final class StudyHistory {
     }
 
     private final Path dir;
-    private final Map<String, Object> locks = new ConcurrentHashMap<>();
+    /** Striped, so that the locks stay as many however many studies pass (one per study grew without end). */
+    private final Object[] locks = new Object[256];
 
     public StudyHistory(Path dir) {
         this.dir = dir;
+        for (int i = 0; i < locks.length; i++) {
+            locks[i] = new Object();
+        }
     }
 
     public static String key(String jobId, int revision) {
@@ -106,7 +109,69 @@ public final class StudyHistory {
     }
 
     private Object lock(String study) {
-        return locks.computeIfAbsent(study, k -> new Object());
+        return locks[Math.floorMod(study.hashCode(), locks.length)];
+    }
+
+    /**
+     * Forgets the studies whose history did not change since {@code cutoffEpochMs} and is settled for every one of
+     * {@code destinations}: each result handed over has an outcome there (delivered, stale or retracted), and a
+     * retraction, if any, was acknowledged there. Their last FHIR bundle goes with them. An unsettled study is kept
+     * however old. The removal need not be durable: a history that comes back after a power loss is pruned again.
+     *
+     * @return how many studies were forgotten
+     */
+    public int prune(long cutoffEpochMs, java.util.Collection<String> destinations) {
+        if (!Files.isDirectory(dir)) {
+            return 0;
+        }
+        List<Path> old = new ArrayList<>();
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "*.json")) {
+            for (Path p : ds) {
+                if (!p.getFileName().toString().endsWith(".bundle.json")
+                        && Files.getLastModifiedTime(p).toMillis() < cutoffEpochMs) {
+                    old.add(p);
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list study histories", e);
+        }
+        int removed = 0;
+        for (Path p : old) {
+            String study;
+            try {
+                study = JSON.readValue(Files.readAllBytes(p), Life.class).studyInstanceUid();
+            } catch (IOException e) {
+                continue; // gone meanwhile, or unreadable: left for an operator
+            }
+            synchronized (lock(study)) {
+                Life l = read(study);
+                try {
+                    if (l == null || Files.getLastModifiedTime(file(study)).toMillis() >= cutoffEpochMs || !settled(l, destinations)) {
+                        continue;
+                    }
+                    Files.deleteIfExists(bundleFile(study));
+                    Files.deleteIfExists(file(study));
+                    removed++;
+                } catch (IOException e) {
+                    throw new UncheckedIOException("cannot forget the history of study " + study, e);
+                }
+            }
+        }
+        return removed;
+    }
+
+    private static boolean settled(Life l, java.util.Collection<String> destinations) {
+        if (l.retraction() != null && !l.retraction().deliveredTo().containsAll(destinations)) {
+            return false;
+        }
+        for (Issue i : l.issues()) {
+            for (String d : destinations) {
+                if (l.deliveries().stream().noneMatch(x -> x.destination().equals(d) && x.key().equals(i.key()))) {
+                    return false;
+                }
+            }
+        }
+        return true;
     }
 
     private Path file(String study) {
