@@ -17,7 +17,8 @@ public interface Destination {
     /**
      * True for a destination that should get each result's SRs on their own, as soon as they are written, and the
      * whole set after (what it acknowledged already is skipped by the ledger): a PACS, where a reader waits for the
-     * SR and its explanation pictures may follow. False where one message must carry everything (FHIR).
+     * SR and its explanation pictures may follow (over DIMSE or STOW-RS). False where one message must carry
+     * everything (FHIR).
      */
     default boolean srsFirst() {
         return false;

@@ -91,6 +91,15 @@ public final class DicomWebDestination implements Destination {
         return name;
     }
 
+    /**
+     * As for a PACS over DIMSE: the SRs in a request of their own, ahead of the pictures they reference (the ledger
+     * holds each instance once stored, so the second request carries the rest).
+     */
+    @Override
+    public boolean srsFirst() {
+        return true;
+    }
+
     @Override
     public String toString() {
         return name + " -> STOW-RS " + studies + (authorization.isEmpty() ? "" : " (" + authorization.get().split(" ")[0] + ")");

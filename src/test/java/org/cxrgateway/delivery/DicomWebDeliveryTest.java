@@ -87,7 +87,8 @@ class DicomWebDeliveryTest {
             assertEquals(0, svc.deadLetteredCount());
         }
         assertEquals(new ArrayList<>(want), qido(t.studyUid));
-        assertEquals(1, requests("200"), "one request for the whole set");
+        // two requests: the SRs on their own ahead of the pictures (srsFirst), then the rest, none of the SRs again
+        assertEquals(2, requests("200"), "the SRs, then the pictures");
         try (DeliveryService again = service(Files.createTempDirectory(work, "state2"), 3, "/dicom-web")) {
             again.submit(result).get(60, TimeUnit.SECONDS);
             assertEquals(0, again.deadLetteredCount());
