@@ -34,12 +34,24 @@ def spread_head(model, x, sd=2.5):
         model.classifier.bias.copy_(torch.from_numpy(b))
 
 
+CLI = os.path.join(os.path.dirname(__file__), "..", "..", "bin", "cxr-model")
+
+
 class GatewayTest(unittest.TestCase):
-    def test_score_matches_pytorch(self):
+    def require_jar(self):
         if not os.path.exists(JAR):
             if os.environ.get("CXR_REQUIRE_JAR") == "1":
                 self.fail("gateway jar missing: " + JAR)
             self.skipTest("gateway jar missing: " + JAR)
+
+    @staticmethod
+    def cli(*args):
+        """bin/cxr-model with these arguments, on the gateway jar under test."""
+        return subprocess.run([CLI] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, CXR_GATEWAY_JAR=JAR), timeout=600)
+
+    def test_score_matches_pytorch(self):
+        self.require_jar()
         d = tempfile.mkdtemp()
         synth.generate(os.path.join(d, "data"), patients=6, size=96, seed=5, log=lambda *a: None)
         torch.manual_seed(0)
@@ -97,10 +109,7 @@ class GatewayTest(unittest.TestCase):
 
 
     def test_bad_input_is_listed_and_a_label_without_positives_gets_no_auroc(self):
-        if not os.path.exists(JAR):
-            if os.environ.get("CXR_REQUIRE_JAR") == "1":
-                self.fail("gateway jar missing: " + JAR)
-            self.skipTest("gateway jar missing: " + JAR)
+        self.require_jar()
         d = tempfile.mkdtemp()
         data = os.path.join(d, "data")
         synth.generate(data, patients=6, size=64, seed=9, log=lambda *a: None)
@@ -118,13 +127,11 @@ class GatewayTest(unittest.TestCase):
         rows.append(["not-dicom.dcm", "SYN00002"] + blank)
         with open(os.path.join(data, "LABELS.csv"), "w", newline="") as f:
             csv.writer(f).writerows(rows)
-        cli = os.path.join(os.path.dirname(__file__), "..", "..", "bin", "cxr-model")
-        env = dict(os.environ, CXR_GATEWAY_JAR=JAR)
-        t = subprocess.run([cli, "train", "--data", data, "--labels", os.path.join(data, "LABELS.csv"), "--out", os.path.join(d, "pkg"),
-                            "--arch", "tiny", "--size", "32", "--epochs", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=600)
+        t = self.cli("train", "--data", data, "--labels", os.path.join(data, "LABELS.csv"), "--out", os.path.join(d, "pkg"),
+                     "--arch", "tiny", "--size", "32", "--epochs", "1")
         self.assertEqual(t.returncode, 0, t.stdout.decode()[-2000:])
-        v = subprocess.run([cli, "validate", "--package", os.path.join(d, "pkg"), "--data", data, "--labels", os.path.join(data, "LABELS.csv"),
-                            "--out", os.path.join(d, "rep")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=600)
+        v = self.cli("validate", "--package", os.path.join(d, "pkg"), "--data", data, "--labels", os.path.join(data, "LABELS.csv"),
+                     "--out", os.path.join(d, "rep"))
         out = v.stdout.decode()
         self.assertEqual(v.returncode, 0, out[-2000:])
         self.assertIn("warning: Pneumothorax has no positives", out)
@@ -139,21 +146,13 @@ class GatewayTest(unittest.TestCase):
         print("bad input: skipped %s; Pneumothorax without positives: auroc %s" % (sorted(reasons), ptx["auroc"]))
 
     def test_quantize_adds_the_int8_variant_that_validate_scores(self):
-        if not os.path.exists(JAR):
-            if os.environ.get("CXR_REQUIRE_JAR") == "1":
-                self.fail("gateway jar missing: " + JAR)
-            self.skipTest("gateway jar missing: " + JAR)
+        self.require_jar()
         d = tempfile.mkdtemp()
         data = os.path.join(d, "data")
         synth.generate(data, patients=8, size=64, seed=3, log=lambda *a: None)
         labels = os.path.join(data, "LABELS.csv")
-        cli = os.path.join(os.path.dirname(__file__), "..", "..", "bin", "cxr-model")
-        env = dict(os.environ, CXR_GATEWAY_JAR=JAR)
         pkg = os.path.join(d, "pkg")
-
-        def run(*args):
-            return subprocess.run([cli] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=600)
-
+        run = self.cli
         t = run("train", "--data", data, "--labels", labels, "--out", pkg, "--arch", "tiny", "--size", "32", "--epochs", "1")
         self.assertEqual(t.returncode, 0, t.stdout.decode()[-2000:])
         none = run("validate", "--package", pkg, "--data", data, "--labels", labels, "--out", os.path.join(d, "r0"), "--precision", "int8")

@@ -67,12 +67,23 @@ class PacsDeliveryTest {
         return s;
     }
 
+    PacsDestination pacs(Path state) {
+        return new PacsDestination("orthanc", "127.0.0.1", orthanc.dicomPort, "ORTHANC", "CXRGATEWAY", state.resolve("spool"));
+    }
+
     DeliveryService service(Path state, int attempts) {
-        return new DeliveryService(new ReportBuilder(ReportSettings.defaults()),
-                List.of(new PacsDestination("orthanc", "127.0.0.1", orthanc.dicomPort, "ORTHANC", "CXRGATEWAY", state.resolve("spool"))),
+        return service(state, attempts, pacs(state));
+    }
+
+    DeliveryService service(Path state, int attempts, Destination destination) {
+        return new DeliveryService(new ReportBuilder(ReportSettings.defaults()), List.of(destination),
                 new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
                 new RetryPolicy(attempts, Duration.ofMillis(50), Duration.ofMillis(200)),
                 new PendingStore(state.resolve("pending")), new SimpleMeterRegistry());
+    }
+
+    static List<String> srUids(ReportSet set) {
+        return set.dicom().stream().filter(o -> o.kind().equals("SR")).map(ReportSet.DicomObject::sopInstanceUid).toList();
     }
 
     @Test
@@ -172,15 +183,11 @@ class PacsDeliveryTest {
         storeSource(t);
         StudyResult result = t.build();
         ReportSet expected = new ReportBuilder(ReportSettings.defaults()).build(result);
-        List<String> srs = expected.dicom().stream().filter(o -> o.kind().equals("SR")).map(ReportSet.DicomObject::sopInstanceUid).toList();
+        List<String> srs = srUids(expected);
         assertTrue(!srs.isEmpty() && expected.dicom().size() > srs.size(), "the study has SRs and pictures");
         Path state = Files.createTempDirectory(work, "state");
-        Recording rec = new Recording(new PacsDestination("orthanc", "127.0.0.1", orthanc.dicomPort, "ORTHANC", "CXRGATEWAY",
-                state.resolve("spool")));
-        try (DeliveryService svc = new DeliveryService(new ReportBuilder(ReportSettings.defaults()), List.of(rec),
-                new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
-                new RetryPolicy(3, Duration.ofMillis(50), Duration.ofMillis(200)),
-                new PendingStore(state.resolve("pending")), new SimpleMeterRegistry())) {
+        Recording rec = new Recording(pacs(state));
+        try (DeliveryService svc = service(state, 3, rec)) {
             svc.submit(result).get(60, TimeUnit.SECONDS);
             assertEquals(0, svc.deadLetteredCount());
         }
@@ -209,14 +216,10 @@ class PacsDeliveryTest {
         storeSource(t);
         StudyResult result = t.build();
         ReportSet expected = new ReportBuilder(ReportSettings.defaults()).build(result);
-        List<String> srs = expected.dicom().stream().filter(o -> o.kind().equals("SR")).map(ReportSet.DicomObject::sopInstanceUid).toList();
+        List<String> srs = srUids(expected);
         Path state = Files.createTempDirectory(work, "state");
-        Recording rec = new Recording(new PacsDestination("orthanc", "127.0.0.1", orthanc.dicomPort, "ORTHANC", "CXRGATEWAY",
-                state.resolve("spool")));
-        try (DeliveryService svc = new DeliveryService(new ReportBuilder(ReportSettings.defaults()), List.of(rec),
-                new DeliveryLedger(state.resolve("ledger")), new FileDeadLetterStore(state.resolve("dead-letters")),
-                new RetryPolicy(3, Duration.ofMillis(50), Duration.ofMillis(200)),
-                new PendingStore(state.resolve("pending")), new SimpleMeterRegistry())) {
+        Recording rec = new Recording(pacs(state));
+        try (DeliveryService svc = service(state, 3, rec)) {
             svc.preview(TestResults.preview(result));
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
             while (sopUids(instancesOf(t.studyUid)).size() < 1 + srs.size() && System.nanoTime() < deadline) {
