@@ -218,8 +218,8 @@ public final class ReportBuilder {
         List<Planned> plans = List.copyOf(planned.values());
         Map<String, byte[]> grays = new java.util.HashMap<>();
         List<Inputs> inputs = new ArrayList<>(plans.size());
-        // a preview is staged for its SRs alone (Staged.complete refuses it): nothing of its pictures is decoded
-        for (Planned p : result.getPreview() ? List.<Planned>of() : plans) {
+        // a preview's too (its guided maps aside, which follow): bad content stops its SRs as it would the full result's
+        for (Planned p : plans) {
             ImageResult img = p.candidate().image();
             Finding f = p.candidate().finding();
             byte[] gray = grays.get(img.getSopInstanceUid());

@@ -197,6 +197,10 @@ class ReportBuilderTest {
         assertTrue(guidedScs > 0, "the full result has guided Secondary Captures for the SR to name");
         assertThrows(ReportException.class, staged::complete);
         assertThrows(ReportException.class, () -> builder.build(preview));
+        // what a preview's pictures are drawn from is checked before its SRs could leave, as for a full result
+        StudyResult badCam = TestResults.preview(full);
+        badCam.getImages().get(0).getRuns().get(0).getFindings().get(0).getActivation().setValues(List.of(1f, 2f));
+        assertThrows(ReportException.class, () -> builder.stage(badCam, Supersession.NONE));
         // without the flags the preview's SRs would name no guided picture, and so differ
         StudyResult bare = TestResults.preview(full);
         bare.getImages().forEach(img -> img.getRuns().forEach(run -> run.getFindings().forEach(f -> f.setGuidedFollows(false))));
