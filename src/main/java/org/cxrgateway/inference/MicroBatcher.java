@@ -114,6 +114,7 @@ public final class MicroBatcher implements AutoCloseable {
     private static final Done RESULTS_STOP = new Done(List.of(), null);
 
     private final Scorer scorer;
+    private final boolean makesGuidedMaps;
     private final int maxBatch;
     private final long maxWaitNanos;
     private final BlockingQueue<Item> queue = new LinkedBlockingQueue<>();
@@ -129,6 +130,7 @@ public final class MicroBatcher implements AutoCloseable {
             throw new IllegalArgumentException("cxr.inference.max-batch must be >= 1, was " + maxBatch);
         }
         this.scorer = scorer;
+        this.makesGuidedMaps = scorer.guidedMapSide() > 0;
         this.maxBatch = maxBatch;
         this.maxWaitNanos = maxWait.toNanos();
         this.thread = new Thread(this::loop, "cxr-inference-batcher");
@@ -292,7 +294,9 @@ public final class MicroBatcher implements AutoCloseable {
         long postStart = System.nanoTime();
         try {
             Scorer.Scores scores = scorer.scores(f);
-            previews(live, scores);
+            if (makesGuidedMaps) { // without guided maps the result follows at once: no preview, no copies
+                previews(live, scores);
+            }
             r = scorer.guided(scores);
         } catch (RuntimeException e) {
             fail(live, e);
