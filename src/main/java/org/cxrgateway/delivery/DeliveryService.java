@@ -200,10 +200,16 @@ public final class DeliveryService implements AutoCloseable {
      * whatever the preview did not (the ledger skips what a PACS acknowledged, and the SRs of both are the same
      * bytes). The preview is entered in the study's history first, as the full result would be, so that its SRs
      * name the same predecessors. The parts of a multi-part preview wait in memory, for at most
-     * {@value #MAX_PREVIEW_JOBS} jobs; one more is dropped (counted), costing only time.
+     * {@value #MAX_PREVIEW_JOBS} jobs of at most {@value #MAX_PREVIEW_PARTS} parts (each part up to a message, about
+     * 1 MiB, so a few tens of MiB at worst); another is dropped (counted), costing only time: a study of many images
+     * is not the reader-waits-at-idle case previews are for.
      */
     public void preview(StudyResult preview) {
         StudyResult whole = preview;
+        if (preview.getPartCount() > MAX_PREVIEW_PARTS) {
+            metrics.counter("cxr.delivery.previews", "destination", "all", "outcome", "dropped").increment();
+            return;
+        }
         if (preview.getPartCount() > 1) {
             whole = previewParts.add(preview);
             if (whole == null) {
@@ -222,8 +228,8 @@ public final class DeliveryService implements AutoCloseable {
         }
     }
 
-    /** Jobs whose preview parts delivery holds in memory at most; see {@link #preview}. */
-    static final int MAX_PREVIEW_JOBS = 16;
+    /** Jobs whose preview parts delivery holds in memory at most, and their most parts; see {@link #preview}. */
+    static final int MAX_PREVIEW_JOBS = 8, MAX_PREVIEW_PARTS = 4;
 
     /** The parts of multi-part previews, by job, until all are in; bounded, and forgotten on a restart. */
     private final class PreviewParts {

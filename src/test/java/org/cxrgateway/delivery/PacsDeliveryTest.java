@@ -245,6 +245,45 @@ class PacsDeliveryTest {
         assertEquals(want.size(), JSON.readTree(orthanc.get("/statistics")).get("CountInstances").asInt());
     }
 
+    /** Part i of 2 of a two-image result, as a worker publishes a job split one image per part. */
+    static StudyResult part(StudyResult whole, int i) {
+        return StudyResult.newBuilder(whole).setPartIndex(i).setPartCount(2).setImages(List.of(whole.getImages().get(i))).build();
+    }
+
+    /** The parts of a multi-part preview are gathered (in memory) and their SRs sent once all are in, before the result's. */
+    @Test
+    void aMultiPartPreviewSendsItsSrsOnceAllItsPartsAreIn() throws Exception {
+        TestResults t = TestResults.study("34");
+        storeSource(t);
+        StudyResult whole = TestResults.lateInstance(t.build(), 0);
+        ReportSet expected = new ReportBuilder(ReportSettings.defaults()).build(whole);
+        List<String> srs = srUids(expected);
+        Path state = Files.createTempDirectory(work, "state");
+        Recording rec = new Recording(pacs(state));
+        try (DeliveryService svc = service(state, 3, rec)) {
+            svc.preview(TestResults.preview(part(whole, 0)));
+            Thread.sleep(300);
+            assertEquals(0, rec.kindsPerCall.size(), "one part of two: nothing sent yet");
+            svc.preview(TestResults.preview(part(whole, 1)));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (rec.kindsPerCall.isEmpty() && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            for (int i = 0; i < 2; i++) {
+                byte[] bytes = org.cxrgateway.message.MessageCodec.encode(part(whole, i));
+                svc.accept(bytes, org.cxrgateway.message.MessageCodec.decodeResult(bytes)).get(60, TimeUnit.SECONDS);
+            }
+            assertEquals(0, svc.deadLetteredCount());
+        }
+        assertEquals(srs.stream().map(x -> "SR").toList(), rec.kindsPerCall.get(0), "the merged preview's SRs first");
+        assertEquals(new TreeSet<>(srs), rec.ackedAtStart.get(rec.kindsPerCall.size() - 1), "not sent again");
+        Set<String> want = new TreeSet<>();
+        want.add(t.sopUid);
+        expected.dicom().forEach(o -> want.add(o.sopInstanceUid()));
+        assertEquals(want, sopUids(instancesOf(t.studyUid)));
+        assertEquals(want.size(), JSON.readTree(orthanc.get("/statistics")).get("CountInstances").asInt());
+    }
+
     @Test
     void orthancDownIsRetriedDeadLetteredAndReplayedOnce() throws Exception {
         TestResults t = TestResults.study("31");
