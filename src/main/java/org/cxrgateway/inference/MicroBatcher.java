@@ -381,7 +381,7 @@ public final class MicroBatcher implements AutoCloseable {
                 .setCreatedAtEpochMs(st.createdAtEpochMs)
                 .setReceivedAtEpochMs(st.job.getReceivedAtEpochMs())
                 .setStudy(st.job.getStudy())
-                .setImages(Arrays.asList(images.clone()))
+                .setImages(Arrays.asList(images))
                 .setInferenceMs(st.engineMs)
                 .setBatchSize(st.batchSize)
                 .setPreview(preview)
