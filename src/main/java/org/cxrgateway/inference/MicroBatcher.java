@@ -385,6 +385,7 @@ public final class MicroBatcher implements AutoCloseable {
                 .setInferenceMs(st.engineMs)
                 .setBatchSize(st.batchSize)
                 .setPreview(preview)
+                .setSkipped(st.job.getSkipped())
                 .build();
     }
 

@@ -25,8 +25,12 @@ public final class MessageCodec {
 
     public static final int SCHEMA_VERSION = 2;
 
-    /** The version 2 StudyResult writer schemas before the current one, as resources. */
-    static final List<String> EARLIER_RESULT_WRITERS = List.of("/schemas/kafka/writers/StudyResult-v2.0.avsc");
+    /**
+     * The version 2 StudyResult writer schemas before the current one, as resources: v2.0 before preview and
+     * guidedFollows, v2.1 before skipped.
+     */
+    static final List<String> EARLIER_RESULT_WRITERS = List.of("/schemas/kafka/writers/StudyResult-v2.0.avsc",
+            "/schemas/kafka/writers/StudyResult-v2.1.avsc");
 
     private static final BinaryMessageDecoder<StudyResult> RESULTS = resultDecoder();
 

@@ -47,8 +47,8 @@ public final class StudyParts {
     }
 
     /**
-     * The whole-study result from all parts of one job (any order, each index once): images in part order,
-     * engine time summed, the largest batch, the latest creation time.
+     * The whole-study result from all parts of one job (any order, each index once): images and skipped
+     * instances in part order, engine time summed, the largest batch, the latest creation time.
      *
      * @throws IllegalArgumentException when the parts are not exactly the parts of one job
      */
@@ -64,6 +64,7 @@ public final class StudyParts {
             throw new IllegalArgumentException(sorted.size() + " parts of " + count);
         }
         List<ImageResult> images = new ArrayList<>();
+        List<SkippedInstance> skipped = new ArrayList<>();
         double ms = 0;
         int batch = 0;
         long created = 0;
@@ -76,11 +77,12 @@ public final class StudyParts {
                         + " of job " + first.getJobId() + (first.getPreview() ? " (preview)" : ""));
             }
             images.addAll(p.getImages());
+            skipped.addAll(p.getSkipped());
             ms += p.getInferenceMs();
             batch = Math.max(batch, p.getBatchSize());
             created = Math.max(created, p.getCreatedAtEpochMs());
         }
-        return StudyResult.newBuilder(first).setPartIndex(0).setPartCount(1).setImages(images)
+        return StudyResult.newBuilder(first).setPartIndex(0).setPartCount(1).setImages(images).setSkipped(skipped)
                 .setInferenceMs(ms).setBatchSize(batch).setCreatedAtEpochMs(created).build();
     }
 }

@@ -91,7 +91,9 @@ public final class FhirBundleBuilder {
                             "http://terminology.hl7.org/CodeSystem/v2-0203", "ACSN", "Accession ID")))
                     .setValue(s.getAccessionNumber()));
         }
-        study.setNumberOfInstances(result.getImages().size());
+        // every instance of the study, the skipped ones (lateral views, other body parts) too: the series list
+        // below names only the images that were scored
+        study.setNumberOfInstances(result.getImages().size() + result.getSkipped().size());
         for (ImageResult img : result.getImages()) {
             ImagingStudy.ImagingStudySeriesComponent series = study.getSeries().stream()
                     .filter(x -> x.getUid().equals(img.getSeriesInstanceUid())).findFirst()

@@ -166,6 +166,8 @@ class InferenceWorkerTest {
         assertEquals("job-" + a, ra.getJobId());
         assertEquals("job-" + a, jobIdHeaders.get(a), "results carry the cxr.job-id header, as jobs do");
         assertEquals(2, ra.getImages().size());
+        assertEquals(List.of("1.2.9"), ra.getSkipped().stream().map(SkippedInstance::getSopInstanceUid).toList(),
+                "the job's skipped instances are copied into its result, for the report's instance count");
         assertTrue(ra.getInferenceMs() > 0 && ra.getBatchSize() >= 1);
         for (ImageResult ir : ra.getImages()) {
             assertEquals(2, ir.getRuns().size());

@@ -104,26 +104,32 @@ class MessageCodecTest {
     }
 
     /**
-     * A result written before StudyResult.preview and Finding.guidedFollows existed (the v2.0 writer schema kept in
-     * schemas/kafka/writers), as delivery may still hold it in its pending store: read with the defaults filled in,
-     * everything else as written.
+     * A result written with an earlier version 2 writer schema (kept in schemas/kafka/writers), as delivery may still
+     * hold it in its pending store: v2.0, before StudyResult.preview and Finding.guidedFollows; v2.1, before
+     * StudyResult.skipped. It is read with the defaults filled in, everything else as written.
      */
     @Test
-    void resultOfAnEarlierVersion2WriterIsRead() throws Exception {
+    void resultsOfTheEarlierVersion2WritersAreRead() throws Exception {
         StudyResult current = org.cxrgateway.report.TestResults.study("codec").build();
-        Schema earlier;
-        try (var in = MessageCodec.class.getResourceAsStream(MessageCodec.EARLIER_RESULT_WRITERS.get(0))) {
-            earlier = new Schema.Parser().parse(in);
+        List<String> missing = List.of("preview", "skipped");
+        assertEquals(missing.size(), MessageCodec.EARLIER_RESULT_WRITERS.size());
+        for (int w = 0; w < missing.size(); w++) {
+            Schema earlier;
+            try (var in = MessageCodec.class.getResourceAsStream(MessageCodec.EARLIER_RESULT_WRITERS.get(w))) {
+                earlier = new Schema.Parser().parse(in);
+            }
+            String added = missing.get(w);
+            assertTrue(earlier.getField(added) == null && StudyResult.getClassSchema().getField(added) != null, added);
+            // the added fields come last, so the specific writer writes the earlier layout from the same objects
+            byte[] old = new BinaryMessageEncoder<StudyResult>(SpecificData.get(), earlier).encode(current).array();
+            assertFalse(Arrays.equals(old, MessageCodec.encode(current)), "the earlier writer's fingerprint and layout differ");
+            StudyResult read = MessageCodec.decodeResult(old);
+            assertFalse(read.getPreview());
+            assertEquals(List.of(), read.getSkipped());
+            assertEquals(current, read);
+            var findings = read.getImages().get(0).getRuns().get(0).getFindings();
+            assertTrue(findings.stream().noneMatch(f -> f.getGuidedFollows()));
+            assertTrue(findings.stream().anyMatch(f -> f.getGuided() != null));
         }
-        assertTrue(earlier.getField("preview") == null && StudyResult.getClassSchema().getField("preview") != null);
-        // the added fields come last, so the specific writer writes the earlier layout from the same objects
-        byte[] old = new BinaryMessageEncoder<StudyResult>(SpecificData.get(), earlier).encode(current).array();
-        assertFalse(Arrays.equals(old, MessageCodec.encode(current)), "the earlier writer's fingerprint and layout differ");
-        StudyResult read = MessageCodec.decodeResult(old);
-        assertFalse(read.getPreview());
-        assertEquals(current, read);
-        var findings = read.getImages().get(0).getRuns().get(0).getFindings();
-        assertTrue(findings.stream().noneMatch(f -> f.getGuidedFollows()));
-        assertTrue(findings.stream().anyMatch(f -> f.getGuided() != null));
     }
 }

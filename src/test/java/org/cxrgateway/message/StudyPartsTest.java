@@ -187,12 +187,16 @@ class StudyPartsTest {
             r.getImages().get(0).setSopInstanceUid("1.2." + i);
             r.setInferenceMs(10);
             r.setCreatedAtEpochMs(100 + i);
+            // as a worker copies them from the job: part 0 lists the skipped instances, the others none
+            r.setSkipped(i == 0 ? List.of(SkippedInstance.newBuilder().setSopInstanceUid("1.2.9").setReason("LATERAL_VIEW").build())
+                    : List.of());
             parts.add(r);
         }
         Collections.reverse(parts);
         StudyResult whole = StudyParts.merge(parts);
         assertEquals(List.of("1.2.0", "1.2.1", "1.2.2"), whole.getImages().stream().map(ImageResult::getSopInstanceUid).toList());
         assertEquals(1, whole.getPartCount());
+        assertEquals(List.of("1.2.9"), whole.getSkipped().stream().map(SkippedInstance::getSopInstanceUid).toList());
         assertEquals(30.0, whole.getInferenceMs());
         assertEquals(102, whole.getCreatedAtEpochMs());
         assertThrows(IllegalArgumentException.class, () -> StudyParts.merge(parts.subList(0, 2)));

@@ -1,8 +1,11 @@
 package org.cxrgateway.report;
 
 import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.SkippedInstance;
 import org.cxrgateway.schema.v2.StudyResult;
 import org.cxrgateway.testing.Tools;
+import org.hl7.fhir.r4.model.Bundle;
+import org.hl7.fhir.r4.model.ImagingStudy;
 import org.junit.jupiter.api.Test;
 
 import java.nio.file.Files;
@@ -220,6 +223,26 @@ class ReportBuilderTest {
             assertEquals(List.of(), Tools.dciodvfyErrors(f));
             assertTrue(!Tools.run("dcmdump", f.toString()).out().contains("NOT FOR DIAGNOSTIC"));
         }
+    }
+
+    /**
+     * The ImagingStudy counts every instance of the study, the skipped ones (a lateral view, another body part) too,
+     * and lists only the scored images in its series.
+     */
+    @Test
+    void imagingStudyCountsTheSkippedInstancesToo() throws Exception {
+        StudyResult r = TestResults.study("skipped").build();
+        r.setSkipped(List.of(
+                SkippedInstance.newBuilder().setSopInstanceUid("1.2.826.0.1.3680043.10.1234.skipped.2.1").setReason("LATERAL_VIEW").build(),
+                SkippedInstance.newBuilder().setSopInstanceUid("1.2.826.0.1.3680043.10.1234.skipped.3.1").setReason("NOT_CHEST").build()));
+        ReportSet set = new ReportBuilder(ReportSettings.defaults()).build(r);
+        Bundle bundle = FhirBundleBuilder.FHIR.newJsonParser().parseResource(Bundle.class, set.fhirBundleJson());
+        ImagingStudy study = bundle.getEntry().stream().map(Bundle.BundleEntryComponent::getResource)
+                .filter(ImagingStudy.class::isInstance).map(ImagingStudy.class::cast).findFirst().orElseThrow();
+        assertEquals(3, study.getNumberOfInstances());
+        assertEquals(1, study.getSeries().size());
+        assertEquals(List.of(r.getImages().get(0).getSopInstanceUid()),
+                study.getSeries().get(0).getInstance().stream().map(ImagingStudy.ImagingStudySeriesInstanceComponent::getUid).toList());
     }
 
     @Test
