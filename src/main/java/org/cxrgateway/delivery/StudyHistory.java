@@ -121,43 +121,59 @@ public final class StudyHistory {
      * @return how many studies were forgotten
      */
     public int prune(long cutoffEpochMs, java.util.Collection<String> destinations) {
-        if (!Files.isDirectory(dir)) {
-            return 0;
-        }
-        List<Path> old = new ArrayList<>();
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "*.json")) {
-            for (Path p : ds) {
-                if (!p.getFileName().toString().endsWith(".bundle.json")
-                        && Files.getLastModifiedTime(p).toMillis() < cutoffEpochMs) {
-                    old.add(p);
-                }
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot list study histories", e);
-        }
         int removed = 0;
-        for (Path p : old) {
-            String study;
+        for (Path p : histories()) {
+            Life l;
             try {
-                study = JSON.readValue(Files.readAllBytes(p), Life.class).studyInstanceUid();
+                if (Files.getLastModifiedTime(p).toMillis() >= cutoffEpochMs) {
+                    continue;
+                }
+                // read outside the lock: the file name is a lossy escape of the study UID, so the study (and its
+                // lock) is known only from the content
+                l = JSON.readValue(Files.readAllBytes(p), Life.class);
             } catch (IOException e) {
                 continue; // gone meanwhile, or unreadable: left for an operator
             }
+            String study = l.studyInstanceUid();
+            if (!settled(l, destinations) || !file(study).equals(p)) {
+                continue;
+            }
             synchronized (lock(study)) {
-                Life l = read(study);
                 try {
-                    if (l == null || Files.getLastModifiedTime(file(study)).toMillis() >= cutoffEpochMs || !settled(l, destinations)) {
+                    // every write of a history (made under this lock) gives it a fresh modification time, so one
+                    // still older than the cutoff holds what was read above
+                    if (Files.getLastModifiedTime(p).toMillis() >= cutoffEpochMs) {
                         continue;
                     }
                     Files.deleteIfExists(bundleFile(study));
-                    Files.deleteIfExists(file(study));
+                    Files.deleteIfExists(p);
                     removed++;
+                } catch (java.nio.file.NoSuchFileException e) {
+                    // forgotten by a concurrent prune
                 } catch (IOException e) {
                     throw new UncheckedIOException("cannot forget the history of study " + study, e);
                 }
             }
         }
         return removed;
+    }
+
+    /** The history files, one per study (the FHIR bundles kept beside them left out). */
+    private List<Path> histories() {
+        List<Path> out = new ArrayList<>();
+        if (!Files.isDirectory(dir)) {
+            return out;
+        }
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "*.json")) {
+            for (Path p : ds) {
+                if (!p.getFileName().toString().endsWith(".bundle.json")) {
+                    out.add(p);
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list study histories", e);
+        }
+        return out;
     }
 
     private static boolean settled(Life l, java.util.Collection<String> destinations) {
@@ -191,21 +207,18 @@ public final class StudyHistory {
     /** Every study with a retraction not yet acknowledged by all of {@code destinations}. */
     public List<Life> unfinishedRetractions(List<String> destinations) {
         List<Life> out = new ArrayList<>();
-        if (!Files.isDirectory(dir)) {
-            return out;
-        }
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "*.json")) {
-            for (Path p : ds) {
-                if (p.getFileName().toString().endsWith(".bundle.json")) {
-                    continue;
-                }
-                Life l = JSON.readValue(Files.readAllBytes(p), Life.class);
-                if (l.retraction() != null && !l.retraction().deliveredTo().containsAll(destinations)) {
-                    out.add(l);
-                }
+        for (Path p : histories()) {
+            Life l;
+            try {
+                l = JSON.readValue(Files.readAllBytes(p), Life.class);
+            } catch (java.nio.file.NoSuchFileException e) {
+                continue; // forgotten by a prune meanwhile: settled
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read study history " + p.getFileName(), e);
             }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot list study histories", e);
+            if (l.retraction() != null && !l.retraction().deliveredTo().containsAll(destinations)) {
+                out.add(l);
+            }
         }
         return out;
     }

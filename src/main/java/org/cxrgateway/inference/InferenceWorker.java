@@ -126,7 +126,7 @@ public class InferenceWorker {
 
                     @Override
                     public void preview(StudyJob j, StudyResult preview) {
-                        if (publishPreview(j, preview, batcher.scorer().guidedMapSide())) {
+                        if (publishPreview(j, preview, batcher.guidedMapSide())) {
                             previewNanos = System.nanoTime();
                         }
                     }

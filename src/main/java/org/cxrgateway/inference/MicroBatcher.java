@@ -114,7 +114,8 @@ public final class MicroBatcher implements AutoCloseable {
     private static final Done RESULTS_STOP = new Done(List.of(), null);
 
     private final Scorer scorer;
-    private final boolean makesGuidedMaps;
+    /** {@link Scorer#guidedMapSide()}, asked once: 0 when the scorer makes no guided maps. */
+    private final int guidedMapSide;
     private final int maxBatch;
     private final long maxWaitNanos;
     private final BlockingQueue<Item> queue = new LinkedBlockingQueue<>();
@@ -130,7 +131,7 @@ public final class MicroBatcher implements AutoCloseable {
             throw new IllegalArgumentException("cxr.inference.max-batch must be >= 1, was " + maxBatch);
         }
         this.scorer = scorer;
-        this.makesGuidedMaps = scorer.guidedMapSide() > 0;
+        this.guidedMapSide = scorer.guidedMapSide();
         this.maxBatch = maxBatch;
         this.maxWaitNanos = maxWait.toNanos();
         this.thread = new Thread(this::loop, "cxr-inference-batcher");
@@ -195,8 +196,9 @@ public final class MicroBatcher implements AutoCloseable {
         return submit(job).get();
     }
 
-    public Scorer scorer() {
-        return scorer;
+    /** The side of the largest guided map a result can carry (for a preview's size bound), 0 when none. */
+    public int guidedMapSide() {
+        return guidedMapSide;
     }
 
     /** Images queued and not yet in a batch. */
@@ -294,7 +296,7 @@ public final class MicroBatcher implements AutoCloseable {
         long postStart = System.nanoTime();
         try {
             Scorer.Scores scores = scorer.scores(f);
-            if (makesGuidedMaps) { // without guided maps the result follows at once: no preview, no copies
+            if (guidedMapSide > 0) { // without guided maps the result follows at once: no preview, no copies
                 previews(live, scores);
             }
             r = scorer.guided(scores);
