@@ -440,14 +440,33 @@ public final class Preprocessor {
         int n = img.getWidth() * img.getHeight();
         float[] out = new float[n];
         if (bits == 8) {
+            float[] lut = Levels.EIGHT_BIT;
             for (int i = 0; i < n; i++) {
-                out[i] = (px[i] & 0xff) / 255f;
+                out[i] = lut[px[i] & 0xff];
             }
         } else {
+            float[] lut = Levels.SIXTEEN_BIT;
             for (int i = 0; i < n; i++) {
-                out[i] = ((px[2 * i] & 0xff) | (px[2 * i + 1] & 0xff) << 8) / 65535f;
+                out[i] = lut[(px[2 * i] & 0xff) | (px[2 * i + 1] & 0xff) << 8];
             }
         }
         return out;
+    }
+
+    /**
+     * Every level's value v / (2^bits - 1), divided once here rather than per pixel (the division was a fifth of the
+     * preprocessing time); the same floats as the division gives. Made once, at the first decode (256 KiB for both).
+     */
+    private static final class Levels {
+        static final float[] EIGHT_BIT = levels(255);
+        static final float[] SIXTEEN_BIT = levels(65535);
+
+        private static float[] levels(int max) {
+            float[] l = new float[max + 1];
+            for (int v = 0; v <= max; v++) {
+                l[v] = v / (float) max;
+            }
+            return l;
+        }
     }
 }
