@@ -36,6 +36,15 @@ public interface AssemblyConfig {
     @WithDefault("950000")
     int maxPayloadBytes();
 
+    /**
+     * Most images one study's job holds: the first eligible instances in SOP Instance UID order; any further
+     * eligible instance is skipped as TOO_MANY_IMAGES, and counted and listed as skipped instances are. A job holds
+     * its working images (each up to max-payload-bytes) in the listener's memory until it is published, so this
+     * bounds that memory whatever a sender puts in one study; a chest radiograph study has a few images. Default 200.
+     */
+    @WithDefault("200")
+    int maxImages();
+
     /** Delay before retrying a job that could not be published. Default 5s. */
     @WithDefault("5s")
     Duration publishRetryDelay();

@@ -25,6 +25,8 @@ public final class Eligibility {
     public static final String NOT_FRONTAL = "NOT_FRONTAL";
     public static final String UNREADABLE = "UNREADABLE";
     public static final String UNDECODABLE = "UNDECODABLE";
+    /** Eligible, but the study already has cxr.assembly.max-images images in its job (see AssemblyConfig). */
+    public static final String TOO_MANY_IMAGES = "TOO_MANY_IMAGES";
 
     private static final Set<String> FRONTAL = Set.of("PA", "AP");
     private static final Set<String> LATERAL = Set.of("LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LLO", "RLO");

@@ -77,7 +77,7 @@ public class IngestService {
                 assemblyConfig.bitsPerPixel(), assemblyConfig.pixelEncoding(), assemblyConfig.maxPayloadBytes());
         StudyAssembler a = new StudyAssembler(s, () -> sinks.isResolvable() ? sinks.get() : null, decoder,
                 assemblyConfig.quietPeriod(), assemblyConfig.publishRetryDelay(), assemblyConfig.maxPublishAttempts(),
-                metrics);
+                assemblyConfig.maxImages(), metrics);
         if (!sinks.isResolvable()) {
             LOG.warn("no StudyJobSink bean: studies are spooled but not published until one is available");
         }

@@ -46,6 +46,8 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
     private final Duration quietPeriod;
     private final Duration retryDelay;
     private final int maxAttempts;
+    /** cxr.assembly.max-images: bounds the working images held for one study's job. */
+    private final int maxImages;
     private final IngestMetrics metrics;
     private final ScheduledExecutorService executor;
 
@@ -73,10 +75,14 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
     }
 
     public StudyAssembler(Spool spool, Supplier<StudyJobSink> sink, WorkingImageDecoder decoder,
-                          Duration quietPeriod, Duration retryDelay, int maxAttempts, IngestMetrics metrics) {
+                          Duration quietPeriod, Duration retryDelay, int maxAttempts, int maxImages, IngestMetrics metrics) {
         if (maxAttempts < 1) {
             throw new IllegalArgumentException("cxr.assembly.max-publish-attempts must be at least 1: " + maxAttempts);
         }
+        if (maxImages < 1) {
+            throw new IllegalArgumentException("cxr.assembly.max-images must be at least 1: " + maxImages);
+        }
+        this.maxImages = maxImages;
         this.spool = spool;
         this.sink = sink;
         this.decoder = decoder;
@@ -365,7 +371,8 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         List<String> instanceUids = spool.instanceUids(studyUid);
         StudyJobBuilder builder = new StudyJobBuilder();
         for (String sop : instanceUids) {
-            StudyJobBuilder.FileOutcome outcome = StudyJobBuilder.read(spool.instanceFile(studyUid, sop), decoder);
+            StudyJobBuilder.FileOutcome outcome = StudyJobBuilder.read(spool.instanceFile(studyUid, sop), decoder,
+                    builder.images().size() < maxImages);
             builder.add(sop, outcome);
             if (outcome.image() != null) {
                 metrics.imageDecoded();
@@ -375,6 +382,11 @@ public final class StudyAssembler implements Spool.Listener, Closeable {
         }
         List<SourceImage> images = builder.images();
         List<SkippedInstance> skipped = builder.skipped();
+        long over = skipped.stream().filter(sk -> Eligibility.TOO_MANY_IMAGES.equals(sk.getReason())).count();
+        if (over > 0 && counted.add("over:" + over)) {
+            LOG.warnf("study %s: %d eligible instances beyond cxr.assembly.max-images (%d) are skipped", studyUid, over,
+                    maxImages);
+        }
         if (images.isEmpty()) {
             if (!instanceUids.isEmpty() && counted.add("study:" + instanceUids.size())) {
                 metrics.studyWithoutEligible();

@@ -41,6 +41,14 @@ public final class StudyJobBuilder {
 
     /** Reads one file: parsed once, decoded to a working image only when eligible. */
     public static FileOutcome read(Path file, WorkingImageDecoder decoder) {
+        return read(file, decoder, true);
+    }
+
+    /**
+     * Reads one file as {@link #read(Path, WorkingImageDecoder)} does, but an eligible file is decoded only when
+     * {@code roomForImage}; otherwise it is skipped as {@link Eligibility#TOO_MANY_IMAGES}.
+     */
+    public static FileOutcome read(Path file, WorkingImageDecoder decoder, boolean roomForImage) {
         DicomFiles.Parsed parsed;
         try {
             parsed = DicomFiles.parse(file);
@@ -51,6 +59,9 @@ public final class StudyJobBuilder {
         Optional<String> reason = Eligibility.reasonToSkip(in);
         if (reason.isPresent()) {
             return new FileOutcome(file, in, null, reason.get(), null);
+        }
+        if (!roomForImage) {
+            return new FileOutcome(file, in, null, Eligibility.TOO_MANY_IMAGES, null);
         }
         try {
             return new FileOutcome(file, in, sourceImage(in, decoder.decode(parsed.frame())), null, null);

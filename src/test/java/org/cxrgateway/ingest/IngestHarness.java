@@ -69,11 +69,18 @@ final class IngestHarness implements Closeable {
     /** @param tune changes the listener options, e.g. its timers */
     IngestHarness(Path spoolDir, long minFree, List<String> allowedCallers, Collector sink, Duration quiet,
                   DicomTls.Settings tls, UnaryOperator<StoreScp.Options> tune) throws Exception {
+        this(spoolDir, minFree, allowedCallers, sink, quiet, tls, tune, 200);
+    }
+
+    /** @param maxImages cxr.assembly.max-images (200 by default) */
+    IngestHarness(Path spoolDir, long minFree, List<String> allowedCallers, Collector sink, Duration quiet,
+                  DicomTls.Settings tls, UnaryOperator<StoreScp.Options> tune, int maxImages) throws Exception {
         this.sink = sink;
         // early flushes every 64 KiB, so that the listener tests receive through them (fixtures are 0.5-8 MiB)
         spool = new Spool(spoolDir, minFree, 64 << 10);
         assembler = new StudyAssembler(spool, () -> sink,
-                new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), 5, metrics);
+                new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), 5, maxImages,
+                metrics);
         spool.setListener(assembler);
         assembler.start();
         scp = new StoreScp(tune.apply(new StoreScp.Options("CXRGATEWAY", "127.0.0.1", 0, allowedCallers, 4, 20_000, true,

@@ -17,8 +17,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import java.util.Set;
+import java.util.function.UnaryOperator;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import org.cxrgateway.dicom.DicomFiles;
@@ -115,6 +117,31 @@ class ListenerIngestTest {
         assertNotEquals(0, wrongHost.exit());
         assertTrue(wrongHost.output().contains("Calling AE Title Not Recognized"), wrongHost.output());
         assertEquals(2, harness.awaitCount(2, "cxr.dicom.associations", "result", "rejected", "reason", "CALLING_AE_NOT_RECOGNIZED"));
+    }
+
+    /**
+     * A study with more eligible images than cxr.assembly.max-images: the job holds the first ones (SOP Instance UID
+     * order) and lists the others as skipped, TOO_MANY_IMAGES, so that one study cannot fill the listener's memory.
+     */
+    @Test
+    void imagesBeyondMaxImagesAreSkippedNotDecoded() throws Exception {
+        IngestHarness.Collector sink = new IngestHarness.Collector();
+        harness = new IngestHarness(Fixtures.newDir("spool"), 0, List.of(), sink, QUIET, null, UnaryOperator.identity(), 2);
+        Fixtures.Result r = storescu("mono2_12bit_rescale_window.dcm", "mono1_12bit_window.dcm", "mono2_12bit_voilut.dcm",
+                "bad_lateral.dcm");
+        assertEquals(4, successes(r), r.output());
+        StudyJob job = sink.awaitJobs(1, Duration.ofSeconds(30)).get(0);
+        assertEquals(2, job.getImages().size());
+        List<String> eligible = new java.util.ArrayList<>(job.getImages().stream().map(SourceImage::getSopInstanceUid).toList());
+        Map<String, String> skipped = job.getSkipped().stream()
+                .collect(Collectors.toMap(SkippedInstance::getSopInstanceUid, SkippedInstance::getReason));
+        assertEquals(2, skipped.size(), skipped.toString());
+        assertEquals(1, skipped.values().stream().filter(Eligibility.TOO_MANY_IMAGES::equals).count(), skipped.toString());
+        assertTrue(skipped.containsValue(Eligibility.LATERAL_VIEW), skipped.toString());
+        String over = skipped.entrySet().stream().filter(e -> e.getValue().equals(Eligibility.TOO_MANY_IMAGES)).findFirst()
+                .orElseThrow().getKey();
+        eligible.forEach(uid -> assertTrue(uid.compareTo(over) < 0, "the first images by SOP Instance UID are kept"));
+        assertEquals(1, harness.count("cxr.ingest.instances.ineligible", "reason", Eligibility.TOO_MANY_IMAGES));
     }
 
     @Test
