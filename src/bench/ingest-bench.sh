@@ -15,9 +15,12 @@
 #     (default 20) of the same instances, because a long warm-up slows it: measured 2026-12-06 on a quiet
 #     2-core machine, median of 3, storescp 425 img/s after 20, 345 after 200, 138 after 1000 (cause not
 #     found; ours rose 136 -> 151 -> 166). Its warm-up files are synced before its timed window, as ours
-#     are already durable. Caveat: storescp also runs slower right after our 1000-instance run than after our
-#     20-instance one (263 against 425 img/s, same day; a 20 s pause before its window changed nothing), so
-#     with these defaults the ratio favours us; compare storescp's rate here with a WARMUP=20 run's.
+#     are already durable.
+#   - each receiver's files deleted as soon as its run is counted, before the other receiver starts: storescp used
+#     to run beside the 2.4 GB our run had just written, still in the page cache, and ran slower for it (4
+#     associations, 2026-12-06: 218 img/s so, 462-608 with our files gone).
+#     storescp's rate still varies from run to run on this VM (one association, medians of two runs: 270 and 428).
+#     Compare runs, not repetitions.
 # Study assembly is kept out of the timed window (quiet period 10 min): this measures reception.
 # Prints median, min and max images/s and the ratios of the medians, as two figures:
 #   - raw: storescp as it runs, never syncing (its files are in the page cache, not on disk, when its
@@ -128,6 +131,9 @@ for r in $(seq 1 "$REPS"); do
     stored=$(count_spool "$WORK/ours-$r-$mode")
     [ "$stored" -eq $((N + WARMUP)) ] || die "spool holds $stored files, expected $((N + WARMUP))"
     stop
+    # each receiver's files go before the other receiver runs, so that neither starts beside the other's
+    # gigabytes of page cache
+    rm -rf "$WORK/ours-$r-$mode"
     ours=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
     if [ "$mode" = serial ]; then OURS1+=("$ours"); else OURSP+=("$ours"); fi
 
@@ -141,12 +147,12 @@ for r in $(seq 1 "$REPS"); do
     stop
     stored=$(find "$WORK/scp-$r-$mode" -type f | wc -l)
     [ "$stored" -ge $((N + SCP_WARMUP)) ] || die "storescp wrote $stored files, expected $((N + SCP_WARMUP))"
+    rm -rf "$WORK/scp-$r-$mode"
     scp=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
     scpd=$(awk -v n="$N" -v t="$t" -v s="$ts" 'BEGIN { printf "%.2f", n / (t + s) }')
     if [ "$mode" = serial ]; then SCP1+=("$scp"); SCPD1+=("$scpd"); else SCPP+=("$scp"); SCPDP+=("$scpd"); fi
     echo "repetition $r, $mode: cxr-gateway $ours img/s, storescp $scp img/s (until durable: $scpd img/s, sync -f ${ts} s); load $(cut -d' ' -f1-3 /proc/loadavg)"
   done
-  rm -rf "$WORK"/ours-$r-* "$WORK"/scp-$r-*
 done
 
 read -r o1 o1min o1max <<<"$(stats "${OURS1[@]}")"
