@@ -218,20 +218,25 @@ public final class Preprocessor {
             switch (s.op()) {
                 case "resize" -> {
                     int[] n = g.resized(s);
+                    boolean torch = s.filter().startsWith("torch-");
+                    boolean antialias = "torch-bilinear-antialias".equals(s.filter());
                     if (s.filter().startsWith("pil-")) {
                         if (u8 == null) {
                             u8 = planes == null ? quantise(gray) : quantise(planes[0]);
                             planes = null;
                         }
                         u8 = PreprocessorFilters.pil(u8, g.w, g.h, n[0], n[1], "pil-bicubic".equals(s.filter()));
+                    } else if (planes == null && u8 == null && torch) {
+                        // straight from the float image: no double copy of all of it first
+                        planes = new double[][]{PreprocessorFilters.torch(gray, g.w, g.h, n[0], n[1], antialias)};
                     } else {
                         if (planes == null) {
                             planes = new double[][]{toDouble(gray, u8)};
                             u8 = null;
                         }
                         for (int p = 0; p < planes.length; p++) {
-                            planes[p] = s.filter().startsWith("torch-")
-                                    ? PreprocessorFilters.torch(planes[p], g.w, g.h, n[0], n[1], "torch-bilinear-antialias".equals(s.filter()))
+                            planes[p] = torch
+                                    ? PreprocessorFilters.torch(planes[p], g.w, g.h, n[0], n[1], antialias)
                                     : PreprocessorFilters.skimage(planes[p], g.w, g.h, n[0], n[1]);
                         }
                     }

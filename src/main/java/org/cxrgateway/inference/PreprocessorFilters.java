@@ -193,7 +193,7 @@ final class PreprocessorFilters {
      * 0 + the products in tap order, as a textbook loop would sum them; the vertical pass adds one tap's row at a
      * time along the output row, which keeps that order per value and lets the JIT vectorise the row.
      */
-    private static double[] separable(double[] src, int w, int h, Taps tx, int nw, Taps ty, int nh) {
+    private static double[] separable(Rows src, int w, int h, Taps tx, int nw, Taps ty, int nh) {
         int[] xStart = tx.start();
         int[] xCount = tx.count();
         double[] xWeight = tx.weight();
@@ -203,30 +203,39 @@ final class PreprocessorFilters {
         double[] yWeight = ty.weight();
         int yk = ty.ksize();
         // only the rows the vertical taps read: a shrinking bilinear (two taps) reads 2 * nh of them, not all h
-        boolean[] read = new boolean[h];
+        // (each held once in tmp, at its index in read order; -1: not read)
+        int[] slot = new int[h];
+        java.util.Arrays.fill(slot, -1);
         for (int y = 0; y < nh; y++) {
             for (int i = 0; i < yCount[y]; i++) {
-                read[yStart[y] + i] = true;
+                slot[yStart[y] + i] = 0;
             }
         }
-        double[] tmp = new double[nw * h];
+        int rowsRead = 0;
         for (int y = 0; y < h; y++) {
-            if (!read[y]) {
+            if (slot[y] == 0) {
+                slot[y] = rowsRead++;
+            }
+        }
+        double[] line = new double[w];
+        double[] tmp = new double[nw * rowsRead];
+        for (int y = 0; y < h; y++) {
+            if (slot[y] < 0) {
                 continue;
             }
-            int row = y * w;
-            int o = y * nw;
+            src.read(y, line);
+            int o = slot[y] * nw;
             for (int x = 0; x < nw; x++) {
                 double acc = 0;
-                int s0 = row + xStart[x];
+                int s0 = xStart[x];
                 int base = x * xk;
                 int n = xCount[x];
                 if (n == 2) { // bilinear's usual case, written out: a two-trip loop costs more than its sums
-                    acc += src[s0] * xWeight[base];
-                    acc += src[s0 + 1] * xWeight[base + 1];
+                    acc += line[s0] * xWeight[base];
+                    acc += line[s0 + 1] * xWeight[base + 1];
                 } else {
                     for (int i = 0; i < n; i++) {
-                        acc += src[s0 + i] * xWeight[base + i];
+                        acc += line[s0 + i] * xWeight[base + i];
                     }
                 }
                 tmp[o + x] = acc;
@@ -236,7 +245,7 @@ final class PreprocessorFilters {
         for (int y = 0; y < nh; y++) {
             int o = y * nw;
             for (int i = 0, n = yCount[y]; i < n; i++) {
-                int t = (yStart[y] + i) * nw;
+                int t = slot[yStart[y] + i] * nw;
                 double k = yWeight[y * yk + i];
                 for (int x = 0; x < nw; x++) {
                     out[o + x] += tmp[t + x] * k;
@@ -247,9 +256,40 @@ final class PreprocessorFilters {
     }
 
     static double[] torch(double[] src, int w, int h, int nw, int nh, boolean antialias) {
+        return torch(Rows.of(src, w), w, h, nw, nh, antialias);
+    }
+
+    /**
+     * The same from a float image (the decoded working image), read row by row as it is filtered: no double copy
+     * of the whole image first (for a 512 x 512 image that copy took half of the preprocessing), and only the rows
+     * the vertical taps need are converted. Every float is exact as a double, so the result is identical.
+     */
+    static double[] torch(float[] src, int w, int h, int nw, int nh, boolean antialias) {
+        return torch(Rows.of(src, w), w, h, nw, nh, antialias);
+    }
+
+    private static double[] torch(Rows src, int w, int h, int nw, int nh, boolean antialias) {
         Taps tx = antialias ? torchAaTaps(w, nw) : torchTaps(w, nw);
         Taps ty = antialias ? torchAaTaps(h, nh) : torchTaps(h, nh);
         return separable(src, w, h, tx, nw, ty, nh);
+    }
+
+    /** A row-major image that {@link #separable} reads one row at a time, as doubles. */
+    @FunctionalInterface
+    private interface Rows {
+        void read(int y, double[] into);
+
+        static Rows of(double[] src, int w) {
+            return (y, into) -> System.arraycopy(src, y * w, into, 0, w);
+        }
+
+        static Rows of(float[] src, int w) {
+            return (y, into) -> {
+                for (int x = 0, o = y * w; x < w; x++) {
+                    into[x] = src[o + x];
+                }
+            };
+        }
     }
 
     /**
@@ -274,7 +314,7 @@ final class PreprocessorFilters {
         }
         Taps tx = zoomTaps(w, nw, fx);
         Taps ty = zoomTaps(h, nh, fy);
-        double[] out = separable(img, w, h, tx, nw, ty, nh);
+        double[] out = separable(Rows.of(img, w), w, h, tx, nw, ty, nh);
         double omin = Double.POSITIVE_INFINITY, omax = Double.NEGATIVE_INFINITY;
         for (double v : out) {
             omin = Math.min(omin, v);
