@@ -188,3 +188,38 @@ class ArchitectureTest(unittest.TestCase):
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn("multiple of 32", bad.stdout.decode())
+
+
+class QuantizeGraphTest(unittest.TestCase):
+    """quantize.chain_concats: DenseNet's concatenations of all earlier features become a chain, values unchanged."""
+
+    def test_dense_concatenations_become_a_chain(self):
+        import onnx
+        import onnx.helper as oh
+        import onnx.numpy_helper as nh
+        import quantize
+        rng = np.random.default_rng(3)
+        nodes, inits, feats = [], [], ["x"]
+        for i in range(1, 4):  # three dense layers: each reads the concatenation of all earlier features
+            src = feats[0] if i == 1 else "cat%d" % (i - 1)
+            inits.append(nh.from_array(rng.normal(size=(2, 2 * i, 3, 3)).astype(np.float32), "w%d" % i))
+            nodes += [oh.make_node("Relu", [src], ["r%d" % i]),
+                      oh.make_node("Conv", ["r%d" % i, "w%d" % i], ["y%d" % i], pads=[1, 1, 1, 1])]
+            feats.append("y%d" % i)
+            nodes.append(oh.make_node("Concat", list(feats), ["cat%d" % i], axis=1))
+        nodes.append(oh.make_node("Concat", ["x", "y1", "y2"], ["other_axis"], axis=2))  # same inputs, other axis
+        g = oh.make_graph(nodes, "dense", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 5, 5])],
+                          [oh.make_tensor_value_info("cat3", onnx.TensorProto.FLOAT, None),
+                           oh.make_tensor_value_info("other_axis", onnx.TensorProto.FLOAT, None)], inits)
+        model = oh.make_model(g)
+        x = torch.from_numpy(rng.normal(size=(1, 2, 5, 5)).astype(np.float32))
+        before = quantize.evaluate(model.graph, x, lambda *_: None)
+        quantize.chain_concats(model)
+        cats = {n.output[0]: list(n.input) for n in model.graph.node if n.op_type == "Concat"}
+        self.assertEqual(cats["cat1"], ["x", "y1"])
+        self.assertEqual(cats["cat2"], ["cat1", "y2"])
+        self.assertEqual(cats["cat3"], ["cat2", "y3"])
+        self.assertEqual(cats["other_axis"], ["x", "y1", "y2"], "a concatenation along another axis is not a prefix")
+        after = quantize.evaluate(model.graph, x, lambda *_: None)
+        for name in before:
+            self.assertTrue(torch.equal(before[name], after[name]), name)
