@@ -223,3 +223,57 @@ class QuantizeGraphTest(unittest.TestCase):
         after = quantize.evaluate(model.graph, x, lambda *_: None)
         for name in before:
             self.assertTrue(torch.equal(before[name], after[name]), name)
+
+    def test_dense_blocks_run_in_uint8_unless_a_conv_stays_float(self):
+        import onnx
+        import onnx.helper as oh
+        import onnx.numpy_helper as nh
+        import quantize
+        rng = np.random.default_rng(5)
+        nodes, inits = [], []
+
+        def bn(name, x, c):
+            inits.extend(nh.from_array(v.astype(np.float32), "%s.%s" % (name, k)) for k, v in (
+                ("w", rng.uniform(0.5, 1.5, c)), ("b", rng.normal(size=c)), ("m", rng.normal(size=c)), ("v", rng.uniform(0.5, 2, c))))
+            nodes.append(oh.make_node("BatchNormalization", [x] + ["%s.%s" % (name, k) for k in "wbmv"], [name], name=name))
+            nodes.append(oh.make_node("Relu", [name], [name + "_r"], name=name + "_relu"))
+            return name + "_r"
+
+        def conv(name, x, cin, cout, k):
+            inits.append(nh.from_array(rng.normal(scale=0.5, size=(cout, cin, k, k)).astype(np.float32), name + ".w"))
+            nodes.append(oh.make_node("Conv", [x, name + ".w"], [name], name=name, pads=[k // 2] * 4, kernel_shape=[k, k]))
+            return name
+
+        # two dense blocks of two layers (growth 2) on 2 input channels, a transition between them, a final norm
+        x = "x"
+        for blk in (1, 2):
+            feats, prev = [x], None
+            nodes.append(oh.make_node("Concat", [x], ["b%d_l1_cat" % blk], name="/denseblock%d/denselayer1/Concat" % blk, axis=1))
+            prev = "b%d_l1_cat" % blk
+            for layer in (1, 2):
+                p = "/denseblock%d/denselayer%d/" % (blk, layer)
+                h = bn(p + "norm1", prev, 2 * layer)
+                h = bn(p + "norm2", conv(p + "conv1", h, 2 * layer, 4, 1), 4)
+                feats.append(conv(p + "conv2", h, 4, 2, 3))
+                prev = "b%d_cat%d" % (blk, layer)
+                nodes.append(oh.make_node("Concat", list(feats), [prev], name=p + "Concat", axis=1))
+            x = conv("/transition%d/conv" % blk, bn("/transition%d/norm" % blk, prev, 6), 6, 2, 1) if blk == 1 else bn("/norm5", prev, 6)
+        g = oh.make_graph(nodes, "dense", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 6, 6])],
+                          [oh.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [1, 6, 6, 6])], inits)
+        calibration = torch.from_numpy(rng.normal(size=(4, 2, 6, 6)).astype(np.float32))
+        for keep_float, converted in (((), 2), (["denseblock1"], 1)):
+            model = quantize.chain_concats(quantize.fold_batch_norms(oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])))
+            floats = quantize.float_convs(model.graph, keep_float)
+            tensors = {t for pair in quantize.quantised_tensors(model.graph, floats).values() for t in pair}
+            blocks = quantize.dense_blocks(model.graph)
+            self.assertEqual([b["final"] for b in blocks], ["b1_cat2", "b2_cat2"])
+            ranges, moments = quantize.calibrate(model.graph, tensors | {b["final"] for b in blocks}, calibration)
+            quantize.build_qdq(model, ranges, moments, floats)
+            self.assertEqual(quantize.uint8_dense_blocks(model, blocks, ranges), converted, keep_float)
+            ops = [n.op_type for n in model.graph.node]
+            self.assertEqual(ops.count("QLinearConcat"), 2 * converted)
+            # per converted block: two layers' BN-ReLU and what reads its last concatenation (transition or final norm),
+            # except the final norm, which stays float (the feature map)
+            self.assertEqual(ops.count("QLinearConv"), {2: 5, 1: 2}[converted])
+            self.assertEqual(ops.count("BatchNormalization"), {2: 1, 1: 4}[converted])
+            onnx.checker.check_model(model)

@@ -121,7 +121,7 @@ public final class InferenceBench {
                 System.out.printf("raw_ort_img_s=%.2f%nengine_img_s=%.2f%nengine_overhead_pct=%.1f%n",
                         rounds * batch / rawMedian, rounds * batch / ourMedian, 100 * (ourMedian - rawMedian) / rawMedian);
                 if (int8 != null) {
-                    System.out.printf("int8_engine_img_s=%.2f%n", rounds * batch / int8S[reps / 2]);
+                    System.out.printf("int8_engine_img_s=%.2f%nint8_scheme=%s%n", rounds * batch / int8S[reps / 2], int8.pkg().manifest().int8().scheme());
                 }
             }
         }
@@ -180,7 +180,8 @@ public final class InferenceBench {
                     Files.copy(f, dir.resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
                 }
             }
-            Py.quantize(dir, Fidelity.preprocess(pkg, Int8FidelityTest.images(16, 2000)), work);
+            // INT8_BLOCKS=uint8: the dense blocks in uint8 (quantize.py --blocks); unset: quantize.py's default (float)
+            Py.quantize(dir, Fidelity.preprocess(pkg, Int8FidelityTest.images(16, 2000)), work, System.getenv("INT8_BLOCKS"), new String[0]);
         }
         return ModelPackage.open(dir, work);
     }

@@ -74,7 +74,7 @@ class Int8FidelityTest {
      * against 2.5-4.5 for the trained DenseNet-121 of train-bench.sh; the subspace head's is about 8 on the tiny
      * DenseNet, still the harsher side of the trained one.
      */
-    static Figures compare(String arch, int size, String... floatConvs) throws Exception {
+    static Figures compare(String arch, int size, String blocks, String... floatConvs) throws Exception {
         Path pkgs = WORK.resolve(arch);
         Py.run(300, Py.MAIN.resolve("make_demo_models.py").toString(), "--out", pkgs.toString(), "--only", "chest14", "--arch", arch,
                 "--size", String.valueOf(size), "--embed", "--no-guided");
@@ -85,7 +85,7 @@ class Int8FidelityTest {
         Fixtures.writeFloats(test, pkgs.resolve("test.f32"));
         System.out.print(Py.run(300, Py.TEST.resolve("spread_head.py").toString(), dir.toString(), pkgs.resolve("test.f32").toString(),
                 "--subspace", "0.95"));
-        Py.quantize(dir, Fidelity.preprocess(fp32Only, images(16, 2000)), pkgs, floatConvs);
+        Py.quantize(dir, Fidelity.preprocess(fp32Only, images(16, 2000)), pkgs, blocks, floatConvs);
         ModelPackage pkg = ModelPackage.open(dir, WORK.resolve("work"));
 
         OrtModel.Output a, b;
@@ -122,8 +122,12 @@ class Int8FidelityTest {
 
     @Test
     void tinyDenseNet() throws Exception {
-        Figures f = compare("tiny", 224, TINY_FLOAT);
-        f.print("tiny DenseNet 224x224, 6 of 10 convs int8");
+        Figures f = compare("tiny", 224, "uint8", TINY_FLOAT);
+        f.print("tiny DenseNet 224x224, 6 of 10 convs int8, dense block 2 in uint8");
+        // --blocks uint8: block 1 keeps float convs, so only block 2 runs in uint8 (quantize.uint8_dense_blocks); the
+        // bound covers that layout, the harder of the two (the default keeps BN-ReLU float)
+        assertEquals("qdq-u8s8+uint8-dense-blocks",
+                ModelPackage.open(WORK.resolve("tiny").resolve("chest14"), WORK.resolve("work")).manifest().int8().scheme());
         f.assertWithinTheBound();
     }
 
@@ -134,7 +138,7 @@ class Int8FidelityTest {
     @Test
     @Disabled(NOT_MET)
     void denseNet121() throws Exception {
-        Figures f = compare("densenet121", 128);
+        Figures f = compare("densenet121", 128, null);
         f.print("DenseNet-121 128x128");
         f.assertWithinTheBound();
     }

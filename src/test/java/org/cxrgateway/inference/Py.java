@@ -52,6 +52,11 @@ final class Py {
      * the convolutions named by floatConvs (quantize.py --float) stay float.
      */
     static void quantize(Path pkgDir, float[] calibration, Path work, String... floatConvs) throws IOException {
+        quantize(pkgDir, calibration, work, null, floatConvs);
+    }
+
+    /** blocks: quantize.py's --blocks (float or uint8), null for its default. */
+    static void quantize(Path pkgDir, float[] calibration, Path work, String blocks, String[] floatConvs) throws IOException {
         java.nio.file.Files.createDirectories(work);
         Path f = work.resolve("calibration.f32");
         Fixtures.writeFloats(calibration, f);
@@ -59,6 +64,9 @@ final class Py {
         if (floatConvs.length > 0) {
             a.add("--float");
             a.addAll(List.of(floatConvs));
+        }
+        if (blocks != null) {
+            a.addAll(List.of("--blocks", blocks));
         }
         run(600, a.toArray(String[]::new));
     }
