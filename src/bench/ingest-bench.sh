@@ -50,7 +50,8 @@ echo "generating $N synthetic 1024x1024 16-bit DX files (+ $WARMUP for the warm-
 $PY src/test/python/dicom_fixtures.py bench "$WORK/files" "$N" || die "fixtures"
 $PY src/test/python/dicom_fixtures.py bench "$WORK/warm" "$WARMUP" || die "fixtures"
 [ "$SCP_WARMUP" -le "$WARMUP" ] || die "SCP_WARMUP must not exceed WARMUP"
-for f in $(ls "$WORK"/warm/*.dcm | head -n "$SCP_WARMUP"); do ln -s "$PWD/$f" "$WORK/warm-scp/"; done
+# the first SCP_WARMUP by a bash slice: `ls | head` could end ls by SIGPIPE, which pipefail turns into a failed run
+warm=("$WORK"/warm/*.dcm); for f in "${warm[@]:0:$SCP_WARMUP}"; do ln -s "$PWD/$f" "$WORK/warm-scp/"; done
 for k in $(seq 0 $((PAR - 1))); do mkdir -p "$WORK/part$k"; done
 i=0; for f in "$WORK"/files/*.dcm; do ln -s "$PWD/$f" "$WORK/part$((i % PAR))/"; i=$((i + 1)); done
 
