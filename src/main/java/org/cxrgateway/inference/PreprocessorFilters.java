@@ -261,7 +261,7 @@ final class PreprocessorFilters {
 
     /**
      * The same from a float image (the decoded working image), read row by row as it is filtered: no double copy
-     * of the whole image first (for a 512 x 512 image that copy took half of the preprocessing), and only the rows
+     * of the whole image first (for a 512 x 512 image that copy was half of Preprocessor.apply's time), and only the rows
      * the vertical taps need are converted. Every float is exact as a double, so the result is identical.
      */
     static double[] torch(float[] src, int w, int h, int nw, int nh, boolean antialias) {
