@@ -149,15 +149,21 @@ def evaluate(graph, x, visit):
     return {o: env[o] for o in keep}
 
 
+def _consumers(graph):
+    """tensor name -> the nodes that read it, in graph order."""
+    readers = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    return readers
+
+
 def fold_batch_norms(model):
     """Conv -> BatchNormalization (the conv's only consumer) becomes one Conv with the BN in its
     weights and bias; the folded conv keeps the BN's output name."""
     g = model.graph
     inits = {t.name: t for t in g.initializer}
-    consumers = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(g)
     outputs = {o.name for o in g.output}
     arr = lambda name: nh.to_array(inits[name]).astype(np.float64)  # noqa: E731
     drop, keep_nodes = set(), []
@@ -213,10 +219,7 @@ def dense_blocks(graph):
     Concats), the outputs of its chained Concats in order, and the last of them (what the transition or the final
     norm reads). By tensor name, so that they still name the same tensors once build_qdq has rebuilt the nodes."""
     prod = {o: n for n in graph.node for o in n.output}
-    cons = {}
-    for n in graph.node:
-        for i in n.input:
-            cons.setdefault(i, []).append(n)
+    cons = _consumers(graph)
     alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Concat" and len(n.input) == 1}
     blocks = []
     for n in graph.node:
@@ -254,10 +257,7 @@ def uint8_dense_blocks(model, blocks, ranges):
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     arr = lambda name: nh.to_array(inits[name])  # noqa: E731
-    cons = {}
-    for n in g.node:
-        for i in n.input:
-            cons.setdefault(i, []).append(n)
+    cons = _consumers(g)
     drop, before, new_inits, converted = set(), {}, [], 0
 
     def bn_relu_q(bn):
@@ -350,10 +350,7 @@ def _drop_unused(g):
 def quantised_tensors(graph, keep_float=()):
     """conv name -> (input tensor, tensor quantised as its output): the ReLU's output where the conv feeds only a ReLU.
     Convs named in keep_float are left out (they stay float)."""
-    consumers = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(graph)
     out = {}
     for n in graph.node:
         if n.op_type == "Conv" and n.name not in keep_float:
@@ -565,12 +562,12 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
         raise ValueError("folding the batch norms and chaining the concatenations changed the logits by %.3g (relative)" % diff)
     floats = float_convs(model.graph, keep_float)
     tensors = {t for pair in quantised_tensors(model.graph, floats).values() for t in pair}
-    blocks_layout, blocks = blocks, dense_blocks(model.graph)
-    if blocks_layout == "uint8":  # each block's concatenation gets the range of its last one
-        tensors |= {b["final"] for b in blocks}
+    dense = dense_blocks(model.graph)
+    if blocks == "uint8":  # each block's concatenation gets the range of its last one
+        tensors |= {b["final"] for b in dense}
     ranges, moments = calibrate(model.graph, tensors, calibration, method, percentile)
     build_qdq(model, ranges, moments, floats)
-    u8_blocks = uint8_dense_blocks(model, blocks, ranges) if blocks_layout == "uint8" else 0
+    u8_blocks = uint8_dense_blocks(model, dense, ranges) if blocks == "uint8" else 0
     model.graph.name = (model.graph.name or "model") + "-int8"
     out = os.path.join(pkg_dir, INT8_FILE)
     onnx.save(model, out)
