@@ -19,7 +19,8 @@ fi
 rm -rf "$W/chest-model-int8" "$W/int8-auroc"
 cp -r "$W/chest-model" "$W/chest-model-int8"
 q=(--package "$W/chest-model-int8" --data "$W/chest" --labels "$W/chest/LABELS.csv" --int8-images "$INT8_IMAGES")
-[[ -n "$INT8_FLOAT" ]] && q+=(--int8-float $INT8_FLOAT)
+read -ra fl <<<"$INT8_FLOAT"  # split on blanks, never glob-expanded: a name may hold wildcards (denselayer[12])
+[[ ${#fl[@]} -gt 0 ]] && q+=(--int8-float "${fl[@]}")
 q+=(--int8-blocks "$INT8_BLOCKS")
 t0=$SECONDS
 bin/cxr-model quantize "${q[@]}"

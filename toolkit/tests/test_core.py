@@ -261,9 +261,11 @@ class QuantizeGraphTest(unittest.TestCase):
         g = oh.make_graph(nodes, "dense", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 6, 6])],
                           [oh.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [1, 6, 6, 6])], inits)
         calibration = torch.from_numpy(rng.normal(size=(4, 2, 6, 6)).astype(np.float32))
-        for keep_float, converted in (((), 2), (["denseblock1"], 1)):
+        # block 1's convs all float, or only its 1x1s (a wildcard path): either way block 1 stays as it is
+        for keep_float, converted, n_float in (((), 2, 0), (["denseblock1"], 1, 4), (["denseblock1/*/conv1"], 1, 2)):
             model = quantize.chain_concats(quantize.fold_batch_norms(oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])))
             floats = quantize.float_convs(model.graph, keep_float)
+            self.assertEqual(len(floats), n_float, keep_float)
             tensors = {t for pair in quantize.quantised_tensors(model.graph, floats).values() for t in pair}
             blocks = quantize.dense_blocks(model.graph)
             self.assertEqual([b["final"] for b in blocks], ["b1_cat2", "b2_cat2"])

@@ -32,11 +32,12 @@ operators: no onnxruntime in Debian's Python), over every calibration image: per
 (99.9th, 99.99th, 99.999th percentile or min/max) with the least rounding-plus-clipping error (mse,
 default), or one percentile, or min/max. The same pass gathers each conv's input moments for GPTQ.
 
---float NAME... leaves convolutions float (mixed precision): a path component of their node names (conv0,
-denseblock4, transition3) or a whole node name. The manifest names them (int8.floatConvs) beside weightBits
+--float NAME... leaves convolutions float (mixed precision): path components of their node names, with shell
+wildcards (conv0, denseblock4, transition3, denseblock1/denselayer[12]/conv1), or a whole node name. The manifest names them (int8.floatConvs) beside weightBits
 and the calibration.
 """
 import argparse
+import fnmatch
 import json
 import os
 import sys
@@ -524,13 +525,23 @@ def build_qdq(model, ranges, moments=None, keep_float=()):
     return model
 
 
+def _names_conv(pattern, conv):
+    """Whether pattern names the conv: its whole node name, or consecutive path components (between '/') of it,
+    each matched with shell wildcards (fnmatch): conv0, denseblock4, denseblock1/*/conv1."""
+    if pattern == conv:
+        return True
+    want, have = pattern.strip("/").split("/"), conv.split("/")
+    return any(all(fnmatch.fnmatchcase(h, w) for h, w in zip(have[i:i + len(want)], want))
+               for i in range(len(have) - len(want) + 1))
+
+
 def float_convs(graph, patterns):
-    """The convs left float: those with a path component (between '/') equal to one of patterns, e.g.
-    conv0 (the stem), denseblock4, transition3, or a conv's whole node name. A pattern naming no conv is an error."""
+    """The convs left float: those a pattern names (_names_conv), e.g. conv0 (the stem), denseblock4, transition3,
+    denseblock1/*/conv1 (block 1's 1x1 convs), or a conv's whole node name. A pattern naming no conv is an error."""
     convs = [n.name for n in graph.node if n.op_type == "Conv"]
     keep = set()
     for p in patterns:
-        hit = {c for c in convs if c == p or ("/" + p + "/") in (c + "/")}
+        hit = {c for c in convs if _names_conv(p, c)}
         if not hit:
             raise ValueError("--float %s names no convolution of the model" % p)
         keep |= hit
