@@ -121,7 +121,8 @@ public final class InferenceBench {
                 System.out.printf("raw_ort_img_s=%.2f%nengine_img_s=%.2f%nengine_overhead_pct=%.1f%n",
                         rounds * batch / rawMedian, rounds * batch / ourMedian, 100 * (ourMedian - rawMedian) / rawMedian);
                 if (int8 != null) {
-                    System.out.printf("int8_engine_img_s=%.2f%nint8_scheme=%s%n", rounds * batch / int8S[reps / 2], int8.pkg().manifest().int8().scheme());
+                    System.out.printf("int8_engine_img_s=%.2f%nint8_scheme=%s%nint8_float_convs=%d%n", rounds * batch / int8S[reps / 2],
+                            int8.pkg().manifest().int8().scheme(), int8.pkg().manifest().int8().floatConvs().size());
                 }
             }
         }
@@ -180,8 +181,11 @@ public final class InferenceBench {
                     Files.copy(f, dir.resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
                 }
             }
-            // INT8_BLOCKS=uint8: the dense blocks in uint8 (quantize.py --blocks); unset: quantize.py's default (float)
-            Py.quantize(dir, Fidelity.preprocess(pkg, Int8FidelityTest.images(16, 2000)), work, System.getenv("INT8_BLOCKS"), new String[0]);
+            // INT8_BLOCKS (quantize.py --blocks) and INT8_FLOAT (--float, names split on blanks; set but empty: every
+            // conv int8); unset: quantize.py's defaults
+            String floats = System.getenv("INT8_FLOAT");
+            Py.quantize(dir, Fidelity.preprocess(pkg, Int8FidelityTest.images(16, 2000)), work, System.getenv("INT8_BLOCKS"),
+                    floats == null ? null : floats.isBlank() ? new String[0] : floats.strip().split("\\s+"));
         }
         return ModelPackage.open(dir, work);
     }

@@ -49,19 +49,19 @@ final class Py {
 
     /**
      * Writes the package's INT8 variant with quantize.py, calibrated on these model inputs (float32 [N, C, S, S]);
-     * the convolutions named by floatConvs (quantize.py --float) stay float.
+     * the convolutions named by floatConvs (quantize.py --float) stay float: none when it is empty.
      */
     static void quantize(Path pkgDir, float[] calibration, Path work, String... floatConvs) throws IOException {
         quantize(pkgDir, calibration, work, null, floatConvs);
     }
 
-    /** blocks: quantize.py's --blocks (float or uint8), null for its default. */
+    /** blocks: quantize.py's --blocks (float or uint8), null for its default; floatConvs: --float, null for its default. */
     static void quantize(Path pkgDir, float[] calibration, Path work, String blocks, String[] floatConvs) throws IOException {
         java.nio.file.Files.createDirectories(work);
         Path f = work.resolve("calibration.f32");
         Fixtures.writeFloats(calibration, f);
         List<String> a = new ArrayList<>(List.of(MAIN.resolve("quantize.py").toString(), pkgDir.toString(), "--tensors", f.toString()));
-        if (floatConvs.length > 0) {
+        if (floatConvs != null) {
             a.add("--float");
             a.addAll(List.of(floatConvs));
         }
