@@ -163,6 +163,9 @@ class GatewayTest(unittest.TestCase):
         self.assertIn("calibrating on 8 training images", q.stdout.decode())
         m = json.load(open(os.path.join(pkg, "manifest.json")))
         self.assertEqual(m["int8"]["file"], "model.int8.onnx", m.get("int8"))
+        # quantize.py's defaults: the stem and block 1's first two 1x1 convs float, the other dense block in uint8
+        self.assertEqual([c.split("/")[-2:] for c in m["int8"]["floatConvs"]], [["conv0", "Conv"]] + [["conv1", "Conv"]] * 2, m["int8"])
+        self.assertEqual(m["int8"]["scheme"], "qdq-u8s8+uint8-dense-blocks", m["int8"])
         self.assertTrue(os.path.exists(os.path.join(pkg, "model.int8.onnx")))
         reports = {}
         for precision in ("fp32", "int8"):

@@ -19,11 +19,12 @@ The graph, in the QDQ form ONNX Runtime's CPU provider fuses into QLinearConv (U
     images (GPTQ), not each to nearest; input and output uint8, per tensor, scales from calibration. Where the conv
     feeds a ReLU only, the ReLU's output is quantised instead (zero point 0), so ORT drops the ReLU
     into the QLinearConv;
-  - with --blocks uint8 (--int8-blocks on the importer and trainer), each dense block whose convs are all quantised
-    then runs in uint8 from its input to its last concatenation (uint8_dense_blocks): QLinearConcat (ONNX Runtime's
+  - with --blocks uint8 (--int8-blocks on the importer and trainer; the default), each dense block whose convs are
+    all quantised then runs in uint8 from its input to its last concatenation (uint8_dense_blocks): QLinearConcat (ONNX Runtime's
     contrib operator) extends one uint8 concatenation, whose scale is the last concatenation's calibrated range, and
     each BN-ReLU on it (DenseNet's pre-activation) is a depthwise 1x1 QLinearConv. The manifest's scheme says so
-    (qdq-u8s8+uint8-dense-blocks). Not the default: each layer output is rounded once more into the block's scale;
+    (qdq-u8s8+uint8-dense-blocks). Each layer output is rounded once more, into the block's scale: --blocks float
+    keeps the BN-ReLU and the concatenations float;
   - BN-ReLU otherwise, pooling, the feature map and the classifier stay float:
     the feature map is what Grad-CAM reads, and the head (1024 x labels multiply-adds, nothing beside the
     convolutions) is the one the gateway's CAM uses, so the logits stay features . head exactly.
@@ -33,8 +34,9 @@ operators: no onnxruntime in Debian's Python), over every calibration image: per
 default), or one percentile, or min/max. The same pass gathers each conv's input moments for GPTQ.
 
 --float NAME... leaves convolutions float (mixed precision): path components of their node names, with shell
-wildcards (conv0, denseblock4, transition3, denseblock1/denselayer[12]/conv1), or a whole node name. The manifest names them (int8.floatConvs) beside weightBits
-and the calibration.
+wildcards (conv0, denseblock4, transition3, denseblock1/denselayer[12]/conv1), or a whole node name; by default
+DEFAULT_FLOAT (below), --float alone none. The manifest names them (int8.floatConvs) beside weightBits and the
+calibration.
 """
 import argparse
 import fnmatch
@@ -53,8 +55,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cxr_preprocessing  # noqa: E402
 
 INT8_FILE = "model.int8.onnx"
-DEFAULT_FLOAT = ()  # convs left float unless told otherwise (--float / --int8-float)
-BLOCK_LAYOUTS = ("float", "uint8")  # dense blocks (--blocks / --int8-blocks): BN-ReLU float (default), or uint8_dense_blocks
+# The defaults, DenseNet-121's fastest mix within issue 13's fidelity bound on trained models (README, INT8 variant):
+# the stem and the first two 1x1 convs of block 1 float (they read the image and block 1's widest-ranging
+# concatenations: quantised, they moved probabilities by 0.020 instead of 0.014), and the dense blocks whose convs are
+# all quantised in uint8 (block 1, with float convs, keeps the float layout: in uint8 it moved them by 0.065).
+# Default names that a model lacks are skipped; names given (--float / --int8-float) must each name a conv.
+DEFAULT_FLOAT = ("conv0", "denseblock1/denselayer[12]/conv1")
+BLOCK_LAYOUTS = ("float", "uint8")  # dense blocks (--blocks / --int8-blocks): BN-ReLU float, or uint8_dense_blocks
+DEFAULT_BLOCKS = "uint8"
 
 
 def _attrs(node):
@@ -535,24 +543,25 @@ def _names_conv(pattern, conv):
                for i in range(len(have) - len(want) + 1))
 
 
-def float_convs(graph, patterns):
+def float_convs(graph, patterns=None):
     """The convs left float: those a pattern names (_names_conv), e.g. conv0 (the stem), denseblock4, transition3,
-    denseblock1/*/conv1 (block 1's 1x1 convs), or a conv's whole node name. A pattern naming no conv is an error."""
+    denseblock1/*/conv1 (block 1's 1x1 convs), or a conv's whole node name. A pattern naming no conv is an error;
+    patterns None: DEFAULT_FLOAT, those of them the model has."""
     convs = [n.name for n in graph.node if n.op_type == "Conv"]
     keep = set()
-    for p in patterns:
+    for p in DEFAULT_FLOAT if patterns is None else patterns:
         hit = {c for c in convs if _names_conv(p, c)}
-        if not hit:
+        if not hit and patterns is not None:
             raise ValueError("--float %s names no convolution of the model" % p)
         keep |= hit
     return [c for c in convs if c in keep]
 
 
-def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=print, keep_float=(), blocks="float"):
+def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=print, keep_float=None, blocks=DEFAULT_BLOCKS):
     """Writes pkg_dir/model.int8.onnx from the package's model.onnx, calibrated on calibration
     (float32 [N, C, S, S], the preprocessed model inputs), and names it in manifest.json; the convs
-    matching keep_float (float_convs) stay float; blocks: "float" (BN-ReLU and concatenations float, the default)
-    or "uint8" (uint8_dense_blocks: faster, one rounding more per layer output)."""
+    matching keep_float (float_convs; None: the defaults) stay float; blocks: "uint8" (uint8_dense_blocks, the
+    default) or "float" (BN-ReLU and concatenations float: slower, one rounding less per layer output)."""
     if blocks not in BLOCK_LAYOUTS:
         raise ValueError("dense blocks must be one of %s, not %s" % ("/".join(BLOCK_LAYOUTS), blocks))
     mpath = os.path.join(pkg_dir, "manifest.json")
@@ -619,13 +628,14 @@ def add_arguments(ap, images):
     ap.add_argument("--int8-method", choices=["mse", "percentile", "minmax"], default="mse",
                     help="activation ranges (calibrate): mse (default), percentile, or min/max over the calibration images")
     ap.add_argument("--int8-percentile", type=float, default=99.99, help="with --int8-method percentile: the percentile (default 99.99)")
-    ap.add_argument("--int8-float", nargs="*", default=list(DEFAULT_FLOAT), metavar="NAME",
-                    help="convolutions left float: a path component of their node names (conv0, denseblock4, transition3) "
-                         "or a whole node name (default: %s)" % (" ".join(DEFAULT_FLOAT) or "none"))
-    ap.add_argument("--int8-blocks", choices=BLOCK_LAYOUTS, default="float",
-                    help="dense blocks whose convs are all quantised: float BN-ReLU and concatenations (default), or uint8 "
-                         "from input to last concatenation (1.2-1.3x faster on AVX2, one rounding more per layer output: "
-                         "see the README's INT8 variant before choosing it)")
+    ap.add_argument("--int8-float", nargs="*", default=None, metavar="NAME",
+                    help="convolutions left float: path components of their node names, with shell wildcards (conv0, "
+                         "denseblock4, denseblock1/*/conv1), or a whole node name; with no NAME every conv is quantised "
+                         "(default: %s, those of them the model has)" % " ".join(DEFAULT_FLOAT))
+    ap.add_argument("--int8-blocks", choices=BLOCK_LAYOUTS, default=DEFAULT_BLOCKS,
+                    help="dense blocks whose convs are all quantised: uint8 from input to last concatenation (the default: "
+                         "1.2-1.3x faster on AVX2, one rounding more per layer output), or float BN-ReLU and "
+                         "concatenations (see the README's INT8 variant)")
 
 
 def quantize_with_args(pkg_dir, a, calibration, log=print):
@@ -645,10 +655,10 @@ def main():
     src.add_argument("--tensors", help="calibration tensors: little-endian float32 [N, C, S, S], already preprocessed")
     ap.add_argument("--method", choices=["mse", "percentile", "minmax"], default="mse", help="activation ranges (calibrate)")
     ap.add_argument("--percentile", type=float, default=99.99)
-    ap.add_argument("--float", nargs="*", default=list(DEFAULT_FLOAT), metavar="NAME", dest="keep_float",
-                    help="convolutions left float (float_convs; default: %s)" % (" ".join(DEFAULT_FLOAT) or "none"))
-    ap.add_argument("--blocks", choices=BLOCK_LAYOUTS, default="float",
-                    help="dense blocks whose convs are all quantised: float BN-ReLU (default) or uint8 (uint8_dense_blocks)")
+    ap.add_argument("--float", nargs="*", default=None, metavar="NAME", dest="keep_float",
+                    help="convolutions left float (float_convs; with no NAME none; default: %s, those the model has)" % " ".join(DEFAULT_FLOAT))
+    ap.add_argument("--blocks", choices=BLOCK_LAYOUTS, default=DEFAULT_BLOCKS,
+                    help="dense blocks whose convs are all quantised: uint8 (uint8_dense_blocks, the default) or float BN-ReLU")
     a = ap.parse_args()
     manifest = json.load(open(os.path.join(a.package, "manifest.json")))
     if a.images:

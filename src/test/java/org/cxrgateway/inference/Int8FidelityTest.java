@@ -138,7 +138,7 @@ class Int8FidelityTest {
     @Test
     @Disabled(NOT_MET)
     void denseNet121() throws Exception {
-        Figures f = compare("densenet121", 128, null);
+        Figures f = compare("densenet121", 128, "float"); // every conv int8, the layout NOT_MET measured
         f.print("DenseNet-121 128x128");
         f.assertWithinTheBound();
     }
