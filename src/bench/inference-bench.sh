@@ -7,8 +7,9 @@
 # faster memory format), in one run: REPS interleaved repetitions (Java driver, then PyTorch), medians
 # with min and max.
 # Every ORT session (raw included) has the same SessionSettings; SPIN=0 turns intra-op spinning off for all.
-# INT8_BLOCKS=uint8 makes the INT8 variant with its dense blocks in uint8 (quantize.py --blocks uint8; default float).
-#   src/bench/inference-bench.sh    (env: N=64 BATCH=8 THREADS=2 REPS=3 GUIDED_N=N/4 SPIN=1 INT8_BLOCKS=float)
+# The INT8 variant is quantize.py's default, the configuration whose fidelity the README states; INT8_BLOCKS
+# (float|uint8: quantize.py --blocks) and INT8_FLOAT (conv names: --float; set but empty: every conv int8) change it.
+#   src/bench/inference-bench.sh    (env: N=64 BATCH=8 THREADS=2 REPS=3 GUIDED_N=N/4 SPIN=1 [INT8_BLOCKS=...] [INT8_FLOAT=...])
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
 N=${N:-64}; BATCH=${BATCH:-8}; THREADS=${THREADS:-2}; REPS=${REPS:-3}; GUIDED_N=${GUIDED_N:-$(( N / 4 > BATCH ? N / 4 : BATCH ))}
@@ -40,7 +41,7 @@ printf "  worker path, guided Grad-CAM (%s maps/image, %s images)  %7s (%s-%s)\n
   "$(get guided_maps_per_image "$WORK/java-$REPS.out")" "$GUIDED_N" "$g" "$gmin" "$gmax"
 printf "  worker path     %7s (%s-%s)\n  engine          %7s (%s-%s)\n  INT8 engine     %7s (%s-%s)\n  raw ORT         %7s (%s-%s)\n  PyTorch eager   %7s (%s-%s)\n" \
   "$w" "$wmin" "$wmax" "$e" "$emin" "$emax" "$q" "$qmin" "$qmax" "$o" "$omin" "$omax" "$t" "$tmin" "$tmax"
-echo "  INT8 engine / PyTorch eager: $(awk -v a="$q" -v b="$t" 'BEGIN { printf "%.2f", a / b }') (target >= 2; INT8 scheme $(get int8_scheme "$WORK/java-$REPS.out"))"
+echo "  INT8 engine / PyTorch eager: $(awk -v a="$q" -v b="$t" 'BEGIN { printf "%.2f", a / b }') (target >= 2; INT8 scheme $(get int8_scheme "$WORK/java-$REPS.out"), $(get int8_float_convs "$WORK/java-$REPS.out") convs float)"
 result fp32_worker_vs_torch "$(awk -v a="$w" -v b="$t" 'BEGIN { printf "%.2f", a / b }')"
 echo "  worker path (no guided Grad-CAM) / raw ORT: $(awk -v a="$w" -v b="$o" 'BEGIN { printf "%.3f", a / b }') (target >= 0.95); with guided: $(awk -v a="$g" -v b="$o" 'BEGIN { printf "%.3f", a / b }')"
 result fp32_worker_vs_raw_ort "$(awk -v a="$w" -v b="$o" 'BEGIN { printf "%.3f", a / b }')"
