@@ -21,6 +21,7 @@
 #     associations, 2026-12-06: 218 img/s so, 462-608 with our files gone).
 #     storescp's rate still varies from run to run on this VM (one association, medians of two runs: 270 and 428).
 #     Compare runs, not repetitions.
+#   - and each receiver started on an emptied page cache holding only the files to send (settle, below).
 # Study assembly is kept out of the timed window (quiet period 10 min): this measures reception.
 # Prints median, min and max images/s and the ratios of the medians, as two figures:
 #   - raw: storescp as it runs, never syncing (its files are in the page cache, not on disk, when its
@@ -111,6 +112,19 @@ send() { # aet port dir... -> seconds for all dirs, sent concurrently, one assoc
 
 count_spool() { find "$1/spool/studies" -name '*.dcm' | wc -l; }
 
+# Each receiver starts from the same page cache: emptied where this user may (root), then holding only the files
+# storescu sends. A full page cache slowed this VM's writes tenfold (2026-12-06: write(2) of 2 MiB into a new file
+# 6.1 ms with 15 GB cached, 0.63 ms after dropping them; fsync 1.5-1.7 ms both times), and how full it was depended on
+# what ran before the benchmark.
+settle() {
+  sync
+  if [ -w /proc/sys/vm/drop_caches ] && echo 3 2>/dev/null > /proc/sys/vm/drop_caches; then :; else
+    [ -n "${SETTLE_WARNED:-}" ] || echo "note: cannot drop the page cache (not root?): runs start from whatever it holds"
+    SETTLE_WARNED=1
+  fi
+  cat "$WORK"/files/*.dcm "$WORK"/warm/*.dcm > /dev/null
+}
+
 # seconds that `sync -f` takes on the directory's file system
 sync_time() {
   local t0 t1
@@ -125,6 +139,7 @@ PARTS=(); for k in $(seq 0 $((PAR - 1))); do PARTS+=("$WORK/part$k"); done
 for r in $(seq 1 "$REPS"); do
   for mode in serial parallel; do
     if [ "$mode" = serial ]; then dirs=("$WORK/files"); else dirs=("${PARTS[@]}"); fi
+    settle
     port=$(next_port); NEXT_PORT=$((NEXT_PORT + 4))
     start_ours "$WORK/ours-$r-$mode" "$port"
     send CXRGATEWAY "$port" "$WORK/warm" >/dev/null
@@ -138,6 +153,7 @@ for r in $(seq 1 "$REPS"); do
     ours=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
     if [ "$mode" = serial ]; then OURS1+=("$ours"); else OURSP+=("$ours"); fi
 
+    settle
     port=$(next_port); NEXT_PORT=$((NEXT_PORT + 1))
     start_scp "$WORK/scp-$r-$mode" "$port" "$([ "$mode" = parallel ] && echo fork)"
     send STORESCP "$port" "$WORK/warm-scp" >/dev/null
