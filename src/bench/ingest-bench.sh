@@ -125,6 +125,29 @@ settle() {
   cat "$WORK"/files/*.dcm "$WORK"/warm/*.dcm > /dev/null
 }
 
+# The disk's ceiling for any receiver that answers each instance only once it is durable: the same files copied one
+# by one, each fsynced with its directory before the next, no network and no parsing (a few lines of Python). On this
+# VM the disk's rate for such writes moves between hours (2026-12-06: dd oflag=dsync of 2 MiB blocks 221-300 MB/s in
+# one minute; the file fsync alone 1.44 ms per 2 MiB in another), and it, not the receiver, can bound ours.
+fsync_ceiling() { # dir src... -> seconds
+  mkdir -p "$1"
+  $PY - "$@" <<'PY' || die "fsync ceiling"
+import os, sys, time
+out, files = sys.argv[1], sys.argv[2:]
+d = os.open(out, os.O_RDONLY)
+t0 = time.perf_counter()
+for i, f in enumerate(files):
+    with open(f, "rb") as src:
+        data = src.read()
+    fd = os.open(os.path.join(out, "%d.dcm" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, data)
+    os.fsync(fd)
+    os.close(fd)
+    os.fsync(d)
+print("%.4f" % (time.perf_counter() - t0))
+PY
+}
+
 # seconds that `sync -f` takes on the directory's file system
 sync_time() {
   local t0 t1
@@ -134,7 +157,7 @@ sync_time() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
 }
 
-declare -a OURS1 SCP1 OURSP SCPP SCPD1 SCPDP
+declare -a OURS1 SCP1 OURSP SCPP SCPD1 SCPDP CEIL1
 PARTS=(); for k in $(seq 0 $((PAR - 1))); do PARTS+=("$WORK/part$k"); done
 for r in $(seq 1 "$REPS"); do
   for mode in serial parallel; do
@@ -168,7 +191,15 @@ for r in $(seq 1 "$REPS"); do
     scp=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
     scpd=$(awk -v n="$N" -v t="$t" -v s="$ts" 'BEGIN { printf "%.2f", n / (t + s) }')
     if [ "$mode" = serial ]; then SCP1+=("$scp"); SCPD1+=("$scpd"); else SCPP+=("$scp"); SCPDP+=("$scpd"); fi
-    echo "repetition $r, $mode: cxr-gateway $ours img/s, storescp $scp img/s (until durable: $scpd img/s, sync -f ${ts} s); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    ceil=""
+    if [ "$mode" = serial ]; then
+      settle
+      tc=$(fsync_ceiling "$WORK/ceiling-$r" "$WORK"/files/*.dcm)
+      rm -rf "$WORK/ceiling-$r"
+      ceil=$(awk -v n="$N" -v t="$tc" 'BEGIN { printf "%.2f", n / t }'); CEIL1+=("$ceil")
+      ceil=", the disk's fsync ceiling $ceil img/s"
+    fi
+    echo "repetition $r, $mode: cxr-gateway $ours img/s, storescp $scp img/s (until durable: $scpd img/s, sync -f ${ts} s)$ceil; load $(cut -d' ' -f1-3 /proc/loadavg)"
   done
 done
 
@@ -177,6 +208,7 @@ read -r s1 s1min s1max <<<"$(stats "${SCP1[@]}")"
 read -r op opmin opmax <<<"$(stats "${OURSP[@]}")"
 read -r sp spmin spmax <<<"$(stats "${SCPP[@]}")"
 read -r d1 d1min d1max <<<"$(stats "${SCPD1[@]}")"
+read -r c1 c1min c1max <<<"$(stats "${CEIL1[@]}")"
 read -r dp dpmin dpmax <<<"$(stats "${SCPDP[@]}")"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "images/s over $REPS interleaved repetitions of $N 1024x1024 16-bit DX (median, min-max), warm-up: ours $WARMUP, storescp $SCP_WARMUP instances; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -187,6 +219,7 @@ printf "  %d associations:  cxr-gateway (fsync) %7s (%s-%s)   storescp --fork %7
 echo "ratios of the medians:"
 echo "  raw (storescp never syncs):                        1 association $(ratio "$o1" "$s1"), $PAR associations $(ratio "$op" "$sp")"
 echo "  equal durability (storescp's run + sync -f, timed): 1 association $(ratio "$o1" "$d1"), $PAR associations $(ratio "$op" "$dp")"
+echo "  against the disk's fsync ceiling (the same files copied, each fsynced before the next: $c1 img/s, $c1min-$c1max): 1 association $(ratio "$o1" "$c1")"
 result ingest_serial_ratio "$(ratio "$o1" "$s1")"
 result ingest_parallel_ratio "$(ratio "$op" "$sp")"
 result ingest_serial_ratio_equal_durability "$(ratio "$o1" "$d1")"
@@ -194,6 +227,8 @@ result ingest_parallel_ratio_equal_durability "$(ratio "$op" "$dp")"
 result ingest_serial_ours_img_s "$o1"
 result ingest_serial_storescp_img_s "$s1"
 result ingest_serial_storescp_durable_img_s "$d1"
+result ingest_serial_fsync_ceiling_img_s "$c1"
+result ingest_serial_ratio_fsync_ceiling "$(ratio "$o1" "$c1")"
 result ingest_parallel_ours_img_s "$op"
 result ingest_parallel_storescp_img_s "$sp"
 result ingest_parallel_storescp_durable_img_s "$dp"

@@ -36,11 +36,12 @@ done
 import csv, json, sys
 w, subset, manifest = sys.argv[1:4]
 f, q = (json.load(open("%s/%s/report.json" % (w, p))) for p in ("fp32", "int8"))
-int8 = json.load(open(manifest))["int8"]
+m = json.load(open(manifest))
+int8 = m["int8"]
 print("\nINT8 against FP32, AUROC on the %s set (%d images), both scored by the gateway; INT8 scheme %s, convs left float: %s" % (
     subset, f["images"], int8["scheme"], " ".join(int8["floatConvs"]) or "none"))
 # per image and label: the probability change, and decisions flipped at the package's operating thresholds
-thr = {l["name"]: l["threshold"] for l in json.load(open(manifest))["labels"]}
+thr = {l["name"]: l["threshold"] for l in m["labels"]}
 sf, sq = ({r["file"]: r for r in csv.DictReader(open("%s/%s/scores.csv" % (w, p)))} for p in ("fp32", "int8"))
 dp, flips, pairs = 0.0, 0, 0
 for file, r in sf.items():
