@@ -247,7 +247,7 @@ class QuantizeGraphTest(unittest.TestCase):
         # two dense blocks of two layers (growth 2) on 2 input channels, a transition between them, a final norm
         x = "x"
         for blk in (1, 2):
-            feats, prev = [x], None
+            feats = [x]
             nodes.append(oh.make_node("Concat", [x], ["b%d_l1_cat" % blk], name="/denseblock%d/denselayer1/Concat" % blk, axis=1))
             prev = "b%d_l1_cat" % blk
             for layer in (1, 2):

@@ -125,7 +125,7 @@ class Int8FidelityTest {
         Figures f = compare("tiny", 224, "uint8", TINY_FLOAT);
         f.print("tiny DenseNet 224x224, 6 of 10 convs int8, dense block 2 in uint8");
         // --blocks uint8: block 1 keeps float convs, so only block 2 runs in uint8 (quantize.uint8_dense_blocks); the
-        // bound covers that layout, the harder of the two (the default keeps BN-ReLU float)
+        // bound covers that layout, the harder of the two (the float layout keeps BN-ReLU float)
         assertEquals("qdq-u8s8+uint8-dense-blocks",
                 ModelPackage.open(WORK.resolve("tiny").resolve("chest14"), WORK.resolve("work")).manifest().int8().scheme());
         f.assertWithinTheBound();
