@@ -3,7 +3,6 @@ package org.cxrgateway.ingest;
 import io.smallrye.config.ConfigMapping;
 import io.smallrye.config.WithDefault;
 import java.time.Duration;
-import org.cxrgateway.schema.v2.PixelEncoding;
 
 /** Study assembly and the working images put into jobs. */
 @ConfigMapping(prefix = "cxr.assembly")
@@ -21,9 +20,12 @@ public interface AssemblyConfig {
     @WithDefault("8")
     int bitsPerPixel();
 
-    /** Encoding of working-image pixels in the job: RAW or DEFLATE. Default DEFLATE. */
-    @WithDefault("DEFLATE")
-    PixelEncoding pixelEncoding();
+    /**
+     * Encoding of working-image pixels in the job: RAW, DEFLATE (zlib), or AUTO: RAW when the raw pixels fit
+     * max-payload-bytes, DEFLATE when they do not (see {@link WorkingImageDecoder.Encoding}). Default AUTO.
+     */
+    @WithDefault("AUTO")
+    WorkingImageDecoder.Encoding pixelEncoding();
 
     /**
      * Upper bound of one working image's payload; the image is shrunk until it fits. With one image per message

@@ -3,7 +3,10 @@ package org.cxrgateway.inference;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtSession;
+import org.cxrgateway.ingest.WorkingImageDecoder;
 import org.cxrgateway.message.MessageCodec;
+import org.cxrgateway.message.WorkingImagePixels;
+import org.cxrgateway.schema.v2.WorkingImage;
 
 import java.nio.FloatBuffer;
 import java.nio.file.Files;
@@ -45,11 +48,23 @@ public final class InferenceBench {
         // alone as in the raw ORT comparison. Without guided Grad-CAM (the figure compared with raw ORT: the same
         // forward work), and with it at the product's default (ModelRegistry: cxr.report.max-secondary-captures
         // guided maps per image and model, one guided-graph run of forward + K backward passes per image).
+        // The working images as the listener makes them by default: 1024 x 853 (a 3000 x 2500 detector's image at
+        // cxr.assembly.working-long-side), 8 bits, encoded by cxr.assembly.pixel-encoding's default (AUTO: raw, as it
+        // fits the payload cap), with films' variety and noise. WORKING=WxH and PIXEL_ENCODING=RAW|DEFLATE|AUTO change
+        // them: the worker's host time per image (inflating, decoding, preprocessing) grows with them.
+        String[] size = System.getenv().getOrDefault("WORKING", "853x1024").split("x");
+        int ww = Integer.parseInt(size[0]), wh = Integer.parseInt(size[1]);
+        WorkingImageDecoder.Encoding encoding = WorkingImageDecoder.Encoding.valueOf(System.getenv().getOrDefault("PIXEL_ENCODING", "AUTO"));
         List<byte[]> jobs = new ArrayList<>();
+        String workerImage = null;
         for (int i = 0; i < n; i++) {
             String uid = "1.2.826.9." + i;
-            jobs.add(MessageCodec.encode(InferenceWorkerTest.job(uid, MessageCodec.SCHEMA_VERSION, List.of(InferenceWorkerTest.image(uid + ".1", Fixtures.image(512, 512, 8, i))))));
+            WorkingImage film = Fixtures.variedImage(ww, wh, 8, i);
+            WorkingImage img = WorkingImageDecoder.encode(ww, wh, 8, WorkingImagePixels.bytes(film.getPixels()), encoding, MAX_PAYLOAD_BYTES_DEFAULT);
+            workerImage = ww + "x" + wh + " " + img.getEncoding();
+            jobs.add(MessageCodec.encode(InferenceWorkerTest.job(uid, MessageCodec.SCHEMA_VERSION, List.of(InferenceWorkerTest.image(uid + ".1", img)))));
         }
+        System.out.println("worker_image=" + workerImage);
         Scorer guided = new Scorer(List.of(model), MAX_SECONDARY_CAPTURES_DEFAULT);
         double[] withGuided = workerPath(guided, jobs.subList(0, Math.min(guidedN, n)), batch);
         System.out.printf("worker_path_guided_img_s=%.2f%nguided_images=%d%nguided_maps_per_image=%.2f%nguided_ms_per_map=%.1f%n",
@@ -134,6 +149,9 @@ public final class InferenceBench {
             int8.close();
         }
     }
+
+    /** AssemblyConfig's default cxr.assembly.max-payload-bytes. */
+    static final int MAX_PAYLOAD_BYTES_DEFAULT = 950_000;
 
     /** ReportConfig's default cxr.report.max-secondary-captures, which ModelRegistry passes to the Scorer. */
     static final int MAX_SECONDARY_CAPTURES_DEFAULT = 4;

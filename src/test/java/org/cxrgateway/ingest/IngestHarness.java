@@ -79,7 +79,7 @@ final class IngestHarness implements Closeable {
         // early flushes every 64 KiB, so that the listener tests receive through them (fixtures are 0.5-8 MiB)
         spool = new Spool(spoolDir, minFree, 64 << 10);
         assembler = new StudyAssembler(spool, () -> sink,
-                new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), 5, maxImages,
+                new WorkingImageDecoder(1024, 8, WorkingImageDecoder.Encoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), 5, maxImages,
                 metrics);
         spool.setListener(assembler);
         assembler.start();

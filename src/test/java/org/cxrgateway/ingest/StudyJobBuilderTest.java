@@ -24,7 +24,7 @@ class StudyJobBuilderTest {
         byte[] junk = new byte[4096];
         new Random(7).nextBytes(junk);
         Files.write(garbage, junk);
-        WorkingImageDecoder decoder = new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000);
+        WorkingImageDecoder decoder = new WorkingImageDecoder(1024, 8, WorkingImageDecoder.Encoding.DEFLATE, 1_000_000);
 
         StudyJobBuilder.FileOutcome image = StudyJobBuilder.read(dir.resolve("mono2_12bit_rescale_window.dcm"), decoder);
         StudyJobBuilder.FileOutcome lateral = StudyJobBuilder.read(dir.resolve("bad_lateral.dcm"), decoder);

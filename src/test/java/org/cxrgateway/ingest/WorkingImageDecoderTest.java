@@ -1,5 +1,6 @@
 package org.cxrgateway.ingest;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -53,7 +54,7 @@ class WorkingImageDecoderTest {
         byte[] reference = Fixtures.reference(dir.resolve(referenceSource));
         DicomFiles.Decoded decoded = DicomFiles.readWithPixels(dir.resolve(file));
         assertEquals(transferSyntax, decoded.instance().transferSyntaxUid(), "fixture transfer syntax");
-        WorkingImage image = new WorkingImageDecoder(1024, 8, PixelEncoding.RAW, 10_000_000).decode(decoded.frame());
+        WorkingImage image = new WorkingImageDecoder(1024, 8, WorkingImageDecoder.Encoding.RAW, 10_000_000).decode(decoded.frame());
         assertEquals(decoded.instance().columns(), image.getWidth());
         assertEquals(decoded.instance().rows(), image.getHeight());
         byte[] ours = bytes(image.getPixels());
@@ -82,7 +83,7 @@ class WorkingImageDecoderTest {
     })
     void downscaleIsOpenCvAreaAverage(String file, int longSide) throws Exception {
         DicomFiles.Decoded decoded = DicomFiles.readWithPixels(dir.resolve(file));
-        WorkingImage image = new WorkingImageDecoder(longSide, 8, PixelEncoding.RAW, 10_000_000).decode(decoded.frame());
+        WorkingImage image = new WorkingImageDecoder(longSide, 8, WorkingImageDecoder.Encoding.RAW, 10_000_000).decode(decoded.frame());
         assertEquals(longSide, Math.max(image.getWidth(), image.getHeight()));
         byte[] reference = Fixtures.reference(dir.resolve(file), image.getWidth(), image.getHeight());
         byte[] ours = bytes(image.getPixels());
@@ -105,7 +106,7 @@ class WorkingImageDecoderTest {
     })
     void toolkitDecoderGivesTheSameWorkingImage(String file, int longSide) throws Exception {
         DicomFiles.Decoded decoded = DicomFiles.readWithPixels(dir.resolve(file));
-        WorkingImage image = new WorkingImageDecoder(longSide, 8, PixelEncoding.RAW, 10_000_000).decode(decoded.frame());
+        WorkingImage image = new WorkingImageDecoder(longSide, 8, WorkingImageDecoder.Encoding.RAW, 10_000_000).decode(decoded.frame());
         Path out = dir.resolve(file + "." + longSide + ".toolkit.u8");
         String size = Fixtures.runOk(Path.of("toolkit").toAbsolutePath(), Fixtures.PYTHON, "-m", "cxr_model.decode",
                 dir.resolve(file).toString(), out.toString(), Integer.toString(longSide)).output().trim();
@@ -136,8 +137,8 @@ class WorkingImageDecoderTest {
     @Test
     void shrinksToLongSideKeepingAspectAndDeflates() throws Exception {
         DicomFiles.Decoded decoded = DicomFiles.readWithPixels(dir.resolve("mono2_12bit_rescale_window.dcm"));
-        WorkingImage full = new WorkingImageDecoder(1024, 8, PixelEncoding.RAW, 10_000_000).decode(decoded.frame());
-        WorkingImage small = new WorkingImageDecoder(128, 8, PixelEncoding.DEFLATE, 1_000_000).decode(decoded.frame());
+        WorkingImage full = new WorkingImageDecoder(1024, 8, WorkingImageDecoder.Encoding.RAW, 10_000_000).decode(decoded.frame());
+        WorkingImage small = new WorkingImageDecoder(128, 8, WorkingImageDecoder.Encoding.DEFLATE, 1_000_000).decode(decoded.frame());
         assertEquals(128, small.getHeight(), "long side (rows=300)");
         assertEquals(102, small.getWidth(), "240 * 128 / 300 rounded");
         assertEquals(PixelEncoding.DEFLATE, small.getEncoding());
@@ -145,7 +146,7 @@ class WorkingImageDecoderTest {
         // area averaging preserves the mean brightness
         assertEquals(mean(bytes(full.getPixels())), mean(raw), 1.5);
 
-        WorkingImage sixteen = new WorkingImageDecoder(1024, 16, PixelEncoding.RAW, 10_000_000).decode(decoded.frame());
+        WorkingImage sixteen = new WorkingImageDecoder(1024, 16, WorkingImageDecoder.Encoding.RAW, 10_000_000).decode(decoded.frame());
         byte[] b16 = bytes(sixteen.getPixels());
         byte[] b8 = bytes(full.getPixels());
         assertEquals(2 * b8.length, b16.length);
@@ -165,9 +166,52 @@ class WorkingImageDecoderTest {
         }
         org.cxrgateway.dicom.PixelFrame f = new org.cxrgateway.dicom.PixelFrame(1600, 2000, 12, false, "MONOCHROME2",
                 noise, 1, 0, Double.NaN, Double.NaN, null, null);
-        WorkingImage img = new WorkingImageDecoder(1024, 8, PixelEncoding.DEFLATE, 1_000_000).decode(f);
+        WorkingImage img = new WorkingImageDecoder(1024, 8, WorkingImageDecoder.Encoding.DEFLATE, 1_000_000).decode(f);
         assertTrue(img.getPixels().remaining() <= 1_000_000, "payload " + img.getPixels().remaining());
         assertEquals(img.getWidth() / (double) img.getHeight(), 2000 / 1600.0, 0.01, "aspect ratio kept");
+    }
+
+    /**
+     * AUTO (the default): raw pixels when they fit the payload cap, so that the worker need not inflate them; zlib
+     * only for an image whose raw pixels would not fit, which then keeps its full working size when it compresses
+     * enough, and is shrunk as any other when it does not.
+     */
+    @Test
+    void autoSendsRawPixelsWhenTheyFitAndDeflatesOnlyThoseThatDoNot() throws Exception {
+        int cap = 950_000;
+        WorkingImageDecoder auto = new WorkingImageDecoder(1024, 8, WorkingImageDecoder.Encoding.AUTO, cap);
+        // a 3000 x 2500 detector: 1024 x 853 working pixels, 873,472 raw bytes, under the cap
+        WorkingImage portrait = auto.decode(frame(2500, 3000, (x, y) -> (x * 7 + y * 3) % 4096));
+        assertEquals(1024, portrait.getHeight());
+        assertEquals(853, portrait.getWidth());
+        assertEquals(PixelEncoding.RAW, portrait.getEncoding());
+        assertEquals(1024 * 853, portrait.getPixels().remaining());
+        // a square detector: 1,048,576 raw bytes at 1024 x 1024, over the cap; smooth, so zlib keeps it at full size
+        WorkingImage square = auto.decode(frame(2048, 2048, (x, y) -> (x + y) % 4096));
+        assertEquals(1024, square.getWidth());
+        assertEquals(1024, square.getHeight());
+        assertEquals(PixelEncoding.DEFLATE, square.getEncoding());
+        assertTrue(square.getPixels().remaining() <= cap);
+        byte[] raw = inflate(bytes(square.getPixels()), 1024 * 1024);
+        assertArrayEquals(raw, bytes(new WorkingImageDecoder(1024, 8, WorkingImageDecoder.Encoding.RAW, 10_000_000)
+                .decode(frame(2048, 2048, (x, y) -> (x + y) % 4096)).getPixels()), "the same pixels, compressed");
+        // square and pure noise: zlib cannot bring it under the cap; shrunk until its raw pixels fit, then raw
+        java.util.Random r = new java.util.Random(3);
+        WorkingImage noisy = auto.decode(frame(1024, 1024, (x, y) -> r.nextInt(4096)));
+        assertTrue(noisy.getWidth() < 1024 && noisy.getPixels().remaining() <= cap, noisy.getWidth() + " px, "
+                + noisy.getPixels().remaining() + " bytes");
+        assertEquals(PixelEncoding.RAW, noisy.getEncoding());
+    }
+
+    private static org.cxrgateway.dicom.PixelFrame frame(int columns, int rows, java.util.function.IntBinaryOperator value) {
+        int[] stored = new int[columns * rows];
+        for (int y = 0; y < rows; y++) {
+            for (int x = 0; x < columns; x++) {
+                stored[y * columns + x] = value.applyAsInt(x, y);
+            }
+        }
+        return new org.cxrgateway.dicom.PixelFrame(rows, columns, 12, false, "MONOCHROME2", stored, 1, 0, Double.NaN,
+                Double.NaN, null, null);
     }
 
     static byte[] bytes(ByteBuffer b) {
