@@ -143,6 +143,14 @@ public final class MicroBatcher implements AutoCloseable {
     }
 
     /**
+     * Each submitting thread's decoded grey image, reused for the next image of the same size (prepare keeps none of
+     * it): a site's images mostly share a few sizes. Kept only up to MAX_REUSED_GRAY pixels (16 MB), so that one
+     * huge image does not stay in memory.
+     */
+    private static final ThreadLocal<float[]> GRAY = new ThreadLocal<>();
+    private static final int MAX_REUSED_GRAY = 4 << 20;
+
+    /**
      * Decodes and preprocesses the job's images on the caller's thread (so a malformed image is the caller's
      * poison message, not a failed batch, and the work overlaps the engine's) and queues them.
      *
@@ -154,7 +162,11 @@ public final class MicroBatcher implements AutoCloseable {
         for (SourceImage s : job.getImages()) {
             try {
                 int w = s.getImage().getWidth(), h = s.getImage().getHeight();
-                decoded.add(scorer.prepare(new Scorer.Image(Preprocessor.decode(s.getImage()), w, h)));
+                float[] gray = Preprocessor.decode(s.getImage(), GRAY.get());
+                if (gray.length <= MAX_REUSED_GRAY) {
+                    GRAY.set(gray);
+                }
+                decoded.add(scorer.prepare(new Scorer.Image(gray, w, h)));
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException("image " + s.getSopInstanceUid() + ": " + e.getMessage(), e);
             }

@@ -214,7 +214,8 @@ public final class Preprocessor {
         int[] u8 = null;          // the 8-bit image while PIL steps may follow
         double[][] planes = null; // float planes from the first float step on
         int count = 1;
-        for (ModelManifest.Step s : steps) {
+        for (int si = 0; si < steps.size(); si++) {
+            ModelManifest.Step s = steps.get(si);
             switch (s.op()) {
                 case "resize" -> {
                     int[] n = g.resized(s);
@@ -266,6 +267,9 @@ public final class Preprocessor {
                     if (planes == null) {
                         planes = new double[][]{toDouble(gray, u8)};
                         u8 = null;
+                    }
+                    if (si == steps.size() - 1 && normalizeInto(s, planes[0], count, out, offset)) {
+                        return;
                     }
                     planes = normalize(s, planes[0], count);
                 }
@@ -389,6 +393,28 @@ public final class Preprocessor {
         }
     }
 
+    /**
+     * A mean/std normalize that ends the steps, written straight into the tensor: the same floats as normalize and
+     * the copy below make, without a plane of doubles per channel between them. False for the other kinds.
+     */
+    private boolean normalizeInto(ModelManifest.Step s, double[] x, int count, float[] out, int offset) {
+        if ("xrv".equals(s.kind()) || "per-image".equals(s.kind())) {
+            return false;
+        }
+        double[] mean = meanOf(s);
+        double[] std = stdOf(s);
+        int plane = size * size;
+        for (int ch = 0; ch < channels; ch++) {
+            int c = count == 1 ? 0 : ch; // the plane that the copy would take: one per channel, or the one
+            double m = perChannel(mean, c), d = perChannel(std, c);
+            int o = offset + ch * plane;
+            for (int i = 0; i < plane; i++) {
+                out[o + i] = (float) ((x[i] - m) / d);
+            }
+        }
+        return true;
+    }
+
     private static int[] quantise(float[] x) {
         int[] out = new int[x.length];
         for (int i = 0; i < x.length; i++) {
@@ -440,19 +466,37 @@ public final class Preprocessor {
 
     /** Decodes a WorkingImage to floats in [0, 1]; throws IllegalArgumentException on a malformed one. */
     public static float[] decode(WorkingImage img) {
-        byte[] px = WorkingImagePixels.decode(img);
-        int bits = img.getBitsPerPixel();
+        return decode(img, null);
+    }
+
+    /**
+     * {@link #decode(WorkingImage)} into {@code reuse} when it holds exactly the image's pixels (else into a new
+     * array), reading a RAW image's bytes where the message holds them: per image, no 4-byte-per-pixel array to
+     * allocate and zero and no copy of the pixel bytes (together a third of the time decode took for a 1024 x 853
+     * working image).
+     */
+    public static float[] decode(WorkingImage img, float[] reuse) {
+        java.nio.ByteBuffer px = WorkingImagePixels.view(img);
         int n = img.getWidth() * img.getHeight();
-        float[] out = new float[n];
-        if (bits == 8) {
+        float[] out = reuse != null && reuse.length == n ? reuse : new float[n];
+        byte[] a;
+        int base;
+        if (px.hasArray()) {
+            a = px.array();
+            base = px.arrayOffset() + px.position();
+        } else {
+            a = WorkingImagePixels.bytes(px);
+            base = 0;
+        }
+        if (img.getBitsPerPixel() == 8) {
             float[] lut = Levels.EIGHT_BIT;
             for (int i = 0; i < n; i++) {
-                out[i] = lut[px[i] & 0xff];
+                out[i] = lut[a[base + i] & 0xff];
             }
         } else {
             float[] lut = Levels.SIXTEEN_BIT;
             for (int i = 0; i < n; i++) {
-                out[i] = lut[(px[2 * i] & 0xff) | (px[2 * i + 1] & 0xff) << 8];
+                out[i] = lut[(a[base + 2 * i] & 0xff) | (a[base + 2 * i + 1] & 0xff) << 8];
             }
         }
         return out;

@@ -29,11 +29,22 @@ public final class WorkingImagePixels {
     }
 
     /**
-     * The raw pixel bytes, checked against the declared size.
+     * The raw pixel bytes, checked against the declared size: a copy (a RAW image's) or the inflated bytes.
      *
      * @throws IllegalArgumentException for a malformed image: bad size or depth, corrupt or truncated data
      */
     public static byte[] decode(WorkingImage img) {
+        ByteBuffer px = view(img);
+        return img.getEncoding() == PixelEncoding.DEFLATE ? px.array() : bytes(px);
+    }
+
+    /**
+     * The raw pixel bytes, checked as {@link #decode} checks them, without copying a RAW image's: its message buffer
+     * itself (position to limit; the caller must not write to it), the inflated bytes for DEFLATE.
+     *
+     * @throws IllegalArgumentException for a malformed image: bad size or depth, corrupt or truncated data
+     */
+    public static ByteBuffer view(WorkingImage img) {
         int w = img.getWidth();
         int h = img.getHeight();
         int bits = img.getBitsPerPixel();
@@ -44,12 +55,12 @@ public final class WorkingImagePixels {
             throw new IllegalArgumentException("working image bits per pixel " + bits + " not 8 or 16");
         }
         int expected = w * h * (bits / 8);
-        byte[] px = bytes(img.getPixels());
+        ByteBuffer px = img.getPixels().duplicate();
         if (img.getEncoding() == PixelEncoding.DEFLATE) {
-            px = inflate(px, expected);
+            px = ByteBuffer.wrap(inflate(bytes(px), expected));
         }
-        if (px.length != expected) {
-            throw new IllegalArgumentException("working image has " + px.length + " pixel bytes, expected " + expected);
+        if (px.remaining() != expected) {
+            throw new IllegalArgumentException("working image has " + px.remaining() + " pixel bytes, expected " + expected);
         }
         return px;
     }
@@ -83,23 +94,28 @@ public final class WorkingImagePixels {
         }
     }
 
+    /**
+     * Inflates straight into an array of the declared size (no growing buffer, no copy out of it); a stream that
+     * ends early gives a shorter array, which the caller's size check refuses.
+     */
     static byte[] inflate(byte[] in, int expected) {
         Inflater inf = new Inflater();
         try {
             inf.setInput(in);
-            ByteArrayOutputStream out = new ByteArrayOutputStream(expected);
-            byte[] buf = new byte[65536];
+            byte[] out = new byte[expected];
+            byte[] beyond = new byte[1];
+            int n = 0;
             while (!inf.finished()) {
-                int k = inf.inflate(buf);
+                int k = n < expected ? inf.inflate(out, n, expected - n) : inf.inflate(beyond);
+                if (n == expected && k > 0) {
+                    throw new IllegalArgumentException("DEFLATE pixel data larger than " + expected + " bytes");
+                }
                 if (k == 0 && (inf.needsInput() || inf.needsDictionary())) {
                     throw new IllegalArgumentException("truncated DEFLATE pixel data");
                 }
-                out.write(buf, 0, k);
-                if (out.size() > expected) {
-                    throw new IllegalArgumentException("DEFLATE pixel data larger than " + expected + " bytes");
-                }
+                n += k;
             }
-            return out.toByteArray();
+            return n == expected ? out : java.util.Arrays.copyOf(out, n);
         } catch (DataFormatException e) {
             throw new IllegalArgumentException("bad DEFLATE pixel data: " + e.getMessage());
         } finally {
