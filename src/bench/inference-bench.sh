@@ -7,9 +7,12 @@
 # faster memory format), in one run: REPS interleaved repetitions (Java driver, then PyTorch), medians
 # with min and max.
 # Every ORT session (raw included) has the same SessionSettings; SPIN=0 turns intra-op spinning off for all.
+# The worker path's jobs carry the working images the listener makes by default (1024x853, 8 bits, pixel encoding
+# AUTO: raw); WORKING=WxH and PIXEL_ENCODING=RAW|DEFLATE|AUTO change them.
 # The INT8 variant is quantize.py's default, the configuration whose fidelity the README states; INT8_BLOCKS
 # (float|uint8: quantize.py --blocks) and INT8_FLOAT (conv names: --float; set but empty: every conv int8) change it.
-#   src/bench/inference-bench.sh    (env: N=64 BATCH=8 THREADS=2 REPS=3 GUIDED_N=N/4 SPIN=1 [INT8_BLOCKS=...] [INT8_FLOAT=...])
+#   src/bench/inference-bench.sh    (env: N=64 BATCH=8 THREADS=2 REPS=3 GUIDED_N=N/4 SPIN=1 [INT8_BLOCKS=...] [INT8_FLOAT=...]
+#                                    [WORKING=853x1024] [PIXEL_ENCODING=AUTO])
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
 N=${N:-64}; BATCH=${BATCH:-8}; THREADS=${THREADS:-2}; REPS=${REPS:-3}; GUIDED_N=${GUIDED_N:-$(( N / 4 > BATCH ? N / 4 : BATCH ))}
@@ -36,7 +39,8 @@ done
 read -r w wmin wmax <<<"$(stats "${WORKER[@]}")"; read -r g gmin gmax <<<"$(stats "${GUIDED[@]}")"; read -r e emin emax <<<"$(stats "${ENGINE[@]}")"
 read -r o omin omax <<<"$(stats "${RAW[@]}")"; read -r t tmin tmax <<<"$(stats "${TORCH[@]}")"
 read -r q qmin qmax <<<"$(stats "${INT8[@]}")"
-echo "DenseNet-121 224x224, batch $BATCH, $THREADS threads, $(get session_settings "$WORK/java-$REPS.out"), img/s over $REPS repetitions (median, min-max):"
+echo "DenseNet-121 224x224, batch $BATCH, $THREADS threads, $(get session_settings "$WORK/java-$REPS.out"), img/s over $REPS repetitions (median, min-max);"
+echo "the worker path's jobs carry $(get worker_image "$WORK/java-$REPS.out") working images (WORKING, PIXEL_ENCODING; by default the listener's for a 3000x2500 detector):"
 printf "  worker path, guided Grad-CAM (%s maps/image, %s images)  %7s (%s-%s)\n" \
   "$(get guided_maps_per_image "$WORK/java-$REPS.out")" "$GUIDED_N" "$g" "$gmin" "$gmax"
 printf "  worker path     %7s (%s-%s)\n  engine          %7s (%s-%s)\n  INT8 engine     %7s (%s-%s)\n  raw ORT         %7s (%s-%s)\n  PyTorch eager   %7s (%s-%s)\n" \
