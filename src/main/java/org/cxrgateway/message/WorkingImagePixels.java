@@ -57,7 +57,7 @@ public final class WorkingImagePixels {
         int expected = w * h * (bits / 8);
         ByteBuffer px = img.getPixels().duplicate();
         if (img.getEncoding() == PixelEncoding.DEFLATE) {
-            px = ByteBuffer.wrap(inflate(bytes(px), expected));
+            px = ByteBuffer.wrap(inflate(px, expected));
         }
         if (px.remaining() != expected) {
             throw new IllegalArgumentException("working image has " + px.remaining() + " pixel bytes, expected " + expected);
@@ -95,10 +95,11 @@ public final class WorkingImagePixels {
     }
 
     /**
-     * Inflates straight into an array of the declared size (no growing buffer, no copy out of it); a stream that
-     * ends early gives a shorter array, which the caller's size check refuses.
+     * Inflates from the message's buffer (its position moves: pass a duplicate) straight into an array of the declared
+     * size (no copy of the input, no growing buffer, no copy out of it); a stream that ends early gives a shorter
+     * array, which the caller's size check refuses.
      */
-    static byte[] inflate(byte[] in, int expected) {
+    static byte[] inflate(ByteBuffer in, int expected) {
         Inflater inf = new Inflater();
         try {
             inf.setInput(in);
