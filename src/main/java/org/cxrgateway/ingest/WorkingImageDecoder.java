@@ -24,9 +24,9 @@ public final class WorkingImageDecoder {
     /**
      * How a working image's pixels go into the job ({@code cxr.assembly.pixel-encoding}). AUTO: as they are when
      * they fit max-payload-bytes, zlib only when they do not. The worker inflates every DEFLATE image before it
-     * preprocesses it, and zlib inflates an 8-bit radiograph at about 200-250 MB/s whatever its noise (4.5-5.9 ms
-     * for a 1024x1024 image on the development machine's Zen 3 core, against 1.3 ms for a noiseless one): more host
-     * time per image than the preprocessing itself, taken from the two cores the engine runs on. Compression gains
+     * preprocesses it, and zlib inflates an 8-bit radiograph at about 180-250 MB/s whatever its noise (4.3-5.9 ms
+     * for a 1024x1024 image on the development machine's Zen 3 core, against 1.3-1.6 ms for a noiseless one): more
+     * host time per image than the preprocessing itself, taken from the two cores the engine runs on. Compression gains
      * little on such pixels (ratio 1.1-2 with sensor noise of 1-25 levels), so it is kept for the images it lets
      * stay at full working size: those whose raw pixels would not fit (a square 1024x1024 detector image is
      * 1,048,576 bytes).
