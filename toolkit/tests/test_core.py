@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -11,6 +10,8 @@ import numpy as np
 import torch
 
 from cxr_model import codes, labels, losses, split, synth
+
+from .workdir import workdir
 
 
 class CoreTest(unittest.TestCase):
@@ -72,7 +73,7 @@ class CoreTest(unittest.TestCase):
                 self.assertAlmostEqual(summ[s]["labels"][n]["share_of_positives"], want, delta=0.04, msg="%s %s" % (s, n))
 
     def test_csv_errors_name_line_and_column(self):
-        d = tempfile.mkdtemp()
+        d = workdir(self)
         p = os.path.join(d, "L.csv")
         open(p, "w").write("file,patient_id,Nodule\na.dcm,P1,1\nb.dcm,P2,maybe\n")
         with self.assertRaisesRegex(labels.LabelError, "line 3, column 'Nodule'"):
@@ -82,7 +83,7 @@ class CoreTest(unittest.TestCase):
             labels.read(p, codes.catalogue())
 
     def test_synthetic_labels_parse_with_readers(self):
-        d = tempfile.mkdtemp()
+        d = workdir(self)
         synth.generate(d, patients=4, size=64, seed=2, log=lambda *a: None)
         lab = labels.read(os.path.join(d, "LABELS.csv"), codes.catalogue())
         self.assertEqual(lab.names, synth.FINDINGS)
@@ -90,7 +91,7 @@ class CoreTest(unittest.TestCase):
 
 
     def test_training_killed_and_resumed_equals_an_uninterrupted_run(self):
-        d = tempfile.mkdtemp()
+        d = workdir(self)
         data = os.path.join(d, "data")
         synth.generate(data, patients=8, size=48, seed=4, log=lambda *a: None)
         env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -119,7 +120,7 @@ class CoreTest(unittest.TestCase):
             self.assertTrue(torch.equal(v, resumed[k]), k)
 
     def test_cosine_schedule_anneals_the_lr_over_the_epochs(self):
-        d = tempfile.mkdtemp()
+        d = workdir(self)
         data = os.path.join(d, "data")
         synth.generate(data, patients=6, size=48, seed=5, log=lambda *a: None)
         env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -169,7 +170,7 @@ class ArchitectureTest(unittest.TestCase):
     def test_train_resnet50_plus(self):
         """The COVID-19 paper's ResNet50+ (GAP + Dense(32) + Dense(32) + sigmoid) trains and writes an mlp package."""
         import json
-        d = tempfile.mkdtemp()
+        d = workdir(self)
         synth.generate(os.path.join(d, "data"), patients=8, size=80, seed=3, task="covid3", log=lambda *a: None)
         cli = os.path.join(os.path.dirname(__file__), "..", "..", "bin", "cxr-model")
         t = subprocess.run([cli, "train", "--data", os.path.join(d, "data"), "--labels", os.path.join(d, "data", "LABELS.csv"),

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import unittest
 
 import numpy as np
@@ -15,6 +14,8 @@ import torch
 
 from cxr_model import decode, preprocess, synth, train  # noqa: I001 (puts src/main/python on the path)
 import cxr_models  # noqa: E402
+
+from .workdir import workdir
 
 # the one head-spreading rule of the fidelity tests (src/test/python/spread_head.py), on a torch model here
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "test", "python"))
@@ -52,7 +53,7 @@ class GatewayTest(unittest.TestCase):
 
     def test_score_matches_pytorch(self):
         self.require_jar()
-        d = tempfile.mkdtemp()
+        d = workdir(self)
         synth.generate(os.path.join(d, "data"), patients=6, size=96, seed=5, log=lambda *a: None)
         torch.manual_seed(0)
         model = cxr_models.densenet("tiny", 4, 3)
@@ -110,7 +111,7 @@ class GatewayTest(unittest.TestCase):
 
     def test_bad_input_is_listed_and_a_label_without_positives_gets_no_auroc(self):
         self.require_jar()
-        d = tempfile.mkdtemp()
+        d = workdir(self)
         data = os.path.join(d, "data")
         synth.generate(data, patients=6, size=64, seed=9, log=lambda *a: None)
         import csv
@@ -147,7 +148,7 @@ class GatewayTest(unittest.TestCase):
 
     def test_quantize_adds_the_int8_variant_that_validate_scores(self):
         self.require_jar()
-        d = tempfile.mkdtemp()
+        d = workdir(self)
         data = os.path.join(d, "data")
         synth.generate(data, patients=8, size=64, seed=3, log=lambda *a: None)
         labels = os.path.join(data, "LABELS.csv")
