@@ -61,6 +61,14 @@ public interface InferenceConfig {
     @WithDefault("${cxr.data-dir:data}/trt-cache")
     String trtCacheDir();
 
+    /**
+     * Where ONNX Runtime's native libraries are kept between starts (checked against its jar at each start), instead
+     * of a fresh copy in the temporary folder per start that a killed worker leaves behind. Ignored where the JVM
+     * sets onnxruntime.native.path. Default ${cxr.data-dir}/onnxruntime.
+     */
+    @WithDefault("${cxr.data-dir:data}/onnxruntime")
+    String nativeDir();
+
     /** TensorRT FP16 precision. Default true. */
     @WithDefault("true")
     boolean trtFp16();

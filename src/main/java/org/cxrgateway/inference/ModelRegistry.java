@@ -71,6 +71,10 @@ public class ModelRegistry {
         }
         try {
             state = "loading";
+            List<String> copied = OrtNatives.useFolder(Path.of(config.nativeDir()));
+            if (!copied.isEmpty()) {
+                LOG.infof("ONNX Runtime's libraries %s copied to %s", copied, config.nativeDir());
+            }
             Path work = Path.of(config.workDir());
             List<ModelPackage> pkgs = new ArrayList<>();
             if (config.packagesDir().isPresent()) {

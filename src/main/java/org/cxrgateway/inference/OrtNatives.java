@@ -1,0 +1,115 @@
+package org.cxrgateway.inference;
+
+import ai.onnxruntime.OrtEnvironment;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.zip.CRC32;
+import java.util.zip.CheckedInputStream;
+import org.cxrgateway.storage.DurableFiles;
+
+/**
+ * Has ONNX Runtime load its native libraries from a folder of the gateway's own, kept between starts.
+ *
+ * <p>Why: left to itself, ONNX Runtime copies its libraries (22 MB on CPU, more with the GPU providers) into a
+ * fresh folder under {@code java.io.tmpdir} at every start and deletes them only at a normal JVM exit. A worker
+ * killed by kill -9, the OOM killer or a lost container leaves the copy behind, and a crash-looping worker fills
+ * the temporary file system. With {@code onnxruntime.native.path} set, ONNX Runtime loads what it finds there.
+ *
+ * <p>Each library in the folder is compared by CRC-32 with the one in ONNX Runtime's jar at every start, so a
+ * changed ONNX Runtime version, a CPU/GPU switch or a damaged file is rewritten, never loaded.
+ */
+final class OrtNatives {
+
+    /** ONNX Runtime's own property: the folder it loads its libraries from before trying its jar. */
+    static final String PROPERTY = "onnxruntime.native.path";
+    /** The libraries ONNX Runtime's loader asks for; the provider ones exist only in the GPU jar. */
+    private static final List<String> LIBRARIES = List.of("onnxruntime", "onnxruntime4j_jni", "onnxruntime_providers_shared",
+            "onnxruntime_providers_cuda", "onnxruntime_providers_tensorrt");
+    private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(OrtNatives.class);
+
+    private OrtNatives() {
+    }
+
+    /**
+     * Points ONNX Runtime at {@code folder}, first copying its libraries there where they are missing or differ.
+     * Does nothing where the operator set {@value #PROPERTY}, or on a platform whose layout this does not know
+     * (ONNX Runtime then extracts as usual). Must run before the first ONNX Runtime class is initialised: later,
+     * the property is read no more.
+     *
+     * @return the names of the libraries written (empty when all were already in place, or nothing was done)
+     */
+    static synchronized List<String> useFolder(Path folder) {
+        if (System.getProperty(PROPERTY) != null) {
+            return List.of();
+        }
+        String platform = platform();
+        if (platform == null) {
+            return List.of();
+        }
+        List<String> written = new ArrayList<>();
+        try {
+            DurableFiles.createDirectories(folder);
+            for (String library : LIBRARIES) {
+                String file = System.mapLibraryName(library);
+                // a class literal does not initialise OrtEnvironment: its static block is what loads the libraries
+                String resource = "/ai/onnxruntime/native/" + platform + "/" + file;
+                Long want = crc(OrtEnvironment.class.getResourceAsStream(resource));
+                if (want == null) {
+                    continue;
+                }
+                Path target = folder.resolve(file);
+                if (Files.isRegularFile(target) && want.equals(crc(Files.newInputStream(target)))) {
+                    continue;
+                }
+                // streamed: the GPU jar's CUDA provider alone is hundreds of MB
+                Path tmp = Files.createTempFile(folder, "." + file + ".", DurableFiles.TEMP_SUFFIX);
+                try (InputStream in = OrtEnvironment.class.getResourceAsStream(resource)) {
+                    Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
+                    DurableFiles.publish(tmp, target);
+                } finally {
+                    Files.deleteIfExists(tmp);
+                }
+                written.add(file);
+            }
+        } catch (IOException | UncheckedIOException e) {
+            LOG.warnf("ONNX Runtime's libraries cannot be kept in %s (%s); it extracts them to %s at each start instead",
+                    folder, e.getMessage(), System.getProperty("java.io.tmpdir"));
+            return List.of();
+        }
+        System.setProperty(PROPERTY, folder.toAbsolutePath().toString());
+        return written;
+    }
+
+    /** ONNX Runtime's name for this platform's folder in its jar (OnnxRuntime.initOsArch), or null where unknown. */
+    private static String platform() {
+        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
+        String arch = System.getProperty("os.arch", "").toLowerCase(Locale.ROOT);
+        if (!os.contains("nux")) {
+            return null;
+        }
+        return switch (arch) {
+            case "amd64", "x86_64" -> "linux-x64";
+            case "aarch64" -> "linux-aarch64";
+            default -> null;
+        };
+    }
+
+    /** CRC-32 of the stream's bytes, closing it; null for a missing resource. */
+    private static Long crc(InputStream in) throws IOException {
+        if (in == null) {
+            return null;
+        }
+        try (CheckedInputStream c = new CheckedInputStream(in, new CRC32())) {
+            c.transferTo(OutputStream.nullOutputStream());
+            return c.getChecksum().getValue();
+        }
+    }
+}
