@@ -3,8 +3,10 @@ package org.cxrgateway.inference;
 import ai.onnxruntime.OrtEnvironment;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
 import java.io.UncheckedIOException;
+import java.net.JarURLConnection;
+import java.net.URL;
+import java.net.URLConnection;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -12,7 +14,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.zip.CRC32;
-import java.util.zip.CheckedInputStream;
 import org.cxrgateway.storage.DurableFiles;
 
 /**
@@ -60,18 +61,17 @@ final class OrtNatives {
             for (String library : LIBRARIES) {
                 String file = System.mapLibraryName(library);
                 // a class literal does not initialise OrtEnvironment: its static block is what loads the libraries
-                String resource = "/ai/onnxruntime/native/" + platform + "/" + file;
-                Long want = crc(OrtEnvironment.class.getResourceAsStream(resource));
-                if (want == null) {
+                URL resource = OrtEnvironment.class.getResource("/ai/onnxruntime/native/" + platform + "/" + file);
+                if (resource == null) {
                     continue;
                 }
                 Path target = folder.resolve(file);
-                if (Files.isRegularFile(target) && want.equals(crc(Files.newInputStream(target)))) {
+                if (Files.isRegularFile(target) && crcInJar(resource) == crc(Files.newInputStream(target))) {
                     continue;
                 }
                 // streamed: the GPU jar's CUDA provider alone is hundreds of MB
                 Path tmp = Files.createTempFile(folder, "." + file + ".", DurableFiles.TEMP_SUFFIX);
-                try (InputStream in = OrtEnvironment.class.getResourceAsStream(resource)) {
+                try (InputStream in = resource.openStream()) {
                     Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
                     DurableFiles.publish(tmp, target);
                 } finally {
@@ -102,14 +102,27 @@ final class OrtNatives {
         };
     }
 
-    /** CRC-32 of the stream's bytes, closing it; null for a missing resource. */
-    private static Long crc(InputStream in) throws IOException {
-        if (in == null) {
-            return null;
+    /**
+     * The CRC-32 that the jar's directory records for the resource (no inflating: 0 ms against 85 for the CPU
+     * library's 22 MB), or, where the class loader serves it otherwise, that of its bytes.
+     */
+    private static long crcInJar(URL resource) throws IOException {
+        URLConnection c = resource.openConnection();
+        if (c instanceof JarURLConnection jar && jar.getJarEntry() != null && jar.getJarEntry().getCrc() != -1) {
+            return jar.getJarEntry().getCrc();
         }
-        try (CheckedInputStream c = new CheckedInputStream(in, new CRC32())) {
-            c.transferTo(OutputStream.nullOutputStream());
-            return c.getChecksum().getValue();
+        return crc(c.getInputStream());
+    }
+
+    /** CRC-32 of the stream's bytes, closing it (the CPU library's 22 MB from the page cache: 6-20 ms). */
+    private static long crc(InputStream in) throws IOException {
+        try (in) {
+            CRC32 crc = new CRC32();
+            byte[] buf = new byte[1 << 16];
+            for (int n; (n = in.read(buf)) > 0; ) {
+                crc.update(buf, 0, n);
+            }
+            return crc.getValue();
         }
     }
 }

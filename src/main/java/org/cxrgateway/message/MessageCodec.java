@@ -119,6 +119,13 @@ public final class MessageCodec {
     private static byte[] bytes(Encoder encoder) {
         try {
             ByteBuffer buffer = encoder.encode();
+            if (buffer.hasArray() && buffer.arrayOffset() == 0 && buffer.position() == 0
+                    && buffer.remaining() == buffer.array().length) {
+                // Avro's encoder already copied the message out of its reused buffer. A second copy of a result's
+                // working image (873 KB for the listener's default 1024 x 853) cost the worker 0.1-0.2 ms per image:
+                // encoding took 0.25-0.56 ms with it, 0.16-0.27 without (2026-12-06)
+                return buffer.array();
+            }
             byte[] out = new byte[buffer.remaining()];
             buffer.get(out);
             return out;
