@@ -143,8 +143,9 @@ public final class MicroBatcher implements AutoCloseable {
     }
 
     /**
-     * Each submitting thread's decoded grey image, reused for the next image of the same size (prepare keeps none of
-     * it): a site's images mostly share a few sizes. Kept only up to MAX_REUSED_GRAY pixels (16 MB), so that one
+     * Each submitting thread's decoded grey image, where a model's preprocessing needed the whole image decoded
+     * (GrayImage.pixels), reused for the next image of the same size (prepare keeps none of it): a site's images
+     * mostly share a few sizes. Kept only up to MAX_REUSED_GRAY pixels (16 MB), so that one
      * huge image does not stay in memory.
      */
     private static final ThreadLocal<float[]> GRAY = new ThreadLocal<>();
@@ -161,12 +162,12 @@ public final class MicroBatcher implements AutoCloseable {
         long prepareStart = System.nanoTime();
         for (SourceImage s : job.getImages()) {
             try {
-                int w = s.getImage().getWidth(), h = s.getImage().getHeight();
-                float[] gray = Preprocessor.decode(s.getImage(), GRAY.get());
-                if (gray.length <= MAX_REUSED_GRAY) {
-                    GRAY.set(gray);
+                GrayImage gray = GrayImage.of(s.getImage(), GRAY.get());
+                decoded.add(scorer.prepare(new Scorer.Image(gray)));
+                float[] whole = gray.decoded(); // null where every model read the pixel bytes' rows instead
+                if (whole != null && whole.length <= MAX_REUSED_GRAY) {
+                    GRAY.set(whole);
                 }
-                decoded.add(scorer.prepare(new Scorer.Image(gray, w, h)));
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException("image " + s.getSopInstanceUid() + ": " + e.getMessage(), e);
             }

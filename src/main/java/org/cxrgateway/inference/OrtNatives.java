@@ -31,6 +31,12 @@ final class OrtNatives {
 
     /** ONNX Runtime's own property: the folder it loads its libraries from before trying its jar. */
     static final String PROPERTY = "onnxruntime.native.path";
+    /**
+     * Set once ONNX Runtime has loaded from a kept folder, JVM-wide as system properties are: the JVM lets one class
+     * loader only load a library file, and Quarkus tests start the application again in new class loaders, whose
+     * ONNX Runtime must then extract its own copy as usual. Outside the cxr prefix, which Quarkus validates.
+     */
+    static final String LOADED = "org.cxrgateway.onnxruntime.loaded-from";
     /** The libraries ONNX Runtime's loader asks for; the provider ones exist only in the GPU jar. */
     private static final List<String> LIBRARIES = List.of("onnxruntime", "onnxruntime4j_jni", "onnxruntime_providers_shared",
             "onnxruntime_providers_cuda", "onnxruntime_providers_tensorrt");
@@ -40,15 +46,15 @@ final class OrtNatives {
     }
 
     /**
-     * Points ONNX Runtime at {@code folder}, first copying its libraries there where they are missing or differ.
-     * Does nothing where the operator set {@value #PROPERTY}, or on a platform whose layout this does not know
-     * (ONNX Runtime then extracts as usual). Must run before the first ONNX Runtime class is initialised: later,
-     * the property is read no more.
+     * Loads ONNX Runtime from {@code folder}, first copying its libraries there where they are missing or differ.
+     * Does nothing where the operator set {@value #PROPERTY}, where a library file of the folder is loaded already
+     * ({@value #LOADED}), or on a platform whose layout this does not know (ONNX Runtime then extracts as usual).
+     * Must run before this class loader's ONNX Runtime is initialised: it reads the property once.
      *
      * @return the names of the libraries written (empty when all were already in place, or nothing was done)
      */
     static synchronized List<String> useFolder(Path folder) {
-        if (System.getProperty(PROPERTY) != null) {
+        if (System.getProperty(PROPERTY) != null || System.getProperty(LOADED) != null) {
             return List.of();
         }
         String platform = platform();
@@ -84,7 +90,16 @@ final class OrtNatives {
                     folder, e.getMessage(), System.getProperty("java.io.tmpdir"));
             return List.of();
         }
-        System.setProperty(PROPERTY, folder.toAbsolutePath().toString());
+        // ONNX Runtime reads the property once, in the class initialiser that getEnvironment runs; it is cleared
+        // after, so that no other class loader's ONNX Runtime reads it
+        String path = folder.toAbsolutePath().toString();
+        System.setProperty(PROPERTY, path);
+        try {
+            OrtEnvironment.getEnvironment();
+        } finally {
+            System.clearProperty(PROPERTY);
+        }
+        System.setProperty(LOADED, path);
         return written;
     }
 

@@ -245,7 +245,12 @@ final class PreprocessorFilters {
      * the vertical taps need are converted. Every float is exact as a double, so the result is identical.
      */
     static double[] torch(float[] src, int w, int h, int nw, int nh, boolean antialias) {
-        return torch(Rows.of(src, w), w, h, nw, nh, antialias);
+        return torch(GrayImage.of(src, w, h), nw, nh, antialias);
+    }
+
+    /** The same from the working image, whose rows are read from its pixel bytes where it was not decoded whole. */
+    static double[] torch(GrayImage src, int nw, int nh, boolean antialias) {
+        return torch(src::addScaledRow, src.width(), src.height(), nw, nh, antialias);
     }
 
     private static double[] torch(Rows src, int w, int h, int nw, int nh, boolean antialias) {
@@ -268,13 +273,6 @@ final class PreprocessorFilters {
             };
         }
 
-        static Rows of(float[] src, int w) {
-            return (y, k, acc) -> {
-                for (int x = 0, o = y * w; x < w; x++) {
-                    acc[x] += src[o + x] * k; // every float is exact as a double: the same products as from doubles
-                }
-            };
-        }
     }
 
     /**

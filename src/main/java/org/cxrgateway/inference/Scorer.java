@@ -22,8 +22,20 @@ import java.util.List;
  */
 public final class Scorer {
 
-    /** A decoded working image: gray values in [0, 1], row-major. */
-    public record Image(float[] gray, int width, int height) {
+    /** A working image to score. */
+    public record Image(GrayImage gray) {
+        /** An image already decoded: gray values in [0, 1], row-major. */
+        public Image(float[] gray, int width, int height) {
+            this(GrayImage.of(gray, width, height));
+        }
+
+        public int width() {
+            return gray.width();
+        }
+
+        public int height() {
+            return gray.height();
+        }
     }
 
     /**
@@ -95,7 +107,7 @@ public final class Scorer {
         for (int mi = 0; mi < models.size(); mi++) {
             Preprocessor p = pre.get(mi);
             t[mi] = new float[p.tensorLength()];
-            p.apply(im.gray(), im.width(), im.height(), t[mi], 0);
+            p.apply(im.gray(), t[mi], 0);
         }
         return new Prepared(im.width(), im.height(), t);
     }

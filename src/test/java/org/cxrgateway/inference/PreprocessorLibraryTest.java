@@ -3,6 +3,9 @@ package org.cxrgateway.inference;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.cxrgateway.message.WorkingImagePixels;
+import org.cxrgateway.schema.v2.PixelEncoding;
+import org.cxrgateway.schema.v2.WorkingImage;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -15,6 +18,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -162,6 +166,42 @@ class PreprocessorLibraryTest {
             }
         }
         assertTrue(failures.isEmpty(), "Java differs from the library:\n" + failures);
+    }
+
+    /**
+     * The worker reads a working image's rows from the message's pixel bytes where a torch resize comes first
+     * (GrayImage), and decodes it whole otherwise: for every case, 8-bit and 16-bit, the very floats of the tensor
+     * that the decoded image gives, which javaEqualsTheLibraries compares with the libraries.
+     */
+    @Test
+    void pixelBytesGiveTheDecodedImagesTensor() throws Exception {
+        List<Case> cases = cases();
+        for (int bits : new int[]{8, 16}) {
+            for (int i = 0; i < SIZES.length; i++) {
+                int w = SIZES[i][0], h = SIZES[i][1];
+                int[] px = image(w, h, i);
+                byte[] raw = new byte[px.length * bits / 8];
+                for (int k = 0; k < px.length; k++) {
+                    if (bits == 8) {
+                        raw[k] = (byte) px[k];
+                    } else { // over the whole 16-bit range, low byte first
+                        int v = Math.min(65535, px[k] * 257 + k % 7);
+                        raw[2 * k] = (byte) v;
+                        raw[2 * k + 1] = (byte) (v >> 8);
+                    }
+                }
+                WorkingImage img = WorkingImagePixels.encode(w, h, bits, raw, PixelEncoding.RAW);
+                float[] gray = Preprocessor.decode(img);
+                for (Case cs : cases) {
+                    Preprocessor p = new Preprocessor(cs.manifest());
+                    float[] want = new float[p.tensorLength()];
+                    float[] got = new float[p.tensorLength()];
+                    p.apply(gray, w, h, want, 0);
+                    p.apply(GrayImage.of(img, null), got, 0);
+                    assertArrayEquals(want, got, cs.name() + ", " + bits + "-bit " + w + "x" + h);
+                }
+            }
+        }
     }
 
     @Test
