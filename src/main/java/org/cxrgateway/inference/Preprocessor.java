@@ -1,7 +1,5 @@
 package org.cxrgateway.inference;
 
-import org.cxrgateway.message.WorkingImagePixels;
-
 import org.cxrgateway.schema.v2.WorkingImage;
 
 import java.util.ArrayList;

@@ -272,7 +272,6 @@ final class PreprocessorFilters {
                 }
             };
         }
-
     }
 
     /**
