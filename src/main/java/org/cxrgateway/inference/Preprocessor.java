@@ -387,8 +387,9 @@ public final class Preprocessor {
                 double[] std = stdOf(s);
                 double[][] out = new double[count][x.length];
                 for (int c = 0; c < count; c++) {
-                    // times the reciprocal: a division per value was a third of preprocessing a 224 x 224 x 3 tensor,
-                    // and the two agree to 1 ulp of a double, far below the float the tensor holds
+                    // times the reciprocal: a division per value was a quarter of preprocessing a 224 x 224 x 3
+                    // tensor (0.15-0.17 of 0.58-0.61 ms), and the two agree to 1 ulp of a double, far below the
+                    // float the tensor holds
                     double m = perChannel(mean, c), scale = 1 / perChannel(std, c);
                     for (int i = 0; i < x.length; i++) {
                         out[c][i] = (x[i] - m) * scale;
