@@ -51,8 +51,9 @@ public interface InferenceConfig {
     int maxBatch();
 
     /**
-     * Longest time the first image of a batch waits for more images, while the engine is busy; after the engine
-     * was idle this long, what is queued runs at once (a lone study pays no wait). Default 50ms.
+     * Longest time the first image of a batch waits for more images, counted from when it was queued, while the
+     * engine is busy; after the engine was idle this long, what is queued runs at once (a lone study pays no wait).
+     * Default 50ms.
      */
     @WithDefault("50ms")
     Duration maxWait();

@@ -182,4 +182,64 @@ class MicroBatcherTest {
             assertNotNull(b.score(j), "the batcher still scores after a refused submission");
         }
     }
+
+    /**
+     * cxr.inference.max-wait counts from when the first image of a batch was queued: an image that queued while the
+     * engine was held up has waited already, and runs as soon as the engine is free instead of waiting max-wait
+     * again for company. The engine is held up by the result stage: a sink that blocks stops the result thread, and
+     * the batching thread then waits once RESULTS_QUEUED outputs are unfinished.
+     */
+    @Test
+    void anImageThatQueuedWhileTheEngineWasHeldUpDoesNotWaitAgain() throws Exception {
+        Duration maxWait = Duration.ofSeconds(3);
+        CountDownLatch gate = new CountDownLatch(1), lone = new CountDownLatch(1);
+        long[] loneDoneAt = new long[1];
+        try (OrtModel model = new OrtModel(pkg, EngineKind.cpu, 1, null);
+             MicroBatcher b = new MicroBatcher(new Scorer(List.of(model)), 2, maxWait)) {
+            model.warmUp(1);
+            List<java.util.concurrent.CompletableFuture<StudyResult>> busy = new ArrayList<>();
+            b.submit(study("1.2.9.20", 2, 50), new MicroBatcher.Sink() {
+                @Override
+                public void done(StudyJob job, StudyResult r, MicroBatcher.Stages stages) {
+                    try {
+                        gate.await(); // holds the result thread
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+
+                @Override
+                public void failed(StudyJob job, Exception e) {
+                    throw new AssertionError(e);
+                }
+            });
+            // 10 more images at batch 2: at least 5 batches, more than the result queue and the held result thread take
+            for (int i = 0; i < 5; i++) {
+                busy.add(b.submit(study("1.2.9.2" + (i + 1), 2, 60 + 10 * i)));
+            }
+            b.submit(study("1.2.9.29", 1, 120), new MicroBatcher.Sink() {
+                @Override
+                public void done(StudyJob job, StudyResult r, MicroBatcher.Stages stages) {
+                    loneDoneAt[0] = System.nanoTime();
+                    lone.countDown();
+                }
+
+                @Override
+                public void failed(StudyJob job, Exception e) {
+                    throw new AssertionError(e);
+                }
+            });
+            Thread.sleep(maxWait.toMillis() + 500); // the lone image has now waited longer than max-wait
+            assertEquals(1, lone.getCount(), "the lone image is still queued behind the held-up engine");
+            long released = System.nanoTime();
+            gate.countDown();
+            assertTrue(lone.await(60, TimeUnit.SECONDS), "the lone image is scored");
+            double waitedMs = (loneDoneAt[0] - released) / 1e6;
+            // the batches before it take tens of ms; waiting max-wait again would take 3000 ms more
+            assertTrue(waitedMs < maxWait.toMillis() * 2 / 3, "scored " + waitedMs + " ms after the engine was free");
+            for (var f : busy) {
+                assertNotNull(f.get(60, TimeUnit.SECONDS));
+            }
+        }
+    }
 }
