@@ -22,6 +22,10 @@
 #     storescp's rate still varies from run to run on this VM (one association, medians of two runs: 270 and 428).
 #     Compare runs, not repetitions.
 #   - and each receiver started on an emptied page cache holding only the files to send (settle, below).
+#   - reception alone: in the serial mode of each repetition, both receivers once more into tmpfs (RAM_DIR, default
+#     /dev/shm; RAM=0 skips it), where writing is a memory copy and fsync returns at once: what separates them
+#     without the disk. On 2026-12-06 (20:00-20:10, interleaved pairs) ours reached 89-270 img/s there and storescp
+#     243-358: the gap to storescp is not only the fsync.
 # Study assembly is kept out of the timed window (quiet period 10 min): this measures reception.
 # Prints median, min and max images/s and the ratios of the medians, as two figures:
 #   - raw: storescp as it runs, never syncing (its files are in the page cache, not on disk, when its
@@ -32,7 +36,7 @@
 #     flushes whatever else is dirty on that file system, so on a shared machine this figure favours us a
 #     little; run it on a quiet machine.
 #
-#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 WARMUP=1000 SCP_WARMUP=20 MAX_PDU=131072 WORK=target/bench/ingest
+#   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 WARMUP=1000 SCP_WARMUP=20 MAX_PDU=131072 WORK=target/bench/ingest RAM=1 RAM_DIR=/dev/shm
 #                                PORT_BASE=<n>: take every port from n upwards instead of free ones, on shared machines;
 #                                OURS_OPTS="-Dkey=value ...": extra settings for our listener, e.g. -Dcxr.spool.early-flush=0)
 #
@@ -42,6 +46,11 @@ source src/bench/lib.sh
 N=${N:-200}; REPS=${REPS:-3}; PAR=${PAR:-4}; WARMUP=${WARMUP:-1000}; SCP_WARMUP=${SCP_WARMUP:-20}; MAX_PDU=${MAX_PDU:-131072}
 WORK=${WORK:-target/bench/ingest}
 JAR=target/quarkus-app/quarkus-run.jar
+RAM=${RAM:-1}; RAM_DIR=${RAM_DIR:-/dev/shm}
+if [ "$RAM" = 1 ]; then
+  [ "$(stat -f -c %T "$RAM_DIR" 2>/dev/null)" = tmpfs ] || die "RAM_DIR=$RAM_DIR is not a tmpfs (RAM=0 skips the reception-alone runs)"
+  RAM_WORK=$(mktemp -d "$RAM_DIR/cxr-ingest-bench.XXXXXX") || die "cannot make a folder in $RAM_DIR"
+fi
 PY=/usr/bin/python3
 command -v storescp >/dev/null || die "dcmtk is not installed (storescp)"
 
@@ -64,7 +73,7 @@ next_port() {
 }
 PID=""
 stop() { [ -z "$PID" ] || { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }; PID=""; }
-trap stop EXIT
+trap 'stop; [ -z "${RAM_WORK:-}" ] || rm -rf "$RAM_WORK"' EXIT
 
 wait_echo() { # aet port
   for _ in $(seq 1 240); do
@@ -78,7 +87,7 @@ wait_echo() { # aet port
 start_ours() { # dir port
   local kp=0 cp=0 hp=0
   if [ -n "$PORT_BASE" ]; then kp=$(($2 + 1)); cp=$(($2 + 2)); hp=$(($2 + 3)); fi
-  java -Xmx2g -XX:+ExitOnOutOfMemoryError -Dcxr.roles=listener -Dcxr.data-dir="$PWD/$1" -Dcxr.listener.port="$2" \
+  java -Xmx2g -XX:+ExitOnOutOfMemoryError -Dcxr.roles=listener -Dcxr.data-dir="$(realpath -m "$1")" -Dcxr.listener.port="$2" \
        -Dcxr.listener.bind-address=127.0.0.1 -Dcxr.listener.max-pdu-length="$MAX_PDU" -Dcxr.assembly.quiet-period=10m \
        -Dcxr.kafka.embedded.port="$kp" -Dcxr.kafka.embedded.controller-port="$cp" -Dquarkus.http.port="$hp" \
        ${OURS_OPTS:-} -jar "$JAR" > "$1.log" 2>&1 &
@@ -157,7 +166,33 @@ sync_time() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
 }
 
-declare -a OURS1 SCP1 OURSP SCPP SCPD1 SCPDP CEIL1
+# Reception alone: ours, then storescp, each with its warm-up, into tmpfs; one association. Appends to RAMO and RAMS.
+ram_pair() { # repetition
+  local d t stored
+  d="$RAM_WORK/ours-$1"
+  settle
+  port=$(next_port); NEXT_PORT=$((NEXT_PORT + 4))
+  start_ours "$d" "$port"
+  send CXRGATEWAY "$port" "$WORK/warm" >/dev/null
+  t=$(send CXRGATEWAY "$port" "$WORK/files")
+  stored=$(count_spool "$d")
+  [ "$stored" -eq $((N + WARMUP)) ] || die "tmpfs spool holds $stored files, expected $((N + WARMUP))"
+  stop; rm -rf "$d" "$d.log"
+  RAMO+=("$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')")
+  d="$RAM_WORK/scp-$1"
+  settle
+  port=$(next_port); NEXT_PORT=$((NEXT_PORT + 1))
+  start_scp "$d" "$port"
+  send STORESCP "$port" "$WORK/warm-scp" >/dev/null
+  t=$(send STORESCP "$port" "$WORK/files")
+  stop
+  stored=$(find "$d" -type f | wc -l)
+  [ "$stored" -ge $((N + SCP_WARMUP)) ] || die "storescp wrote $stored files to tmpfs, expected $((N + SCP_WARMUP))"
+  rm -rf "$d" "$d.log"
+  RAMS+=("$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')")
+}
+
+declare -a OURS1 SCP1 OURSP SCPP SCPD1 SCPDP CEIL1 RAMO RAMS
 PARTS=(); for k in $(seq 0 $((PAR - 1))); do PARTS+=("$WORK/part$k"); done
 for r in $(seq 1 "$REPS"); do
   for mode in serial parallel; do
@@ -198,6 +233,10 @@ for r in $(seq 1 "$REPS"); do
       rm -rf "$WORK/ceiling-$r"
       ceil=$(awk -v n="$N" -v t="$tc" 'BEGIN { printf "%.2f", n / t }'); CEIL1+=("$ceil")
       ceil=", the disk's fsync ceiling $ceil img/s"
+      if [ "$RAM" = 1 ]; then
+        ram_pair "$r"
+        ceil="$ceil; into tmpfs: cxr-gateway ${RAMO[-1]}, storescp ${RAMS[-1]} img/s"
+      fi
     fi
     echo "repetition $r, $mode: cxr-gateway $ours img/s, storescp $scp img/s (until durable: $scpd img/s, sync -f ${ts} s)$ceil; load $(cut -d' ' -f1-3 /proc/loadavg)"
   done
@@ -211,6 +250,10 @@ read -r d1 d1min d1max <<<"$(stats "${SCPD1[@]}")"
 read -r c1 c1min c1max <<<"$(stats "${CEIL1[@]}")"
 read -r dp dpmin dpmax <<<"$(stats "${SCPDP[@]}")"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+if [ "$RAM" = 1 ]; then
+  read -r ro romin romax <<<"$(stats "${RAMO[@]}")"
+  read -r rs rsmin rsmax <<<"$(stats "${RAMS[@]}")"
+fi
 echo "images/s over $REPS interleaved repetitions of $N 1024x1024 16-bit DX (median, min-max), warm-up: ours $WARMUP, storescp $SCP_WARMUP instances; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "  1 association:   cxr-gateway (fsync) %7s (%s-%s)   storescp        %7s (%s-%s)   storescp + sync -f %7s (%s-%s)\n" \
   "$o1" "$o1min" "$o1max" "$s1" "$s1min" "$s1max" "$d1" "$d1min" "$d1max"
@@ -220,6 +263,9 @@ echo "ratios of the medians:"
 echo "  raw (storescp never syncs):                        1 association $(ratio "$o1" "$s1"), $PAR associations $(ratio "$op" "$sp")"
 echo "  equal durability (storescp's run + sync -f, timed): 1 association $(ratio "$o1" "$d1"), $PAR associations $(ratio "$op" "$dp")"
 echo "  against the disk's fsync ceiling (the same files copied, each fsynced before the next: $c1 img/s, $c1min-$c1max): 1 association $(ratio "$o1" "$c1")"
+if [ "$RAM" = 1 ]; then
+  echo "  reception alone (both into tmpfs, 1 association): cxr-gateway $ro ($romin-$romax), storescp $rs ($rsmin-$rsmax): $(ratio "$ro" "$rs")"
+fi
 result ingest_serial_ratio "$(ratio "$o1" "$s1")"
 result ingest_parallel_ratio "$(ratio "$op" "$sp")"
 result ingest_serial_ratio_equal_durability "$(ratio "$o1" "$d1")"
@@ -232,3 +278,8 @@ result ingest_serial_ratio_fsync_ceiling "$(ratio "$o1" "$c1")"
 result ingest_parallel_ours_img_s "$op"
 result ingest_parallel_storescp_img_s "$sp"
 result ingest_parallel_storescp_durable_img_s "$dp"
+if [ "$RAM" = 1 ]; then
+  result ingest_tmpfs_ours_img_s "$ro"
+  result ingest_tmpfs_storescp_img_s "$rs"
+  result ingest_tmpfs_ratio "$(ratio "$ro" "$rs")"
+fi
