@@ -41,6 +41,11 @@ final class OrtNatives {
     private static final List<String> LIBRARIES = List.of("onnxruntime", "onnxruntime4j_jni", "onnxruntime_providers_shared",
             "onnxruntime_providers_cuda", "onnxruntime_providers_tensorrt");
     private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(OrtNatives.class);
+    /**
+     * A temporary copy older than this was left by a process killed while copying (the GPU jar's libraries take
+     * seconds); a younger one may be another process's copy in progress, and is left alone.
+     */
+    static final java.time.Duration STALE_COPY = java.time.Duration.ofMinutes(10);
 
     private OrtNatives() {
     }
@@ -64,6 +69,7 @@ final class OrtNatives {
         List<String> written = new ArrayList<>();
         try {
             DurableFiles.createDirectories(folder);
+            removeStaleCopies(folder);
             for (String library : LIBRARIES) {
                 String file = System.mapLibraryName(library);
                 // a class literal does not initialise OrtEnvironment: its static block is what loads the libraries
@@ -101,6 +107,18 @@ final class OrtNatives {
         }
         System.setProperty(LOADED, path);
         return written;
+    }
+
+    /** Deletes the temporary copies that killed processes left in the folder (see {@link #STALE_COPY}). */
+    private static void removeStaleCopies(Path folder) throws IOException {
+        long cutoff = System.currentTimeMillis() - STALE_COPY.toMillis();
+        try (var files = Files.newDirectoryStream(folder, p -> DurableFiles.isTemporary(p))) {
+            for (Path p : files) {
+                if (Files.getLastModifiedTime(p).toMillis() < cutoff && Files.deleteIfExists(p)) {
+                    LOG.infof("removed %s, an unfinished copy of ONNX Runtime's libraries", p.getFileName());
+                }
+            }
+        }
     }
 
     /** ONNX Runtime's name for this platform's folder in its jar (OnnxRuntime.initOsArch), or null where unknown. */

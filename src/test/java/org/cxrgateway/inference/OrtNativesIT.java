@@ -18,7 +18,9 @@ import org.junit.jupiter.api.Test;
 
 /**
  * A gateway killed by kill -9 leaves nothing in the temporary folder: ONNX Runtime's libraries live in
- * cxr.inference.native-dir, copied there at the first start and reused, unchanged, at the next.
+ * cxr.inference.native-dir, copied there at the first start and reused, unchanged, at the next. A copy that a
+ * killed process left unfinished in that folder is removed once it is old; a recent one, which may be another
+ * process's copy in progress, is kept.
  */
 class OrtNativesIT {
 
@@ -43,12 +45,21 @@ class OrtNativesIT {
         Path library = natives.resolve("libonnxruntime.so");
         long modified = Files.getLastModifiedTime(library).toMillis();
 
+        // what a kill during a copy leaves: DurableFiles' temporary name in the folder
+        Path stale = Files.write(natives.resolve(".libonnxruntime.so.1234.tmp"), new byte[] {1, 2, 3});
+        Files.setLastModifiedTime(stale, java.nio.file.attribute.FileTime.fromMillis(
+                System.currentTimeMillis() - OrtNatives.STALE_COPY.toMillis() - 60_000));
+        Path recent = Files.write(natives.resolve(".libonnxruntime.so.5678.tmp"), new byte[] {4, 5, 6});
+
         try (GatewayProcess second = new GatewayProcess(work.resolve("second.log"), c).start()) {
             second.awaitReady(Duration.ofSeconds(180));
             second.kill9();
-            assertFalse(second.log().contains("ONNX Runtime's libraries"), "reused, not copied again: " + second.tail());
+            assertFalse(second.log().contains("] copied to"), "reused, not copied again: " + second.tail());
+            assertTrue(second.log().contains("removed .libonnxruntime.so.1234.tmp, an unfinished copy"), second.tail());
         }
         assertEquals(modified, Files.getLastModifiedTime(library).toMillis());
+        assertFalse(Files.exists(stale), "an old unfinished copy is removed");
+        assertTrue(Files.exists(recent), "a recent one may be another process's copy in progress: kept");
         assertEquals(List.of(), libraries(tmp), "nothing of ONNX Runtime's left in java.io.tmpdir");
     }
 
