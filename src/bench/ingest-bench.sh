@@ -24,8 +24,8 @@
 #   - and each receiver started on an emptied page cache holding only the files to send (settle, below).
 #   - reception alone: in the serial mode of each repetition, both receivers once more into tmpfs (RAM_DIR, default
 #     /dev/shm; RAM=0 skips it), where writing is a memory copy and fsync returns at once: what separates them
-#     without the disk. On 2026-12-06 (20:00-20:10, interleaved pairs) ours reached 89-270 img/s there and storescp
-#     243-358: the gap to storescp is not only the fsync.
+#     without the disk. On 2026-12-06 (19:55-20:45, interleaved pairs) ours ran at 89-295 img/s there from one run to
+#     the next and storescp at 239-358: the gap to storescp is not only the fsync.
 # Study assembly is kept out of the timed window (quiet period 10 min): this measures reception.
 # Prints median, min and max images/s and the ratios of the medians, as two figures:
 #   - raw: storescp as it runs, never syncing (its files are in the page cache, not on disk, when its
