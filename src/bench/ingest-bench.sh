@@ -166,30 +166,43 @@ sync_time() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
 }
 
-# Reception alone: ours, then storescp, each with its warm-up, into tmpfs; one association. Appends to RAMO and RAMS.
-ram_pair() { # repetition
-  local d t stored
-  d="$RAM_WORK/ours-$1"
+rate() { awk -v n="$N" -v t="$1" 'BEGIN { printf "%.2f", n / t }'; } # seconds for N instances -> img/s
+
+# One timed run of ours: started on a new port with its data in $1, warmed up, then sent the folders that follow
+# (one association each, concurrently); sets RATE. Its files go before the other receiver runs, so that neither
+# starts beside the other's gigabytes of page cache.
+time_ours() { # data-dir folder...
+  local d=$1 t stored; shift
   settle
   port=$(next_port); NEXT_PORT=$((NEXT_PORT + 4))
   start_ours "$d" "$port"
   send CXRGATEWAY "$port" "$WORK/warm" >/dev/null
-  t=$(send CXRGATEWAY "$port" "$WORK/files")
+  t=$(send CXRGATEWAY "$port" "$@")
   stored=$(count_spool "$d")
-  [ "$stored" -eq $((N + WARMUP)) ] || die "tmpfs spool holds $stored files, expected $((N + WARMUP))"
-  stop; rm -rf "$d" "$d.log"
-  RAMO+=("$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')")
-  d="$RAM_WORK/scp-$1"
+  [ "$stored" -eq $((N + WARMUP)) ] || die "spool in $d holds $stored files, expected $((N + WARMUP))"
+  stop
+  rm -rf "$d"
+  RATE=$(rate "$t")
+}
+
+# One timed run of storescp (fork: --fork) writing to $1, likewise; sets RATE, and DURABLE_RATE with its output's
+# `sync -f` timed after the run (SYNC_S seconds).
+time_scp() { # out-dir fork|"" folder...
+  local d=$1 fork=$2 t stored; shift 2
   settle
   port=$(next_port); NEXT_PORT=$((NEXT_PORT + 1))
-  start_scp "$d" "$port"
+  start_scp "$d" "$port" "$fork"
   send STORESCP "$port" "$WORK/warm-scp" >/dev/null
-  t=$(send STORESCP "$port" "$WORK/files")
+  # the warm-up's files must not be flushed inside the timed window: sync them first
+  sync -f "$d" || die "sync -f"
+  t=$(send STORESCP "$port" "$@")
+  SYNC_S=$(sync_time "$d")
   stop
   stored=$(find "$d" -type f | wc -l)
-  [ "$stored" -ge $((N + SCP_WARMUP)) ] || die "storescp wrote $stored files to tmpfs, expected $((N + SCP_WARMUP))"
-  rm -rf "$d" "$d.log"
-  RAMS+=("$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')")
+  [ "$stored" -ge $((N + SCP_WARMUP)) ] || die "storescp wrote $stored files to $d, expected $((N + SCP_WARMUP))"
+  rm -rf "$d"
+  RATE=$(rate "$t")
+  DURABLE_RATE=$(awk -v n="$N" -v t="$t" -v s="$SYNC_S" 'BEGIN { printf "%.2f", n / (t + s) }')
 }
 
 declare -a OURS1 SCP1 OURSP SCPP SCPD1 SCPDP CEIL1 RAMO RAMS
@@ -197,44 +210,23 @@ PARTS=(); for k in $(seq 0 $((PAR - 1))); do PARTS+=("$WORK/part$k"); done
 for r in $(seq 1 "$REPS"); do
   for mode in serial parallel; do
     if [ "$mode" = serial ]; then dirs=("$WORK/files"); else dirs=("${PARTS[@]}"); fi
-    settle
-    port=$(next_port); NEXT_PORT=$((NEXT_PORT + 4))
-    start_ours "$WORK/ours-$r-$mode" "$port"
-    send CXRGATEWAY "$port" "$WORK/warm" >/dev/null
-    t=$(send CXRGATEWAY "$port" "${dirs[@]}")
-    stored=$(count_spool "$WORK/ours-$r-$mode")
-    [ "$stored" -eq $((N + WARMUP)) ] || die "spool holds $stored files, expected $((N + WARMUP))"
-    stop
-    # each receiver's files go before the other receiver runs, so that neither starts beside the other's
-    # gigabytes of page cache
-    rm -rf "$WORK/ours-$r-$mode"
-    ours=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
+    time_ours "$WORK/ours-$r-$mode" "${dirs[@]}"
+    ours=$RATE
     if [ "$mode" = serial ]; then OURS1+=("$ours"); else OURSP+=("$ours"); fi
 
-    settle
-    port=$(next_port); NEXT_PORT=$((NEXT_PORT + 1))
-    start_scp "$WORK/scp-$r-$mode" "$port" "$([ "$mode" = parallel ] && echo fork)"
-    send STORESCP "$port" "$WORK/warm-scp" >/dev/null
-    # the warm-up's files must not be flushed inside the timed window: sync them first
-    sync -f "$WORK/scp-$r-$mode" || die "sync -f"
-    t=$(send STORESCP "$port" "${dirs[@]}")
-    ts=$(sync_time "$WORK/scp-$r-$mode")
-    stop
-    stored=$(find "$WORK/scp-$r-$mode" -type f | wc -l)
-    [ "$stored" -ge $((N + SCP_WARMUP)) ] || die "storescp wrote $stored files, expected $((N + SCP_WARMUP))"
-    rm -rf "$WORK/scp-$r-$mode"
-    scp=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
-    scpd=$(awk -v n="$N" -v t="$t" -v s="$ts" 'BEGIN { printf "%.2f", n / (t + s) }')
+    time_scp "$WORK/scp-$r-$mode" "$([ "$mode" = parallel ] && echo fork)" "${dirs[@]}"
+    scp=$RATE; scpd=$DURABLE_RATE; ts=$SYNC_S
     if [ "$mode" = serial ]; then SCP1+=("$scp"); SCPD1+=("$scpd"); else SCPP+=("$scp"); SCPDP+=("$scpd"); fi
     ceil=""
     if [ "$mode" = serial ]; then
       settle
       tc=$(fsync_ceiling "$WORK/ceiling-$r" "$WORK"/files/*.dcm)
       rm -rf "$WORK/ceiling-$r"
-      ceil=$(awk -v n="$N" -v t="$tc" 'BEGIN { printf "%.2f", n / t }'); CEIL1+=("$ceil")
+      ceil=$(rate "$tc"); CEIL1+=("$ceil")
       ceil=", the disk's fsync ceiling $ceil img/s"
-      if [ "$RAM" = 1 ]; then
-        ram_pair "$r"
+      if [ "$RAM" = 1 ]; then # reception alone: the same pair into tmpfs
+        time_ours "$RAM_WORK/ours-$r" "$WORK/files"; RAMO+=("$RATE")
+        time_scp "$RAM_WORK/scp-$r" "" "$WORK/files"; RAMS+=("$RATE")
         ceil="$ceil; into tmpfs: cxr-gateway ${RAMO[-1]}, storescp ${RAMS[-1]} img/s"
       fi
     fi
