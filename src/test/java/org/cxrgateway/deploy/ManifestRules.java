@@ -249,12 +249,7 @@ final class ManifestRules {
 
     /** The consumer group the workers really join: the default of cxr.inference.group-id. */
     static String workerGroup() {
-        try {
-            return org.cxrgateway.inference.InferenceConfig.class.getMethod("groupId")
-                    .getAnnotation(io.smallrye.config.WithDefault.class).value();
-        } catch (NoSuchMethodException e) {
-            throw new IllegalStateException(e);
-        }
+        return org.cxrgateway.testing.ConfigDefaults.of(org.cxrgateway.inference.InferenceConfig.class, "groupId");
     }
 
     private void scaledObject(Doc d) {

@@ -7,6 +7,7 @@ import org.cxrgateway.ingest.WorkingImageDecoder;
 import org.cxrgateway.message.MessageCodec;
 import org.cxrgateway.message.WorkingImagePixels;
 import org.cxrgateway.schema.v2.WorkingImage;
+import org.cxrgateway.testing.ConfigDefaults;
 
 import java.nio.FloatBuffer;
 import java.nio.file.Files;
@@ -151,10 +152,12 @@ public final class InferenceBench {
     }
 
     /** AssemblyConfig's default cxr.assembly.max-payload-bytes. */
-    static final int MAX_PAYLOAD_BYTES_DEFAULT = 950_000;
+    static final int MAX_PAYLOAD_BYTES_DEFAULT = Integer.parseInt(
+            ConfigDefaults.of(org.cxrgateway.ingest.AssemblyConfig.class, "maxPayloadBytes"));
 
     /** ReportConfig's default cxr.report.max-secondary-captures, which ModelRegistry passes to the Scorer. */
-    static final int MAX_SECONDARY_CAPTURES_DEFAULT = 4;
+    static final int MAX_SECONDARY_CAPTURES_DEFAULT = Integer.parseInt(
+            ConfigDefaults.of(org.cxrgateway.report.ReportConfig.class, "maxSecondaryCaptures"));
 
     /**
      * The jobs through a MicroBatcher twice (the first pass warms the JIT: decode, preprocessing, CAM, encode; the

@@ -1,7 +1,7 @@
 package org.cxrgateway.inference;
 
 import ai.onnxruntime.OrtSession;
-import io.smallrye.config.WithDefault;
+import org.cxrgateway.testing.ConfigDefaults;
 import org.junit.jupiter.api.Test;
 
 import java.nio.file.Path;
@@ -19,9 +19,9 @@ class SessionSettingsTest {
 
     @Test
     void theConfigDefaultsAreTheDocumentedOnes() throws Exception {
-        assertEquals("2", InferenceConfig.class.getMethod("intraOpThreads").getAnnotation(WithDefault.class).value());
-        assertEquals("true", InferenceConfig.class.getMethod("intraOpSpinning").getAnnotation(WithDefault.class).value());
-        assertEquals("true", InferenceConfig.class.getMethod("cpuArena").getAnnotation(WithDefault.class).value());
+        assertEquals("2", ConfigDefaults.of(InferenceConfig.class, "intraOpThreads"));
+        assertEquals("true", ConfigDefaults.of(InferenceConfig.class, "intraOpSpinning"));
+        assertEquals("true", ConfigDefaults.of(InferenceConfig.class, "cpuArena"));
         assertEquals(new SessionSettings(2, true, true), SessionSettings.defaults(2));
     }
 
