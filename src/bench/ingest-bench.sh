@@ -217,20 +217,20 @@ for r in $(seq 1 "$REPS"); do
     time_scp "$WORK/scp-$r-$mode" "$([ "$mode" = parallel ] && echo fork)" "${dirs[@]}"
     scp=$RATE; scpd=$DURABLE_RATE; ts=$SYNC_S
     if [ "$mode" = serial ]; then SCP1+=("$scp"); SCPD1+=("$scpd"); else SCPP+=("$scp"); SCPDP+=("$scpd"); fi
-    ceil=""
+    extra=""
     if [ "$mode" = serial ]; then
       settle
       tc=$(fsync_ceiling "$WORK/ceiling-$r" "$WORK"/files/*.dcm)
       rm -rf "$WORK/ceiling-$r"
       ceil=$(rate "$tc"); CEIL1+=("$ceil")
-      ceil=", the disk's fsync ceiling $ceil img/s"
+      extra=", the disk's fsync ceiling $ceil img/s"
       if [ "$RAM" = 1 ]; then # reception alone: the same pair into tmpfs
         time_ours "$RAM_WORK/ours-$r" "$WORK/files"; RAMO+=("$RATE")
         time_scp "$RAM_WORK/scp-$r" "" "$WORK/files"; RAMS+=("$RATE")
-        ceil="$ceil; into tmpfs: cxr-gateway ${RAMO[-1]}, storescp ${RAMS[-1]} img/s"
+        extra="$extra; into tmpfs: cxr-gateway ${RAMO[-1]}, storescp ${RAMS[-1]} img/s"
       fi
     fi
-    echo "repetition $r, $mode: cxr-gateway $ours img/s, storescp $scp img/s (until durable: $scpd img/s, sync -f ${ts} s)$ceil; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "repetition $r, $mode: cxr-gateway $ours img/s, storescp $scp img/s (until durable: $scpd img/s, sync -f ${ts} s)$extra; load $(cut -d' ' -f1-3 /proc/loadavg)"
   done
 done
 

@@ -240,15 +240,11 @@ final class PreprocessorFilters {
     }
 
     /**
-     * The same from a float image (the decoded working image), read row by row as it is filtered: no double copy
-     * of the whole image first (for a 512 x 512 image that copy was half of Preprocessor.apply's time), and only the rows
-     * the vertical taps need are converted. Every float is exact as a double, so the result is identical.
+     * The same from the working image, read row by row as it is filtered (from its pixel bytes where it was not
+     * decoded whole): no double copy of the whole image first (for a 512 x 512 image that copy was half of
+     * Preprocessor.apply's time), and only the rows the vertical taps need are converted. Every float is exact as a
+     * double, so the result is identical.
      */
-    static double[] torch(float[] src, int w, int h, int nw, int nh, boolean antialias) {
-        return torch(GrayImage.of(src, w, h), nw, nh, antialias);
-    }
-
-    /** The same from the working image, whose rows are read from its pixel bytes where it was not decoded whole. */
     static double[] torch(GrayImage src, int nw, int nh, boolean antialias) {
         return torch(src::addScaledRow, src.width(), src.height(), nw, nh, antialias);
     }
