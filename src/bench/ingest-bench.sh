@@ -14,7 +14,7 @@
 #     took ~40% of its CPU, after 400 ~28%, after 1000 ~13%); storescp, which has no JIT, with SCP_WARMUP
 #     (default 20) of the same instances, because a long warm-up slows it: measured 2026-12-06 on a quiet
 #     2-core machine, median of 3, storescp 425 img/s after 20, 345 after 200, 138 after 1000. Most of that was
-#     this VM's memory (prefault, below); with the memory backed, into tmpfs, it still ran at 244-306 after 1000
+#     this VM's memory (prefault, in lib.sh); with the memory backed, into tmpfs, it still ran at 244-306 after 1000
 #     against 301-372 after 20. Its warm-up files are synced before its timed window, as ours are already durable.
 #   - each receiver's files deleted as soon as its run is counted, before the other receiver starts: storescp used
 #     to run beside the 2.4 GB our run had just written, still in the page cache, and ran slower for it (4
@@ -22,7 +22,8 @@
 #     Rates still vary from run to run on this VM (storescp, one association, medians of two runs: 270 and 428).
 #     Compare runs, not repetitions.
 #   - and each receiver started on an emptied page cache holding only the files to send (settle, below), with the
-#     machine's free memory backed by the host (prefault, below);
+#     machine's free memory backed by the host (prefault, in lib.sh: before it, the receiver that had written more
+#     since the settle ran slower for it, whatever its code);
 #   - storescp with --bit-preserving: it then writes each data set as received, after the File Meta Information, as
 #     ours does, instead of parsing it and encoding it again; it is its faster mode here (2026-12-06, both memory-backed,
 #     3 interleaved runs each: into tmpfs 446-503 img/s against 301-372 without; to disk 339-619 against 256-411).
@@ -136,28 +137,12 @@ settle() {
     [ -n "${SETTLE_WARNED:-}" ] || echo "note: cannot drop the page cache (not root?): runs start from whatever it holds"
     SETTLE_WARNED=1
   fi
-  prefault
+  prefault "$PREFAULT_GIB"
   cat "$WORK"/files/*.dcm "$WORK"/warm/*.dcm > /dev/null
 }
 
-# Free memory that the host has taken back costs a fault on the host at its first touch. On this VM (a balloon with free
-# page reporting) that made every write into new page cache 7x slower once the memory freed by the last drop of the
-# caches was used up (2026-12-06, 2 MiB files into tmpfs after a drop: 1310 files/s for the first 2.6 GB, then 186),
-# so a receiver was measured at a speed set by how much it had written since the settle: ours after its 1000 warm-up
-# instances, storescp after 20 (both into tmpfs after the same 1000 warm-up instances: ours 105-130, storescp 111-120
-# img/s; with this step ours 318-390, storescp 301-372). Writing PREFAULT_GIB of anonymous memory once and freeing it
-# leaves that much free memory backed for the run that follows; on a machine without such a balloon it is a memset.
-PREFAULT_GIB=${PREFAULT_GIB:-}
-prefault() {
-  if [ -z "$PREFAULT_GIB" ]; then # what a run allocates after settle: the files cached, a receiver's output, a JVM
-    PREFAULT_GIB=$(du -sbL "$WORK/files" "$WORK/warm" | awk '{ b += $1 } END { printf "%.1f", 2 * b / 2^30 + 3 }')
-  fi
-  [ "$PREFAULT_GIB" != 0 ] || return 0
-  local free
-  free=$(awk '/^MemAvailable:/ { printf "%.1f", $2 / 2^20 - 1 }' /proc/meminfo)
-  awk -v w="$PREFAULT_GIB" -v f="$free" 'BEGIN { exit !(w > f) }' && die "PREFAULT_GIB=$PREFAULT_GIB exceeds the available memory ($free GiB free); set it lower (0: skip)"
-  $PY -c 'import sys, numpy; numpy.ones(int(float(sys.argv[1]) * 2**30), numpy.uint8)' "$PREFAULT_GIB" || die "prefault"
-}
+# What a run allocates after settle, to be backed by prefault (lib.sh): the files cached, a receiver's output, a JVM.
+PREFAULT_GIB=${PREFAULT_GIB:-$(du -sbL "$WORK/files" "$WORK/warm" | awk '{ b += $1 } END { printf "%.1f", 2 * b / 2^30 + 3 }')}
 
 # The disk's ceiling for any receiver that answers each instance only once it is durable: the same files copied one
 # by one, each fsynced with its directory before the next, no network and no parsing (a few lines of Python). On this

@@ -19,6 +19,21 @@ build_test_classpath() { # out-file
   [ -s "$1" ] || die "empty classpath file $1"
 }
 
+# Free memory that the host has taken back costs a fault on the host at its first touch. On this VM (a balloon with free
+# page reporting) that made every write into new page cache 7x slower once the memory freed last was used up
+# (2026-12-06, 2 MiB files into tmpfs after dropping the caches: 1310 files/s for the first 2.6 GB, then 186), so a
+# server was measured at a speed set by how much had been written since, not by its code (ingest-bench, both into tmpfs
+# after the same 1000 warm-up instances: ours 105-130 img/s, storescp 111-120; with this step first, ours 318-390,
+# storescp 301-372). Writing that many GiB of anonymous memory and freeing it leaves as much free memory backed for the
+# run that follows; on a machine without such a balloon it is a memset. 0 skips it.
+prefault() { # GiB
+  [ "$1" != 0 ] || return 0
+  local free
+  free=$(awk '/^MemAvailable:/ { printf "%.1f", $2 / 2^20 - 1 }' /proc/meminfo)
+  awk -v w="$1" -v f="$free" 'BEGIN { exit !(w > f) }' && die "prefault of $1 GiB exceeds the available memory ($free GiB); set PREFAULT_GIB lower (0: skip)"
+  /usr/bin/python3 -c 'import sys, numpy; numpy.ones(int(float(sys.argv[1]) * 2**30), numpy.uint8)' "$1" || die "prefault"
+}
+
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # median min max of the numbers given as arguments

@@ -10,10 +10,12 @@
 #     window (quiet period 10 min), as in ingest-bench.sh;
 #   - interleaved runs (ours, Orthanc, ours, Orthanc ...), REPS repetitions, each server restarted on an empty
 #     directory per repetition; serial (one request at a time) and parallel (PAR concurrent clients);
-#   - every run checked: every request 200, and the server holds N + warm-up instances afterwards.
+#   - every run checked: every request 200, and the server holds N + warm-up instances afterwards;
+#   - each server started with the machine's free memory backed by the host (prefault, in lib.sh).
 # Prints median, min and max images/s and the ratios of the medians.
 #
-#   src/bench/stow-bench.sh   (env: N=100 BATCH=10 REPS=3 PAR=2 WORK=target/bench/stow)
+#   src/bench/stow-bench.sh   (env: N=100 BATCH=10 REPS=3 PAR=2 WORK=target/bench/stow
+#                              PREFAULT_GIB=<twice the bodies' size + 3; 0: skip>)
 #
 # Needs: java 17, maven, orthanc + orthanc-dicomweb, curl, /usr/bin/python3 with pydicom + numpy.
 cd "$(dirname "$0")/../.."
@@ -110,11 +112,14 @@ send() { # url auth -> seconds for all bodies, PAR concurrent clients (1 for ser
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
 }
 
+# what a run allocates, to be backed first: the bodies read, the server's files, a JVM
+PREFAULT_GIB=${PREFAULT_GIB:-$(du -sb "$WORK/bodies" "$WORK/warm-bodies" | awk '{ b += $1 } END { printf "%.1f", 2 * b / 2^30 + 3 }')}
 declare -a OURS1 ORTH1 OURSP ORTHP
 WARM=$BATCH
 for r in $(seq 1 "$REPS"); do
   for mode in serial parallel; do
     clients=1; [ "$mode" = parallel ] && clients=$PAR
+    prefault "$PREFAULT_GIB"
     port=$(free_port)
     start_ours "$WORK/ours-$r-$mode" "$port"
     url="http://127.0.0.1:$port/dicomweb/studies"
@@ -125,6 +130,7 @@ for r in $(seq 1 "$REPS"); do
     stop
     ours=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
 
+    prefault "$PREFAULT_GIB"
     port=$(free_port)
     start_orthanc "$WORK/orthanc-$r-$mode" "$port"
     url="http://127.0.0.1:$port/dicom-web/studies"
