@@ -21,9 +21,9 @@
 #     associations, 2026-12-06: 218 img/s so, 462-608 with our files gone).
 #     Rates still vary from run to run on this VM (storescp, one association, medians of two runs: 270 and 428).
 #     Compare runs, not repetitions.
-#   - and each receiver started on an emptied page cache holding only the files to send (settle, below), with the
-#     machine's free memory backed by the host (prefault, in lib.sh: before it, the receiver that had written more
-#     since the settle ran slower for it, whatever its code);
+#   - and each receiver started on an emptied page cache holding only the files to send (settle, below), and timed
+#     with the machine's free memory backed by the host (prefault, in lib.sh, right before its timed window: without
+#     it the receiver that had written more since the settle ran slower for it, whatever its code);
 #   - storescp with --bit-preserving: it then writes each data set as received, after the File Meta Information, as
 #     ours does, instead of parsing it and encoding it again; it is its faster mode here (2026-12-06, both memory-backed,
 #     3 interleaved runs each: into tmpfs 446-503 img/s against 301-372 without; to disk 339-619 against 256-411).
@@ -42,7 +42,7 @@
 #     little; run it on a quiet machine.
 #
 #   src/bench/ingest-bench.sh   (env: N=200 REPS=3 PAR=4 WARMUP=1000 SCP_WARMUP=20 MAX_PDU=131072 WORK=target/bench/ingest RAM=1 RAM_DIR=/dev/shm
-#                                PREFAULT_GIB=<twice the files' size + 3; 0: skip>
+#                                PREFAULT_GIB=<twice the timed files' size + 1; 0: skip>
 #                                PORT_BASE=<n>: take every port from n upwards instead of free ones, on shared machines;
 #                                OURS_OPTS="-Dkey=value ...": extra settings for our listener, e.g. -Dcxr.spool.early-flush=0)
 #
@@ -137,12 +137,11 @@ settle() {
     [ -n "${SETTLE_WARNED:-}" ] || echo "note: cannot drop the page cache (not root?): runs start from whatever it holds"
     SETTLE_WARNED=1
   fi
-  prefault "$PREFAULT_GIB"
   cat "$WORK"/files/*.dcm "$WORK"/warm/*.dcm > /dev/null
 }
 
-# What a run allocates after settle, to be backed by prefault (lib.sh): the files cached, a receiver's output, a JVM.
-PREFAULT_GIB=${PREFAULT_GIB:-$(du -sbL "$WORK/files" "$WORK/warm" | awk '{ b += $1 } END { printf "%.1f", 2 * b / 2^30 + 3 }')}
+# What a timed window allocates, backed by prefault (lib.sh) right before it: its files in the page cache, with room.
+PREFAULT_GIB=${PREFAULT_GIB:-$(du -sbL "$WORK/files" | awk '{ printf "%.1f", 2 * $1 / 2^30 + 1 }')}
 
 # The disk's ceiling for any receiver that answers each instance only once it is durable: the same files copied one
 # by one, each fsynced with its directory before the next, no network and no parsing (a few lines of Python). On this
@@ -187,6 +186,7 @@ time_ours() { # data-dir folder...
   port=$(next_port); NEXT_PORT=$((NEXT_PORT + 4))
   start_ours "$d" "$port"
   send CXRGATEWAY "$port" "$WORK/warm" >/dev/null
+  prefault "$PREFAULT_GIB"
   t=$(send CXRGATEWAY "$port" "$@")
   stored=$(count_spool "$d")
   [ "$stored" -eq $((N + WARMUP)) ] || die "spool in $d holds $stored files, expected $((N + WARMUP))"
@@ -205,6 +205,7 @@ time_scp() { # out-dir fork|"" folder...
   send STORESCP "$port" "$WORK/warm-scp" >/dev/null
   # the warm-up's files must not be flushed inside the timed window: sync them first
   sync -f "$d" || die "sync -f"
+  prefault "$PREFAULT_GIB"
   t=$(send STORESCP "$port" "$@")
   SYNC_S=$(sync_time "$d")
   stop
@@ -230,6 +231,7 @@ for r in $(seq 1 "$REPS"); do
     extra=""
     if [ "$mode" = serial ]; then
       settle
+      prefault "$PREFAULT_GIB"
       tc=$(fsync_ceiling "$WORK/ceiling-$r" "$WORK"/files/*.dcm)
       rm -rf "$WORK/ceiling-$r"
       ceil=$(rate "$tc"); CEIL1+=("$ceil")

@@ -23,9 +23,11 @@ build_test_classpath() { # out-file
 # page reporting) that made every write into new page cache 7x slower once the memory freed last was used up
 # (2026-12-06, 2 MiB files into tmpfs after dropping the caches: 1310 files/s for the first 2.6 GB, then 186), so a
 # server was measured at a speed set by how much had been written since, not by its code (ingest-bench, both into tmpfs
-# after the same 1000 warm-up instances: ours 105-130 img/s, storescp 111-120; with this step first, ours 318-390,
-# storescp 301-372). Writing that many GiB of anonymous memory and freeing it leaves as much free memory backed for the
-# run that follows; on a machine without such a balloon it is a memset. 0 skips it.
+# after the same 1000 warm-up instances: ours 105-130 img/s, storescp 111-120; with the memory backed, ours 318-390,
+# storescp 301-372). Writing that many GiB of anonymous memory and freeing it leaves as much free memory backed, but
+# only for seconds: the guest reports what is free to the host again, so it is done right before each timed window, not
+# before a server's start and warm-up (ours to disk after a prefault before its start: 96-199 img/s; right before its
+# window: 244-287). On a machine without such a balloon it is a memset. 0 skips it.
 prefault() { # GiB
   [ "$1" != 0 ] || return 0
   local free

@@ -11,11 +11,11 @@
 #   - interleaved runs (ours, Orthanc, ours, Orthanc ...), REPS repetitions, each server restarted on an empty
 #     directory per repetition; serial (one request at a time) and parallel (PAR concurrent clients);
 #   - every run checked: every request 200, and the server holds N + warm-up instances afterwards;
-#   - each server started with the machine's free memory backed by the host (prefault, in lib.sh).
+#   - each server timed with the machine's free memory backed by the host (prefault, in lib.sh, right before its window).
 # Prints median, min and max images/s and the ratios of the medians.
 #
 #   src/bench/stow-bench.sh   (env: N=100 BATCH=10 REPS=3 PAR=2 WORK=target/bench/stow
-#                              PREFAULT_GIB=<twice the bodies' size + 3; 0: skip>)
+#                              PREFAULT_GIB=<twice the bodies' size + 1; 0: skip>)
 #
 # Needs: java 17, maven, orthanc + orthanc-dicomweb, curl, /usr/bin/python3 with pydicom + numpy.
 cd "$(dirname "$0")/../.."
@@ -112,29 +112,29 @@ send() { # url auth -> seconds for all bodies, PAR concurrent clients (1 for ser
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
 }
 
-# what a run allocates, to be backed first: the bodies read, the server's files, a JVM
-PREFAULT_GIB=${PREFAULT_GIB:-$(du -sb "$WORK/bodies" "$WORK/warm-bodies" | awk '{ b += $1 } END { printf "%.1f", 2 * b / 2^30 + 3 }')}
+# what a timed window allocates, backed right before it: the bodies read and the server's files, with room
+PREFAULT_GIB=${PREFAULT_GIB:-$(du -sb "$WORK/bodies" | awk '{ printf "%.1f", 2 * $1 / 2^30 + 1 }')}
 declare -a OURS1 ORTH1 OURSP ORTHP
 WARM=$BATCH
 for r in $(seq 1 "$REPS"); do
   for mode in serial parallel; do
     clients=1; [ "$mode" = parallel ] && clients=$PAR
-    prefault "$PREFAULT_GIB"
     port=$(free_port)
     start_ours "$WORK/ours-$r-$mode" "$port"
     url="http://127.0.0.1:$port/dicomweb/studies"
     post_all "$url" "Authorization: Bearer $TOKEN" "$WORK"/warm-bodies/*.bin
+    prefault "$PREFAULT_GIB"
     t=$(send "$url" "Authorization: Bearer $TOKEN" "$clients")
     stored=$(find "$WORK/ours-$r-$mode/spool/studies" -name '*.dcm' | wc -l)
     [ "$stored" -eq $((N + WARM)) ] || die "our spool holds $stored files, expected $((N + WARM))"
     stop
     ours=$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t }')
 
-    prefault "$PREFAULT_GIB"
     port=$(free_port)
     start_orthanc "$WORK/orthanc-$r-$mode" "$port"
     url="http://127.0.0.1:$port/dicom-web/studies"
     post_all "$url" "" "$WORK"/warm-bodies/*.bin
+    prefault "$PREFAULT_GIB"
     t=$(send "$url" "" "$clients")
     stored=$(curl -sf "http://127.0.0.1:$port/statistics" | $PY -c 'import json,sys; print(json.load(sys.stdin)["CountInstances"])')
     [ "$stored" -eq $((N + WARM)) ] || die "Orthanc holds $stored instances, expected $((N + WARM))"
