@@ -14,8 +14,9 @@
 #     took ~40% of its CPU, after 400 ~28%, after 1000 ~13%); storescp, which has no JIT, with SCP_WARMUP
 #     (default 20) of the same instances, because a long warm-up slows it: measured 2026-12-06 on a quiet
 #     2-core machine, median of 3, storescp 425 img/s after 20, 345 after 200, 138 after 1000. Most of that was
-#     this VM's memory (prefault, in lib.sh); with the memory backed, into tmpfs, it still ran at 244-306 after 1000
-#     against 301-372 after 20. Its warm-up files are synced before its timed window, as ours are already durable.
+#     this VM's memory (prefault, in lib.sh); with the memory backed, into tmpfs, in its default mode (before
+#     --bit-preserving, below), it still ran at 244-306 after 1000 against 301-372 after 20. Its warm-up files are
+#     synced before its timed window, as ours are already durable.
 #   - each receiver's files deleted as soon as its run is counted, before the other receiver starts: storescp used
 #     to run beside the 2.4 GB our run had just written, still in the page cache, and ran slower for it (4
 #     associations, 2026-12-06: 218 img/s so, 462-608 with our files gone).
