@@ -10,9 +10,10 @@
 # The worker path's jobs carry the working images the listener makes by default (1024x853, 8 bits, pixel encoding
 # AUTO: raw); WORKING=WxH and PIXEL_ENCODING=RAW|DEFLATE|AUTO change them.
 # The INT8 variant is quantize.py's default, the configuration whose fidelity the README states; INT8_BLOCKS
-# (float|uint8: quantize.py --blocks) and INT8_FLOAT (conv names: --float; set but empty: every conv int8) change it.
+# (float|uint8: quantize.py --blocks), INT8_FLOAT (conv names: --float; set but empty: every conv int8) and
+# INT8_WEIGHT_BITS (7|8: --weight-bits; 8 on CPUs with VNNI only) change it.
 #   src/bench/inference-bench.sh    (env: N=64 BATCH=8 THREADS=2 REPS=3 GUIDED_N=N/4 SPIN=1 [INT8_BLOCKS=...] [INT8_FLOAT=...]
-#                                    [WORKING=853x1024] [PIXEL_ENCODING=AUTO])
+#                                    [INT8_WEIGHT_BITS=7] [WORKING=853x1024] [PIXEL_ENCODING=AUTO])
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
 N=${N:-64}; BATCH=${BATCH:-8}; THREADS=${THREADS:-2}; REPS=${REPS:-3}; GUIDED_N=${GUIDED_N:-$(( N / 4 > BATCH ? N / 4 : BATCH ))}

@@ -2,7 +2,7 @@
 
   cxr-model train    --data DIR --labels LABELS.csv --out PACKAGE_DIR [--size 224] [--epochs N] [--init PACKAGE_OR_CKPT] [--device cpu|cuda] ...
   cxr-model validate --package PACKAGE_DIR --data DIR --labels LABELS.csv --out REPORT_DIR [--write-thresholds youden|sensitivity=0.9]
-  cxr-model quantize --package PACKAGE_DIR --data DIR --labels LABELS.csv [--int8-images 64] [--int8-float NAME...] [--int8-blocks uint8|float]
+  cxr-model quantize --package PACKAGE_DIR --data DIR --labels LABELS.csv [--int8-images 64] [--int8-float NAME...] [--int8-blocks uint8|float] [--int8-weight-bits 7|8]
   cxr-model synth    --out DIR [--patients N] [--task chest|covid3]   (generated test data)
 """
 import argparse

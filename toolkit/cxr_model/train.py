@@ -360,7 +360,7 @@ def run(a, log=print):
     config = {k: v for k, v in vars(a).items() if k not in ("out", "work", "fresh", "threads", "device", "epochs", "max_epoch_seconds",
                                                     # the INT8 variant is made after training: not a training setting
                                                     "int8", "int8_images", "int8_method", "int8_percentile", "int8_float",
-                                                    "int8_blocks")}
+                                                    "int8_blocks", "int8_weight_bits")}
     work = a.work or os.path.normpath(a.out) + ".work"
     os.makedirs(work, exist_ok=True)
     ckpt_path = os.path.join(work, "checkpoint.pt")

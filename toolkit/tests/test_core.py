@@ -280,3 +280,20 @@ class QuantizeGraphTest(unittest.TestCase):
             self.assertEqual(ops.count("QLinearConv"), {2: 5, 1: 2}[converted])
             self.assertEqual(ops.count("BatchNormalization"), {2: 1, 1: 4}[converted])
             onnx.checker.check_model(model)
+
+    def test_weight_bits_set_the_int8_range(self):
+        """7-bit weights stay within |w| <= 64 (exact in ONNX Runtime's int16 pair sums on CPUs without VNNI); 8-bit ones
+        use the whole symmetric int8 range and round the weights about half as coarsely."""
+        import quantize
+        w = np.random.default_rng(7).normal(size=(16, 8, 3, 3)).astype(np.float32)
+        h = torch.eye(8 * 9) + 0.1  # a GPTQ input moment matrix: positive definite, columns correlated
+        errors = {}
+        for bits, qmax in ((7, 64), (8, 127)):
+            for moments in (None, h):
+                q, s = quantize.round_weights(w, moments, qmax=quantize.WEIGHT_QMAX[bits])
+                self.assertEqual(int(np.abs(q).max()), qmax, (bits, moments is None))
+                self.assertTrue(np.allclose(s, np.abs(w).reshape(16, -1).max(1) / qmax, rtol=1e-6))
+            errors[bits] = float(np.abs(q * s.reshape(-1, 1, 1, 1) - w).max() / np.abs(w).max())
+        self.assertLess(errors[8], 0.75 * errors[7], errors)
+        with self.assertRaisesRegex(ValueError, "weight bits must be one of 7/8"):
+            quantize.quantize_package("/nonexistent", np.zeros((1, 1, 8, 8), np.float32), weight_bits=6)

@@ -13,8 +13,8 @@ The graph, in the QDQ form ONNX Runtime's CPU provider fuses into QLinearConv (U
     concatenating every earlier feature map anew, so each quantised feature map is dequantised once;
   - each BatchNormalization that directly follows a Conv is folded into it first (conv0/norm0 and
     every conv1/norm2): a quantised conv cannot be followed by a float BN without a round trip;
-  - every Conv not left float (--float, below): weights in int8 with 7 bits of range (|w| <= 64, WEIGHT_QMAX:
-    8 bits saturate ONNX Runtime's U8S8 kernels on CPUs without VNNI), symmetric, per output channel (zero point 0); bias int32 at scale
+  - every Conv not left float (--float, below): weights in int8 with 7 bits of range by default (|w| <= 64, WEIGHT_QMAX:
+    8 bits saturate ONNX Runtime's U8S8 kernels on x86 CPUs without VNNI; --weight-bits 8 for CPUs with it), symmetric, per output channel (zero point 0); bias int32 at scale
     s_input * s_weight; the weights rounded to minimise the conv's output error on the calibration
     images (GPTQ), not each to nearest; input and output uint8, per tensor, scales from calibration. Where the conv
     feeds a ReLU only, the ReLU's output is quantised instead (zero point 0), so ORT drops the ReLU
@@ -64,6 +64,16 @@ INT8_FILE = "model.int8.onnx"
 DEFAULT_FLOAT = ("conv0", "denseblock1/denselayer[12]/conv1")
 BLOCK_LAYOUTS = ("float", "uint8")  # dense blocks (--blocks / --int8-blocks): BN-ReLU float, or uint8_dense_blocks
 DEFAULT_BLOCKS = "uint8"
+
+# 7-bit weights in int8 (ONNX Runtime's reduce_range), the default: on x86 CPUs without VNNI (AVX2 only, e.g. the
+# 2-core AMD EPYC Zen 3 of earlier CI runs) MLAS multiplies U8S8 with VPMADDUBSW, which adds two u8 x s8 products into a
+# saturating int16: 255 * 127 * 2 > 32767. With |w| <= 64 the pair stays below 32767 on every CPU. Measured on that
+# machine (Int8FidelityTest's tiny DenseNet): 8-bit weights gave max |dp| 0.90 and 57 flips against FP32 through ONNX
+# Runtime, while the same graph simulated exactly (evaluate) gave 0.025; 7-bit weights 0.043, matching their simulation.
+# 8-bit weights (--weight-bits 8) halve the weights' rounding step and are exact where the CPU accumulates in int32
+# (VNNI: AVX512_VNNI or AVX_VNNI; ARM's dot products); the gateway refuses such a package on an x86 CPU without VNNI.
+WEIGHT_QMAX = {7: 64, 8: 127}
+DEFAULT_WEIGHT_BITS = 7
 
 
 def _attrs(node):
@@ -251,7 +261,7 @@ def dense_blocks(graph):
     return blocks
 
 
-def uint8_dense_blocks(model, blocks, ranges):
+def uint8_dense_blocks(model, blocks, ranges, qmax=WEIGHT_QMAX[DEFAULT_WEIGHT_BITS]):
     """Runs each dense block in uint8 from its input to its last concatenation: ONNX Runtime's QLinearConcat
     extends the block's uint8 concatenation with each layer's uint8 output (no dequantised copy), and each layer's
     BN-ReLU, which reads the whole concatenation, becomes a depthwise 1x1 QLinearConv: per channel, weight a = gamma
@@ -322,8 +332,8 @@ def uint8_dense_blocks(model, blocks, ranges):
                 gamma, beta, mean, var = (arr(i).astype(np.float64) for i in r.input[1:5])
                 a = gamma / np.sqrt(var + _attrs(r).get("epsilon", 1e-5))
                 shift = beta - mean * a
-                # |a| / 64 per channel, and never so small that the bias leaves int32 (a channel with a = 0 is its bias)
-                ws = np.maximum(np.maximum(np.abs(a) / WEIGHT_QMAX, np.abs(shift) / (float(scale) * 2.0 ** 30)), 1e-30)
+                # |a| / qmax per channel, and never so small that the bias leaves int32 (a channel with a = 0 is its bias)
+                ws = np.maximum(np.maximum(np.abs(a) / qmax, np.abs(shift) / (float(scale) * 2.0 ** 30)), 1e-30)
                 wq = np.round(a / ws).astype(np.int8).reshape(-1, 1, 1, 1)
                 bias = np.round(shift / (float(scale) * ws)).astype(np.int32)
                 name = r.name + "_u8"
@@ -370,28 +380,18 @@ def quantised_tensors(graph, keep_float=()):
     return out
 
 
-# 7-bit weights in int8 (ONNX Runtime's reduce_range): on x86 CPUs without VNNI (AVX2 only, e.g. the 2-core
-# AMD EPYC of CI) MLAS multiplies U8S8 with VPMADDUBSW, which adds two u8 x s8 products into a saturating int16:
-# 255 * 127 * 2 > 32767. With |w| <= 64 the pair stays below 32767 on every CPU. Measured on that machine
-# (Int8FidelityTest's tiny DenseNet): 8-bit weights gave max |dp| 0.90 and 57 flips against FP32 through ONNX
-# Runtime, while the same graph simulated exactly (evaluate) gave 0.025; 7-bit weights 0.043, matching their simulation.
-WEIGHT_QMAX = 64
-WEIGHT_BITS = 7
+def weight_scales(w, qmax):
+    """int8 symmetric per output channel: the scale of each output channel, max |w| / qmax."""
+    return (np.maximum(np.abs(w).reshape(w.shape[0], -1).max(1), 1e-12) / float(qmax)).astype(np.float32)
 
 
-def weight_scales(w):
-    """int8 symmetric per output channel: the scale of each output channel, max |w| / WEIGHT_QMAX."""
-    return (np.maximum(np.abs(w).reshape(w.shape[0], -1).max(1), 1e-12) / float(WEIGHT_QMAX)).astype(np.float32)
-
-
-def round_weights(w, h=None, damp=0.01):
-    """int8 weights [Cout, ...] and their per-channel scales. With h, the second moments of the conv's
+def round_weights(w, h=None, damp=0.01, qmax=WEIGHT_QMAX[DEFAULT_WEIGHT_BITS]):
+    """int8 weights [Cout, ...] in [-qmax, qmax] and their per-channel scales. With h, the second moments of the conv's
     input patches over the calibration images ([K, K], K = Cin * kh * kw), rounded column by column
     with each rounding error spread over the columns not yet rounded (GPTQ, Frantar et al. 2023): the
     output error E||(W - Q) x||^2 is what is minimised, not each weight's own. On Int8FidelityTest's tiny
     DenseNet the weights alone (8-bit), rounded to nearest, moved probabilities by up to 0.029; with GPTQ 0.012."""
-    sw = weight_scales(w)
-    qmax = WEIGHT_QMAX
+    sw = weight_scales(w, qmax)
     if h is None:
         return np.clip(np.round(w / sw.reshape(-1, *([1] * (w.ndim - 1)))), -qmax, qmax).astype(np.int8), sw
     W = torch.from_numpy(w.reshape(w.shape[0], -1).astype(np.float64))
@@ -484,9 +484,9 @@ def uint8_params(lo, hi):
     return np.float32(scale), np.uint8(int(np.clip(round(-lo / scale), 0, 255)))
 
 
-def build_qdq(model, ranges, moments=None, keep_float=()):
+def build_qdq(model, ranges, moments=None, keep_float=(), qmax=WEIGHT_QMAX[DEFAULT_WEIGHT_BITS]):
     """Inserts the QDQ pairs of the folded graph (module docstring) and quantises the conv weights
-    (round_weights, with the input moments of calibrate where given); the convs in keep_float stay float."""
+    (round_weights into [-qmax, qmax], with the input moments of calibrate where given); the convs in keep_float stay float."""
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     convs = quantised_tensors(g, keep_float)
@@ -508,7 +508,7 @@ def build_qdq(model, ranges, moments=None, keep_float=()):
         if n.op_type == "Conv" and n.name in convs:
             if n.input[1] not in inits or (len(n.input) > 2 and n.input[2] not in inits):
                 raise ValueError("Conv %s: weights and bias must be initializers" % n.name)
-            wq, sw = round_weights(nh.to_array(inits[n.input[1]]).astype(np.float32), (moments or {}).get(n.name))
+            wq, sw = round_weights(nh.to_array(inits[n.input[1]]).astype(np.float32), (moments or {}).get(n.name), qmax=qmax)
             wn = n.input[1]
             new_inits += [nh.from_array(wq, wn + "_q"), nh.from_array(sw, wn + "_scale"),
                           nh.from_array(np.zeros(len(sw), np.int8), wn + "_zp")]
@@ -558,13 +558,17 @@ def float_convs(graph, patterns=None):
     return [c for c in convs if c in keep]
 
 
-def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=print, keep_float=None, blocks=DEFAULT_BLOCKS):
+def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=print, keep_float=None, blocks=DEFAULT_BLOCKS,
+                     weight_bits=DEFAULT_WEIGHT_BITS):
     """Writes pkg_dir/model.int8.onnx from the package's model.onnx, calibrated on calibration
     (float32 [N, C, S, S], the preprocessed model inputs), and names it in manifest.json; the convs
     matching keep_float (float_convs; None: the defaults) stay float; blocks: "uint8" (uint8_dense_blocks, the
-    default) or "float" (BN-ReLU and concatenations float: slower, one rounding less per layer output)."""
+    default) or "float" (BN-ReLU and concatenations float: slower, one rounding less per layer output); weight_bits: 7
+    (every CPU) or 8 (CPUs with int32 dot products only: WEIGHT_QMAX)."""
     if blocks not in BLOCK_LAYOUTS:
         raise ValueError("dense blocks must be one of %s, not %s" % ("/".join(BLOCK_LAYOUTS), blocks))
+    if weight_bits not in WEIGHT_QMAX:
+        raise ValueError("weight bits must be one of %s, not %s" % ("/".join(map(str, WEIGHT_QMAX)), weight_bits))
     mpath = os.path.join(pkg_dir, "manifest.json")
     manifest = json.load(open(mpath))
     c, s = manifest["input"]["channels"], manifest["input"]["size"]
@@ -586,8 +590,8 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
     dense = dense_blocks(model.graph) if blocks == "uint8" else []
     tensors |= {b["final"] for b in dense}  # each block's concatenation gets the range of its last one
     ranges, moments = calibrate(model.graph, tensors, calibration, method, percentile)
-    build_qdq(model, ranges, moments, floats)
-    u8_blocks = uint8_dense_blocks(model, dense, ranges) if dense else 0
+    build_qdq(model, ranges, moments, floats, WEIGHT_QMAX[weight_bits])
+    u8_blocks = uint8_dense_blocks(model, dense, ranges, WEIGHT_QMAX[weight_bits]) if dense else 0
     model.graph.name = (model.graph.name or "model") + "-int8"
     out = os.path.join(pkg_dir, INT8_FILE)
     onnx.save(model, out)
@@ -596,12 +600,12 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
     if method == "percentile":
         cal["percentile"] = percentile
     scheme = "qdq-u8s8" + ("+uint8-dense-blocks" if u8_blocks else "")
-    manifest["int8"] = {"file": INT8_FILE, "scheme": scheme, "weightBits": WEIGHT_BITS, "floatConvs": floats, "calibration": cal}
+    manifest["int8"] = {"file": INT8_FILE, "scheme": scheme, "weightBits": weight_bits, "floatConvs": floats, "calibration": cal}
     with open(mpath, "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    log("wrote %s: %d quantised convolutions, %d left float, %d dense blocks in uint8, calibrated on %d images (%s)" % (
-        out, sum(1 for n in model.graph.node if n.op_type == "Conv") - len(floats), len(floats), u8_blocks, len(calibration),
+    log("wrote %s: %d quantised convolutions (%d-bit weights), %d left float, %d dense blocks in uint8, calibrated on %d images (%s)" % (
+        out, sum(1 for n in model.graph.node if n.op_type == "Conv") - len(floats), weight_bits, len(floats), u8_blocks, len(calibration),
         "percentile %g" % percentile if method == "percentile" else method))
     return out
 
@@ -636,6 +640,9 @@ def add_arguments(ap, images):
                     help="dense blocks whose convs are all quantised: uint8 from input to last concatenation (the default: "
                          "1.2-1.3x faster on AVX2, one rounding more per layer output), or float BN-ReLU and "
                          "concatenations (see the README's INT8 variant)")
+    ap.add_argument("--int8-weight-bits", type=int, choices=sorted(WEIGHT_QMAX), default=DEFAULT_WEIGHT_BITS,
+                    help="conv weight range: 7 (the default, exact on every CPU) or 8 (finer; only for x86 CPUs with VNNI, "
+                         "or ARM: on AVX2 alone ONNX Runtime's int16 sums saturate, and the gateway refuses the package)")
 
 
 def quantize_with_args(pkg_dir, a, calibration, log=print):
@@ -644,7 +651,8 @@ def quantize_with_args(pkg_dir, a, calibration, log=print):
     k = getattr(a, "int8_images", None)
     if k and len(calibration) > k:
         calibration = calibration[np.linspace(0, len(calibration) - 1, k).round().astype(int)]
-    return quantize_package(pkg_dir, calibration, a.int8_method, a.int8_percentile, log, a.int8_float, a.int8_blocks)
+    return quantize_package(pkg_dir, calibration, a.int8_method, a.int8_percentile, log, a.int8_float, a.int8_blocks,
+                            a.int8_weight_bits)
 
 
 def main():
@@ -659,6 +667,8 @@ def main():
                     help="convolutions left float (float_convs; with no NAME none; default: %s, those the model has)" % " ".join(DEFAULT_FLOAT))
     ap.add_argument("--blocks", choices=BLOCK_LAYOUTS, default=DEFAULT_BLOCKS,
                     help="dense blocks whose convs are all quantised: uint8 (uint8_dense_blocks, the default) or float BN-ReLU")
+    ap.add_argument("--weight-bits", type=int, choices=sorted(WEIGHT_QMAX), default=DEFAULT_WEIGHT_BITS,
+                    help="conv weight range: 7 (default, every CPU) or 8 (x86 with VNNI, or ARM; WEIGHT_QMAX)")
     a = ap.parse_args()
     manifest = json.load(open(os.path.join(a.package, "manifest.json")))
     if a.images:
@@ -668,7 +678,7 @@ def main():
         x = np.fromfile(a.tensors, dtype="<f4").reshape(-1, c, s, s)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     try:
-        quantize_package(a.package, x, a.method, a.percentile, keep_float=a.keep_float, blocks=a.blocks)
+        quantize_package(a.package, x, a.method, a.percentile, keep_float=a.keep_float, blocks=a.blocks, weight_bits=a.weight_bits)
     except ValueError as e:  # bad input (calibration shape, a --float name): one line, not a traceback
         raise SystemExit("quantize.py: %s" % e)
 

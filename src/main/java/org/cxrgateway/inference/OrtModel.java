@@ -68,6 +68,9 @@ public final class OrtModel implements AutoCloseable {
             // the QDQ graph is built for the CPU provider's QLinearConv; elsewhere it would run dequantised
             throw new ModelPackageException(where + ": cxr.inference.precision int8 needs cxr.inference.engine cpu, not " + engine);
         }
+        if (precision == Precision.int8) {
+            Int8Kernels.check(where, m.int8(), Int8Kernels.int32DotProducts());
+        }
         Path file = pkg.modelPath(precision);
         try (OrtSession.SessionOptions opts = settings.options()) {
             if (engine != EngineKind.cpu) {

@@ -202,10 +202,11 @@ public final class InferenceBench {
                     Files.copy(f, dir.resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
                 }
             }
-            // INT8_BLOCKS (quantize.py --blocks) and INT8_FLOAT (--float, names split on blanks; set but empty: every
-            // conv int8); unset: quantize.py's defaults
-            String floats = System.getenv("INT8_FLOAT");
+            // INT8_BLOCKS (quantize.py --blocks), INT8_WEIGHT_BITS (--weight-bits) and INT8_FLOAT (--float, names split
+            // on blanks; set but empty: every conv int8); unset: quantize.py's defaults
+            String floats = System.getenv("INT8_FLOAT"), bits = System.getenv("INT8_WEIGHT_BITS");
             Py.quantize(dir, Fidelity.preprocess(pkg, Int8FidelityTest.images(16, 2000)), work, System.getenv("INT8_BLOCKS"),
+                    bits == null || bits.isBlank() ? 7 : Integer.parseInt(bits.strip()),
                     floats == null ? null : floats.isBlank() ? new String[0] : floats.strip().split("\\s+"));
         }
         return ModelPackage.open(dir, work);

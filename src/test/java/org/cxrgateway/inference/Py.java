@@ -52,11 +52,14 @@ final class Py {
      * the convolutions named by floatConvs (quantize.py --float) stay float: none when it is empty.
      */
     static void quantize(Path pkgDir, float[] calibration, Path work, String... floatConvs) throws IOException {
-        quantize(pkgDir, calibration, work, null, floatConvs);
+        quantize(pkgDir, calibration, work, null, 7, floatConvs);
     }
 
-    /** blocks: quantize.py's --blocks (float or uint8), null for its default; floatConvs: --float, null for its default. */
-    static void quantize(Path pkgDir, float[] calibration, Path work, String blocks, String[] floatConvs) throws IOException {
+    /**
+     * blocks: quantize.py's --blocks (float or uint8), null for its default; weightBits: --weight-bits; floatConvs:
+     * --float, null for its default.
+     */
+    static void quantize(Path pkgDir, float[] calibration, Path work, String blocks, int weightBits, String[] floatConvs) throws IOException {
         java.nio.file.Files.createDirectories(work);
         Path f = work.resolve("calibration.f32");
         Fixtures.writeFloats(calibration, f);
@@ -68,6 +71,7 @@ final class Py {
         if (blocks != null) {
             a.addAll(List.of("--blocks", blocks));
         }
+        a.addAll(List.of("--weight-bits", String.valueOf(weightBits)));
         run(600, a.toArray(String[]::new));
     }
 
