@@ -24,6 +24,11 @@ public interface InstanceStore {
         return 0;
     }
 
+    /** Whether incoming instances are written with O_DIRECT (see {@link org.cxrgateway.storage.DurableFiles.StreamedFile}). */
+    default boolean directIo() {
+        return false;
+    }
+
     /**
      * Makes the received Part-10 file durable (fsync of the file and its directory) under its
      * final name, or discards it when the SOP Instance UID is already stored.

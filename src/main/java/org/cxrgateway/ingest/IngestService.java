@@ -71,7 +71,7 @@ public class IngestService {
             return;
         }
         Spool s = new Spool(Path.of(spoolConfig.path()), spoolConfig.minFreeSpace().asLongValue(),
-                spoolConfig.earlyFlush().asLongValue());
+                spoolConfig.earlyFlush().asLongValue(), spoolConfig.directIo());
         IngestMetrics metrics = new IngestMetrics(registry);
         WorkingImageDecoder decoder = new WorkingImageDecoder(assemblyConfig.workingLongSide(),
                 assemblyConfig.bitsPerPixel(), assemblyConfig.pixelEncoding(), assemblyConfig.maxPayloadBytes());

@@ -61,6 +61,7 @@ public final class Spool implements InstanceStore {
     private final Path studies;
     private final long minFreeBytes;
     private final long earlyFlushBytes;
+    private final boolean directIo;
     private final FileStore fileStore;
     /** SOP Instance UID -> entry; the future completes when the first copy is durable (or failed). */
     private final Map<String, Entry> index = new ConcurrentHashMap<>();
@@ -75,7 +76,16 @@ public final class Spool implements InstanceStore {
 
     /** @param earlyFlushBytes see {@link SpoolConfig#earlyFlush()}; 0: none */
     public Spool(Path root, long minFreeBytes, long earlyFlushBytes) throws IOException {
+        this(root, minFreeBytes, earlyFlushBytes, false);
+    }
+
+    /**
+     * @param earlyFlushBytes see {@link SpoolConfig#earlyFlush()}; 0: none
+     * @param directIo see {@link SpoolConfig#directIo()}
+     */
+    public Spool(Path root, long minFreeBytes, long earlyFlushBytes, boolean directIo) throws IOException {
         this.earlyFlushBytes = earlyFlushBytes;
+        this.directIo = directIo;
         this.root = root.toAbsolutePath();
         this.tmp = this.root.resolve("tmp");
         this.studies = this.root.resolve("studies");
@@ -141,6 +151,11 @@ public final class Spool implements InstanceStore {
     @Override
     public long earlyFlushBytes() {
         return earlyFlushBytes;
+    }
+
+    @Override
+    public boolean directIo() {
+        return directIo;
     }
 
     @Override

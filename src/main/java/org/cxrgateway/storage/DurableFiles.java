@@ -168,9 +168,16 @@ public final class DurableFiles {
     private static final AtomicLong ROUNDS = new AtomicLong();
     private static final AtomicLong EARLY_FLUSHES = new AtomicLong();
 
+    private static final AtomicLong DIRECT_WRITES = new AtomicLong();
+
     /** Early flushes of {@link StreamedFile}s completed since start (tests). */
     static long earlyFlushes() {
         return EARLY_FLUSHES.get();
+    }
+
+    /** O_DIRECT writes of {@link StreamedFile}s since start (tests). */
+    static long directWrites() {
+        return DIRECT_WRITES.get();
     }
 
     /**
@@ -260,14 +267,24 @@ public final class DurableFiles {
     }
 
     /**
-     * A file streamed to disk as it arrives (a received instance), for a later {@link #publish}. Each
-     * {@code flushEvery} bytes it starts a flush of what it holds so far (fdatasync) on a background thread,
-     * while the writer goes on receiving: the disk writes the first part of a file while the network brings
-     * the rest, so the fsync that {@link #publish} makes before the rename finds little left to write. Without
-     * it one association does its reception and its disk writes one after the other. An early flush changes no
-     * guarantee: {@link #publish} fsyncs the whole file either way, and a failed early flush fails the file
-     * ({@link #close} throws it), because a failed fsync's error is reported once: the later fsync through
-     * another descriptor might not see it (the PostgreSQL "fsyncgate" lesson).
+     * A file streamed to disk as it arrives (a received instance), for a later {@link #publish}, in one of three ways:
+     * <ul>
+     *   <li>buffered: each fragment is written through the page cache; {@link #publish} then waits for all of it to
+     *       reach the disk;</li>
+     *   <li>buffered with early flushes ({@code flushEvery} bytes): each so many bytes a flush of what it holds so far
+     *       (fdatasync) starts on a background thread while the writer goes on receiving, so the fsync before the
+     *       rename has less left; a failed early flush fails the file ({@link #close} throws it), because a failed
+     *       fsync's error is reported once: the later fsync through another descriptor might not see it (the
+     *       PostgreSQL "fsyncgate" lesson);</li>
+     *   <li>direct ({@code O_DIRECT}): fragments are gathered in a block-aligned buffer of {@value #DIRECT_CHUNK}
+     *       bytes that goes to the disk when full, bypassing the page cache; the last, partial block is padded and
+     *       the file truncated to its size at {@link #close}. Each MiB goes to the disk as soon as it has arrived, in
+     *       one large request and with one copy of ours instead of the JDK's and the page cache's, and
+     *       {@link #publish}'s fsync has only the file's metadata left: on the development VM (Python, 2 MiB files) 0.75
+     *       ms to write buffered and 1.46 to fsync, 1.2 ms to write direct in 1 MiB requests and 0.15 to fsync. Where
+     *       the file system refuses O_DIRECT the file is written buffered.</li>
+     * </ul>
+     * None changes a guarantee: {@link #publish} fsyncs the whole file either way.
      */
     public static final class StreamedFile implements java.io.Closeable {
         private static final java.util.concurrent.ExecutorService FLUSHERS =
@@ -276,6 +293,13 @@ public final class DurableFiles {
                     t.setDaemon(true);
                     return t;
                 });
+        /** Bytes per direct write: large requests keep the disk busy (1 MiB: 1.23 ms per 2 MiB, 128 KiB: 2.26). */
+        static final int DIRECT_CHUNK = 1 << 20;
+        /** Direct buffers kept for reuse; more writers than this allocate their own and let the GC take them. */
+        private static final java.util.concurrent.BlockingQueue<ByteBuffer> DIRECT_BUFFERS =
+                new java.util.concurrent.ArrayBlockingQueue<>(16);
+        private static final java.util.concurrent.atomic.AtomicBoolean DIRECT_REFUSAL_LOGGED =
+                new java.util.concurrent.atomic.AtomicBoolean();
         private final Path path;
         private final FileChannel channel;
         private final long flushEvery;
@@ -284,15 +308,63 @@ public final class DurableFiles {
         /** At most one early flush in flight per file, so the background threads are bounded by the writers. */
         private java.util.concurrent.Future<?> flushing;
         private IOException flushFailure;
+        /** Direct mode: the block-aligned buffer being filled, and the file system's block size; null when buffered. */
+        private ByteBuffer direct;
+        private int block;
 
         /**
          * @param path an existing (temporary) file; it is truncated
          * @param flushEvery bytes between early flushes; 0 or less: none
          */
         public StreamedFile(Path path, long flushEvery) throws IOException {
+            this(path, flushEvery, false);
+        }
+
+        /**
+         * @param path an existing (temporary) file; it is truncated
+         * @param flushEvery bytes between early flushes when buffered; 0 or less: none
+         * @param directIo write with O_DIRECT where the file system takes it (early flushes then have no use)
+         */
+        public StreamedFile(Path path, long flushEvery, boolean directIo) throws IOException {
             this.path = path;
-            this.flushEvery = flushEvery;
-            this.channel = FileChannel.open(path, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
+            FileChannel ch = null;
+            if (directIo) {
+                ch = openDirect(path);
+            }
+            if (ch == null) {
+                this.flushEvery = flushEvery;
+                this.channel = FileChannel.open(path, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
+            } else {
+                this.flushEvery = 0;
+                this.channel = ch;
+                this.direct = directBuffer();
+            }
+        }
+
+        private ByteBuffer directBuffer() {
+            ByteBuffer b = DIRECT_BUFFERS.poll();
+            return b != null && b.capacity() == DIRECT_CHUNK && b.alignmentOffset(0, block) == 0 ? b.clear()
+                    : ByteBuffer.allocateDirect(DIRECT_CHUNK + block).alignedSlice(block).limit(DIRECT_CHUNK).slice();
+        }
+
+        /** The file opened with O_DIRECT, or null where the file system refuses it (logged once). */
+        private FileChannel openDirect(Path path) throws IOException {
+            try {
+                long bs = Files.getFileStore(path).getBlockSize();
+                if (bs <= 0 || bs > 65536 || DIRECT_CHUNK % bs != 0) {
+                    throw new IOException("block size " + bs);
+                }
+                block = (int) bs;
+                return FileChannel.open(path, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING,
+                        com.sun.nio.file.ExtendedOpenOption.DIRECT);
+            } catch (IOException | UnsupportedOperationException e) {
+                if (DIRECT_REFUSAL_LOGGED.compareAndSet(false, true)) {
+                    org.jboss.logging.Logger.getLogger(DurableFiles.class).warnf(
+                            "direct I/O (O_DIRECT) refused for %s (%s): received files are written through the page cache",
+                            path.getParent(), e.toString());
+                }
+                return null;
+            }
         }
 
         public Path path() {
@@ -304,8 +376,12 @@ public final class DurableFiles {
             return size;
         }
 
-        /** Appends {@code data[off..off+len)} (written straight from the caller's array, no copy of ours). */
+        /** Appends {@code data[off..off+len)}: buffered, written straight from the caller's array; direct, gathered. */
         public void write(byte[] data, int off, int len) throws IOException {
+            if (direct != null) {
+                gather(data, off, len);
+                return;
+            }
             ByteBuffer b = ByteBuffer.wrap(data, off, len);
             while (b.hasRemaining()) {
                 channel.write(b);
@@ -322,10 +398,45 @@ public final class DurableFiles {
             }
         }
 
-        /** Waits for an early flush in flight and closes the file; throws the early flush's failure, if any. */
+        private void gather(byte[] data, int off, int len) throws IOException {
+            while (len > 0) {
+                int n = Math.min(len, direct.remaining());
+                direct.put(data, off, n);
+                off += n;
+                len -= n;
+                size += n;
+                if (!direct.hasRemaining()) {
+                    writeDirect(DIRECT_CHUNK);
+                }
+            }
+        }
+
+        /** Writes the buffer's first {@code length} bytes (a multiple of the block size) at the file's aligned end. */
+        private void writeDirect(int length) throws IOException {
+            long at = size - direct.position();
+            direct.position(0).limit(length);
+            while (direct.hasRemaining()) {
+                channel.write(direct, at + direct.position());
+            }
+            direct.clear();
+            DIRECT_WRITES.incrementAndGet();
+        }
+
+        /** Writes what is gathered (direct), waits for an early flush in flight, and closes the file. */
         @Override
         public void close() throws IOException {
             try {
+                if (direct != null) {
+                    int tail = direct.position();
+                    if (tail > 0) {
+                        int padded = (tail + block - 1) / block * block;
+                        for (int i = tail; i < padded; i++) {
+                            direct.put(i, (byte) 0);
+                        }
+                        writeDirect(padded);
+                        channel.truncate(size);
+                    }
+                }
                 if (flushing != null) {
                     boolean interrupted = false;
                     while (true) {
@@ -345,6 +456,10 @@ public final class DurableFiles {
                 }
             } finally {
                 channel.close();
+                if (direct != null) {
+                    DIRECT_BUFFERS.offer(direct.clear());
+                    direct = null;
+                }
             }
             if (flushFailure != null) {
                 throw flushFailure;

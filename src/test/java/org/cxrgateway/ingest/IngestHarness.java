@@ -76,8 +76,10 @@ final class IngestHarness implements Closeable {
     IngestHarness(Path spoolDir, long minFree, List<String> allowedCallers, Collector sink, Duration quiet,
                   DicomTls.Settings tls, UnaryOperator<StoreScp.Options> tune, int maxImages) throws Exception {
         this.sink = sink;
-        // early flushes every 64 KiB, so that the listener tests receive through them (fixtures are 0.5-8 MiB)
-        spool = new Spool(spoolDir, minFree, 64 << 10);
+        // the default write path (direct I/O); where the file system refuses it, early flushes every 64 KiB, so that
+        // the listener tests receive through them (fixtures are 0.5-8 MiB)
+        spool = new Spool(spoolDir, minFree, 64 << 10,
+                Boolean.parseBoolean(org.cxrgateway.testing.ConfigDefaults.of(SpoolConfig.class, "directIo")));
         assembler = new StudyAssembler(spool, () -> sink,
                 new WorkingImageDecoder(1024, 8, WorkingImageDecoder.Encoding.DEFLATE, 1_000_000), quiet, Duration.ofMillis(300), 5, maxImages,
                 metrics);

@@ -128,6 +128,36 @@ class GroupCommitTest {
         assertArrayEquals(data, Files.readAllBytes(dir.resolve("streamed")));
     }
 
+    @Test
+    void streamedFileWritesDirectInAlignedBlocksAndTruncatesTheTail() throws Exception {
+        Path probe = Files.createTempFile(dir, ".probe", DurableFiles.TEMP_SUFFIX);
+        try (var ch = java.nio.channels.FileChannel.open(probe, java.nio.file.StandardOpenOption.WRITE,
+                com.sun.nio.file.ExtendedOpenOption.DIRECT)) {
+            assertTrue(ch.isOpen());
+        } catch (IOException e) {
+            org.junit.jupiter.api.Assumptions.abort("the temporary directory's file system refuses O_DIRECT: " + e);
+        }
+        java.util.Random rnd = new java.util.Random(42);
+        int chunk = DurableFiles.StreamedFile.DIRECT_CHUNK;
+        for (int size : new int[] {0, 1, 4095, 4096, 4097, chunk - 1, chunk, chunk + 1, 3 * chunk + 12345}) {
+            byte[] data = CrashingWriter.payload("direct" + size, size);
+            Path tmp = Files.createTempFile(dir, ".d", DurableFiles.TEMP_SUFFIX);
+            long before = DurableFiles.directWrites();
+            try (DurableFiles.StreamedFile f = new DurableFiles.StreamedFile(tmp, 64 << 10, true)) {
+                // fragments of any length, as PDVs come: a block boundary falls anywhere within them
+                for (int off = 0; off < size; ) {
+                    int n = Math.min(size - off, 1 + rnd.nextInt(300_000));
+                    f.write(data, off, n);
+                    off += n;
+                }
+                assertEquals(size, f.size());
+            }
+            assertEquals((size + chunk - 1) / chunk, DurableFiles.directWrites() - before, "direct writes of " + size + " bytes");
+            DurableFiles.publish(tmp, dir.resolve("direct" + size));
+            assertArrayEquals(data, Files.readAllBytes(dir.resolve("direct" + size)), "bytes of " + size);
+        }
+    }
+
     private List<Future<?>> publishAll() throws Exception {
         ExecutorService pool = Executors.newFixedThreadPool(WRITERS);
         CyclicBarrier start = new CyclicBarrier(WRITERS);
