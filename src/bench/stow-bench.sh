@@ -15,7 +15,8 @@
 # Prints median, min and max images/s and the ratios of the medians.
 #
 #   src/bench/stow-bench.sh   (env: N=100 BATCH=10 REPS=3 PAR=2 WORK=target/bench/stow
-#                              PREFAULT_GIB=<twice the bodies' size + 1; 0: skip>)
+#                              PREFAULT_GIB=<twice the bodies' size + 1; 0: skip>
+#                              OURS_OPTS="-Dkey=value ...": extra settings for ours, e.g. -Dcxr.spool.direct-io=false)
 #
 # Needs: java 17, maven, orthanc + orthanc-dicomweb, curl, /usr/bin/python3 with pydicom + numpy.
 cd "$(dirname "$0")/../.."
@@ -72,7 +73,7 @@ start_ours() { # dir port
        -Dcxr.listener.port=0 -Dcxr.listener.bind-address=127.0.0.1 -Dcxr.assembly.quiet-period=10m \
        -Dcxr.kafka.embedded.port=0 -Dcxr.kafka.embedded.controller-port=0 -Dquarkus.http.port="$2" \
        -Dcxr.http.auth.tokens.bench.sha256="$TOKEN_SHA" -Dcxr.http.auth.tokens.bench.roles=ingest \
-       -jar "$JAR" > "$1.log" 2>&1 &
+       ${OURS_OPTS:-} -jar "$JAR" > "$1.log" 2>&1 &
   PID=$!; wait_http cxr-gateway "http://127.0.0.1:$2/q/health/ready"
 }
 

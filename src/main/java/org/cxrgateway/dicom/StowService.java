@@ -41,6 +41,11 @@ public final class StowService {
         return store.newTemporaryFile();
     }
 
+    /** The stream a part's bytes go to, written as C-STORE writes an instance (direct I/O where the store asks for it). */
+    public java.io.OutputStream partStream(Path temporary) throws IOException {
+        return new org.cxrgateway.storage.DurableFiles.StreamedFile(temporary, store.earlyFlushBytes(), store.directIo()).asOutputStream();
+    }
+
     /** A part that could not even be spooled (no space, write failed): counted and logged like any refusal. */
     public Result refused(StoreOutcome outcome, String why, int part) {
         observer.instanceRejected(outcome);

@@ -209,7 +209,14 @@ public class StowResource {
             return CompletableFuture.completedFuture(service.refused(e instanceof InstanceStore.InsufficientStorageException
                     ? StoreOutcome.OUT_OF_RESOURCES : StoreOutcome.IO_ERROR, e.getMessage(), part));
         }
-        WriteGuard sink = new WriteGuard(new BufferedOutputStream(Files.newOutputStream(temporary), 64 * 1024));
+        WriteGuard sink;
+        try {
+            sink = new WriteGuard(new BufferedOutputStream(service.partStream(temporary), 64 * 1024));
+        } catch (IOException e) {
+            Files.deleteIfExists(temporary);
+            reader.copyBody(OutputStream.nullOutputStream());
+            return CompletableFuture.completedFuture(service.refused(StoreOutcome.IO_ERROR, e.toString(), part));
+        }
         long bytes;
         try {
             bytes = reader.copyBody(sink);

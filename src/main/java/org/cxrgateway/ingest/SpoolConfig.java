@@ -39,7 +39,7 @@ public interface SpoolConfig {
     MemorySize earlyFlush();
 
     /**
-     * Write incoming C-STORE instances with O_DIRECT, in block-aligned 1 MiB requests that bypass the page cache, so
+     * Write incoming instances (C-STORE and STOW-RS parts) with O_DIRECT, in block-aligned 1 MiB requests that bypass the page cache, so
      * each MiB goes to the disk as it arrives and the fsync before Success has only metadata left; where the spool's
      * file system refuses O_DIRECT, files are written through the page cache (logged once). Durability is the same
      * either way; early flushes apply only to files written through the page cache. Default true: interleaved

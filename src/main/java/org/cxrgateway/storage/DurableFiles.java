@@ -422,6 +422,26 @@ public final class DurableFiles {
             DIRECT_WRITES.incrementAndGet();
         }
 
+        /** This file as an output stream: its writes are {@link #write}, its close {@link #close}. */
+        public java.io.OutputStream asOutputStream() {
+            return new java.io.OutputStream() {
+                @Override
+                public void write(int b) throws IOException {
+                    StreamedFile.this.write(new byte[] {(byte) b}, 0, 1);
+                }
+
+                @Override
+                public void write(byte[] b, int off, int len) throws IOException {
+                    StreamedFile.this.write(b, off, len);
+                }
+
+                @Override
+                public void close() throws IOException {
+                    StreamedFile.this.close();
+                }
+            };
+        }
+
         /** Writes what is gathered (direct), waits for an early flush in flight, and closes the file. */
         @Override
         public void close() throws IOException {
