@@ -24,7 +24,10 @@ public interface InstanceStore {
         return 0;
     }
 
-    /** Whether incoming instances (C-STORE, STOW-RS) are written with O_DIRECT (see {@link org.cxrgateway.storage.DurableFiles.StreamedFile}). */
+    /**
+     * Whether incoming instances (C-STORE, STOW-RS) are written with O_DIRECT (see
+     * {@link org.cxrgateway.storage.DurableFiles.StreamedFile}).
+     */
     default boolean directIo() {
         return false;
     }
