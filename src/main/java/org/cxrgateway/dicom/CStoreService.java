@@ -224,8 +224,10 @@ final class CStoreService {
                 try {
                     file.close();
                 } catch (IOException e) {
+                    if (failure == null) { // a write that failed before was logged then; its close (the tail) fails alike
+                        LOG.warnf("C-STORE %s write failed: %s", request.getAffectedSOPInstanceUID(), e.toString());
+                    }
                     fail(ioFailure(e));
-                    LOG.warnf("C-STORE %s write failed: %s", request.getAffectedSOPInstanceUID(), e.toString());
                 }
                 file = null;
             }
