@@ -85,13 +85,13 @@ public final class Spool implements InstanceStore {
      */
     public Spool(Path root, long minFreeBytes, long earlyFlushBytes, boolean directIo) throws IOException {
         this.earlyFlushBytes = earlyFlushBytes;
-        this.directIo = directIo;
         this.root = root.toAbsolutePath();
         this.tmp = this.root.resolve("tmp");
         this.studies = this.root.resolve("studies");
         this.minFreeBytes = minFreeBytes;
         Files.createDirectories(tmp);
         Files.createDirectories(studies);
+        this.directIo = directIo && DurableFiles.StreamedFile.directIoWorks(tmp);
         this.fileStore = Files.getFileStore(this.root);
         try (DirectoryStream<Path> partial = Files.newDirectoryStream(tmp)) {
             for (Path p : partial) {

@@ -341,6 +341,31 @@ public final class DurableFiles {
             }
         }
 
+        /**
+         * Whether files in {@code dir} take O_DIRECT, tried once on a probe file (removed): a store decides at start,
+         * so that on a file system that refuses it each received file is not refused anew (logged once either way).
+         */
+        public static boolean directIoWorks(Path dir) {
+            Path probe = null;
+            try {
+                probe = Files.createTempFile(dir, ".direct-io-probe", TEMP_SUFFIX);
+                StreamedFile f = new StreamedFile(probe, 0, true);
+                boolean direct = f.direct != null;
+                f.close();
+                return direct;
+            } catch (IOException e) {
+                return false;
+            } finally {
+                if (probe != null) {
+                    try {
+                        Files.deleteIfExists(probe);
+                    } catch (IOException ignored) {
+                        // a leftover temporary file: isTemporary, removed at the next start
+                    }
+                }
+            }
+        }
+
         private ByteBuffer directBuffer() {
             ByteBuffer b = DIRECT_BUFFERS.poll();
             return b != null && b.capacity() == DIRECT_CHUNK && b.alignmentOffset(0, block) == 0 ? b.clear()

@@ -18,6 +18,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -131,12 +132,23 @@ class GroupCommitTest {
     @Test
     void streamedFileWritesDirectInAlignedBlocksAndTruncatesTheTail() throws Exception {
         Path probe = Files.createTempFile(dir, ".probe", DurableFiles.TEMP_SUFFIX);
+        boolean takes = true;
         try (var ch = java.nio.channels.FileChannel.open(probe, java.nio.file.StandardOpenOption.WRITE,
                 com.sun.nio.file.ExtendedOpenOption.DIRECT)) {
             assertTrue(ch.isOpen());
         } catch (IOException e) {
-            org.junit.jupiter.api.Assumptions.abort("the temporary directory's file system refuses O_DIRECT: " + e);
+            takes = false;
         }
+        // the store's decision at start (Spool) agrees with the file system, and leaves no probe file behind
+        try (var before = Files.list(dir)) {
+            long files = before.count();
+            assertEquals(takes, DurableFiles.StreamedFile.directIoWorks(dir));
+            try (var after = Files.list(dir)) {
+                assertEquals(files, after.count());
+            }
+        }
+        assertFalse(DurableFiles.StreamedFile.directIoWorks(dir.resolve("missing")));
+        org.junit.jupiter.api.Assumptions.assumeTrue(takes, "the temporary directory's file system refuses O_DIRECT");
         java.util.Random rnd = new java.util.Random(42);
         int chunk = DurableFiles.StreamedFile.DIRECT_CHUNK;
         for (int size : new int[] {0, 1, 4095, 4096, 4097, chunk - 1, chunk, chunk + 1, 3 * chunk + 12345}) {
