@@ -206,7 +206,7 @@ public final class InferenceBench {
             // on blanks; set but empty: every conv int8); unset: quantize.py's defaults
             String floats = System.getenv("INT8_FLOAT"), bits = System.getenv("INT8_WEIGHT_BITS");
             Py.quantize(dir, Fidelity.preprocess(pkg, Int8FidelityTest.images(16, 2000)), work, System.getenv("INT8_BLOCKS"),
-                    bits == null || bits.isBlank() ? 7 : Integer.parseInt(bits.strip()),
+                    bits == null || bits.isBlank() ? null : Integer.valueOf(bits.strip()),
                     floats == null ? null : floats.isBlank() ? new String[0] : floats.strip().split("\\s+"));
         }
         return ModelPackage.open(dir, work);

@@ -52,14 +52,14 @@ final class Py {
      * the convolutions named by floatConvs (quantize.py --float) stay float: none when it is empty.
      */
     static void quantize(Path pkgDir, float[] calibration, Path work, String... floatConvs) throws IOException {
-        quantize(pkgDir, calibration, work, null, 7, floatConvs);
+        quantize(pkgDir, calibration, work, null, null, floatConvs);
     }
 
     /**
-     * blocks: quantize.py's --blocks (float or uint8), null for its default; weightBits: --weight-bits; floatConvs:
-     * --float, null for its default.
+     * blocks: quantize.py's --blocks (float or uint8), weightBits: --weight-bits, floatConvs: --float; each null for
+     * quantize.py's default.
      */
-    static void quantize(Path pkgDir, float[] calibration, Path work, String blocks, int weightBits, String[] floatConvs) throws IOException {
+    static void quantize(Path pkgDir, float[] calibration, Path work, String blocks, Integer weightBits, String[] floatConvs) throws IOException {
         java.nio.file.Files.createDirectories(work);
         Path f = work.resolve("calibration.f32");
         Fixtures.writeFloats(calibration, f);
@@ -71,7 +71,9 @@ final class Py {
         if (blocks != null) {
             a.addAll(List.of("--blocks", blocks));
         }
-        a.addAll(List.of("--weight-bits", String.valueOf(weightBits)));
+        if (weightBits != null) {
+            a.addAll(List.of("--weight-bits", String.valueOf(weightBits)));
+        }
         run(600, a.toArray(String[]::new));
     }
 
