@@ -266,13 +266,10 @@ def dense_blocks(graph):
     return blocks
 
 
-# ops through which a positive per-channel factor passes unchanged: f(s x) = s f(x) for s > 0, channel by channel
-# (and Pad with zeros: _channel_homogeneous)
-_CHANNEL_HOMOGENEOUS = ("Relu", "MaxPool", "AveragePool")
-
-
 def _channel_homogeneous(node, inits):
-    if node.op_type in _CHANNEL_HOMOGENEOUS:
+    """Whether a positive per-channel factor passes through node unchanged, f(s x) = s f(x) for s > 0 channel by
+    channel: ReLU, pooling, and padding with zeros."""
+    if node.op_type in ("Relu", "MaxPool", "AveragePool"):
         return True
     if node.op_type != "Pad" or _attrs(node).get("mode", b"constant") not in (b"constant", "constant"):
         return False
@@ -285,7 +282,7 @@ def equalize_dense_blocks(model, calibration, blocks=None, batch=4, max_gain=256
     output is requantised into it), so a channel spanning a hundredth of the widest one kept only a couple of its 256
     levels. DenseNet allows this exactly: a concatenated feature map is read only by batch norms (each layer's norm1,
     the transition's norm, norm5), per channel, so channel c of the producing conv (its weights' row and bias, through
-    ReLU, zero padding and pooling, which commute with a positive factor) is multiplied by s_c and every reading norm's gamma divided
+    ReLU, zero padding and pooling: _channel_homogeneous) is multiplied by s_c, and every reading norm's gamma divided
     by it and its mean multiplied by it. s_c = (widest channel's range) / (channel c's range) over the calibration
     images, at most max_gain (a dead channel stays as it is). The FP32 function is unchanged (quantize_package checks
     the logits). A block is left as it is where a reader is not a batch norm or a producer not such a conv.
@@ -309,11 +306,12 @@ def equalize_dense_blocks(model, calibration, blocks=None, batch=4, max_gain=256
     for b in blocks:
         pieces = [b["x0"]] + [prod[c].input[1] for c in b["concats"]]
         producers = [conv_behind(p) for p in pieces]
-        readers = [r for t in [b["x0"]] + b["aliases"] + b["concats"] for r in cons.get(t, []) if r.op_type != "Concat"]
-        inner = set(b["concats"]) | set(b["aliases"])
-        cats = [r for t in [b["x0"]] + b["aliases"] + b["concats"] for r in cons.get(t, []) if r.op_type == "Concat"]
-        if any(p is None for p in producers) or not readers or any(r.output[0] not in inner for r in cats) or any(
-                r.op_type != "BatchNormalization" or any(i not in inits for i in r.input[1:5]) for r in readers) \
+        reads = [r for t in [b["x0"]] + b["aliases"] + b["concats"] for r in cons.get(t, [])]
+        readers = [r for r in reads if r.op_type != "Concat"]
+        inner = set(b["concats"]) | set(b["aliases"])  # the only concatenations the block's tensors may feed
+        if any(p is None for p in producers) or not readers \
+                or any(r.op_type == "Concat" and r.output[0] not in inner for r in reads) \
+                or any(r.op_type != "BatchNormalization" or any(i not in inits for i in r.input[1:5]) for r in readers) \
                 or any(r.output[0] not in inner for p in pieces[1:] for r in cons.get(p, [])):
             continue
         plans.append((pieces, producers, readers))
@@ -321,7 +319,6 @@ def equalize_dense_blocks(model, calibration, blocks=None, batch=4, max_gain=256
         return 0
     lo, hi = _channel_extremes(g, [p for pieces, _, _ in plans for p in pieces], calibration, batch)
     arr = lambda name: nh.to_array(inits[name]).astype(np.float64)  # noqa: E731
-
     for pieces, producers, readers in plans:
         span = torch.cat([torch.clamp(hi[p], min=0) - torch.clamp(lo[p], max=0) for p in pieces]).numpy()
         widest = float(span.max())
@@ -693,8 +690,8 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
     logits = manifest["outputs"]["logits"]
     diff = float((a[logits] - b[logits]).abs().max()) / max(1.0, float(a[logits].abs().max()))
     if diff > 1e-3:
-        raise ValueError("folding the batch norms, chaining the concatenations and equalizing the dense blocks changed the logits "
-                         "by %.3g (relative)" % diff)
+        raise ValueError("folding the batch norms, chaining the concatenations and equalizing the dense blocks changed "
+                         "the logits by %.3g (relative)" % diff)
     floats = float_convs(model.graph, keep_float)
     tensors = {t for pair in quantised_tensors(model.graph, floats).values() for t in pair}
     dense = dense_blocks(model.graph) if blocks == "uint8" else []
@@ -710,15 +707,15 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
     if method == "percentile":
         cal["percentile"] = percentile
     scheme = "qdq-u8s8" + ("+uint8-dense-blocks" if u8_blocks else "")
-    manifest["int8"] = {"file": INT8_FILE, "scheme": scheme, "weightBits": weight_bits, "floatConvs": floats, "equalizedBlocks": equalized,
-                        "calibration": cal}
+    manifest["int8"] = {"file": INT8_FILE, "scheme": scheme, "weightBits": weight_bits, "floatConvs": floats,
+                        "equalizedBlocks": equalized, "calibration": cal}
     with open(mpath, "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    log("wrote %s: %d quantised convolutions (%d-bit weights), %d left float, %d dense blocks equalized, %d in uint8, calibrated on %d "
-        "images (%s)" % (out, sum(1 for n in model.graph.node if n.op_type == "Conv") - len(floats), weight_bits, len(floats), equalized,
-                         u8_blocks, len(calibration),
-        "percentile %g" % percentile if method == "percentile" else method))
+    quantised = sum(1 for n in model.graph.node if n.op_type == "Conv") - len(floats)
+    log("wrote %s: %d quantised convolutions (%d-bit weights), %d left float, %d dense blocks equalized, %d in uint8, "
+        "calibrated on %d images (%s)" % (out, quantised, weight_bits, len(floats), equalized, u8_blocks, len(calibration),
+                                          "percentile %g" % percentile if method == "percentile" else method))
     return out
 
 

@@ -76,7 +76,8 @@ public record ModelManifest(int formatVersion, String id, String version, String
      * int32 dot products (Int8Kernels); floatConvs (the convolutions left float), equalizedBlocks and calibration are
      * informative.
      */
-    public record Int8(String file, String scheme, Integer weightBits, List<String> floatConvs, Integer equalizedBlocks, Calibration calibration) {
+    public record Int8(String file, String scheme, Integer weightBits, List<String> floatConvs, Integer equalizedBlocks,
+            Calibration calibration) {
     }
 
     public record Calibration(String method, Double percentile, Integer images) {

@@ -349,10 +349,9 @@ public final class DurableFiles {
             Path probe = null;
             try {
                 probe = Files.createTempFile(dir, ".direct-io-probe", TEMP_SUFFIX);
-                StreamedFile f = new StreamedFile(probe, 0, true);
-                boolean direct = f.direct != null;
-                f.close();
-                return direct;
+                try (StreamedFile f = new StreamedFile(probe, 0, true)) {
+                    return f.direct != null;
+                }
             } catch (IOException e) {
                 return false;
             } finally {
