@@ -4,8 +4,7 @@
 # The model is train-bench.sh's DenseNet-121 (run first when $WORK/chest-model is missing: about 20 min on 2 quiet
 # cores); its copy gets the INT8 variant from cxr-model quantize (calibrated on INT8_IMAGES of its own training
 # images; unset, INT8_FLOAT and INT8_BLOCKS leave quantize.py's defaults; INT8_FLOAT: the convolutions left float,
-# set but empty: none; INT8_BLOCKS: uint8 or float; INT8_WEIGHT_BITS: 7 or 8, 8 on CPUs with VNNI only; INT8_EQUALIZE=1:
-# --int8-equalize). Prints each label's AUROC both ways, the change, and the largest
+# set but empty: none; INT8_BLOCKS: uint8 or float; INT8_WEIGHT_BITS: 7 or 8, 8 on CPUs with VNNI only). Prints each label's AUROC both ways, the change, and the largest
 # change against the bound 0.005; with them issue 13's other INT8 figures on this trained model and its own head:
 # max |dp| per image and label, decisions flipped at the package's thresholds, and the Grad-CAM correlation of the
 # findings positive at FP32. SUBSET=validation (default) or test.
@@ -27,7 +26,6 @@ if [[ -n "${INT8_FLOAT+set}" ]]; then
 fi
 [[ -n "${INT8_BLOCKS:-}" ]] && q+=(--int8-blocks "$INT8_BLOCKS")
 [[ -n "${INT8_WEIGHT_BITS:-}" ]] && q+=(--int8-weight-bits "$INT8_WEIGHT_BITS")
-[[ "${INT8_EQUALIZE:-0}" == 1 ]] && q+=(--int8-equalize)
 t0=$SECONDS
 bin/cxr-model quantize "${q[@]}"
 echo "quantisation (calibration and GPTQ): $((SECONDS - t0)) s"

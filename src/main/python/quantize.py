@@ -13,11 +13,6 @@ The graph, in the QDQ form ONNX Runtime's CPU provider fuses into QLinearConv (U
     concatenating every earlier feature map anew, so each quantised feature map is dequantised once;
   - each BatchNormalization that directly follows a Conv is folded into it first (conv0/norm0 and
     every conv1/norm2): a quantised conv cannot be followed by a float BN without a round trip;
-  - with --equalize (--int8-equalize on the importer and trainer; off by default), each dense block's channels
-    equalized (equalize_dense_blocks): every channel of a block's concatenation rescaled, exactly, to span the same
-    range over the calibration images, so that the concatenation's one uint8 scale serves its narrow channels as well
-    as its widest, at the cost of their headroom beyond the calibration images (README, INT8 variant: it helped a
-    trained model and hurt the untrained test head);
   - every Conv not left float (--float, below): weights in int8 with 7 bits of range by default (|w| <= 64, WEIGHT_QMAX:
     8 bits saturate ONNX Runtime's U8S8 kernels on x86 CPUs without VNNI; --weight-bits 8 for CPUs with it), symmetric, per output channel (zero point 0); bias int32 at scale
     s_input * s_weight; the weights rounded to minimise the conv's output error on the calibration
@@ -264,106 +259,6 @@ def dense_blocks(graph):
         blocks.append({"x0": x0, "aliases": [a for a, x in alias.items() if x == x0],
                        "concats": [c.output[0] for c in chain], "final": chain[-1].output[0]})
     return blocks
-
-
-def _channel_homogeneous(node, inits):
-    """Whether a positive per-channel factor passes through node unchanged, f(s x) = s f(x) for s > 0 channel by
-    channel: ReLU, pooling, and padding with zeros."""
-    if node.op_type in ("Relu", "MaxPool", "AveragePool"):
-        return True
-    if node.op_type != "Pad" or _attrs(node).get("mode", b"constant") not in (b"constant", "constant"):
-        return False
-    return len(node.input) < 3 or not node.input[2] or node.input[2] in inits and not nh.to_array(inits[node.input[2]]).any()
-
-
-def equalize_dense_blocks(model, calibration, blocks=None, batch=4, max_gain=256.0):
-    """Rescales every channel of each dense block's concatenation (chain_concats' graph) so that all its channels span
-    the same range: the block's concatenation is quantised per tensor (one scale; in the uint8 layout every layer
-    output is requantised into it), so a channel spanning a hundredth of the widest one kept only a couple of its 256
-    levels. DenseNet allows this exactly: a concatenated feature map is read only by batch norms (each layer's norm1,
-    the transition's norm, norm5), per channel, so channel c of the producing conv (its weights' row and bias, through
-    ReLU, zero padding and pooling: _channel_homogeneous) is multiplied by s_c, and every reading norm's gamma divided
-    by it and its mean multiplied by it. s_c = (widest channel's range) / (channel c's range) over the calibration
-    images, at most max_gain (a dead channel stays as it is). The FP32 function is unchanged (quantize_package checks
-    the logits). A block is left as it is where a reader is not a batch norm or a producer not such a conv.
-    Returns the number of blocks equalized."""
-    g = model.graph
-    blocks = dense_blocks(g) if blocks is None else blocks
-    prod = {o: n for n in g.node for o in n.output}
-    cons = _consumers(g)
-    inits = {t.name: t for t in g.initializer}
-
-    def conv_behind(t):
-        """The conv whose output channels are t's, through channel-homogeneous ops each read only by the next, or None."""
-        n = prod.get(t)
-        while n is not None and _channel_homogeneous(n, inits) and len(cons.get(n.input[0], [])) == 1:
-            n = prod.get(n.input[0])
-        if n is None or n.op_type != "Conv" or _attrs(n).get("group", 1) != 1 or any(i not in inits for i in n.input[1:]):
-            return None
-        return n
-
-    plans = []
-    for b in blocks:
-        pieces = [b["x0"]] + [prod[c].input[1] for c in b["concats"]]
-        producers = [conv_behind(p) for p in pieces]
-        reads = [r for t in [b["x0"]] + b["aliases"] + b["concats"] for r in cons.get(t, [])]
-        readers = [r for r in reads if r.op_type != "Concat"]
-        inner = set(b["concats"]) | set(b["aliases"])  # the only concatenations the block's tensors may feed
-        if any(p is None for p in producers) or not readers \
-                or any(r.op_type == "Concat" and r.output[0] not in inner for r in reads) \
-                or any(r.op_type != "BatchNormalization" or any(i not in inits for i in r.input[1:5]) for r in readers) \
-                or any(r.output[0] not in inner for p in pieces[1:] for r in cons.get(p, [])):
-            continue
-        plans.append((pieces, producers, readers))
-    if not plans:
-        return 0
-    lo, hi = _channel_extremes(g, [p for pieces, _, _ in plans for p in pieces], calibration, batch)
-    arr = lambda name: nh.to_array(inits[name]).astype(np.float64)  # noqa: E731
-    for pieces, producers, readers in plans:
-        span = torch.cat([torch.clamp(hi[p], min=0) - torch.clamp(lo[p], max=0) for p in pieces]).numpy()
-        widest = float(span.max())
-        gain = np.where(span > 0, widest / np.maximum(span, widest / max_gain), 1.0)
-        start = 0
-        for p, conv in zip(pieces, producers):
-            s = gain[start:start + len(hi[p])]
-            start += len(hi[p])
-            _replace_initializer(g, inits, conv, 1, arr(conv.input[1]) * s.reshape(-1, 1, 1, 1))
-            if len(conv.input) > 2:
-                _replace_initializer(g, inits, conv, 2, arr(conv.input[2]) * s)
-        for r in readers:
-            c = len(nh.to_array(inits[r.input[1]]))
-            _replace_initializer(g, inits, r, 1, arr(r.input[1]) / gain[:c])
-            _replace_initializer(g, inits, r, 3, arr(r.input[3]) * gain[:c])
-    _drop_unused(g)
-    return len(plans)
-
-
-def _channel_extremes(graph, tensors, calibration, batch=4):
-    """Per channel, the lowest and highest value of each named tensor over the calibration images (float64 tensors)."""
-    lo, hi = {t: None for t in tensors}, {t: None for t in tensors}
-
-    def visit(name, y):
-        if name in lo:
-            v = y.detach().transpose(0, 1).reshape(y.shape[1], -1)
-            a, b = v.min(1).values.double(), v.max(1).values.double()
-            lo[name] = a if lo[name] is None else torch.minimum(lo[name], a)
-            hi[name] = b if hi[name] is None else torch.maximum(hi[name], b)
-
-    x = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
-    with torch.no_grad():
-        for s in range(0, len(x), batch):
-            evaluate(graph, x[s:s + batch], visit)
-    return lo, hi
-
-
-def _replace_initializer(g, inits, node, k, value):
-    """node's k-th input becomes a new initializer holding value (the old one may be shared with other nodes)."""
-    name = node.input[k] + ".eq"
-    while name in inits:
-        name += "_"
-    inits[name] = nh.from_array(value.astype(np.float32), name)
-    g.initializer.append(inits[name])
-    node.input[k] = name
 
 
 def uint8_dense_blocks(model, blocks, ranges, qmax=WEIGHT_QMAX[DEFAULT_WEIGHT_BITS]):
@@ -664,12 +559,12 @@ def float_convs(graph, patterns=None):
 
 
 def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=print, keep_float=None, blocks=DEFAULT_BLOCKS,
-                     weight_bits=DEFAULT_WEIGHT_BITS, equalize=False):
+                     weight_bits=DEFAULT_WEIGHT_BITS):
     """Writes pkg_dir/model.int8.onnx from the package's model.onnx, calibrated on calibration
     (float32 [N, C, S, S], the preprocessed model inputs), and names it in manifest.json; the convs
     matching keep_float (float_convs; None: the defaults) stay float; blocks: "uint8" (uint8_dense_blocks, the
     default) or "float" (BN-ReLU and concatenations float: slower, one rounding less per layer output); weight_bits: 7
-    (every CPU) or 8 (CPUs with int32 dot products only: WEIGHT_QMAX); equalize: equalize_dense_blocks first."""
+    (every CPU) or 8 (CPUs with int32 dot products only: WEIGHT_QMAX)."""
     if blocks not in BLOCK_LAYOUTS:
         raise ValueError("dense blocks must be one of %s, not %s" % ("/".join(BLOCK_LAYOUTS), blocks))
     if weight_bits not in WEIGHT_QMAX:
@@ -682,7 +577,6 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
         raise ValueError("calibration must be float32 [N, %d, %d, %d] with N >= 1, got %s" % (c, s, s, calibration.shape))
     fp32 = onnx.load(os.path.join(pkg_dir, manifest.get("model", "model.onnx")))  # external weights read in
     model = chain_concats(fold_batch_norms(onnx.load(os.path.join(pkg_dir, manifest.get("model", "model.onnx")))))
-    equalized = equalize_dense_blocks(model, calibration) if equalize else 0
     # the rewritten graph must compute the package's model: the calibration ranges are only as good as this
     with torch.no_grad():
         probe = torch.from_numpy(calibration[:2])
@@ -690,8 +584,7 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
     logits = manifest["outputs"]["logits"]
     diff = float((a[logits] - b[logits]).abs().max()) / max(1.0, float(a[logits].abs().max()))
     if diff > 1e-3:
-        raise ValueError("folding the batch norms, chaining the concatenations and equalizing the dense blocks changed "
-                         "the logits by %.3g (relative)" % diff)
+        raise ValueError("folding the batch norms and chaining the concatenations changed the logits by %.3g (relative)" % diff)
     floats = float_convs(model.graph, keep_float)
     tensors = {t for pair in quantised_tensors(model.graph, floats).values() for t in pair}
     dense = dense_blocks(model.graph) if blocks == "uint8" else []
@@ -707,15 +600,13 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
     if method == "percentile":
         cal["percentile"] = percentile
     scheme = "qdq-u8s8" + ("+uint8-dense-blocks" if u8_blocks else "")
-    manifest["int8"] = {"file": INT8_FILE, "scheme": scheme, "weightBits": weight_bits, "floatConvs": floats,
-                        "equalizedBlocks": equalized, "calibration": cal}
+    manifest["int8"] = {"file": INT8_FILE, "scheme": scheme, "weightBits": weight_bits, "floatConvs": floats, "calibration": cal}
     with open(mpath, "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    quantised = sum(1 for n in model.graph.node if n.op_type == "Conv") - len(floats)
-    log("wrote %s: %d quantised convolutions (%d-bit weights), %d left float, %d dense blocks equalized, %d in uint8, "
-        "calibrated on %d images (%s)" % (out, quantised, weight_bits, len(floats), equalized, u8_blocks, len(calibration),
-                                          "percentile %g" % percentile if method == "percentile" else method))
+    log("wrote %s: %d quantised convolutions (%d-bit weights), %d left float, %d dense blocks in uint8, calibrated on %d images (%s)" % (
+        out, sum(1 for n in model.graph.node if n.op_type == "Conv") - len(floats), weight_bits, len(floats), u8_blocks, len(calibration),
+        "percentile %g" % percentile if method == "percentile" else method))
     return out
 
 
@@ -749,9 +640,6 @@ def add_arguments(ap, images):
                     help="dense blocks whose convs are all quantised: uint8 from input to last concatenation (the default: "
                          "1.2-1.3x faster on AVX2, one rounding more per layer output), or float BN-ReLU and "
                          "concatenations (see the README's INT8 variant)")
-    ap.add_argument("--int8-equalize", action="store_true",
-                    help="equalize each dense block's channels to one range before calibrating (equalize_dense_blocks; see the "
-                         "README's INT8 variant for when it helped): validate the variant with and without it")
     ap.add_argument("--int8-weight-bits", type=int, choices=sorted(WEIGHT_QMAX), default=DEFAULT_WEIGHT_BITS,
                     help="conv weight range: 7 (the default, exact on every CPU) or 8 (finer; only for x86 CPUs with VNNI, "
                          "or ARM: on AVX2 alone ONNX Runtime's int16 sums saturate, and the gateway refuses the package)")
@@ -764,7 +652,7 @@ def quantize_with_args(pkg_dir, a, calibration, log=print):
     if k and len(calibration) > k:
         calibration = calibration[np.linspace(0, len(calibration) - 1, k).round().astype(int)]
     return quantize_package(pkg_dir, calibration, a.int8_method, a.int8_percentile, log, a.int8_float, a.int8_blocks,
-                            a.int8_weight_bits, a.int8_equalize)
+                            a.int8_weight_bits)
 
 
 def main():
@@ -781,7 +669,6 @@ def main():
                     help="dense blocks whose convs are all quantised: uint8 (uint8_dense_blocks, the default) or float BN-ReLU")
     ap.add_argument("--weight-bits", type=int, choices=sorted(WEIGHT_QMAX), default=DEFAULT_WEIGHT_BITS,
                     help="conv weight range: 7 (default, every CPU) or 8 (x86 with VNNI, or ARM; WEIGHT_QMAX)")
-    ap.add_argument("--equalize", action="store_true", help="equalize each dense block's channels first (equalize_dense_blocks)")
     a = ap.parse_args()
     manifest = json.load(open(os.path.join(a.package, "manifest.json")))
     if a.images:
@@ -791,8 +678,7 @@ def main():
         x = np.fromfile(a.tensors, dtype="<f4").reshape(-1, c, s, s)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     try:
-        quantize_package(a.package, x, a.method, a.percentile, keep_float=a.keep_float, blocks=a.blocks, weight_bits=a.weight_bits,
-                         equalize=a.equalize)
+        quantize_package(a.package, x, a.method, a.percentile, keep_float=a.keep_float, blocks=a.blocks, weight_bits=a.weight_bits)
     except ValueError as e:  # bad input (calibration shape, a --float name): one line, not a traceback
         raise SystemExit("quantize.py: %s" % e)
 

@@ -73,11 +73,9 @@ public record ModelManifest(int formatVersion, String id, String version, String
 
     /**
      * The optional INT8 variant (schema: int8); null when the package has none. weightBits above 7 needs a CPU with
-     * int32 dot products (Int8Kernels); floatConvs (the convolutions left float), equalizedBlocks and calibration are
-     * informative.
+     * int32 dot products (Int8Kernels); floatConvs (the convolutions left float) and calibration are informative.
      */
-    public record Int8(String file, String scheme, Integer weightBits, List<String> floatConvs, Integer equalizedBlocks,
-            Calibration calibration) {
+    public record Int8(String file, String scheme, Integer weightBits, List<String> floatConvs, Calibration calibration) {
     }
 
     public record Calibration(String method, Double percentile, Integer images) {
