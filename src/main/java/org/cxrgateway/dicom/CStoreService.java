@@ -75,7 +75,7 @@ final class CStoreService {
             }
             try {
                 temporary = store.newTemporaryFile();
-                file = new DurableFiles.StreamedFile(temporary, store.earlyFlushBytes(), store.directIo());
+                file = new DurableFiles.StreamedFile(temporary, store.earlyFlushBytes(), store.directIoBlockSize());
                 ByteArrayOutputStream meta = new ByteArrayOutputStream(512);
                 DicomOutputStream dout = new DicomOutputStream(meta, DicomUids.EXPLICIT_VR_LE, null);
                 new FileMetaInformation(request.getAffectedSOPClassUID(), request.getAffectedSOPInstanceUID(),

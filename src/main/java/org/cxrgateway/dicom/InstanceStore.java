@@ -25,11 +25,11 @@ public interface InstanceStore {
     }
 
     /**
-     * Whether incoming instances (C-STORE, STOW-RS) are written with O_DIRECT (see
-     * {@link org.cxrgateway.storage.DurableFiles.StreamedFile}).
+     * The block size in which incoming instances (C-STORE, STOW-RS) are written with O_DIRECT, or 0 to write them
+     * through the page cache (see {@link org.cxrgateway.storage.DurableFiles.StreamedFile}).
      */
-    default boolean directIo() {
-        return false;
+    default int directIoBlockSize() {
+        return 0;
     }
 
     /**

@@ -44,7 +44,7 @@ public final class StowService {
 
     /** The stream a part's bytes go to, written as C-STORE writes an instance (direct I/O where the store asks for it). */
     public java.io.OutputStream partStream(Path temporary) throws IOException {
-        return new DurableFiles.StreamedFile(temporary, store.earlyFlushBytes(), store.directIo()).asOutputStream();
+        return new DurableFiles.StreamedFile(temporary, store.earlyFlushBytes(), store.directIoBlockSize()).asOutputStream();
     }
 
     /** A part that could not even be spooled (no space, write failed): counted and logged like any refusal. */

@@ -61,7 +61,8 @@ public final class Spool implements InstanceStore {
     private final Path studies;
     private final long minFreeBytes;
     private final long earlyFlushBytes;
-    private final boolean directIo;
+    /** Block size of the spool's O_DIRECT writes, found at start; 0: its file system refuses them, or they are off. */
+    private final int directIoBlockSize;
     private final FileStore fileStore;
     /** SOP Instance UID -> entry; the future completes when the first copy is durable (or failed). */
     private final Map<String, Entry> index = new ConcurrentHashMap<>();
@@ -91,7 +92,7 @@ public final class Spool implements InstanceStore {
         this.minFreeBytes = minFreeBytes;
         Files.createDirectories(tmp);
         Files.createDirectories(studies);
-        this.directIo = directIo && DurableFiles.StreamedFile.directIoWorks(tmp);
+        this.directIoBlockSize = directIo ? DurableFiles.StreamedFile.directIoBlockSize(tmp) : 0;
         this.fileStore = Files.getFileStore(this.root);
         try (DirectoryStream<Path> partial = Files.newDirectoryStream(tmp)) {
             for (Path p : partial) {
@@ -154,8 +155,8 @@ public final class Spool implements InstanceStore {
     }
 
     @Override
-    public boolean directIo() {
-        return directIo;
+    public int directIoBlockSize() {
+        return directIoBlockSize;
     }
 
     @Override

@@ -317,18 +317,19 @@ public final class DurableFiles {
          * @param flushEvery bytes between early flushes; 0 or less: none
          */
         public StreamedFile(Path path, long flushEvery) throws IOException {
-            this(path, flushEvery, false);
+            this(path, flushEvery, 0);
         }
 
         /**
          * @param path an existing (temporary) file; it is truncated
          * @param flushEvery bytes between early flushes when buffered; 0 or less: none
-         * @param directIo write with O_DIRECT where the file system takes it (early flushes then have no use)
+         * @param directBlock write with O_DIRECT in blocks of this size (its file system's, from
+         *     {@link #directIoBlockSize}, found once by the store at start); 0: buffered. Early flushes then have no use.
          */
-        public StreamedFile(Path path, long flushEvery, boolean directIo) throws IOException {
+        public StreamedFile(Path path, long flushEvery, int directBlock) throws IOException {
             this.path = path;
             FileChannel ch = null;
-            if (directIo) {
+            if (directBlock > 0) {
                 ch = openDirect(path);
             }
             if (ch == null) {
@@ -337,23 +338,30 @@ public final class DurableFiles {
             } else {
                 this.flushEvery = 0;
                 this.channel = ch;
+                this.block = directBlock;
                 this.direct = directBuffer();
             }
         }
 
         /**
-         * Whether files in {@code dir} take O_DIRECT, tried once on a probe file (removed): a store decides at start,
-         * so that on a file system that refuses it each received file is not refused anew (logged once either way).
+         * The block size for O_DIRECT writes of files in {@code dir}, or 0 where its file system refuses O_DIRECT
+         * (logged once), tried once on a probe file (removed): a store decides at start, so that neither the file
+         * system's block size (a walk of the mount table) nor a refusal is looked up again for each received file.
          */
-        public static boolean directIoWorks(Path dir) {
+        public static int directIoBlockSize(Path dir) {
             Path probe = null;
             try {
-                probe = Files.createTempFile(dir, ".direct-io-probe", TEMP_SUFFIX);
-                try (StreamedFile f = new StreamedFile(probe, 0, true)) {
-                    return f.direct != null;
+                long bs = Files.getFileStore(dir).getBlockSize();
+                if (bs <= 0 || bs > 65536 || DIRECT_CHUNK % bs != 0) {
+                    refused(dir, "block size " + bs);
+                    return 0;
                 }
-            } catch (IOException e) {
-                return false;
+                probe = Files.createTempFile(dir, ".direct-io-probe", TEMP_SUFFIX);
+                try (StreamedFile f = new StreamedFile(probe, 0, (int) bs)) {
+                    return f.direct != null ? (int) bs : 0;
+                }
+            } catch (IOException | UnsupportedOperationException e) {
+                return 0;
             } finally {
                 if (probe != null) {
                     try {
@@ -372,22 +380,20 @@ public final class DurableFiles {
         }
 
         /** The file opened with O_DIRECT, or null where the file system refuses it (logged once). */
-        private FileChannel openDirect(Path path) throws IOException {
+        private static FileChannel openDirect(Path path) {
             try {
-                long bs = Files.getFileStore(path).getBlockSize();
-                if (bs <= 0 || bs > 65536 || DIRECT_CHUNK % bs != 0) {
-                    throw new IOException("block size " + bs);
-                }
-                block = (int) bs;
                 return FileChannel.open(path, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING,
                         com.sun.nio.file.ExtendedOpenOption.DIRECT);
             } catch (IOException | UnsupportedOperationException e) {
-                if (DIRECT_REFUSAL_LOGGED.compareAndSet(false, true)) {
-                    org.jboss.logging.Logger.getLogger(DurableFiles.class).warnf(
-                            "direct I/O (O_DIRECT) refused for %s (%s): received files are written through the page cache",
-                            path.getParent(), e.toString());
-                }
+                refused(path.getParent(), e.toString());
                 return null;
+            }
+        }
+
+        private static void refused(Path dir, String why) {
+            if (DIRECT_REFUSAL_LOGGED.compareAndSet(false, true)) {
+                org.jboss.logging.Logger.getLogger(DurableFiles.class).warnf(
+                        "direct I/O (O_DIRECT) refused for %s (%s): received files are written through the page cache", dir, why);
             }
         }
 

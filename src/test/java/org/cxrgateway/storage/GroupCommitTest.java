@@ -139,15 +139,18 @@ class GroupCommitTest {
         } catch (IOException e) {
             takes = false;
         }
-        // the store's decision at start (Spool) agrees with the file system, and leaves no probe file behind
+        // the store's decision at start (Spool) agrees with the file system, names its block size, and leaves no
+        // probe file behind
+        int block;
         try (var before = Files.list(dir)) {
             long files = before.count();
-            assertEquals(takes, DurableFiles.StreamedFile.directIoWorks(dir));
+            block = DurableFiles.StreamedFile.directIoBlockSize(dir);
+            assertEquals(takes, block > 0);
             try (var after = Files.list(dir)) {
                 assertEquals(files, after.count());
             }
         }
-        assertFalse(DurableFiles.StreamedFile.directIoWorks(dir.resolve("missing")));
+        assertEquals(0, DurableFiles.StreamedFile.directIoBlockSize(dir.resolve("missing")));
         org.junit.jupiter.api.Assumptions.assumeTrue(takes, "the temporary directory's file system refuses O_DIRECT");
         java.util.Random rnd = new java.util.Random(42);
         int chunk = DurableFiles.StreamedFile.DIRECT_CHUNK;
@@ -155,7 +158,7 @@ class GroupCommitTest {
             byte[] data = CrashingWriter.payload("direct" + size, size);
             Path tmp = Files.createTempFile(dir, ".d", DurableFiles.TEMP_SUFFIX);
             long before = DurableFiles.directWrites();
-            try (DurableFiles.StreamedFile f = new DurableFiles.StreamedFile(tmp, 64 << 10, true)) {
+            try (DurableFiles.StreamedFile f = new DurableFiles.StreamedFile(tmp, 64 << 10, block)) {
                 // fragments of any length, as PDVs come: a block boundary falls anywhere within them
                 for (int off = 0; off < size; ) {
                     int n = Math.min(size - off, 1 + rnd.nextInt(300_000));
