@@ -11,7 +11,10 @@
 #   - each receiver warmed up before its timed window to its own best: ours with WARMUP instances (default
 #     1000), so that our JVM-based receiver is measured as the long-running service it is, with its hot paths
 #     compiled (perf of its timed window, 2-core machine: after 20 warm-up instances the JIT compiler threads
-#     took ~40% of its CPU, after 400 ~28%, after 1000 ~13%); storescp, which has no JIT, with SCP_WARMUP
+#     took ~40% of its CPU, after 400 ~28%, after 1000 ~13%; on the Zen 4 VM, 2026-12-07, one JVM into tmpfs, the
+#     compilers still spent 120-140 ms of CPU in a 200-instance window after 1000, 170-210 after 2200 and 30 after
+#     3200, while ours' rate did not move beyond the noise: 304 / 298 / 317 and 401 / 443 / 419 img/s in two runs, so
+#     1000 stays); storescp, which has no JIT, with SCP_WARMUP
 #     (default 20) of the same instances, because a long warm-up slows it: measured 2026-12-06 on a quiet
 #     2-core machine, median of 3, storescp 425 img/s after 20, 345 after 200, 138 after 1000. Most of that was
 #     this VM's memory (prefault, in lib.sh); with the memory backed, into tmpfs, in its default mode (before
