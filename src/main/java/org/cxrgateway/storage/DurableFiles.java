@@ -361,6 +361,7 @@ public final class DurableFiles {
                     return f.direct != null ? (int) bs : 0;
                 }
             } catch (IOException | UnsupportedOperationException e) {
+                refused(dir, e.toString());
                 return 0;
             } finally {
                 if (probe != null) {
