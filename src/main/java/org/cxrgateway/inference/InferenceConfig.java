@@ -22,6 +22,17 @@ public interface InferenceConfig {
     @WithDefault("fp32")
     Precision precision();
 
+    /**
+     * With precision int8: an image whose INT8 score for some reported label lies within this of the label's
+     * operating threshold, in log-odds (log(p / (1 - p)); 0.5 is p 0.38-0.62 around a threshold of 0.5, 0.97-0.99
+     * around 0.98), is scored again by the package's FP32 model and gets its scores and Grad-CAMs, so that INT8 flips
+     * no decision where its error on the image is below this margin ({@link DecisionGuard}; the README's INT8
+     * variant has the errors measured and the share of images scored twice). 0 turns the check off: every image
+     * INT8 alone. Default 0.5.
+     */
+    @WithDefault(DecisionGuard.DEFAULT_MARGIN)
+    double int8DecisionMargin();
+
     /** ONNX Runtime intra-op threads per session. Default 2. */
     @WithDefault("2")
     int intraOpThreads();

@@ -2,6 +2,7 @@ package org.cxrgateway.inference;
 
 import org.cxrgateway.Audit;
 
+import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
@@ -96,6 +97,14 @@ public class InferenceWorker {
         } catch (RuntimeException e) {
             LOG.error("worker not started: the inference models did not load");
             return;
+        }
+        for (OrtModel m : registry.models()) {
+            if (m.decisionMargin() > 0) {
+                FunctionCounter.builder("cxr_inference_int8_refereed_images_total", m, OrtModel::refereedImages)
+                        .description("images with an INT8 score within cxr.inference.int8-decision-margin (log-odds) of a threshold, scored again at FP32")
+                        .tag("model", m.pkg().manifest().id())
+                        .register(metrics);
+            }
         }
         String topic = cluster.config().topics().jobs();
         ConsumerLoop l = new ConsumerLoop(new ConsumerLoop.Settings("cxr-inference-worker", "worker", topic,

@@ -65,7 +65,15 @@ public class ModelRegistry {
     }
 
     /** Loads synchronously (idempotent); the offline score command calls this directly. */
-    public synchronized MicroBatcher load() {
+    public MicroBatcher load() {
+        return load(false);
+    }
+
+    /**
+     * load, with every reported finding's Grad-CAM where camsForEveryLabel (Scorer; the score command's
+     * --cams-for-every-label). The first call decides.
+     */
+    public synchronized MicroBatcher load(boolean camsForEveryLabel) {
         if (ready.isDone()) {
             return ready.join();
         }
@@ -101,11 +109,14 @@ public class ModelRegistry {
                 OrtModel m = new OrtModel(p, config.engine(), config);
                 models.add(m);
                 m.warmUp(config.maxBatch());
-                LOG.infof("model %s %s loaded and warmed up on %s at %s in %d ms%s", p.manifest().id(), p.manifest().version(),
-                        config.engine(), config.precision(), (System.nanoTime() - t0) / 1_000_000, p.manifest().diagnostic() ? "" : " (NOT FOR DIAGNOSTIC USE)");
+                LOG.infof("model %s %s loaded and warmed up on %s at %s%s in %d ms%s", p.manifest().id(), p.manifest().version(),
+                        config.engine(), config.precision(),
+                        m.decisionMargin() > 0 ? " (images with a score within " + m.decisionMargin() + " log-odds of a threshold scored again at fp32)" : "",
+                        (System.nanoTime() - t0) / 1_000_000, p.manifest().diagnostic() ? "" : " (NOT FOR DIAGNOSTIC USE)");
             }
-            Scorer scorer = new Scorer(models, maxGuided);
+            Scorer scorer = new Scorer(models, maxGuided, camsForEveryLabel);
             warmUp(scorer);
+            models.forEach(OrtModel::clearRefereedImages);
             MicroBatcher b = new MicroBatcher(scorer, config.maxBatch(), config.maxWait());
             state = "ready";
             ready.complete(b);

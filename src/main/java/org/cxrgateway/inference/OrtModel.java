@@ -18,7 +18,8 @@ import java.util.Set;
  * One model package on one ONNX Runtime session ({@link SessionSettings}), created once, signature-checked against
  * the manifest and warmed up. run is not thread-safe by design: a single inference thread owns the model (its input
  * buffer is reused) and ONNX Runtime parallelises inside each run (intra-op threads). The guided graph is used by
- * one other thread at a time (Scorer.finish).
+ * one other thread at a time (Scorer.finish). At INT8 with a decision margin, a second session of the FP32 model scores
+ * again, inside run, the images whose INT8 probabilities lie near a threshold ({@link DecisionGuard}).
  */
 public final class OrtModel implements AutoCloseable {
 
@@ -38,6 +39,12 @@ public final class OrtModel implements AutoCloseable {
     private final long[] inputShape;
     private final Set<String> outputNames;
     private GuidedGraph guided; // set once in the constructor; not final so that a failing constructor can close what it opened
+    /** INT8 with a decision margin: the FP32 model (model.onnx) that scores again the images near a threshold. */
+    private OrtSession referee;
+    private final DecisionGuard guard;
+    /** See inputBuffer: the referee's input, on the thread that runs the model. */
+    private FloatBuffer refereeInput;
+    private final java.util.concurrent.atomic.AtomicLong refereed = new java.util.concurrent.atomic.AtomicLong();
     private boolean closed;
     /** Largest relative difference of the guided graph's warm-up logits from the model's (FP32: rounding only). */
     static final double GUIDED_LOGITS_BOUND = 1e-3;
@@ -56,7 +63,17 @@ public final class OrtModel implements AutoCloseable {
         this(pkg, engine, SessionSettings.defaults(intraOpThreads), precision, gpuCfg);
     }
 
+    /** At INT8, with the decision margin of gpuCfg (cxr.inference.int8-decision-margin), or its default where null. */
     public OrtModel(ModelPackage pkg, EngineKind engine, SessionSettings settings, Precision precision, InferenceConfig gpuCfg) {
+        this(pkg, engine, settings, precision, gpuCfg != null ? gpuCfg.int8DecisionMargin() : Double.parseDouble(DecisionGuard.DEFAULT_MARGIN), gpuCfg);
+    }
+
+    /**
+     * int8DecisionMargin: at INT8, images with a score this close to a threshold (log-odds) are scored again at FP32
+     * ({@link DecisionGuard}); 0 for none. Ignored at FP32.
+     */
+    public OrtModel(ModelPackage pkg, EngineKind engine, SessionSettings settings, Precision precision, double int8DecisionMargin,
+                    InferenceConfig gpuCfg) {
         this.pkg = pkg;
         this.settings = settings;
         this.engine = engine;
@@ -70,17 +87,37 @@ public final class OrtModel implements AutoCloseable {
         }
         if (precision == Precision.int8) {
             Int8Kernels.check(where, m.int8(), Int8Kernels.int32DotProducts());
+            if (!(int8DecisionMargin >= 0 && int8DecisionMargin <= DecisionGuard.MAX_MARGIN)) {
+                throw new ModelPackageException(where + ": cxr.inference.int8-decision-margin must be 0 (off) or a log-odds margin up to "
+                        + DecisionGuard.MAX_MARGIN + ", not " + int8DecisionMargin);
+            }
         }
         Path file = pkg.modelPath(precision);
+        boolean guarded = precision == Precision.int8 && int8DecisionMargin > 0;
         try (OrtSession.SessionOptions opts = settings.options()) {
             if (engine != EngineKind.cpu) {
                 ExecutionProviders.configure(opts, engine, gpuCfg, m);
+            }
+            if (guarded) {
+                // the INT8 run and its referee's alternate: threads left spinning after one run took the cores from
+                // the other (Int8GuardBench, trained 128² DenseNet-121, 32% of images refereed: 62-64 img/s with
+                // spinning on, 93-94 with it stopped at the end of each run; FP32 and INT8 alone unchanged)
+                opts.addConfigEntry(SessionSettings.FORCE_SPINNING_STOP_KEY, "1");
             }
             this.session = env.createSession(file.toString(), opts);
         } catch (OrtException e) {
             throw new ModelPackageException(where + ": ONNX Runtime cannot load " + file.getFileName() + ": " + e.getMessage(), e);
         }
         try {
+            if (guarded) {
+                guard = new DecisionGuard(m, int8DecisionMargin);
+                try (OrtSession.SessionOptions opts = settings.options()) {
+                    opts.addConfigEntry(SessionSettings.FORCE_SPINNING_STOP_KEY, "1");
+                    referee = env.createSession(pkg.modelPath(Precision.fp32).toString(), opts);
+                }
+            } else {
+                guard = null;
+            }
             labels = m.labels().size();
             featureC = m.outputs().featureChannels();
             int fs = m.outputs().featureSize();
@@ -151,22 +188,36 @@ public final class OrtModel implements AutoCloseable {
 
     /** Runs zero-filled batches of 1 and of maxBatch so that the first real batch pays no allocation or kernel-selection cost. */
     public void warmUp(int maxBatch) {
-        Output one = run(new float[inputLen], 1);
-        if (maxBatch > 1) {
-            run(new float[inputLen * maxBatch], maxBatch);
-        }
+        // the sessions themselves: a warm-up image near a threshold must not count as refereed
+        Output one = warmUp(session, maxBatch);
         if (precision == Precision.fp32) {
             checkHostHead(one);
+        }
+        if (referee != null) {
+            checkHostHead(warmUp(referee, maxBatch));
         }
         if (guided != null) {
             checkGuidedLogits(one);
         }
     }
 
+    /** Zero-filled batches of 1 and of maxBatch through one session: the batch of 1's output. */
+    private Output warmUp(OrtSession s, int maxBatch) {
+        FloatBuffer in = inputBuffer(1);
+        in.put(new float[inputLen]);
+        Output one = run(s, in.flip(), 1);
+        if (maxBatch > 1) {
+            in = inputBuffer(maxBatch);
+            in.put(new float[inputLen * maxBatch]);
+            run(s, in.flip(), maxBatch);
+        }
+        return one;
+    }
+
     /**
      * The host head (Grad-CAM's) run on the warm-up features must give the model's logits: a manifest naming the
      * wrong initializers, or a head that is not what the graph computes, would explain another function. FP32 only
-     * (an INT8 graph's logits carry its quantisation error).
+     * (an INT8 graph's logits carry its quantisation error): the FP32 model or the INT8 variant's referee.
      */
     private void checkHostHead(Output model) {
         float[] host = pkg.head().logits(model.features(), 0);
@@ -245,11 +296,41 @@ public final class OrtModel implements AutoCloseable {
         return input;
     }
 
+    /** The n images in the input buffer through the model, and the images near a threshold again through the referee. */
     private Output runBuffer(int n) {
+        Output out = run(session, input.flip(), n);
+        if (guard == null) {
+            return out;
+        }
+        int[] near = guard.nearThreshold(out.logits(), n);
+        if (near.length == 0) {
+            return out;
+        }
+        if (refereeInput == null || refereeInput.capacity() < near.length * inputLen) {
+            refereeInput = java.nio.ByteBuffer.allocateDirect(near.length * inputLen * Float.BYTES)
+                    .order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
+        }
+        refereeInput.clear();
+        FloatBuffer image = input.duplicate();
+        for (int i : near) {
+            image.clear().limit((i + 1) * inputLen).position(i * inputLen);
+            refereeInput.put(image);
+        }
+        Output fp32 = run(referee, refereeInput.flip(), near.length);
+        int fl = featureC * featureHW;
+        for (int k = 0; k < near.length; k++) {
+            System.arraycopy(fp32.logits(), k * labels, out.logits(), near[k] * labels, labels);
+            System.arraycopy(fp32.features(), k * fl, out.features(), near[k] * fl, fl);
+        }
+        refereed.addAndGet(near.length);
+        return out;
+    }
+
+    private Output run(OrtSession s, FloatBuffer in, int n) {
         long[] shape = inputShape.clone();
         shape[0] = n;
-        try (OnnxTensor t = OnnxTensor.createTensor(env, input.flip(), shape);
-             OrtSession.Result r = session.run(Map.of(pkg.manifest().input().name(), t), outputNames)) {
+        try (OnnxTensor t = OnnxTensor.createTensor(env, in, shape);
+             OrtSession.Result r = s.run(Map.of(pkg.manifest().input().name(), t), outputNames)) {
             float[] logits = floats(r, pkg.manifest().outputs().logits(), n * labels);
             float[] features = floats(r, pkg.manifest().outputs().features(), n * featureC * featureHW);
             return new Output(n, logits, features);
@@ -282,6 +363,24 @@ public final class OrtModel implements AutoCloseable {
         return precision;
     }
 
+    /**
+     * Images scored again at FP32 by the INT8 decision guard since the model was loaded (warm-up not counted);
+     * 0 at FP32 or without a margin.
+     */
+    public long refereedImages() {
+        return refereed.get();
+    }
+
+    /** Forgets the images refereed so far: the scoring path's warm-up (ModelRegistry) is no study's. */
+    void clearRefereedImages() {
+        refereed.set(0);
+    }
+
+    /** The INT8 decision margin in force, 0 when none (FP32, or cxr.inference.int8-decision-margin 0). */
+    public double decisionMargin() {
+        return guard == null ? 0 : guard.margin();
+    }
+
     /** The ONNX Runtime settings of this model's sessions (its guided graph's too). */
     public SessionSettings settings() {
         return settings;
@@ -312,10 +411,14 @@ public final class OrtModel implements AutoCloseable {
         if (guided != null) {
             guided.close();
         }
-        try {
-            session.close();
-        } catch (OrtException ignored) {
-            // already failing; the original error is the useful one
+        for (OrtSession s : new OrtSession[]{referee, session}) {
+            try {
+                if (s != null) {
+                    s.close();
+                }
+            } catch (OrtException ignored) {
+                // already failing; the original error is the useful one
+            }
         }
     }
 

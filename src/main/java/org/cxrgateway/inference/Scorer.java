@@ -48,6 +48,7 @@ public final class Scorer {
     private final List<OrtModel> models;
     private final List<Preprocessor> pre = new ArrayList<>();
     private final int maxGuided;
+    private final boolean camsForEveryLabel;
     private double guidedMs;
     /** guidedMs and the rest of making the guided maps (combination with the CAMs, encoding): BatchResult.guidedMs. */
     private double guidedAllMs;
@@ -66,8 +67,17 @@ public final class Scorer {
      * image and model's top n) and no more than n per image and model.
      */
     public Scorer(List<OrtModel> models, int maxGuided) {
+        this(models, maxGuided, false);
+    }
+
+    /**
+     * camsForEveryLabel: every reported finding gets its Grad-CAM, negative ones too (the score command's
+     * --cams-for-every-label, for validation's pointing game); decisions and guided maps are unchanged.
+     */
+    public Scorer(List<OrtModel> models, int maxGuided, boolean camsForEveryLabel) {
         this.models = List.copyOf(models);
         this.maxGuided = Math.max(0, maxGuided);
+        this.camsForEveryLabel = camsForEveryLabel;
         for (OrtModel m : models) {
             pre.add(new Preprocessor(m.pkg().manifest()));
         }
@@ -243,24 +253,28 @@ public final class Scorer {
         double[] prob = probabilities(m, out.logits(), i);
         // the raw CAM of each positive reported finding, computed once for its heatmap and its guided Grad-CAM
         java.util.Map<Integer, float[]> cams = new java.util.LinkedHashMap<>();
+        List<Integer> positives = new ArrayList<>();
         for (int c : m.reportedIndices()) {
             if (prob[c] >= m.labels().get(c).threshold()) {
+                positives.add(c);
+            }
+            if (camsForEveryLabel || prob[c] >= m.labels().get(c).threshold()) {
                 cams.put(c, rawCam(model, out, i, c));
             }
         }
-        int[] guided = guidedClasses(model, prob, cams);
+        int[] guided = guidedClasses(model, prob, positives);
         java.util.Map<Integer, Finding> byClass = new java.util.HashMap<>();
         List<Finding> findings = new ArrayList<>();
         for (int c : m.reportedIndices()) {
             ModelManifest.Label l = m.labels().get(c);
-            boolean positive = cams.containsKey(c);
+            boolean positive = positives.contains(c);
             Finding f = Finding.newBuilder()
                     .setLabel(l.name())
                     .setCode(new Code(l.code().value(), l.code().scheme(), l.code().meaning()))
                     .setProbability((float) prob[c])
                     .setThreshold((float) l.threshold())
                     .setPositive(positive)
-                    .setActivation(positive ? activation(cams.get(c), model, p, w, h) : null)
+                    .setActivation(cams.containsKey(c) ? activation(cams.get(c), model, p, w, h) : null)
                     .setGuidedFollows(java.util.Arrays.stream(guided).anyMatch(g -> g == c))
                     .build();
             byClass.put(c, f);
@@ -287,13 +301,13 @@ public final class Scorer {
      * The classes that get a guided Grad-CAM: the top maxGuided positive reported findings, when the package ships
      * the guided graph; none otherwise.
      */
-    private int[] guidedClasses(OrtModel model, double[] prob, java.util.Map<Integer, float[]> cams) {
-        if (model.guided() == null || maxGuided == 0 || cams.isEmpty()) {
+    private int[] guidedClasses(OrtModel model, double[] prob, List<Integer> positives) {
+        if (model.guided() == null || maxGuided == 0 || positives.isEmpty()) {
             return new int[0];
         }
-        List<Integer> positives = new ArrayList<>(cams.keySet());
-        positives.sort((a, b) -> Double.compare(prob[b], prob[a]));
-        return positives.stream().limit(maxGuided).mapToInt(Integer::intValue).toArray();
+        List<Integer> byProbability = new ArrayList<>(positives);
+        byProbability.sort((a, b) -> Double.compare(prob[b], prob[a]));
+        return byProbability.stream().limit(maxGuided).mapToInt(Integer::intValue).toArray();
     }
 
     /**

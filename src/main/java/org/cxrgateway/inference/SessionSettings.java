@@ -27,6 +27,13 @@ public record SessionSettings(int intraOpThreads, boolean spinning, boolean cpuA
     /** ONNX Runtime's session config key for intra-op spinning ("1" spin, "0" sleep). */
     public static final String SPINNING_KEY = "session.intra_op.allow_spinning";
 
+    /**
+     * ONNX Runtime's session config key that stops a session's intra-op threads spinning as soon as its run returns
+     * ("1"), where they would otherwise spin on for a while. Set on two sessions that run in turn on the same cores
+     * (OrtModel's INT8 variant and its FP32 referee), so that neither's threads spin against the other's work.
+     */
+    public static final String FORCE_SPINNING_STOP_KEY = "session.force_spinning_stop";
+
     public SessionSettings {
         if (intraOpThreads < 0) { // 0: ONNX Runtime's own choice, one thread per physical core
             throw new IllegalArgumentException("cxr.inference.intra-op-threads must be >= 0, was " + intraOpThreads);

@@ -55,6 +55,36 @@ class MicroBatcherTest {
         return InferenceWorkerTest.job(uid, MessageCodec.SCHEMA_VERSION, im);
     }
 
+    /** The score command's --cams-for-every-label: a Grad-CAM for every finding, the decisions and guided maps unchanged. */
+    @Test
+    void camsForEveryLabelAddsTheNegativeFindingsMapsOnly() throws Exception {
+        try (OrtModel model = new OrtModel(pkg, EngineKind.cpu, 1, null)) {
+            List<Scorer.Image> images = List.of(0, 1, 2).stream()
+                    .map(i -> { var w = Fixtures.image(200 + 17 * i, 240, 8, 50 + i); return new Scorer.Image(Preprocessor.decode(w), w.getWidth(), w.getHeight()); })
+                    .toList();
+            var usual = new Scorer(List.of(model), 2).score(images).runs();
+            var every = new Scorer(List.of(model), 2, true).score(images).runs();
+            int negatives = 0;
+            for (int i = 0; i < images.size(); i++) {
+                var a = usual.get(i).get(0).getFindings();
+                var b = every.get(i).get(0).getFindings();
+                assertEquals(a.size(), b.size());
+                for (int k = 0; k < a.size(); k++) {
+                    assertEquals(a.get(k).getProbability(), b.get(k).getProbability());
+                    assertEquals(a.get(k).getPositive(), b.get(k).getPositive());
+                    assertEquals(a.get(k).getGuided(), b.get(k).getGuided(), "guided maps: the positives' alone");
+                    assertEquals(a.get(k).getPositive(), a.get(k).getActivation() != null, "usually the positives' maps alone");
+                    assertNotNull(b.get(k).getActivation(), "every finding's map");
+                    if (a.get(k).getPositive()) {
+                        assertEquals(a.get(k).getActivation(), b.get(k).getActivation());
+                    }
+                    negatives += a.get(k).getPositive() ? 0 : 1;
+                }
+            }
+            assertTrue(negatives > 0, "some negative findings to map");
+        }
+    }
+
     @Test
     void pipelinedResultsEqualTheSynchronousScorerStudyByStudy() throws Exception {
         try (OrtModel model = new OrtModel(pkg, EngineKind.cpu, 2, null)) {
