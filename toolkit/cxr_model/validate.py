@@ -38,6 +38,9 @@ def add_arguments(ap):
     ap.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
                     help="which variant of the package the gateway runs (cxr.inference.precision; int8 needs model.int8.onnx: "
                          "cxr-model quantize)")
+    ap.add_argument("--int8-decision-margin", type=float, default=None, metavar="P",
+                    help="with --precision int8: cxr.inference.int8-decision-margin, the images with a score this close to a "
+                         "threshold (log-odds) scored again at fp32 (default: the gateway's, 0.5; 0: the INT8 variant alone)")
     ap.add_argument("--java", default="java")
     ap.add_argument("--java-timeout", type=float, default=3600)
     ap.add_argument("--no-plots", action="store_true")
@@ -50,7 +53,8 @@ def add_arguments(ap):
 
 
 def gateway_scores(a, manifest, files, work, with_cams):
-    """{file: (probabilities by label, cam peaks by label)} and the files the gateway did not score."""
+    """{file: (probabilities by label, cam peaks by label)}, the files the gateway did not score, the seconds it took and,
+    at int8 with a decision margin, its decision guard's figures (margin, refereedImages), else None."""
     if not os.path.exists(a.jar):
         raise SystemExit("validate: the gateway jar %s is missing: build it with mvn -o -q -DskipTests package" % a.jar)
     pkgs = os.path.join(work, "packages")
@@ -58,17 +62,18 @@ def gateway_scores(a, manifest, files, work, with_cams):
     shutil.copytree(a.package, copy, ignore=shutil.ignore_patterns("*.work", "training.json"))
     m = json.load(open(os.path.join(copy, "manifest.json")))
     m.pop("reportedLabels", None)  # every label's probability, not only the reported findings
-    if with_cams:
-        for l in m["labels"]:
-            l["threshold"] = 0.0  # every finding positive, so the scorer computes every Grad-CAM; probabilities unchanged
     json.dump(m, open(os.path.join(copy, "manifest.json"), "w"), indent=2)
     out = os.path.join(work, "scores.json")
     listfile = [os.path.abspath(f) for f in files]
     if getattr(a, "precision", "fp32") == "int8" and "int8" not in m:
         raise SystemExit("validate: --precision int8: the package %s has no INT8 variant (cxr-model quantize makes one)" % a.package)
     cmd = [a.java, "-Xmx2g", "-Dcxr.inference.packages-dir=" + pkgs, "-Dquarkus.log.level=WARN",
-           "-Dcxr.inference.precision=" + getattr(a, "precision", "fp32"),
-           "-jar", os.path.abspath(a.jar), "score", "--json", out, "--no-reports"] + listfile
+           "-Dcxr.inference.precision=" + getattr(a, "precision", "fp32")]
+    if getattr(a, "int8_decision_margin", None) is not None:
+        cmd.append("-Dcxr.inference.int8-decision-margin=%r" % a.int8_decision_margin)
+    # every finding's Grad-CAM, negative ones too, at the package's own thresholds (they decide positives and, at int8,
+    # which images the decision guard scores again)
+    cmd += ["-jar", os.path.abspath(a.jar), "score", "--json", out, "--no-reports"] + (["--cams-for-every-label"] if with_cams else []) + listfile
     t0 = time.time()
     p = subprocess.run(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=a.java_timeout)
     if not os.path.exists(out):
@@ -83,7 +88,7 @@ def gateway_scores(a, manifest, files, work, with_cams):
             probs = {f["label"]: f["probability"] for f in run["findings"]}
             peaks = {f["label"]: (f["camPeak"]["x"], f["camPeak"]["y"]) for f in run["findings"] if "camPeak" in f}
             by_file[os.path.realpath(im["file"])] = (probs, peaks, run)
-    return by_file, res["notScored"], time.time() - t0
+    return by_file, res["notScored"], time.time() - t0, res.get("int8DecisionGuard", {}).get(manifest["id"])
 
 
 def save_cams(path, scored, names, by_file, data):
@@ -127,10 +132,13 @@ def run(a, log=print):
     try:
         files = [os.path.join(a.data, it.file) for it in items]
         log("scoring %d images with the gateway (%s)" % (len(files), a.jar))
-        by_file, not_scored, secs = gateway_scores(a, manifest, files, work, has_boxes)
+        by_file, not_scored, secs, guard = gateway_scores(a, manifest, files, work, has_boxes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log("gateway scored %d images in %.1f s" % (len(by_file), secs))
+    if guard:
+        log("INT8 decision guard: %d of %d images had a score within %g (log-odds) of a threshold and were scored again at fp32" % (
+            guard["refereedImages"], len(by_file), guard["margin"]))
     for ns in not_scored:
         log("  not scored by the gateway: %s: %s" % (ns["file"], ns["reason"]))
     scored = [it for it in items if os.path.realpath(os.path.join(a.data, it.file)) in by_file]
@@ -142,7 +150,7 @@ def run(a, log=print):
                           "intendedUse": manifest["intendedUse"]},
               "notice": "" if manifest["diagnostic"] else "AI - " + NOT_FOR_DIAGNOSTIC_USE,
               "scoredBy": "gateway score command (Java, ONNX Runtime, %s)" % getattr(a, "precision", "fp32"), "labelsFile": os.path.abspath(a.labels),
-              "subset": a.subset, "images": len(scored), "patients": int(len(set(groups))),
+              "subset": a.subset, "images": len(scored), "patients": int(len(set(groups))), "int8DecisionGuard": guard,
               "skipped": [{"line": l, "file": f, "reason": r} for (l, f, r) in skipped] +
                          [{"file": ns["file"], "reason": ns["reason"]} for ns in not_scored],
               "labels": [], "subgroups": {}}

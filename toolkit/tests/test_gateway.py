@@ -3,6 +3,7 @@ ONNX Runtime) gives PyTorch's probabilities on the same DICOM files within 2e-3.
 test images (spread_head) so probabilities spread widely: an untrained head would hide decoding or preprocessing errors.
 Needs target/quarkus-app/quarkus-run.jar (skipped without it unless CXR_REQUIRE_JAR=1)."""
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -114,7 +115,6 @@ class GatewayTest(unittest.TestCase):
         d = workdir(self)
         data = os.path.join(d, "data")
         synth.generate(data, patients=6, size=64, seed=9, log=lambda *a: None)
-        import csv
         rows = list(csv.reader(open(os.path.join(data, "LABELS.csv"))))
         header = rows[0]
         for r in rows[1:]:
@@ -169,19 +169,39 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(m["int8"]["scheme"], "qdq-u8s8+uint8-dense-blocks", m["int8"])
         self.assertTrue(os.path.exists(os.path.join(pkg, "model.int8.onnx")))
         reports = {}
-        for precision in ("fp32", "int8"):
+        # int8-alone: the INT8 variant without the gateway's decision guard (cxr.inference.int8-decision-margin 0)
+        for precision, margin in (("fp32", []), ("int8", []), ("int8-alone", ["--int8-decision-margin", "0"])):
             v = run("validate", "--package", pkg, "--data", data, "--labels", labels, "--out", os.path.join(d, "r-" + precision),
-                    "--precision", precision, "--no-plots", "--bootstrap", "20", "--save-cams")
+                    "--precision", precision[:4], "--no-plots", "--bootstrap", "20", "--save-cams", *margin)
             self.assertEqual(v.returncode, 0, v.stdout.decode()[-2000:])
             reports[precision] = json.load(open(os.path.join(d, "r-" + precision, "report.json")))
-            self.assertIn(precision, reports[precision]["scoredBy"])
+            self.assertIn(precision[:4], reports[precision]["scoredBy"])
             # the per-image outputs two runs are compared with: probabilities and raw Grad-CAMs
             with open(os.path.join(d, "r-" + precision, "scores.csv")) as f:
                 self.assertEqual(len(f.read().splitlines()), 1 + reports[precision]["images"])
             cams = np.load(os.path.join(d, "r-" + precision, "cams.npz"))
             self.assertEqual(cams["cams"].shape[:2], (reports[precision]["images"], len(reports[precision]["labels"])))
-            self.assertFalse(np.isnan(cams["cams"]).all(), "the gateway's Grad-CAMs are in")
+            # every finding's, negative ones too (score --cams-for-every-label), at the package's own thresholds
+            self.assertFalse(np.isnan(cams["cams"]).any(), "every image's Grad-CAM for every label is in")
         self.assertEqual(reports["fp32"]["images"], reports["int8"]["images"])
+        # the decision guard: its figures in the report (none without a margin, or at fp32), and at the package's
+        # thresholds the guarded INT8 decisions are FP32's
+        self.assertIsNone(reports["fp32"]["int8DecisionGuard"])
+        self.assertIsNone(reports["int8-alone"]["int8DecisionGuard"])
+        guard = reports["int8"]["int8DecisionGuard"]
+        self.assertEqual(guard["margin"], 0.5, guard)
+        self.assertTrue(0 <= guard["refereedImages"] <= reports["int8"]["images"], guard)
+        thresholds = {l["name"]: l["threshold"] for l in m["labels"]}
+        scores = {}
+        for precision in reports:
+            with open(os.path.join(d, "r-" + precision, "scores.csv")) as f:
+                scores[precision] = {r["file"]: r for r in csv.DictReader(f)}
+        flips = {p: sum((float(r[n]) >= t) != (float(scores["fp32"][file][n]) >= t)
+                        for file, r in scores[p].items() for n, t in thresholds.items() if r.get(n))
+                 for p in ("int8", "int8-alone")}
+        self.assertEqual(flips["int8"], 0, flips)
+        print("INT8 decision guard: %d of %d images scored again at fp32; decisions flipped against fp32 with / without it: %s" % (
+            guard["refereedImages"], reports["int8"]["images"], flips))
         print("quantize: INT8 variant of a tiny package; AUROC fp32 / int8: %s" % {
             l["name"]: (l["auroc"], k["auroc"]) for l, k in zip(reports["fp32"]["labels"], reports["int8"]["labels"])})
 

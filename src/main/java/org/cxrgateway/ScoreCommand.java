@@ -59,10 +59,12 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
     @Override
     public int run(String... files) throws Exception {
         // options first: --json FILE (machine-readable scores), --no-reports (no SR/SC/FHIR beside the inputs),
-        // --save-model-input (per image and model, the tensor the model was given, as a PNG beside the input)
+        // --save-model-input (per image and model, the tensor the model was given, as a PNG beside the input),
+        // --cams-for-every-label (every finding's Grad-CAM in the JSON, negative ones too: validation's pointing game)
         Path json = null;
         boolean reportsToo = true;
         boolean saveModelInput = false;
+        boolean camsForEveryLabel = false;
         int first = 0;
         while (first < files.length && files[first].startsWith("--")) {
             if ("--json".equals(files[first]) && first + 1 < files.length) {
@@ -74,13 +76,16 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
             } else if ("--save-model-input".equals(files[first])) {
                 saveModelInput = true;
                 first++;
+            } else if ("--cams-for-every-label".equals(files[first])) {
+                camsForEveryLabel = true;
+                first++;
             } else {
                 break;
             }
         }
         files = java.util.Arrays.copyOfRange(files, first, files.length);
         if (files.length == 0) {
-            System.err.println("usage: score [--json FILE] [--no-reports] [--save-model-input] FILE.dcm...");
+            System.err.println("usage: score [--json FILE] [--no-reports] [--save-model-input] [--cams-for-every-label] FILE.dcm...");
             return 2;
         }
         ScoreJson scores = json == null ? null : new ScoreJson();
@@ -114,7 +119,7 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
                 continue;
             }
             StudyJob job = study.job.job().build();
-            StudyResult result = models.load().score(job);
+            StudyResult result = models.load(camsForEveryLabel).score(job);
             print(result);
             if (saveModelInput) {
                 saveModelInputs(study.job.images(), fileBySop);
@@ -126,7 +131,14 @@ public class ScoreCommand implements CxrGatewayMain.OfflineCommand {
                 write(study.firstFile, reports.build(result));
             }
         }
+        for (OrtModel m : models.models()) {
+            if (m.decisionMargin() > 0) {
+                out.printf(Locale.ROOT, "%nmodel %s at int8: %d image(s) with a score within %s (log-odds) of a threshold scored again at fp32%n",
+                        m.pkg().manifest().id(), m.refereedImages(), m.decisionMargin());
+            }
+        }
         if (scores != null) {
+            scores.decisionGuard(models.models());
             scores.write(json);
         }
         return unreadable == files.length ? 1 : 0;

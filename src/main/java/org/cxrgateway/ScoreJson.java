@@ -22,7 +22,7 @@ import java.util.Map;
  * and finding, the probability, threshold, result and, where the finding has a Grad-CAM map, the raw map
  * (feature resolution) and its peak (the centre of its brightest feature cell) as a fraction of the working
  * image's width and height.
- * Files not scored are listed with the reason.
+ * Files not scored are listed with the reason; models at INT8 say how many images their decision guard scored at FP32.
  */
 final class ScoreJson {
 
@@ -98,6 +98,19 @@ final class ScoreJson {
         double x = a.getRegionX() + (at % fw + 0.5) * a.getRegionWidth() / fw;
         double y = a.getRegionY() + (at / fw + 0.5) * a.getRegionHeight() / fh;
         return new double[] {x / workingW, y / workingH};
+    }
+
+    /**
+     * Per model at INT8 with a decision margin (DecisionGuard): the margin and the images scored again at FP32,
+     * under "int8DecisionGuard" by model id.
+     */
+    void decisionGuard(java.util.List<org.cxrgateway.inference.OrtModel> models) {
+        ObjectNode guard = root.putObject("int8DecisionGuard");
+        for (var m : models) {
+            if (m.decisionMargin() > 0) {
+                guard.putObject(m.pkg().manifest().id()).put("margin", m.decisionMargin()).put("refereedImages", m.refereedImages());
+            }
+        }
     }
 
     void write(Path file) throws IOException {

@@ -210,7 +210,7 @@ class ScoreCommandIT {
         Path dir = Files.createDirectories(work.resolve("usage"));
         Run run = score(dir);
         assertEquals(2, run.exit(), run.out());
-        assertTrue(run.out().contains("usage: score [--json FILE] [--no-reports] [--save-model-input] FILE.dcm..."), run.out());
+        assertTrue(run.out().contains("usage: score [--json FILE] [--no-reports] [--save-model-input] [--cams-for-every-label] FILE.dcm..."), run.out());
     }
 
     /**
