@@ -9,7 +9,8 @@
 # Every ORT session (raw included) has the same SessionSettings; SPIN=0 turns intra-op spinning off for all.
 # The worker path's jobs carry the working images the listener makes by default (1024x853, 8 bits, pixel encoding
 # AUTO: raw); WORKING=WxH and PIXEL_ENCODING=RAW|DEFLATE|AUTO change them.
-# The INT8 variant is quantize.py's default, the configuration whose fidelity the README states; INT8_BLOCKS
+# The INT8 variant is quantize.py's default, the configuration whose fidelity the README states, timed alone (decision
+# margin 0: what the INT8 graph costs; with the gateway's decision guard on a trained model: int8-guard-bench.sh); INT8_BLOCKS
 # (float|uint8: quantize.py --blocks), INT8_FLOAT (conv names: --float; set but empty: every conv int8) and
 # INT8_WEIGHT_BITS (7|8: --weight-bits; 8 on CPUs with VNNI only) change it.
 #   src/bench/inference-bench.sh    (env: N=64 BATCH=8 THREADS=2 REPS=3 GUIDED_N=N/4 SPIN=1 [INT8_BLOCKS=...] [INT8_FLOAT=...]
@@ -46,7 +47,8 @@ printf "  worker path, guided Grad-CAM (%s maps/image, %s images)  %7s (%s-%s)\n
   "$(get guided_maps_per_image "$WORK/java-$REPS.out")" "$GUIDED_N" "$g" "$gmin" "$gmax"
 printf "  worker path     %7s (%s-%s)\n  engine          %7s (%s-%s)\n  INT8 engine     %7s (%s-%s)\n  raw ORT         %7s (%s-%s)\n  PyTorch eager   %7s (%s-%s)\n" \
   "$w" "$wmin" "$wmax" "$e" "$emin" "$emax" "$q" "$qmin" "$qmax" "$o" "$omin" "$omax" "$t" "$tmin" "$tmax"
-echo "  INT8 engine / PyTorch eager: $(awk -v a="$q" -v b="$t" 'BEGIN { printf "%.2f", a / b }') (target >= 2; INT8 scheme $(get int8_scheme "$WORK/java-$REPS.out"), $(get int8_float_convs "$WORK/java-$REPS.out") convs float)"
+echo "  INT8 engine / PyTorch eager: $(awk -v a="$q" -v b="$t" 'BEGIN { printf "%.2f", a / b }') (target >= 2; INT8 scheme $(get int8_scheme "$WORK/java-$REPS.out"), $(get int8_float_convs "$WORK/java-$REPS.out") convs float;"
+echo "    the variant alone: the demo head sits at its thresholds, so the decision guard's cost is measured on a trained model, toolkit/bench/int8-guard-bench.sh)"
 result fp32_worker_vs_torch "$(awk -v a="$w" -v b="$t" 'BEGIN { printf "%.2f", a / b }')"
 echo "  worker path (no guided Grad-CAM) / raw ORT: $(awk -v a="$w" -v b="$o" 'BEGIN { printf "%.3f", a / b }') (target >= 0.95); with guided: $(awk -v a="$g" -v b="$o" 'BEGIN { printf "%.3f", a / b }')"
 result fp32_worker_vs_raw_ort "$(awk -v a="$w" -v b="$o" 'BEGIN { printf "%.3f", a / b }')"
