@@ -38,7 +38,7 @@ def add_arguments(ap):
     ap.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
                     help="which variant of the package the gateway runs (cxr.inference.precision; int8 needs model.int8.onnx: "
                          "cxr-model quantize)")
-    ap.add_argument("--int8-decision-margin", type=float, default=None, metavar="P",
+    ap.add_argument("--int8-decision-margin", type=float, default=None, metavar="MARGIN",
                     help="with --precision int8: cxr.inference.int8-decision-margin, the images with a score this close to a "
                          "threshold (log-odds) scored again at fp32 (default: the gateway's, 0.5; 0: the INT8 variant alone)")
     ap.add_argument("--java", default="java")
@@ -61,7 +61,8 @@ def gateway_scores(a, manifest, files, work, with_cams):
     copy = os.path.join(pkgs, manifest["id"])
     shutil.copytree(a.package, copy, ignore=shutil.ignore_patterns("*.work", "training.json"))
     m = json.load(open(os.path.join(copy, "manifest.json")))
-    m.pop("reportedLabels", None)  # every label's probability, not only the reported findings
+    # every label's probability, not only the reported findings' (so at int8 the decision guard reads every label too)
+    m.pop("reportedLabels", None)
     json.dump(m, open(os.path.join(copy, "manifest.json"), "w"), indent=2)
     out = os.path.join(work, "scores.json")
     listfile = [os.path.abspath(f) for f in files]

@@ -19,7 +19,7 @@ import java.util.Set;
  * the manifest and warmed up. run is not thread-safe by design: a single inference thread owns the model (its input
  * buffer is reused) and ONNX Runtime parallelises inside each run (intra-op threads). The guided graph is used by
  * one other thread at a time (Scorer.finish). At INT8 with a decision margin, a second session of the FP32 model scores
- * again, inside run, the images whose INT8 probabilities lie near a threshold ({@link DecisionGuard}).
+ * again, inside run, the images whose INT8 scores lie near a threshold ({@link DecisionGuard}).
  */
 public final class OrtModel implements AutoCloseable {
 

@@ -251,14 +251,16 @@ public final class Scorer {
     private ModelRun run(Scores s, int i, OrtModel model, Preprocessor p, OrtModel.Output out, int w, int h, float[] input) {
         ModelManifest m = model.pkg().manifest();
         double[] prob = probabilities(m, out.logits(), i);
-        // the raw CAM of each positive reported finding, computed once for its heatmap and its guided Grad-CAM
+        // the raw CAM of each positive reported finding (of every one with camsForEveryLabel), computed once for its
+        // heatmap and its guided Grad-CAM
         java.util.Map<Integer, float[]> cams = new java.util.LinkedHashMap<>();
         List<Integer> positives = new ArrayList<>();
         for (int c : m.reportedIndices()) {
-            if (prob[c] >= m.labels().get(c).threshold()) {
+            boolean positive = prob[c] >= m.labels().get(c).threshold();
+            if (positive) {
                 positives.add(c);
             }
-            if (camsForEveryLabel || prob[c] >= m.labels().get(c).threshold()) {
+            if (positive || camsForEveryLabel) {
                 cams.put(c, rawCam(model, out, i, c));
             }
         }
