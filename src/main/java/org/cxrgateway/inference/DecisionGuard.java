@@ -13,9 +13,10 @@ import java.util.Arrays;
  * margin away from its threshold is on the same side of it at FP32, and every other label was scored at FP32. The
  * cost is one FP32 image per image near a threshold.
  * <p>
- * The distance is in log-odds, log(p / (1 - p)) (for a sigmoid head the logit itself), not in probability: the
- * error comes from the features through the linear head, so it is about even in log-odds, while a probability step
- * shrinks with p (1 - p). On a trained DenseNet-121 with thresholds 0.64-0.98 (int8-auroc.sh, 2026-12-07) the INT8
+ * The distance is in log-odds, log(p / (1 - p)) (for a sigmoid head the logit itself), not in probability:
+ * quantisation moves the logits (the features through the linear head), and a logit error moves a probability by
+ * p (1 - p) times as much, so a probability margin is wide in log-odds near a high or low threshold and narrow near
+ * 0.5. On a trained DenseNet-121 with thresholds 0.64-0.98 (int8-auroc.sh, 2026-12-07) the INT8
  * log-odds error of scores within 2 of a threshold's was at most 0.21 / 0.37 (validation / test): a log-odds margin
  * of 0.4 left no flip and scored 13-14% of the images again, where a probability margin needed 0.02-0.05 and 19-32%.
  */
