@@ -289,11 +289,17 @@ public final class OrtModel implements AutoCloseable {
      * where a heap array would be copied into a new direct buffer on every run. Grows to the largest batch seen.
      */
     private FloatBuffer inputBuffer(int n) {
-        if (input == null || input.capacity() < n * inputLen) {
-            input = java.nio.ByteBuffer.allocateDirect(n * inputLen * Float.BYTES).order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
-        }
-        input.clear();
+        input = atLeast(input, n);
         return input;
+    }
+
+    /** b, or a new direct buffer where b is null or holds fewer than n images; cleared. */
+    private FloatBuffer atLeast(FloatBuffer b, int n) {
+        if (b == null || b.capacity() < n * inputLen) {
+            b = java.nio.ByteBuffer.allocateDirect(n * inputLen * Float.BYTES).order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
+        }
+        b.clear();
+        return b;
     }
 
     /** The n images in the input buffer through the model, and the images near a threshold again through the referee. */
@@ -306,11 +312,7 @@ public final class OrtModel implements AutoCloseable {
         if (near.length == 0) {
             return out;
         }
-        if (refereeInput == null || refereeInput.capacity() < near.length * inputLen) {
-            refereeInput = java.nio.ByteBuffer.allocateDirect(near.length * inputLen * Float.BYTES)
-                    .order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
-        }
-        refereeInput.clear();
+        refereeInput = atLeast(refereeInput, near.length);
         FloatBuffer image = input.duplicate();
         for (int i : near) {
             image.clear().limit((i + 1) * inputLen).position(i * inputLen);
