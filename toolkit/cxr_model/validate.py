@@ -27,7 +27,7 @@ def add_arguments(ap):
     ap.add_argument("--labels", required=True)
     ap.add_argument("--out", required=True, help="report folder (report.json, scores.csv, index.html, PNG plots)")
     ap.add_argument("--write-thresholds", help="youden or sensitivity=0.9: writes a copy of the package with these thresholds")
-    ap.add_argument("--package-out", help="where --write-thresholds writes the package copy (default REPORT_DIR/package)")
+    ap.add_argument("--package-out", help="where --write-thresholds or --write-margin writes the package copy (default REPORT_DIR/package)")
     ap.add_argument("--subset", choices=["train", "validation", "test"],
                     help="only the patients of this set of the package's training split (training.json)")
     ap.add_argument("--codes", help="CSV name,value,scheme,meaning adding label codes")
@@ -41,6 +41,11 @@ def add_arguments(ap):
     ap.add_argument("--int8-decision-margin", type=float, default=None, metavar="MARGIN",
                     help="with --precision int8: cxr.inference.int8-decision-margin, the images with a score this close to a "
                          "threshold (log-odds) scored again at fp32 (default: the gateway's, 0.5; 0: the INT8 variant alone)")
+    ap.add_argument("--write-margin", action="store_true",
+                    help="with --precision int8: measure the INT8 variant's decision margin on this set (scored at fp32 and by the "
+                         "variant alone; twice its largest log-odds error near the thresholds) and write a copy of the package "
+                         "with it (manifest int8.decisionMargin, which the gateway's decision guard then uses; --package-out); "
+                         "the report's figures are then those of the variant guarded at that margin")
     ap.add_argument("--java", default="java")
     ap.add_argument("--java-timeout", type=float, default=3600)
     ap.add_argument("--no-plots", action="store_true")
@@ -52,9 +57,10 @@ def add_arguments(ap):
                          "(default 15, Zhang et al. 2016; 0 = strictly inside). The strict count is reported too")
 
 
-def gateway_scores(a, manifest, files, work, with_cams):
+def gateway_scores(a, manifest, files, work, with_cams, precision, margin):
     """{file: (probabilities by label, cam peaks by label)}, the files the gateway did not score, the seconds it took and,
-    at int8 with a decision margin, its decision guard's figures (margin, refereedImages), else None."""
+    at int8 with a decision margin, its decision guard's figures (margin, refereedImages), else None. margin: the
+    cxr.inference.int8-decision-margin to set, or None for the gateway's (the package's measured one, else 0.5)."""
     if not os.path.exists(a.jar):
         raise SystemExit("validate: the gateway jar %s is missing: build it with mvn -o -q -DskipTests package" % a.jar)
     pkgs = os.path.join(work, "packages")
@@ -66,12 +72,12 @@ def gateway_scores(a, manifest, files, work, with_cams):
     json.dump(m, open(os.path.join(copy, "manifest.json"), "w"), indent=2)
     out = os.path.join(work, "scores.json")
     listfile = [os.path.abspath(f) for f in files]
-    if getattr(a, "precision", "fp32") == "int8" and "int8" not in m:
+    if precision == "int8" and "int8" not in m:
         raise SystemExit("validate: --precision int8: the package %s has no INT8 variant (cxr-model quantize makes one)" % a.package)
     cmd = [a.java, "-Xmx2g", "-Dcxr.inference.packages-dir=" + pkgs, "-Dquarkus.log.level=WARN",
-           "-Dcxr.inference.precision=" + getattr(a, "precision", "fp32")]
-    if getattr(a, "int8_decision_margin", None) is not None:
-        cmd.append("-Dcxr.inference.int8-decision-margin=%r" % a.int8_decision_margin)
+           "-Dcxr.inference.precision=" + precision]
+    if margin is not None:
+        cmd.append("-Dcxr.inference.int8-decision-margin=%r" % margin)
     # every finding's Grad-CAM, negative ones too, at the package's own thresholds (they decide positives and, at int8,
     # which images the decision guard scores again)
     cmd += ["-jar", os.path.abspath(a.jar), "score", "--json", out, "--no-reports"] + (["--cams-for-every-label"] if with_cams else []) + listfile
@@ -129,11 +135,34 @@ def run(a, log=print):
     items, skipped = dataset.load(a.data, lab, log=log, keep_pixels=False)
     has_boxes = any(it.boxes for it in items)
     os.makedirs(a.out, exist_ok=True)
+    precision, margin = getattr(a, "precision", "fp32"), getattr(a, "int8_decision_margin", None)
+    if getattr(a, "write_margin", False):
+        if precision != "int8":
+            raise SystemExit("validate: --write-margin measures an INT8 variant's margin: add --precision int8")
+        if a.write_thresholds:
+            raise SystemExit("validate: --write-margin measures the margin at the package's thresholds: write the thresholds "
+                             "first, then measure the margin on the package with them")
+        if margin is not None:
+            raise SystemExit("validate: --write-margin measures the margin: leave --int8-decision-margin out")
     work = tempfile.mkdtemp(prefix="cxr-validate-")
+    measured = None
     try:
         files = [os.path.join(a.data, it.file) for it in items]
+        if getattr(a, "write_margin", False):
+            passes = {}
+            for name, prec, m in (("fp32", "fp32", None), ("int8-alone", "int8", 0)):
+                log("measuring the INT8 decision margin: scoring %d images at %s" % (len(files), name))
+                passes[name] = gateway_scores(a, manifest, files, os.path.join(work, name), False, prec, m)[0]
+            measured = measure_margin(manifest, passes["fp32"], passes["int8-alone"])
+            margin = measured["margin"]
+            log("INT8 variant against FP32 on %d images: largest log-odds error of the %d scores near their thresholds %.3f, "
+                "%d decisions flipped by the variant alone: decision margin %g" % (
+                    measured["images"], measured["pairsNearThresholds"], measured["logOddsError"], measured["flipsAlone"], margin))
         log("scoring %d images with the gateway (%s)" % (len(files), a.jar))
-        by_file, not_scored, secs, guard = gateway_scores(a, manifest, files, work, has_boxes)
+        by_file, not_scored, secs, guard = gateway_scores(a, manifest, files, os.path.join(work, "scores"), has_boxes, precision, margin)
+        if measured is not None:
+            # what the guard served at that margin, against FP32: none flips on this set, by the margin's construction
+            measured["flipsGuarded"] = decisions_flipped(manifest, passes["fp32"], by_file)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log("gateway scored %d images in %.1f s" % (len(by_file), secs))
@@ -216,6 +245,9 @@ def run(a, log=print):
         report["subgroups"][key] = sub
     if a.write_thresholds:
         report["writtenPackage"] = write_thresholds(a, manifest, report, curves, log)
+    if measured is not None:
+        report["int8Margin"] = measured
+        report["writtenPackage"] = write_margin(a, manifest, report, measured, log)
     with open(os.path.join(a.out, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")
@@ -247,12 +279,8 @@ def write_thresholds(a, manifest, report, curves, log):
             raise SystemExit("--write-thresholds sensitivity=S needs 0 < S <= 1")
     elif method != "youden":
         raise SystemExit("--write-thresholds: youden or sensitivity=S")
-    out = a.package_out or os.path.join(a.out, "package")
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    shutil.copytree(a.package, out, ignore=shutil.ignore_patterns("*.work"))
-    m = json.load(open(os.path.join(out, "manifest.json")))
     chosen = {}
+    out, m = package_copy(a)
     by_name = {e["name"]: e for e in report["labels"]}
     for l in m["labels"]:
         e = by_name.get(l["name"])
@@ -275,11 +303,96 @@ def write_thresholds(a, manifest, report, curves, log):
         "scoredBy": report["scoredBy"], "sourcePackage": {"id": manifest["id"], "version": manifest["version"]},
         "changes": chosen}
     m["version"] = (manifest["version"] + "+thr")[:64]
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump(m, f, indent=2)
-        f.write("\n")
+    write_manifest(out, m)
     log("wrote package %s with %s thresholds: %s" % (out, method, ", ".join("%s %.4f" % (k, v["to"]) for k, v in chosen.items())))
     return {"path": os.path.abspath(out), "method": method, "thresholds": chosen}
+
+
+def package_copy(a):
+    """A fresh copy of the package where --package-out (default REPORT_DIR/package) says, and its manifest to edit."""
+    out = a.package_out or os.path.join(a.out, "package")
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    shutil.copytree(a.package, out, ignore=shutil.ignore_patterns("*.work"))
+    return out, json.load(open(os.path.join(out, "manifest.json")))
+
+
+def write_manifest(folder, m):
+    with open(os.path.join(folder, "manifest.json"), "w") as f:
+        json.dump(m, f, indent=2)
+        f.write("\n")
+
+
+# --write-margin: the decision margin is this many times the variant's largest log-odds error measured near the thresholds.
+# The error's maximum is a sample's: on the trained 128² DenseNet-121 of train-bench.sh it was 0.205 on the validation set
+# and 0.374 on the test set (int8-auroc.sh, 2026-12-07), 1.8 times as much on images the measurement had not seen.
+MARGIN_FACTOR = 2.0
+# the scores whose error counts: within this many log-odds of their threshold at FP32 or at INT8. A score further away
+# decides nothing the margin could guard, and the log-odds of a saturated score (p near 0 or 1) magnify its rounding.
+MARGIN_WINDOW = 4.0
+# DecisionGuard.MAX_MARGIN and the manifest schema's bound
+MAX_MARGIN = 10.0
+
+
+def log_odds(p):
+    with np.errstate(divide="ignore"):
+        return np.log(p) - np.log1p(-p)
+
+
+def measure_margin(manifest, fp32, alone):
+    """The INT8 decision margin from the same images scored at FP32 and by the INT8 variant alone ({file: (probabilities
+    by label, ...)}): MARGIN_FACTOR times the largest log-odds error among the scores within MARGIN_WINDOW of their
+    threshold, and never below the distance from its threshold of any INT8 score whose decision differs from FP32's
+    (so that no decision of this set flips under the guard), rounded up to 0.01."""
+    thr = {l["name"]: l["threshold"] for l in manifest["labels"]}
+    reported = set(manifest.get("reportedLabels") or thr)
+    errors, flipped_at, pairs, images = [], [], 0, 0
+    for f, (pf, _, _) in fp32.items():
+        if f not in alone:
+            continue
+        images += 1
+        pq = alone[f][0]
+        for n, t in thr.items():
+            if n not in reported or n not in pf or n not in pq:
+                continue
+            pairs += 1
+            lt, lf, lq = log_odds(t), log_odds(pf[n]), log_odds(pq[n])
+            if min(abs(lf - lt), abs(lq - lt)) < MARGIN_WINDOW:
+                errors.append(abs(lq - lf))
+            if (pf[n] >= t) != (pq[n] >= t):
+                flipped_at.append(abs(lq - lt))
+    if not errors:
+        raise SystemExit("validate: --write-margin: no score of this set lies within %g log-odds of its threshold, so the "
+                         "variant's error near the thresholds cannot be measured on it" % MARGIN_WINDOW)
+    e = float(max(errors))
+    need = max(MARGIN_FACTOR * e, max(flipped_at, default=0.0) + 0.01)
+    margin = float(min(MAX_MARGIN, max(0.01, np.ceil(need * 100 - 1e-9) / 100)))
+    return {"margin": margin, "logOddsError": e, "factor": MARGIN_FACTOR, "window": MARGIN_WINDOW,
+            "pairsNearThresholds": len(errors), "pairs": pairs, "images": images, "flipsAlone": len(flipped_at),
+            "largestFlippedDistance": float(max(flipped_at)) if flipped_at else None}
+
+
+def decisions_flipped(manifest, fp32, other):
+    """The reported image-label pairs whose decision at the package's thresholds differs between two scorings."""
+    thr = {l["name"]: l["threshold"] for l in manifest["labels"]}
+    reported = set(manifest.get("reportedLabels") or thr)
+    return sum((pf[n] >= thr[n]) != (other[f][0][n] >= thr[n])
+               for f, (pf, _, _) in fp32.items() if f in other for n in reported if n in pf and n in other[f][0])
+
+
+def write_margin(a, manifest, report, measured, log):
+    """A copy of the package whose manifest carries the measured margin (int8.decisionMargin) and what it rests on."""
+    out, m = package_copy(a)
+    m["int8"]["decisionMargin"] = measured["margin"]
+    m["int8"]["decisionMarginBasis"] = {
+        "tool": "cxr-model validate --write-margin", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "labelsFile": os.path.abspath(a.labels), "subset": a.subset, "images": measured["images"],
+        "logOddsError": measured["logOddsError"], "factor": measured["factor"], "window": measured["window"],
+        "pairsNearThresholds": measured["pairsNearThresholds"], "flipsAlone": measured["flipsAlone"]}
+    m["version"] = (manifest["version"] + "+int8m")[:64]
+    write_manifest(out, m)
+    log("wrote package %s with the INT8 decision margin %g" % (out, measured["margin"]))
+    return {"path": os.path.abspath(out), "int8DecisionMargin": measured["margin"]}
 
 
 def make_plots(out, curves, report):

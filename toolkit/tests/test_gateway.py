@@ -5,6 +5,7 @@ Needs target/quarkus-app/quarkus-run.jar (skipped without it unless CXR_REQUIRE_
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -204,6 +205,43 @@ class GatewayTest(unittest.TestCase):
             guard["refereedImages"], reports["int8"]["images"], flips))
         print("quantize: INT8 variant of a tiny package; AUROC fp32 / int8: %s" % {
             l["name"]: (l["auroc"], k["auroc"]) for l, k in zip(reports["fp32"]["labels"], reports["int8"]["labels"])})
+
+        # --write-margin: the variant's margin measured on this set, written into a copy of the package, which the
+        # gateway's decision guard then uses by itself
+        wrong = run("validate", "--package", pkg, "--data", data, "--labels", labels, "--out", os.path.join(d, "r-bad"), "--write-margin")
+        self.assertNotEqual(wrong.returncode, 0)
+        self.assertIn("add --precision int8", wrong.stdout.decode())
+        out, copy = os.path.join(d, "r-margin"), os.path.join(d, "pkg-margin")
+        v = run("validate", "--package", pkg, "--data", data, "--labels", labels, "--out", out, "--precision", "int8",
+                "--write-margin", "--package-out", copy, "--no-plots", "--bootstrap", "20")
+        self.assertEqual(v.returncode, 0, v.stdout.decode()[-2000:])
+        rep = json.load(open(os.path.join(out, "report.json")))
+        measured = rep["int8Margin"]
+        # the error is the one the fp32 and int8-alone runs above show, over the scores within the window of a threshold
+        lo = lambda p: math.log(p) - math.log1p(-p) if 0 < p < 1 else math.copysign(math.inf, p - 0.5)
+        errors = [abs(lo(float(r[n])) - lo(float(scores["fp32"][file][n]))) for file, r in scores["int8-alone"].items()
+                  for n, t in thresholds.items() if r.get(n)
+                  and min(abs(lo(float(r[n])) - lo(t)), abs(lo(float(scores["fp32"][file][n])) - lo(t))) < measured["window"]]
+        self.assertEqual(measured["pairsNearThresholds"], len(errors), measured)
+        self.assertAlmostEqual(measured["logOddsError"], max(errors), places=6)
+        self.assertEqual(measured["flipsAlone"], flips["int8-alone"], measured)
+        self.assertGreaterEqual(measured["margin"], measured["factor"] * measured["logOddsError"] - 1e-9, measured)
+        # beyond every INT8 score whose decision flips: none of this set's flips escapes the guard
+        self.assertGreater(measured["margin"], measured["largestFlippedDistance"] or 0, measured)
+        self.assertEqual(measured["flipsGuarded"], 0, measured)
+        self.assertEqual(rep["int8DecisionGuard"]["margin"], measured["margin"], rep["int8DecisionGuard"])
+        written = json.load(open(os.path.join(copy, "manifest.json")))
+        self.assertEqual(written["int8"]["decisionMargin"], measured["margin"])
+        self.assertEqual(written["int8"]["decisionMarginBasis"]["logOddsError"], measured["logOddsError"])
+        self.assertTrue(written["version"].endswith("+int8m"), written["version"])
+        served = run("validate", "--package", copy, "--data", data, "--labels", labels, "--out", os.path.join(d, "r-served"),
+                     "--precision", "int8", "--no-plots", "--bootstrap", "20")
+        self.assertEqual(served.returncode, 0, served.stdout.decode()[-2000:])
+        guard = json.load(open(os.path.join(d, "r-served", "report.json")))["int8DecisionGuard"]
+        self.assertEqual(guard["margin"], measured["margin"], "the gateway takes the package's measured margin")
+        print("INT8 decision margin measured on %d images: error %.3f near the thresholds (%d scores), margin %g; "
+              "served at it: %d images scored again at fp32" % (measured["images"], measured["logOddsError"],
+                                                                measured["pairsNearThresholds"], measured["margin"], guard["refereedImages"]))
 
 
 if __name__ == "__main__":

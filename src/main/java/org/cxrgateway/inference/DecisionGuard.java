@@ -43,6 +43,27 @@ final class DecisionGuard {
     /** Beyond this every score is near every threshold: log-odds 10 is p 0.99995 against 0.5. */
     static final double MAX_MARGIN = 10;
 
+    /** A decision margin in log-odds, and where it comes from (for the model's load line). */
+    record Margin(double logOdds, String source) {
+    }
+
+    /**
+     * The margin in force for a package at INT8: cxr.inference.int8-decision-margin where set (the operator's word,
+     * for every package), else the margin measured for the package's own variant (manifest int8.decisionMargin, from
+     * cxr-model validate --write-margin), else {@value #DEFAULT_MARGIN}. A variant's error is its own: one that
+     * quantises worse than the one behind the default needs a wider margin, a better one a narrower.
+     */
+    static Margin margin(java.util.Optional<Double> configured, ModelManifest manifest) {
+        if (configured.isPresent()) {
+            return new Margin(configured.get(), "cxr.inference.int8-decision-margin");
+        }
+        ModelManifest.Int8 int8 = manifest.int8();
+        if (int8 != null && int8.decisionMargin() != null) {
+            return new Margin(int8.decisionMargin(), "measured for this variant, manifest int8.decisionMargin");
+        }
+        return new Margin(Double.parseDouble(DEFAULT_MARGIN), "the default");
+    }
+
     double margin() {
         return margin;
     }

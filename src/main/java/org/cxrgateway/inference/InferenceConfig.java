@@ -28,10 +28,10 @@ public interface InferenceConfig {
      * around 0.98), is scored again by the package's FP32 model and gets its scores and Grad-CAMs, so that INT8 flips
      * no decision where its error on the image is below this margin ({@link DecisionGuard}; the README's INT8
      * variant has the errors measured and the share of images scored twice). 0 turns the check off: every image
-     * INT8 alone. Default 0.5.
+     * INT8 alone. Set, it applies to every package. Default: each package's measured margin (manifest
+     * int8.decisionMargin, written by cxr-model validate --precision int8 --write-margin), else 0.5.
      */
-    @WithDefault(DecisionGuard.DEFAULT_MARGIN)
-    double int8DecisionMargin();
+    Optional<Double> int8DecisionMargin();
 
     /** ONNX Runtime intra-op threads per session. Default 2. */
     @WithDefault("2")

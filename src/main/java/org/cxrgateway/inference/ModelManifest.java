@@ -14,6 +14,7 @@ import java.io.InputStream;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.stream.Collectors;
 
@@ -73,9 +74,12 @@ public record ModelManifest(int formatVersion, String id, String version, String
 
     /**
      * The optional INT8 variant (schema: int8); null when the package has none. weightBits above 7 needs a CPU with
-     * int32 dot products (Int8Kernels); floatConvs (the convolutions left float) and calibration are informative.
+     * int32 dot products (Int8Kernels); decisionMargin, where present, is the decision guard's margin measured for this
+     * variant (DecisionGuard.margin); floatConvs (the convolutions left float), calibration and decisionMarginBasis are
+     * informative.
      */
-    public record Int8(String file, String scheme, Integer weightBits, List<String> floatConvs, Calibration calibration) {
+    public record Int8(String file, String scheme, Integer weightBits, List<String> floatConvs, Calibration calibration,
+                       Double decisionMargin, Map<String, Object> decisionMarginBasis) {
     }
 
     public record Calibration(String method, Double percentile, Integer images) {

@@ -63,9 +63,11 @@ public final class OrtModel implements AutoCloseable {
         this(pkg, engine, SessionSettings.defaults(intraOpThreads), precision, gpuCfg);
     }
 
-    /** At INT8, with the decision margin of gpuCfg (cxr.inference.int8-decision-margin), or its default where null. */
+    /** At INT8, with the decision margin {@link DecisionGuard#margin} gives (gpuCfg may be null). */
     public OrtModel(ModelPackage pkg, EngineKind engine, SessionSettings settings, Precision precision, InferenceConfig gpuCfg) {
-        this(pkg, engine, settings, precision, gpuCfg != null ? gpuCfg.int8DecisionMargin() : Double.parseDouble(DecisionGuard.DEFAULT_MARGIN), gpuCfg);
+        this(pkg, engine, settings, precision,
+                DecisionGuard.margin(gpuCfg != null ? gpuCfg.int8DecisionMargin() : java.util.Optional.empty(), pkg.manifest()).logOdds(),
+                gpuCfg);
     }
 
     /**

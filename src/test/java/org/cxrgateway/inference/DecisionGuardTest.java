@@ -68,4 +68,35 @@ class DecisionGuardTest {
             assertThrows(IllegalArgumentException.class, () -> new DecisionGuard(m, bad), "margin " + bad);
         }
     }
+
+    /** chest14's manifest with an int8 section, its decisionMargin the given value where not null. */
+    static ModelManifest withInt8(Double decisionMargin) throws Exception {
+        var json = new com.fasterxml.jackson.databind.ObjectMapper();
+        var node = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(
+                Files.readAllBytes(Path.of("src/test/resources/tiny-models/chest14/manifest.json")));
+        var int8 = node.putObject("int8").put("file", "model.int8.onnx").put("scheme", "qdq-u8s8");
+        if (decisionMargin != null) {
+            int8.put("decisionMargin", decisionMargin);
+            int8.putObject("decisionMarginBasis").put("subset", "validation").put("images", 111);
+        }
+        return ModelManifest.parse(json.writeValueAsBytes(node), "chest14");
+    }
+
+    @Test
+    void theMarginInForceIsTheOperatorsElseThePackagesMeasuredOneElseTheDefault() throws Exception {
+        ModelManifest measured = withInt8(0.41), unmeasured = withInt8(null);
+        assertEquals(0.41, measured.int8().decisionMargin());
+        assertEquals(new DecisionGuard.Margin(0.41, "measured for this variant, manifest int8.decisionMargin"),
+                DecisionGuard.margin(java.util.Optional.empty(), measured));
+        assertEquals(0.5, DecisionGuard.margin(java.util.Optional.empty(), unmeasured).logOdds());
+        assertEquals(0.5, DecisionGuard.margin(java.util.Optional.empty(), manifest("chest14")).logOdds(), "no INT8 variant");
+        // set, the operator's margin applies to every package, 0 (off) included
+        assertEquals(new DecisionGuard.Margin(0.8, "cxr.inference.int8-decision-margin"), DecisionGuard.margin(java.util.Optional.of(0.8), measured));
+        assertEquals(0, DecisionGuard.margin(java.util.Optional.of(0.0), measured).logOdds());
+        // a measured margin is a guard's margin: positive, at most MAX_MARGIN (the manifest's schema)
+        for (double bad : new double[]{0, -0.2, 10.5}) {
+            var e = assertThrows(ModelPackageException.class, () -> withInt8(bad), "decisionMargin " + bad);
+            assertTrue(e.getMessage().contains("decisionMargin"), e.getMessage());
+        }
+    }
 }

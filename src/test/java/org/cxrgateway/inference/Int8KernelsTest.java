@@ -31,8 +31,8 @@ class Int8KernelsTest {
 
     @Test
     void eightBitWeightsAreRefusedWithoutInt32DotProducts() {
-        var eight = new ModelManifest.Int8("model.int8.onnx", "qdq-u8s8", 8, List.of(), null);
-        var seven = new ModelManifest.Int8("model.int8.onnx", "qdq-u8s8", 7, List.of(), null);
+        var eight = new ModelManifest.Int8("model.int8.onnx", "qdq-u8s8", 8, List.of(), null, null, null);
+        var seven = new ModelManifest.Int8("model.int8.onnx", "qdq-u8s8", 7, List.of(), null, null, null);
         ModelPackageException e = assertThrows(ModelPackageException.class, () -> Int8Kernels.check("model package x", eight, false));
         assertTrue(e.getMessage().contains("8-bit weights") && e.getMessage().contains("--weight-bits 7"), e.getMessage());
         assertDoesNotThrow(() -> Int8Kernels.check("model package x", eight, true));
