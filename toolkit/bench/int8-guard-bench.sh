@@ -4,23 +4,25 @@
 # at FP32), against the variant alone, the FP32 engine and Debian PyTorch eager FP32 (same weights, batch and threads,
 # its faster memory format), on a trained model and its own images: the guard's cost depends on how many images score
 # near a threshold, which a demo model (every probability at its threshold) or random inputs cannot show.
-# The model and its INT8 variant are int8-auroc.sh's ($WORK/chest-model-int8, run first when missing); the images are
-# the SUBSET (validation, default, or test) of its split, preprocessed as the package states. REPS interleaved
+# The model and its INT8 variant are int8-auroc.sh's ($WORK/chest-model-int8, run first when missing), or PACKAGE (e.g.
+# the copy cxr-model validate --write-margin wrote, whose measured margin the guard then takes); the images are the
+# SUBSET (validation, default, or test) of its split, preprocessed as the package states. REPS interleaved
 # repetitions (Java driver, then PyTorch), medians with min and max; each Java run alternates its three engines 5 times.
-#   toolkit/bench/int8-guard-bench.sh    (env: WORK=/tmp/cxr-train-bench SUBSET=validation BATCH=8 THREADS=2 REPS=3)
+#   toolkit/bench/int8-guard-bench.sh    (env: WORK=/tmp/cxr-train-bench [PACKAGE=$WORK/chest-model-int8] SUBSET=validation BATCH=8 THREADS=2 REPS=3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source src/bench/lib.sh
 W="${WORK:-/tmp/cxr-train-bench}"; SUBSET="${SUBSET:-validation}"; BATCH=${BATCH:-8}; THREADS=${THREADS:-2}; REPS=${REPS:-3}
 echo "start $(date -u +%FT%TZ), $(uptime)"
-if [[ ! -f "$W/chest-model-int8/model.int8.onnx" ]]; then
+PKG="${PACKAGE:-$W/chest-model-int8}"
+if [[ -z "${PACKAGE:-}" && ! -f "$PKG/model.int8.onnx" ]]; then
   echo "no INT8 variant in $W/chest-model-int8: running int8-auroc.sh first"
   WORK="$W" toolkit/bench/int8-auroc.sh || die "int8-auroc.sh"
 fi
 B=target/bench/int8-guard; mkdir -p "$B"
 build_test_classpath "$B/cp.txt"
 CP="target/test-classes:target/classes:$(cat "$B/cp.txt")"
-PKG="$W/chest-model-int8"
+[[ -f "$PKG/model.int8.onnx" && -f "$PKG/training.json" ]] || die "$PKG: no INT8 variant or no training.json (its split)"
 N=$(/usr/bin/python3 - "$PKG" "$W/chest" "$W/chest/LABELS.csv" "$SUBSET" "$B/inputs.f32" <<'PY'
 import json, sys
 sys.path.insert(0, "toolkit")

@@ -40,7 +40,8 @@ def add_arguments(ap):
                          "cxr-model quantize)")
     ap.add_argument("--int8-decision-margin", type=float, default=None, metavar="MARGIN",
                     help="with --precision int8: cxr.inference.int8-decision-margin, the images with a score this close to a "
-                         "threshold (log-odds) scored again at fp32 (default: the gateway's, 0.5; 0: the INT8 variant alone)")
+                         "threshold (log-odds) scored again at fp32 (default: the gateway's, the package's measured margin "
+                         "(--write-margin), else 0.5; 0: the INT8 variant alone)")
     ap.add_argument("--write-margin", action="store_true",
                     help="with --precision int8: measure the INT8 variant's decision margin on this set (scored at fp32 and by the "
                          "variant alone; twice its largest log-odds error near the thresholds) and write a copy of the package "
@@ -339,28 +340,31 @@ def log_odds(p):
         return np.log(p) - np.log1p(-p)
 
 
-def measure_margin(manifest, fp32, alone):
-    """The INT8 decision margin from the same images scored at FP32 and by the INT8 variant alone ({file: (probabilities
-    by label, ...)}): MARGIN_FACTOR times the largest log-odds error among the scores within MARGIN_WINDOW of their
-    threshold, and never below the distance from its threshold of any INT8 score whose decision differs from FP32's
-    (so that no decision of this set flips under the guard), rounded up to 0.01."""
+def reported_pairs(manifest, first, second):
+    """(threshold, first probability, second probability) of each reported label of each image both scorings ({file:
+    (probabilities by label, ...)}) have: what a decision is taken on."""
     thr = {l["name"]: l["threshold"] for l in manifest["labels"]}
     reported = set(manifest.get("reportedLabels") or thr)
-    errors, flipped_at, pairs, images = [], [], 0, 0
-    for f, (pf, _, _) in fp32.items():
-        if f not in alone:
-            continue
-        images += 1
-        pq = alone[f][0]
-        for n, t in thr.items():
-            if n not in reported or n not in pf or n not in pq:
-                continue
-            pairs += 1
-            lt, lf, lq = log_odds(t), log_odds(pf[n]), log_odds(pq[n])
-            if min(abs(lf - lt), abs(lq - lt)) < MARGIN_WINDOW:
-                errors.append(abs(lq - lf))
-            if (pf[n] >= t) != (pq[n] >= t):
-                flipped_at.append(abs(lq - lt))
+    for f, (p1, _, _) in first.items():
+        p2 = second[f][0] if f in second else {}
+        for n in reported:
+            if n in p1 and n in p2:
+                yield thr[n], p1[n], p2[n]
+
+
+def measure_margin(manifest, fp32, alone):
+    """The INT8 decision margin from the same images scored at FP32 and by the INT8 variant alone: MARGIN_FACTOR times
+    the largest log-odds error among the scores within MARGIN_WINDOW of their threshold, and beyond the distance from its
+    threshold of any INT8 score whose decision differs from FP32's (so that no decision of this set flips under the
+    guard), rounded up to 0.01."""
+    errors, flipped_at, pairs = [], [], 0
+    for t, pf, pq in reported_pairs(manifest, fp32, alone):
+        pairs += 1
+        lt, lf, lq = log_odds(t), log_odds(pf), log_odds(pq)
+        if min(abs(lf - lt), abs(lq - lt)) < MARGIN_WINDOW:
+            errors.append(abs(lq - lf))
+        if (pf >= t) != (pq >= t):
+            flipped_at.append(abs(lq - lt))
     if not errors:
         raise SystemExit("validate: --write-margin: no score of this set lies within %g log-odds of its threshold, so the "
                          "variant's error near the thresholds cannot be measured on it" % MARGIN_WINDOW)
@@ -368,16 +372,13 @@ def measure_margin(manifest, fp32, alone):
     need = max(MARGIN_FACTOR * e, max(flipped_at, default=0.0) + 0.01)
     margin = float(min(MAX_MARGIN, max(0.01, np.ceil(need * 100 - 1e-9) / 100)))
     return {"margin": margin, "logOddsError": e, "factor": MARGIN_FACTOR, "window": MARGIN_WINDOW,
-            "pairsNearThresholds": len(errors), "pairs": pairs, "images": images, "flipsAlone": len(flipped_at),
-            "largestFlippedDistance": float(max(flipped_at)) if flipped_at else None}
+            "pairsNearThresholds": len(errors), "pairs": pairs, "images": len(set(fp32) & set(alone)),
+            "flipsAlone": len(flipped_at), "largestFlippedDistance": float(max(flipped_at)) if flipped_at else None}
 
 
 def decisions_flipped(manifest, fp32, other):
     """The reported image-label pairs whose decision at the package's thresholds differs between two scorings."""
-    thr = {l["name"]: l["threshold"] for l in manifest["labels"]}
-    reported = set(manifest.get("reportedLabels") or thr)
-    return sum((pf[n] >= thr[n]) != (other[f][0][n] >= thr[n])
-               for f, (pf, _, _) in fp32.items() if f in other for n in reported if n in pf and n in other[f][0])
+    return sum((p1 >= t) != (p2 >= t) for t, p1, p2 in reported_pairs(manifest, fp32, other))
 
 
 def write_margin(a, manifest, report, measured, log):
