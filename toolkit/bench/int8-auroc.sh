@@ -60,7 +60,8 @@ import math
 lo = lambda p: math.log(p) - math.log1p(-p) if 0 < p < 1 else math.copysign(math.inf, p - 0.5)
 near = [abs(lo(float(r[n])) - lo(float(sq[file][n]))) for file, r in sf.items() for n in thr
         if r.get(n) and sq[file].get(n) and abs(lo(float(r[n])) - lo(thr[n])) < 2]
-print("  max log-odds change of the %d scores within 2 of their threshold's: %.3f (cxr.inference.int8-decision-margin must exceed it)" % (
+print("  max log-odds change of the %d scores within 2 of their threshold's: %.3f (the decision margin must exceed it; "
+      "cxr-model validate --precision int8 --write-margin measures and records one)" % (
     len(near), max(near) if near else float("nan")))
 g = json.load(open("%s/int8-guarded/report.json" % w))
 sg = {r["file"]: r for r in csv.DictReader(open("%s/int8-guarded/scores.csv" % w))}
