@@ -5,6 +5,7 @@ src/main/python/quantize.py (static QDQ, GPTQ-rounded weights, activation ranges
 """
 import json
 import os
+import pathlib
 
 import numpy as np
 import torch
@@ -23,11 +24,11 @@ def add_arguments(ap):
 
 
 def run(a, log=print):
-    manifest = json.load(open(os.path.join(a.package, "manifest.json")))
+    manifest = json.loads(pathlib.Path(a.package, "manifest.json").read_text())
     record_file = os.path.join(a.package, "training.json")
     if not os.path.exists(record_file):
         raise SystemExit("quantize: %s has no training.json: calibrate an imported package with quantize.py --images" % a.package)
-    train_patients = set(json.load(open(record_file))["split"]["patients"]["train"])
+    train_patients = set(json.loads(pathlib.Path(record_file).read_text())["split"]["patients"]["train"])
     names = [l["name"] for l in manifest["labels"]]
     cat = codes.catalogue(a.codes)
     for l in manifest["labels"]:

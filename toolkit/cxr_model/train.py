@@ -4,6 +4,7 @@ DenseNet, transfer learning), selected on mean validation AUROC."""
 import json
 import math
 import os
+import pathlib
 import platform
 import random
 import sys
@@ -108,7 +109,7 @@ def stated_preprocessing(a, init_manifest):
             raise SystemExit("--preset must be one of " + ", ".join(sorted(cxr_preprocessing.PRESETS)))
         spec = cxr_preprocessing.PRESETS[a.preset]
     elif a.preprocessing:
-        spec = json.load(open(a.preprocessing))
+        spec = json.loads(pathlib.Path(a.preprocessing).read_text())
     elif init_manifest is not None and init_manifest.get("formatVersion", 1) >= 2 and a.crop is None and a.normalisation is None:
         spec = init_manifest["preprocessing"]
     else:
@@ -256,7 +257,7 @@ def run(a, log=print):
     channels = 3
     init_manifest = None
     if a.init and os.path.isdir(a.init):
-        init_manifest = json.load(open(os.path.join(a.init, "manifest.json")))
+        init_manifest = json.loads(pathlib.Path(a.init, "manifest.json").read_text())
     init_pre = init_manifest["preprocessing"] if init_manifest else {}
     crop = a.crop or init_pre.get("crop", "resize")
     norm = a.normalisation or init_pre.get("normalisation", "imagenet")
@@ -285,7 +286,7 @@ def run(a, log=print):
     assign = split.patient_split(rows, len(names), a.val, a.test, a.seed)
     if getattr(a, "split_from", None):
         # another run's patient split (its training.json): models compared on one task see the same patients
-        prev = json.load(open(a.split_from))["split"]["patients"]
+        prev = json.loads(pathlib.Path(a.split_from).read_text())["split"]["patients"]
         given = {p: s for s, ps in prev.items() for p in ps}
         absent = sorted(set(assign) - set(given))
         if absent:

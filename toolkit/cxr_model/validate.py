@@ -6,6 +6,7 @@ import csv
 import html
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -67,10 +68,10 @@ def gateway_scores(a, manifest, files, work, with_cams, precision, margin):
     pkgs = os.path.join(work, "packages")
     copy = os.path.join(pkgs, manifest["id"])
     shutil.copytree(a.package, copy, ignore=shutil.ignore_patterns("*.work", "training.json"))
-    m = json.load(open(os.path.join(copy, "manifest.json")))
+    m = json.loads(pathlib.Path(copy, "manifest.json").read_text())
     # every label's probability, not only the reported findings' (so at int8 the decision guard reads every label too)
     m.pop("reportedLabels", None)
-    json.dump(m, open(os.path.join(copy, "manifest.json"), "w"), indent=2)
+    write_manifest(copy, m)
     out = os.path.join(work, "scores.json")
     listfile = [os.path.abspath(f) for f in files]
     if precision == "int8" and "int8" not in m:
@@ -87,7 +88,7 @@ def gateway_scores(a, manifest, files, work, with_cams, precision, margin):
     if not os.path.exists(out):
         tail = p.stdout.decode("utf-8", "replace")[-3000:]
         raise SystemExit("validate: the gateway's score command failed (exit %d):\n%s" % (p.returncode, tail))
-    res = json.load(open(out))
+    res = json.loads(pathlib.Path(out).read_text())
     by_file = {}
     for im in res["images"]:
         for run in im["runs"]:
@@ -114,7 +115,7 @@ def save_cams(path, scored, names, by_file, data):
 
 
 def run(a, log=print):
-    manifest = json.load(open(os.path.join(a.package, "manifest.json")))
+    manifest = json.loads(pathlib.Path(a.package, "manifest.json").read_text())
     names = [l["name"] for l in manifest["labels"]]
     cat = codes.catalogue(a.codes)
     for l in manifest["labels"]:
@@ -127,7 +128,7 @@ def run(a, log=print):
         raise labels_mod.LabelError("%s line 1: no column for any of the package's labels (%s)" % (a.labels, ", ".join(names)))
     lab = labels_mod.read(a.labels, cat, only)
     if a.subset:
-        rec = json.load(open(os.path.join(a.package, "training.json")))
+        rec = json.loads(pathlib.Path(a.package, "training.json").read_text())
         keep = set(rec["split"]["patients"][a.subset])
         lab.rows = [r for r in lab.rows if r["patient_id"] in keep]
         log("subset %s of the package's split: %d images" % (a.subset, len(lab.rows)))
@@ -315,7 +316,7 @@ def package_copy(a):
     if os.path.exists(out):
         shutil.rmtree(out)
     shutil.copytree(a.package, out, ignore=shutil.ignore_patterns("*.work"))
-    return out, json.load(open(os.path.join(out, "manifest.json")))
+    return out, json.loads(pathlib.Path(out, "manifest.json").read_text())
 
 
 def write_manifest(folder, m):

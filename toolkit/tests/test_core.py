@@ -1,5 +1,6 @@
 """Fast CPU unit tests of the toolkit (stdlib unittest: python3 -m unittest discover -s toolkit/tests -t toolkit)."""
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -75,10 +76,10 @@ class CoreTest(unittest.TestCase):
     def test_csv_errors_name_line_and_column(self):
         d = workdir(self)
         p = os.path.join(d, "L.csv")
-        open(p, "w").write("file,patient_id,Nodule\na.dcm,P1,1\nb.dcm,P2,maybe\n")
+        pathlib.Path(p).write_text("file,patient_id,Nodule\na.dcm,P1,1\nb.dcm,P2,maybe\n")
         with self.assertRaisesRegex(labels.LabelError, "line 3, column 'Nodule'"):
             labels.read(p, codes.catalogue())
-        open(p, "w").write("file,patient_id,Frobnitz\na.dcm,P1,1\n")
+        pathlib.Path(p).write_text("file,patient_id,Frobnitz\na.dcm,P1,1\n")
         with self.assertRaisesRegex(codes.CodeError, "Frobnitz"):
             labels.read(p, codes.catalogue())
 
@@ -108,6 +109,7 @@ class CoreTest(unittest.TestCase):
                 if p.poll() is None:
                     p.send_signal(signal.SIGKILL)
                 p.wait()
+                p.stdout.close()
                 p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             out_text = p.communicate(timeout=300)[0].decode()
             self.assertEqual(p.returncode, 0, out_text[-2000:])
@@ -131,7 +133,7 @@ class CoreTest(unittest.TestCase):
         p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
         self.assertEqual(p.returncode, 0, p.stdout.decode()[-2000:])
         import json
-        lrs = [h["lr"] for h in json.load(open(os.path.join(out, "training.json")))["epochs"]]
+        lrs = [h["lr"] for h in json.loads(pathlib.Path(out, "training.json").read_text())["epochs"]]
         # epoch k (from 0) trains at 1e-5 + (1e-3 - 1e-5) (1 + cos(pi k / 4)) / 2, whatever the validation AUROC does
         want = [1e-5 + (1e-3 - 1e-5) * (1 + np.cos(np.pi * k / 4)) / 2 for k in range(4)]
         self.assertEqual(len(lrs), 4)
@@ -178,7 +180,7 @@ class ArchitectureTest(unittest.TestCase):
                             "--epochs", "1", "--only", "COVID-19", "--threads", "1"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
         self.assertEqual(t.returncode, 0, t.stdout.decode()[-2000:])
-        m = json.load(open(os.path.join(d, "pkg", "manifest.json")))
+        m = json.loads(pathlib.Path(d, "pkg", "manifest.json").read_text())
         self.assertEqual(m["architecture"], "resnet50")
         self.assertEqual(m["head"]["kind"], "mlp")
         self.assertEqual([l["weight"] for l in m["head"]["layers"]], ["fc.0.weight", "fc.2.weight", "fc.4.weight"])

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import pathlib
 import subprocess
 import sys
 import unittest
@@ -94,9 +95,9 @@ class GatewayTest(unittest.TestCase):
                                 "--json", out, "--no-reports"] + files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
             self.assertTrue(os.path.exists(out), p.stdout.decode()[-2000:])
             res = {os.path.realpath(i["file"]): {f["label"]: f["probability"] for f in i["runs"][0]["findings"]}
-                   for i in json.load(open(out))["images"]}
+                   for i in json.loads(pathlib.Path(out).read_text())["images"]}
             self.assertEqual(len(res), len(files))
-            spec = preprocess.spec_of(json.load(open(os.path.join(pk, "manifest.json"))))
+            spec = preprocess.spec_of(json.loads(pathlib.Path(pk, "manifest.json").read_text()))
             ref, _ = cxr_models.load_package_model(pk, "tiny")
             worst, probs = 0.0, []
             for f in files:
@@ -116,7 +117,7 @@ class GatewayTest(unittest.TestCase):
         d = workdir(self)
         data = os.path.join(d, "data")
         synth.generate(data, patients=6, size=64, seed=9, log=lambda *a: None)
-        rows = list(csv.reader(open(os.path.join(data, "LABELS.csv"))))
+        rows = list(csv.reader(pathlib.Path(data, "LABELS.csv").read_text().splitlines()))
         header = rows[0]
         for r in rows[1:]:
             for i, h in enumerate(header):
@@ -137,7 +138,7 @@ class GatewayTest(unittest.TestCase):
         out = v.stdout.decode()
         self.assertEqual(v.returncode, 0, out[-2000:])
         self.assertIn("warning: Pneumothorax has no positives", out)
-        rep = json.load(open(os.path.join(d, "rep", "report.json")))
+        rep = json.loads(pathlib.Path(d, "rep", "report.json").read_text())
         ptx = [l for l in rep["labels"] if l["name"] == "Pneumothorax"][0]
         self.assertIsNone(ptx["auroc"])
         self.assertIn("no positives", ptx["warning"])
@@ -163,7 +164,7 @@ class GatewayTest(unittest.TestCase):
         q = run("quantize", "--package", pkg, "--data", data, "--labels", labels, "--int8-images", "8")
         self.assertEqual(q.returncode, 0, q.stdout.decode()[-2000:])
         self.assertIn("calibrating on 8 training images", q.stdout.decode())
-        m = json.load(open(os.path.join(pkg, "manifest.json")))
+        m = json.loads(pathlib.Path(pkg, "manifest.json").read_text())
         self.assertEqual(m["int8"]["file"], "model.int8.onnx", m.get("int8"))
         # quantize.py's defaults: the stem and block 1's first two 1x1 convs float, the other dense block in uint8
         self.assertEqual([c.split("/")[-2:] for c in m["int8"]["floatConvs"]], [["conv0", "Conv"]] + [["conv1", "Conv"]] * 2, m["int8"])
@@ -175,7 +176,7 @@ class GatewayTest(unittest.TestCase):
             v = run("validate", "--package", pkg, "--data", data, "--labels", labels, "--out", os.path.join(d, "r-" + precision),
                     "--precision", precision[:4], "--no-plots", "--bootstrap", "20", "--save-cams", *margin)
             self.assertEqual(v.returncode, 0, v.stdout.decode()[-2000:])
-            reports[precision] = json.load(open(os.path.join(d, "r-" + precision, "report.json")))
+            reports[precision] = json.loads(pathlib.Path(d, "r-" + precision, "report.json").read_text())
             self.assertIn(precision[:4], reports[precision]["scoredBy"])
             # the per-image outputs two runs are compared with: probabilities and raw Grad-CAMs
             with open(os.path.join(d, "r-" + precision, "scores.csv")) as f:
@@ -215,7 +216,7 @@ class GatewayTest(unittest.TestCase):
         v = run("validate", "--package", pkg, "--data", data, "--labels", labels, "--out", out, "--precision", "int8",
                 "--write-margin", "--package-out", copy, "--no-plots", "--bootstrap", "20")
         self.assertEqual(v.returncode, 0, v.stdout.decode()[-2000:])
-        rep = json.load(open(os.path.join(out, "report.json")))
+        rep = json.loads(pathlib.Path(out, "report.json").read_text())
         measured = rep["int8Margin"]
         # the error is the one the fp32 and int8-alone runs above show, over the scores within the window of a threshold
         lo = lambda p: math.log(p) - math.log1p(-p) if 0 < p < 1 else math.copysign(math.inf, p - 0.5)
@@ -230,14 +231,14 @@ class GatewayTest(unittest.TestCase):
         self.assertGreater(measured["margin"], measured["largestFlippedDistance"] or 0, measured)
         self.assertEqual(measured["flipsGuarded"], 0, measured)
         self.assertEqual(rep["int8DecisionGuard"]["margin"], measured["margin"], rep["int8DecisionGuard"])
-        written = json.load(open(os.path.join(copy, "manifest.json")))
+        written = json.loads(pathlib.Path(copy, "manifest.json").read_text())
         self.assertEqual(written["int8"]["decisionMargin"], measured["margin"])
         self.assertEqual(written["int8"]["decisionMarginBasis"]["logOddsError"], measured["logOddsError"])
         self.assertTrue(written["version"].endswith("+int8m"), written["version"])
         served = run("validate", "--package", copy, "--data", data, "--labels", labels, "--out", os.path.join(d, "r-served"),
                      "--precision", "int8", "--no-plots", "--bootstrap", "20")
         self.assertEqual(served.returncode, 0, served.stdout.decode()[-2000:])
-        guard = json.load(open(os.path.join(d, "r-served", "report.json")))["int8DecisionGuard"]
+        guard = json.loads(pathlib.Path(d, "r-served", "report.json").read_text())["int8DecisionGuard"]
         self.assertEqual(guard["margin"], measured["margin"], "the gateway takes the package's measured margin")
         print("INT8 decision margin measured on %d images: error %.3f near the thresholds (%d scores), margin %g; "
               "served at it: %d images scored again at fp32" % (measured["images"], measured["logOddsError"],

@@ -12,6 +12,7 @@ arithmetic step is exact or a single IEEE float32 operation, so numpy and Java a
 import json
 import math
 import os
+import pathlib
 
 import numpy as np
 import onnx
@@ -286,7 +287,7 @@ def external_layout(onnx_path):
 def load_package_model(package_dir, arch=None):
     """A torch TwoHead model whose weights are read back from a package's ONNX initializers (with
     external data, if any): the reference runs exactly the shipped weights."""
-    manifest = json.load(open(os.path.join(package_dir, "manifest.json")))
+    manifest = json.loads(pathlib.Path(package_dir, "manifest.json").read_text())
     m = onnx.load(os.path.join(package_dir, manifest.get("model", "model.onnx")))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
     # the exporter keeps one copy of equal tensors (zero BN biases, equal trained ones) and names the others

@@ -303,8 +303,9 @@ def output_shape(spec, w, h):
 
 if __name__ == "__main__":
     import json
+    import pathlib
     import sys
     for name, spec in PRESETS.items():
         validate(spec)
     if len(sys.argv) == 2:
-        print(json.dumps(validate(json.load(open(sys.argv[1]))), indent=2))
+        print(json.dumps(validate(json.loads(pathlib.Path(sys.argv[1]).read_text())), indent=2))

@@ -44,6 +44,7 @@ weights are cleared for (default: research use, not diagnostic).
 import argparse
 import json
 import os
+import pathlib
 import re
 import sys
 
@@ -287,7 +288,7 @@ def main():
         d = convert(a.kind, a.checkpoint, a.out, a.id or a.kind, a.version, a.intended_use, a.diagnostic,
                     a.arch or "densenet121", a.threshold, a.preset, a.preprocessing)
     if a.int8:
-        manifest = json.load(open(os.path.join(d, "manifest.json")))
+        manifest = json.loads(pathlib.Path(d, "manifest.json").read_text())
         quantize.quantize_with_args(d, a, quantize.images_to_tensors(manifest, a.int8))
     print("wrote", d)
 

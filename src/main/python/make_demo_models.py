@@ -12,6 +12,7 @@ real-weights package looks like) and is what the tests use for the tiny variant.
 import argparse
 import json
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -108,7 +109,7 @@ def build(out_dir, pid, spec, arch="densenet121", size=224, embed=False, seed=No
         layout = cxr_models.external_layout(onnx_path)
         entries = []
         by_name = {r["name"]: r for r in recipe}
-        data = open(os.path.join(out_dir, "weights.bin"), "rb").read()
+        data = pathlib.Path(out_dir, "weights.bin").read_bytes()
         for name, (offset, length, _) in sorted(layout.items(), key=lambda kv: kv[1][0]):
             r = by_name.get(name)
             if r is None:

@@ -42,6 +42,7 @@ import argparse
 import fnmatch
 import json
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -570,7 +571,7 @@ def quantize_package(pkg_dir, calibration, method="mse", percentile=99.99, log=p
     if weight_bits not in WEIGHT_QMAX:
         raise ValueError("weight bits must be one of %s, not %s" % ("/".join(map(str, WEIGHT_QMAX)), weight_bits))
     mpath = os.path.join(pkg_dir, "manifest.json")
-    manifest = json.load(open(mpath))
+    manifest = json.loads(pathlib.Path(mpath).read_text())
     c, s = manifest["input"]["channels"], manifest["input"]["size"]
     calibration = np.asarray(calibration, dtype=np.float32)
     if calibration.ndim != 4 or calibration.shape[1:] != (c, s, s) or len(calibration) == 0:
@@ -670,7 +671,7 @@ def main():
     ap.add_argument("--weight-bits", type=int, choices=sorted(WEIGHT_QMAX), default=DEFAULT_WEIGHT_BITS,
                     help="conv weight range: 7 (default, every CPU) or 8 (x86 with VNNI, or ARM; WEIGHT_QMAX)")
     a = ap.parse_args()
-    manifest = json.load(open(os.path.join(a.package, "manifest.json")))
+    manifest = json.loads(pathlib.Path(a.package, "manifest.json").read_text())
     if a.images:
         x = images_to_tensors(manifest, a.images)
     else:
