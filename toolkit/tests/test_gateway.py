@@ -91,8 +91,11 @@ class GatewayTest(unittest.TestCase):
             spread_head(model, torch.from_numpy(np.stack([preprocess.apply(preprocess.spec_of(man), decode.read(f)[1]) for f in files])))
             train.write_package(model, man, a, synth.FINDINGS, {n: 0.5 for n in synth.FINDINGS}, log=lambda *x: None)
             out = os.path.join(packages, "s.json")
-            p = subprocess.run(["java", "-Dcxr.inference.packages-dir=" + packages, "-jar", JAR, "score",
-                                "--json", out, "--no-reports"] + files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+            # in the test's folder: the gateway keeps its data (ONNX Runtime's libraries) under ./data by default, which
+            # from the caller's folder would land in the source tree
+            p = subprocess.run(["java", "-Dcxr.inference.packages-dir=" + packages, "-jar", os.path.abspath(JAR), "score",
+                                "--json", out, "--no-reports"] + files, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               timeout=300)
             self.assertTrue(os.path.exists(out), p.stdout.decode()[-2000:])
             res = {os.path.realpath(i["file"]): {f["label"]: f["probability"] for f in i["runs"][0]["findings"]}
                    for i in json.loads(pathlib.Path(out).read_text())["images"]}
