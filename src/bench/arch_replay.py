@@ -18,6 +18,7 @@ Writes WORK/replay.json and the packages under WORK/packages/<id>.
 import argparse
 import json
 import os
+import pathlib
 import sys
 import time
 
@@ -77,7 +78,7 @@ def main():
         print("%-24s AUROC %.3f  accuracy %.3f  precision %.3f  recall %.3f  F1 %.3f  (test n=%d, %d COVID; trained in %.0f s)"
               % (title, r["auroc"] or float("nan"), r["accuracy"], r["precision"], r["recall"], r["f1"], r["n"], r["positives"], train_s),
               flush=True)
-    json.dump(results, open(os.path.join(a.work, "replay.json"), "w"), indent=1)
+    pathlib.Path(a.work, "replay.json").write_text(json.dumps(results, indent=1))
 
 
 def evaluate(pkg, data, csv):
@@ -85,7 +86,7 @@ def evaluate(pkg, data, csv):
     operating threshold chosen on the validation patients (Youden's J = sensitivity + specificity - 1), not at 0.5:
     with a few epochs the scores of every architecture sit on one side of 0.5 and a fixed cut calls every image one
     class, hiding a ranking the scores do have (AUROC)."""
-    rec = json.load(open(os.path.join(pkg, "training.json")))
+    rec = json.loads(pathlib.Path(pkg, "training.json").read_text())
     lab = labels_mod.read(csv, codes.catalogue(None), None)
     items, _ = dataset.load(data, lab, log=lambda *x: None)
     covid = lab.names.index("COVID-19")

@@ -119,9 +119,9 @@ def build(out_dir, pid, spec, arch="densenet121", size=224, embed=False, seed=No
             if len(want) != length or data[offset:offset + length] != want:
                 raise SystemExit("exported initializer %s differs from its recipe" % name)
             entries.append(dict(r, position=offset, length=length))
-        json.dump({"seed": seed, "generator": "splitmix64-fnv1a-v1", "file": "weights.bin",
-                   "fileLength": len(data), "tensors": entries},
-                  open(os.path.join(out_dir, "weights.recipe.json"), "w"), indent=0)
+        pathlib.Path(out_dir, "weights.recipe.json").write_text(json.dumps(
+            {"seed": seed, "generator": "splitmix64-fnv1a-v1", "file": "weights.bin", "fileLength": len(data),
+             "tensors": entries}, indent=0))
         if guided:
             # the adjoint graph references the same weights.bin at the same offsets: weights are held once
             guided_backprop.export(model, guided_path, 3, size, external_layout=layout)

@@ -12,6 +12,7 @@ and writes, all little-endian float32:
 """
 import json
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -48,7 +49,7 @@ def preprocess(pixels, w, h, bits, manifest):
 
 def main(work):
     torch.set_num_threads(2)
-    req = json.load(open(os.path.join(work, "request.json")))
+    req = json.loads(pathlib.Path(work, "request.json").read_text())
     model, manifest = cxr_models.load_package_model(req["package"])
     for i, im in enumerate(req["images"]):
         dtype = np.uint8 if im["bits"] == 8 else np.dtype("<u2")

@@ -19,6 +19,7 @@ import argparse
 import copy
 import json
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -234,12 +235,12 @@ def main():
         logit_floor = [max(float((l32.double() - wide(x.double())[0]).abs().max())
                            for l32 in fp32_backends(lambda: model(x)[0])) for x in images]
     spread = np.std(np.stack(all_logits), axis=0)
-    json.dump({"images": a.images, "labels": a.labels, "channels": 3, "size": a.size, "arch": a.arch, "head": a.head,
-               "screening": fragile, "logitsFp32VsFp64": logit_floor, "strictBounds": STRICT,
-               "logitStdAcrossImages": [float(s) for s in spread],
-               "unguidedFinalRelu": {"maxAbsDiffOverMaxAbsRef": max(final_rel_max),
-                                     "meanAbsDiffOverMeanAbsRef": float(np.mean(final_rel_mean))}},
-              open(os.path.join(a.work, "reference.json"), "w"), indent=1)
+    reference = {"images": a.images, "labels": a.labels, "channels": 3, "size": a.size, "arch": a.arch, "head": a.head,
+                 "screening": fragile, "logitsFp32VsFp64": logit_floor, "strictBounds": STRICT,
+                 "logitStdAcrossImages": [float(s) for s in spread],
+                 "unguidedFinalRelu": {"maxAbsDiffOverMaxAbsRef": max(final_rel_max),
+                                       "meanAbsDiffOverMeanAbsRef": float(np.mean(final_rel_mean))}}
+    pathlib.Path(a.work, "reference.json").write_text(json.dumps(reference, indent=1))
     print("unguided final ReLU vs all guided: max |diff|/max|ref| = %.4f, mean |diff|/mean |ref| = %.4f"
           % (max(final_rel_max), float(np.mean(final_rel_mean))))
 

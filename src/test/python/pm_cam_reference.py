@@ -11,6 +11,7 @@ map outside it, and the correlation with the reference of the next case (a negat
 """
 import json
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -68,7 +69,7 @@ def reference(model, manifest, case, rows, cols):
 
 def main(work):
     torch.set_num_threads(2)
-    req = json.load(open(os.path.join(work, "request.json")))
+    req = json.loads(pathlib.Path(work, "request.json").read_text())
     model, manifest = cxr_models.load_package_model(req["package"])
     refs, maps = [], []
     for case in req["cases"]:
@@ -89,7 +90,7 @@ def main(work):
         out.append({"correlation": float(np.corrcoef(inside.ravel(), ref.ravel())[0, 1]),
                     "outside": float(np.abs(outside).max()), "std": float(inside.std()),
                     "control": control, "grid": [pm.shape[1], pm.shape[0]], "rect": [x0, y0, rw, rh]})
-    json.dump(out, open(os.path.join(work, "result.json"), "w"))
+    pathlib.Path(work, "result.json").write_text(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ through src/main/python/cxr_preprocessing.py, i.e. through PIL/torchvision/skima
 """
 import json
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -18,9 +19,9 @@ import cxr_preprocessing  # noqa: E402
 
 def main(work):
     if len(sys.argv) > 2 and sys.argv[2] == "presets":
-        json.dump(cxr_preprocessing.PRESETS, open(os.path.join(work, "presets.json"), "w"))
+        pathlib.Path(work, "presets.json").write_text(json.dumps(cxr_preprocessing.PRESETS))
         return
-    for case in json.load(open(os.path.join(work, "cases.json"))):
+    for case in json.loads(pathlib.Path(work, "cases.json").read_text()):
         img = np.fromfile(os.path.join(work, case["image"]), dtype=np.uint8).reshape(case["height"], case["width"])
         x = cxr_preprocessing.apply(case["spec"], img)
         x.astype("<f4").tofile(os.path.join(work, case["out"]))

@@ -21,6 +21,7 @@ Prints one table row per preset; exits non-zero on any failure.
 import argparse
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import tempfile
@@ -204,7 +205,7 @@ def check(jar, work):
         subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "src", "main", "python", "import_weights.py"), layout,
                         os.path.join(ckpt, "checkpoint.pt"), "--out", os.path.join(pkgs, preset), "--id", preset,
                         "--preset", preset], check=True, stdout=subprocess.DEVNULL)
-        manifest = json.load(open(os.path.join(pkgs, preset, "manifest.json")))
+        manifest = json.loads(pathlib.Path(pkgs, preset, "manifest.json").read_text())
         expected[preset] = (manifest, inputs, reference_probabilities(net, layout, inputs))
 
     # Product defaults, the working-image cap included: the 3000x2500 case must keep its 1024-px working image

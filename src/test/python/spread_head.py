@@ -21,6 +21,7 @@ come from the FP32 graph itself (quantize.evaluate); model.onnx is rewritten wit
 """
 import json
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -101,7 +102,7 @@ def spread_mlp(pkg, manifest, x, sd):
 
 
 def main(pkg, inputs, sd=2.5, subspace=None):
-    manifest = json.load(open(os.path.join(pkg, "manifest.json")))
+    manifest = json.loads(pathlib.Path(pkg, "manifest.json").read_text())
     torch_path = manifest["head"].get("kind") == "mlp" or manifest.get("architecture", "densenet121") not in (
         "densenet121", "densenet169", "densenet201", "tiny")
     if torch_path and subspace is not None:

@@ -112,7 +112,7 @@ public class ModelRegistry {
                 LOG.infof("model %s %s loaded and warmed up on %s at %s%s in %d ms%s", p.manifest().id(), p.manifest().version(),
                         config.engine(), config.precision(),
                         m.decisionMargin() > 0 ? " (images with a score within " + m.decisionMargin() + " log-odds of a threshold scored again at fp32: "
-                                + DecisionGuard.margin(config.int8DecisionMargin(), p.manifest()).source() + ")" : "",
+                                + m.decisionMarginSource() + ")" : "",
                         (System.nanoTime() - t0) / 1_000_000, p.manifest().diagnostic() ? "" : " (NOT FOR DIAGNOSTIC USE)");
             }
             Scorer scorer = new Scorer(models, maxGuided, camsForEveryLabel);

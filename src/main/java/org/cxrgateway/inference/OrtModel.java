@@ -42,6 +42,8 @@ public final class OrtModel implements AutoCloseable {
     /** INT8 with a decision margin: the FP32 model (model.onnx) that scores again the images near a threshold. */
     private OrtSession referee;
     private final DecisionGuard guard;
+    /** Where the decision margin came from, for the load line (DecisionGuard.Margin). */
+    private final String marginSource;
     /** See inputBuffer: the referee's input, on the thread that runs the model. */
     private FloatBuffer refereeInput;
     private final java.util.concurrent.atomic.AtomicLong refereed = new java.util.concurrent.atomic.AtomicLong();
@@ -66,7 +68,7 @@ public final class OrtModel implements AutoCloseable {
     /** At INT8, with the decision margin {@link DecisionGuard#margin} gives (gpuCfg may be null). */
     public OrtModel(ModelPackage pkg, EngineKind engine, SessionSettings settings, Precision precision, InferenceConfig gpuCfg) {
         this(pkg, engine, settings, precision,
-                DecisionGuard.margin(gpuCfg != null ? gpuCfg.int8DecisionMargin() : java.util.Optional.empty(), pkg.manifest()).logOdds(),
+                DecisionGuard.margin(gpuCfg != null ? gpuCfg.int8DecisionMargin() : java.util.Optional.empty(), pkg.manifest()),
                 gpuCfg);
     }
 
@@ -76,6 +78,13 @@ public final class OrtModel implements AutoCloseable {
      */
     public OrtModel(ModelPackage pkg, EngineKind engine, SessionSettings settings, Precision precision, double int8DecisionMargin,
                     InferenceConfig gpuCfg) {
+        this(pkg, engine, settings, precision, new DecisionGuard.Margin(int8DecisionMargin, "given by the caller"), gpuCfg);
+    }
+
+    private OrtModel(ModelPackage pkg, EngineKind engine, SessionSettings settings, Precision precision,
+                     DecisionGuard.Margin margin, InferenceConfig gpuCfg) {
+        double int8DecisionMargin = margin.logOdds();
+        this.marginSource = margin.source();
         this.pkg = pkg;
         this.settings = settings;
         this.engine = engine;
@@ -383,6 +392,11 @@ public final class OrtModel implements AutoCloseable {
     /** The INT8 decision margin in force, 0 when none (FP32, or cxr.inference.int8-decision-margin 0). */
     public double decisionMargin() {
         return guard == null ? 0 : guard.margin();
+    }
+
+    /** Where {@link #decisionMargin} came from: the setting, the package's measured margin, or the default. */
+    String decisionMarginSource() {
+        return marginSource;
     }
 
     /** The ONNX Runtime settings of this model's sessions (its guided graph's too). */
