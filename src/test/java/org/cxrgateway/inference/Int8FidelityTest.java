@@ -223,6 +223,8 @@ class Int8FidelityTest {
             // margin, scores every image again at FP32, and its outputs are FP32's; the warm-ups are not counted
             assertEquals(0, guarded.refereedImages());
             assertEquals(Double.parseDouble(DecisionGuard.DEFAULT_MARGIN), guarded.decisionMargin());
+            assertEquals("the default", guarded.decisionMarginSource()); // what the registry's load line names
+            assertEquals("given by the caller", q.decisionMarginSource());
             assertArrayEquals(la, guarded.run(x, 4).logits());
             assertEquals(4, guarded.refereedImages());
         }
